@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests use, if any is missing:
+#   postgresql      the PostgreSQL half of the store tests
+#   sip-tester      SIPp, the SIP peer of the call tests
+#   docker-compose  to validate docker-compose.yml (no engine needed)
+# As root it installs them; otherwise it prints the command to run.
+set -euo pipefail
+
+packages=(postgresql sip-tester docker-compose)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "missing packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

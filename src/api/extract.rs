@@ -1,0 +1,139 @@
+//! Request extractors that fail with problem documents naming the field.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::problem::Problem;
+use crate::store::{Role, StaffMember};
+
+/// Largest JSON body accepted.
+const MAX_BODY: usize = 1 << 20;
+
+/// A JSON request body, read but not yet parsed: handlers check the
+/// caller's role first and parse after, so a caller without the right role
+/// learns nothing about the body's validity. Parse errors name the JSON
+/// path of the bad field.
+pub struct JsonBody {
+    /// Whether `Content-Type` said JSON.
+    is_json: bool,
+    /// The raw body.
+    bytes: Bytes,
+}
+
+impl JsonBody {
+    /// Parses the body as `T`, or answers the problem that says why not.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Problem> {
+        if !self.is_json {
+            return Err(Problem::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "send the body as application/json",
+            ));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&self.bytes);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                Problem::bad_request(format!("body is not valid JSON: {inner}"))
+            } else if path == "." {
+                Problem::invalid_field("body", strip_position(&inner.to_string()))
+            } else {
+                Problem::invalid_field(path, strip_position(&inner.to_string()))
+            }
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Problem::bad_request(format!("cannot read body: {e}")))?;
+        if bytes.len() > MAX_BODY {
+            return Err(Problem::bad_request("body larger than 1 MiB"));
+        }
+        Ok(JsonBody { is_json, bytes })
+    }
+}
+
+/// serde_json appends " at line 1 column 7"; the field name says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// The authenticated staff member making the request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub StaffMember);
+
+impl Caller {
+    /// Refuses with 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<&StaffMember, Problem> {
+        if roles.contains(&self.0.role) {
+            return Ok(&self.0);
+        }
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Problem::forbidden(format!(
+            "role '{}' may not do this; it needs: {}",
+            self.0.role,
+            names.join(" or ")
+        )))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(Problem::unauthorized(
+                "missing-token",
+                "send Authorization: Bearer <token>",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Problem::unauthorized("missing-token", "Authorization must be 'Bearer <token>'")
+            })?;
+        let member = state
+            .routing
+            .store()
+            .staff_by_token_hash(&super::auth::hash_token(token))
+            .await?
+            .ok_or_else(|| Problem::unauthorized("invalid-token", "the token is not valid"))?;
+        if member.disabled_at.is_some() {
+            return Err(Problem::unauthorized(
+                "token-disabled",
+                "the token has been disabled",
+            ));
+        }
+        Ok(Caller(member))
+    }
+}

@@ -1,0 +1,61 @@
+//! The HTTP API (axum): provisioning, support, the web page, metrics.
+//!
+//! Every handler authenticates with [`extract::Caller`], checks its role,
+//! and answers errors as RFC 9457 problems ([`problem::Problem`]).
+
+pub mod auth;
+pub mod extract;
+mod numbers;
+mod ops;
+pub mod problem;
+mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::metrics::Metrics;
+use crate::routing::Routing;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Sessions, pool and routing (and, through it, the store).
+    pub routing: Arc<Routing>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/numbers", post(numbers::add).get(numbers::list))
+        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions/{id}",
+            get(sessions::read).delete(sessions::close),
+        )
+        .route("/v1/calls", get(sessions::calls))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,223 @@
+//! `/v1/sessions` and `/v1/calls`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::extract::{Caller, JsonBody};
+use super::problem::Problem;
+use crate::clock::Timestamp;
+use crate::phone::E164;
+use crate::routing::{SessionError, SessionRequest};
+use crate::store::{CallRecord, CreateSessionError, Participant, Role, SessionRecord};
+
+/// Body of `POST /v1/sessions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    a: Option<String>,
+    b: Option<String>,
+    ttl: Option<String>,
+    retention_class: Option<String>,
+    record: Option<bool>,
+}
+
+/// A session as the API shows it.
+#[derive(Serialize)]
+pub struct SessionView {
+    id: String,
+    a: Participant,
+    b: Participant,
+    status: &'static str,
+    record: bool,
+    retention_class: String,
+    created_at: Timestamp,
+    expires_at: Timestamp,
+    closed_at: Option<Timestamp>,
+}
+
+impl SessionView {
+    fn new(s: SessionRecord, now: Timestamp) -> Self {
+        let status = match (s.is_open(now), s.close_reason) {
+            (true, _) => "open",
+            (false, Some(crate::store::CloseReason::Closed)) => "closed",
+            (false, _) => "expired",
+        };
+        SessionView {
+            status,
+            id: s.id,
+            a: s.a,
+            b: s.b,
+            record: s.record,
+            retention_class: s.retention_class,
+            created_at: s.created_at,
+            expires_at: s.expires_at,
+            closed_at: s.closed_at,
+        }
+    }
+}
+
+fn number(field: &'static str, raw: Option<String>) -> Result<E164, Problem> {
+    let raw = raw.ok_or_else(|| Problem::invalid_field(field, "is required"))?;
+    E164::parse(&raw).map_err(|e| Problem::invalid_field(field, e))
+}
+
+/// `POST /v1/sessions` (provisioner).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<Response, Problem> {
+    caller.require(&[Role::Provisioner])?;
+    let body: CreateBody = body.parse()?;
+    let ttl = body
+        .ttl
+        .map(|t| crate::duration::parse_duration(&t).map_err(|e| Problem::invalid_field("ttl", e)))
+        .transpose()?;
+    let req = SessionRequest {
+        a: number("a", body.a)?,
+        b: number("b", body.b)?,
+        ttl,
+        retention_class: body.retention_class,
+        record: body.record,
+    };
+    let session = state
+        .routing
+        .create_session(req)
+        .await
+        .map_err(session_problem)?;
+    let location = format!("/v1/sessions/{}", session.id);
+    let view = SessionView::new(session, state.routing.now());
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+fn session_problem(e: SessionError) -> Problem {
+    match e {
+        SessionError::Invalid { field, reason } => Problem::invalid_field(field, reason),
+        SessionError::Create(CreateSessionError::NoProxy { side, reason }) => Problem::new(
+            StatusCode::CONFLICT,
+            "no-proxy-number",
+            "No proxy number available",
+            format!("participant {}: {reason}", side.as_str()),
+        )
+        .with_field(side.as_str()),
+        SessionError::Create(CreateSessionError::Store(e)) => Problem::from(e),
+    }
+}
+
+/// `GET /v1/sessions/{id}` (provisioner).
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, Problem> {
+    caller.require(&[Role::Provisioner])?;
+    let s = state
+        .routing
+        .get_session(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("session", &id))?;
+    Ok(Json(SessionView::new(s, state.routing.now())))
+}
+
+/// `DELETE /v1/sessions/{id}` (provisioner): closes; idempotent.
+pub async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionView>, Problem> {
+    caller.require(&[Role::Provisioner])?;
+    let s = state
+        .routing
+        .close_session(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("session", &id))?;
+    Ok(Json(SessionView::new(s, state.routing.now())))
+}
+
+/// Query of `GET /v1/calls`.
+#[derive(Deserialize)]
+pub struct CallsQuery {
+    session: Option<String>,
+}
+
+/// A call record; real numbers only for the provisioner.
+#[derive(Serialize)]
+pub struct CallView {
+    id: String,
+    session_id: Option<String>,
+    direction: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller: Option<E164>,
+    dialled: E164,
+    invite_at: Timestamp,
+    ring_at: Option<Timestamp>,
+    answer_at: Option<Timestamp>,
+    end_at: Option<Timestamp>,
+    result: Option<String>,
+    sip_status: Option<i64>,
+    hangup_side: Option<String>,
+    duration_ms: Option<i64>,
+    recording_id: Option<String>,
+}
+
+impl CallView {
+    fn new(c: CallRecord, show_numbers: bool) -> Self {
+        let duration_ms = match (c.answer_at, c.end_at) {
+            (Some(a), Some(e)) => Some(e.as_millis() - a.as_millis()),
+            _ => None,
+        };
+        CallView {
+            caller: show_numbers.then_some(c.caller),
+            id: c.id,
+            session_id: c.session_id,
+            direction: c.direction,
+            dialled: c.dialled,
+            invite_at: c.invite_at,
+            ring_at: c.ring_at,
+            answer_at: c.answer_at,
+            end_at: c.end_at,
+            result: c.result,
+            sip_status: c.sip_status,
+            hangup_side: c.hangup_side,
+            duration_ms,
+            recording_id: c.recording_id,
+        }
+    }
+}
+
+/// `GET /v1/calls?session={id}` (provisioner, support).
+pub async fn calls(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CallsQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let me = caller.require(&[Role::Provisioner, Role::Support])?;
+    let show_numbers = me.role == Role::Provisioner;
+    let session = q
+        .session
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Problem::invalid_field("session", "query parameter is required"))?;
+    if state.routing.get_session(&session).await?.is_none() {
+        return Err(Problem::not_found("session", &session));
+    }
+    let calls: Vec<CallView> = state
+        .routing
+        .store()
+        .list_calls(&session)
+        .await?
+        .into_iter()
+        .map(|c| CallView::new(c, show_numbers))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "session": session, "calls": calls }),
+    ))
+}

@@ -1,0 +1,249 @@
+//! The configuration as written: plain strings, numbers and bools, with the
+//! development defaults. [`super::validate`] turns it into typed values.
+//!
+//! Every struct is `deny_unknown_fields`; the schema check in `schema.rs`
+//! runs first and gives the friendlier `unknown key 'x' in [section]` error.
+//! A test there keeps the schema and these structs in step.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// `[sip]`
+    pub sip: RawSip,
+    /// `[trunk]`
+    pub trunk: RawTrunk,
+    /// `[media]`
+    pub media: RawMedia,
+    /// `[routing]`
+    pub routing: RawRouting,
+    /// `[store]`
+    pub store: RawStore,
+    /// `[keys]`
+    pub keys: RawKeys,
+    /// `[retention]`
+    pub retention: RawRetention,
+    /// `[api]`
+    pub api: RawApi,
+}
+
+/// `[sip]`: where we listen for SIP and under which domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSip {
+    /// `"transport:ip:port"` strings.
+    pub listen: Vec<String>,
+    /// Our SIP domain.
+    pub domain: String,
+    /// `[sip.tls]`, needed by `tls:` listen addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        Self {
+            listen: vec!["udp:0.0.0.0:5060".into(), "tcp:0.0.0.0:5060".into()],
+            domain: "ansim.local".into(),
+            tls: None,
+        }
+    }
+}
+
+/// `[sip.tls]` / `[api.tls]`: certificate and key files (both required when
+/// the table is present; checked in validation to name the missing key).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// PEM certificate chain path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// PEM private key path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// `[trunk]`: the peer we relay B-legs to and who may call us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTrunk {
+    /// `ip:port` where B-leg INVITEs go.
+    pub address: String,
+    /// CIDRs or bare IPs allowed to send INVITEs.
+    pub allow: Vec<String>,
+}
+
+impl Default for RawTrunk {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:5080".into(),
+            allow: vec!["127.0.0.1/32".into()],
+        }
+    }
+}
+
+/// `[media]`: RTP sockets and SDP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMedia {
+    /// IP the RTP sockets bind to.
+    pub bind: String,
+    /// IP written into our SDP.
+    pub advertise: String,
+    /// `"first-last"` port range.
+    pub ports: String,
+    /// WAV path, or `""` for none.
+    pub announcement: String,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            advertise: "127.0.0.1".into(),
+            ports: "20000-29999".into(),
+            announcement: String::new(),
+        }
+    }
+}
+
+/// `[routing]`: call routing and session lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRouting {
+    /// SIP status for callers without a route.
+    pub unknown_caller_status: i64,
+    /// Duration string.
+    pub quarantine: String,
+    /// Duration string.
+    pub default_ttl: String,
+    /// Duration string.
+    pub max_ttl: String,
+    /// Duration string.
+    pub route_cache_ttl: String,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        Self {
+            unknown_caller_status: 404,
+            quarantine: "30d".into(),
+            default_ttl: "7d".into(),
+            max_ttl: "365d".into(),
+            route_cache_ttl: "30s".into(),
+        }
+    }
+}
+
+/// `[store]`: database and recordings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// `sqlite:` or `postgres://` URL.
+    pub database_url: String,
+    /// `file://path` or `s3://bucket/prefix`.
+    pub recordings: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/ansim.db".into(),
+            recordings: "file://data/recordings".into(),
+        }
+    }
+}
+
+/// `[keys]`: key management.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKeys {
+    /// Master key file path.
+    pub master_key_file: String,
+    /// `dir:path` or `pkcs11:module?slot=N&pin-file=path`.
+    pub store: String,
+    /// Development mode.
+    pub dev: bool,
+}
+
+impl Default for RawKeys {
+    fn default() -> Self {
+        Self {
+            master_key_file: "data/master.key".into(),
+            store: "dir:data/keys".into(),
+            dev: true,
+        }
+    }
+}
+
+/// `[retention]`: how long recordings and personal data are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetention {
+    /// Class used when none is given.
+    pub default_class: String,
+    /// Class name to duration string.
+    pub classes: BTreeMap<String, String>,
+    /// Classes whose retention is a legal obligation.
+    pub legally_required: Vec<String>,
+    /// Duration string.
+    pub epoch: String,
+    /// Duration string.
+    pub sweep_interval: String,
+    /// Duration string.
+    pub personal_data: String,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        let classes = [
+            ("ad-6m", "180d"),
+            ("dispute-3y", "1095d"),
+            ("contract-5y", "1825d"),
+        ];
+        Self {
+            default_class: "dispute-3y".into(),
+            classes: classes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            legally_required: vec!["contract-5y".into()],
+            epoch: "1d".into(),
+            sweep_interval: "1h".into(),
+            personal_data: "180d".into(),
+        }
+    }
+}
+
+/// `[api]`: the management HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    /// `ip:port` to listen on.
+    pub listen: String,
+    /// Require a second person to approve sensitive actions.
+    pub four_eyes: bool,
+    /// Duration string.
+    pub grant_ttl: String,
+    /// `[api.tls]`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// Allow plain HTTP on a non-loopback address.
+    pub allow_plain_http: bool,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            four_eyes: true,
+            grant_ttl: "4h".into(),
+            tls: None,
+            allow_plain_http: false,
+        }
+    }
+}

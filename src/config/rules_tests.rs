@@ -1,0 +1,279 @@
+//! One test per validation rule: each error names its `section.key`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::tests::{SHIPPED, assert_rejected, err, no_env, with_env};
+use super::*;
+
+#[test]
+fn bad_listen_string() {
+    assert_rejected(
+        "[sip]\nlisten = [\"udp:0.0.0.0\"]",
+        "sip.listen",
+        "udp:0.0.0.0",
+    );
+    assert_rejected(
+        "[sip]\nlisten = [\"sctp:0.0.0.0:5060\"]",
+        "sip.listen",
+        "sctp",
+    );
+    assert_rejected("[sip]\nlisten = []", "sip.listen", "at least one");
+    let twice = "[sip]\nlisten = [\"udp:0.0.0.0:5060\", \"udp:0.0.0.0:5060\"]";
+    assert_rejected(twice, "sip.listen", "twice");
+}
+
+#[test]
+fn tls_listen_needs_sip_tls() {
+    let toml = "[sip]\nlisten = [\"tls:0.0.0.0:5061\"]";
+    assert_rejected(toml, "sip.listen", "needs [sip.tls]");
+    let ok = format!("{toml}\n[sip.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"");
+    let c = Config::from_toml_str(&ok, no_env()).unwrap();
+    assert_eq!(c.sip.listen[0].transport, Transport::Tls);
+    assert_rejected(
+        &format!("{toml}\n[sip.tls]\ncert = \"c.pem\""),
+        "sip.tls.key",
+        "required",
+    );
+}
+
+#[test]
+fn bad_sip_domain() {
+    assert_rejected(
+        "[sip]\ndomain = \"\"",
+        "sip.domain",
+        "not a valid SIP domain",
+    );
+}
+
+#[test]
+fn bad_trunk_address() {
+    assert_rejected(
+        "[trunk]\naddress = \"trunk.example:5060\"",
+        "trunk.address",
+        "invalid",
+    );
+    assert_rejected(
+        "[trunk]\naddress = \"0.0.0.0:5060\"",
+        "trunk.address",
+        "destination",
+    );
+}
+
+#[test]
+fn bad_cidr() {
+    assert_rejected(
+        "[trunk]\nallow = [\"10.0.0.0/33\"]",
+        "trunk.allow",
+        "10.0.0.0/33",
+    );
+    let c = Config::from_toml_str("[trunk]\nallow = [\"10.0.0.1\", \"::1\"]", no_env()).unwrap();
+    assert_eq!(c.trunk.allow[0].to_string(), "10.0.0.1/32");
+    assert_eq!(c.trunk.allow[1].to_string(), "::1/128");
+}
+
+#[test]
+fn bad_media_addresses() {
+    assert_rejected("[media]\nbind = \"localhost\"", "media.bind", "localhost");
+    assert_rejected("[media]\nadvertise = \"0.0.0.0\"", "media.advertise", "SDP");
+}
+
+#[test]
+fn bad_port_range() {
+    assert_rejected("[media]\nports = \"30000-20000\"", "media.ports", "greater");
+    assert_rejected("[media]\nports = \"1000-2000\"", "media.ports", "1024");
+    assert_rejected(
+        "[media]\nports = \"20000-20002\"",
+        "media.ports",
+        "at least 4",
+    );
+    assert_rejected("[media]\nports = \"20000\"", "media.ports", "not a range");
+}
+
+#[test]
+fn announcement_path() {
+    let c = Config::from_toml_str("[media]\nannouncement = \"a.wav\"", no_env()).unwrap();
+    assert_eq!(c.media.announcement.as_deref(), Some(Path::new("a.wav")));
+}
+
+#[test]
+fn status_out_of_range() {
+    let key = "routing.unknown_caller_status";
+    assert_rejected("[routing]\nunknown_caller_status = 200", key, "400..=699");
+    assert_rejected("[routing]\nunknown_caller_status = 700", key, "400..=699");
+    assert_rejected("[routing]\nunknown_caller_status = -1", key, "400..=699");
+    assert_rejected("[routing]\nunknown_caller_status = 70000", key, "400..=699");
+}
+
+#[test]
+fn bad_duration_for_each_duration_key() {
+    let keys = [
+        ("routing", "quarantine"),
+        ("routing", "default_ttl"),
+        ("routing", "max_ttl"),
+        ("routing", "route_cache_ttl"),
+        ("retention", "epoch"),
+        ("retention", "sweep_interval"),
+        ("retention", "personal_data"),
+        ("api", "grant_ttl"),
+    ];
+    for (section, key) in keys {
+        let toml = format!("[{section}]\n{key} = \"7 days\"");
+        assert_rejected(
+            &toml,
+            &format!("{section}.{key}"),
+            "invalid duration '7 days'",
+        );
+    }
+    let class = "[retention]\nclasses = { ad-6m = \"6 months\", dispute-3y = \"3y\" }";
+    assert_rejected(class, "retention.classes.ad-6m", "invalid duration");
+}
+
+#[test]
+fn ttl_rules() {
+    let key = "routing.default_ttl";
+    assert_rejected("[routing]\ndefault_ttl = \"0s\"", key, "greater than 0s");
+    assert_rejected(
+        "[routing]\nmax_ttl = \"0s\"",
+        "routing.max_ttl",
+        "greater than 0s",
+    );
+    assert_rejected(
+        "[routing]\ndefault_ttl = \"400d\"",
+        key,
+        "longer than routing.max_ttl",
+    );
+    let c = Config::from_toml_str("[routing]\nroute_cache_ttl = \"0s\"", no_env()).unwrap();
+    assert_eq!(c.routing.route_cache_ttl, Duration::ZERO);
+}
+
+#[test]
+fn unsupported_db_scheme() {
+    let e = err("[store]\ndatabase_url = \"mysql://u@h/db\"");
+    assert_eq!(
+        e.to_string(),
+        "store.database_url: unsupported scheme 'mysql', expected sqlite:// or postgres://"
+    );
+}
+
+#[test]
+fn bad_recordings_url() {
+    let key = "store.recordings";
+    assert_rejected("[store]\nrecordings = \"gs://b/p\"", key, "file://");
+    assert_rejected("[store]\nrecordings = \"s3://\"", key, "bucket");
+    let c = Config::from_toml_str("[store]\nrecordings = \"s3://rec/ansim/\"", no_env()).unwrap();
+    let expected = BlobLocation::S3 {
+        bucket: "rec".into(),
+        prefix: "ansim".into(),
+    };
+    assert_eq!(c.store.recordings, expected);
+}
+
+#[test]
+fn bad_key_store_string() {
+    assert_rejected("[keys]\nstore = \"vault:x\"", "keys.store", "dir:");
+    assert_rejected("[keys]\nstore = \"pkcs11:/m.so\"", "keys.store", "slot");
+    assert_rejected(
+        "[keys]\nmaster_key_file = \"\"",
+        "keys.master_key_file",
+        "empty",
+    );
+    let toml =
+        "[keys]\nstore = \"pkcs11:/usr/lib/softhsm/libsofthsm2.so?slot=0&pin-file=/run/pin\"";
+    let c = Config::from_toml_str(toml, no_env()).unwrap();
+    assert!(matches!(
+        c.keys.store,
+        KeyStoreLocation::Pkcs11 { slot: 0, .. }
+    ));
+}
+
+#[test]
+fn default_class_not_a_class() {
+    let e = err("[retention]\ndefault_class = \"forever\"");
+    assert_eq!(e.key().as_deref(), Some("retention.default_class"));
+    assert!(e.to_string().contains("'forever' is not a class"), "{e}");
+    assert!(
+        e.to_string().contains("ad-6m, contract-5y, dispute-3y"),
+        "{e}"
+    );
+}
+
+#[test]
+fn legally_required_unknown_class() {
+    let toml = "[retention]\nlegally_required = [\"contract-5y\", \"tax-10y\"]";
+    assert_rejected(
+        toml,
+        "retention.legally_required",
+        "'tax-10y' is not a class",
+    );
+}
+
+#[test]
+fn bad_class_name() {
+    let toml = "[retention]\nclasses = { Ad = \"1d\" }\ndefault_class = \"Ad\"";
+    assert_rejected(toml, "retention.classes.Ad", "a-z");
+}
+
+#[test]
+fn epoch_below_one_second() {
+    assert_rejected(
+        "[retention]\nepoch = \"500ms\"",
+        "retention.epoch",
+        "at least 1s",
+    );
+    let c = Config::from_toml_str("[retention]\nepoch = \"1s\"", no_env()).unwrap();
+    assert_eq!(c.retention.epoch, Duration::from_secs(1));
+}
+
+#[test]
+fn plain_http_on_public_address_refused_unless_allowed() {
+    let toml = "[api]\nlisten = \"0.0.0.0:8080\"";
+    assert_rejected(toml, "api.listen", "allow_plain_http");
+    let allowed = format!("{toml}\nallow_plain_http = true");
+    assert!(Config::from_toml_str(&allowed, no_env()).is_ok());
+    let with_tls = format!("{toml}\n[api.tls]\ncert = \"c\"\nkey = \"k\"");
+    assert!(Config::from_toml_str(&with_tls, no_env()).is_ok());
+    assert!(Config::from_toml_str("[api]\nlisten = \"[::1]:8080\"", no_env()).is_ok());
+    let e = with_env("", &[("ANSIM_API__LISTEN", "0.0.0.0:8080")]).unwrap_err();
+    assert_eq!(e.env_var(), Some("ANSIM_API__LISTEN"));
+}
+
+#[test]
+fn api_tls_needs_cert() {
+    assert_rejected("[api.tls]\nkey = \"k\"", "api.tls.cert", "required");
+}
+
+#[test]
+fn mangled_shipped_file_never_panics() {
+    let boundaries = (0..=SHIPPED.len()).filter(|i| SHIPPED.is_char_boundary(*i));
+    for end in boundaries {
+        let _ = Config::from_toml_str(&SHIPPED[..end], no_env());
+    }
+    let lines: Vec<&str> = SHIPPED.lines().collect();
+    for skip in 0..lines.len() {
+        let mut text = lines.clone();
+        text.remove(skip);
+        let _ = Config::from_toml_str(&text.join("\n"), no_env());
+    }
+    for value in [
+        "",
+        "0",
+        "-1",
+        "\"x\"",
+        "[]",
+        "{}",
+        "true",
+        "\u{1F600}",
+        "1.5",
+        "1979-05-27",
+    ] {
+        for var in [
+            "ANSIM_SIP__LISTEN",
+            "ANSIM_RETENTION__CLASSES",
+            "ANSIM_API__TLS",
+            "ANSIM_X__Y",
+        ] {
+            let _ = with_env(SHIPPED, &[(var, value)]);
+        }
+    }
+}

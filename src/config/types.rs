@@ -1,0 +1,384 @@
+//! The validated, typed configuration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[sip]`: SIP listeners and domain.
+    pub sip: SipConfig,
+    /// `[trunk]`: the peer B-legs go to, and who may call us.
+    pub trunk: TrunkConfig,
+    /// `[media]`: RTP sockets and SDP.
+    pub media: MediaConfig,
+    /// `[routing]`: routing behaviour and session lifetimes.
+    pub routing: RoutingConfig,
+    /// `[store]`: database and recording storage.
+    pub store: StoreConfig,
+    /// `[keys]`: key management.
+    pub keys: KeysConfig,
+    /// `[retention]`: retention classes and the sweeper.
+    pub retention: RetentionConfig,
+    /// `[api]`: the management HTTP API.
+    pub api: ApiConfig,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// Sockets to receive SIP on (at least one, no duplicates).
+    pub listen: Vec<ListenAddr>,
+    /// Our SIP domain, used in From/Contact headers we generate.
+    pub domain: String,
+    /// Certificate for `tls:` listeners; required when one is configured.
+    pub tls: Option<TlsFiles>,
+}
+
+/// One SIP listener, written `transport:ip:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr {
+    /// The SIP transport of this socket.
+    pub transport: Transport,
+    /// The local address to bind (port 0 = any free port).
+    pub addr: SocketAddr,
+}
+
+/// SIP transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// SIP over UDP.
+    Udp,
+    /// SIP over TCP.
+    Tcp,
+    /// SIP over TLS (needs `[sip.tls]`).
+    Tls,
+}
+
+/// A certificate chain and its private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain file.
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+}
+
+/// `[trunk]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkConfig {
+    /// Where B-leg INVITEs are sent (a real IP and a non-zero port).
+    pub address: SocketAddr,
+    /// Source networks allowed to send us INVITEs; empty means nobody.
+    pub allow: Vec<IpNet>,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// Local IP the RTP sockets bind to.
+    pub bind: IpAddr,
+    /// IP written into our SDP (never unspecified).
+    pub advertise: IpAddr,
+    /// Local UDP ports for RTP/RTCP.
+    pub ports: PortRange,
+    /// WAV file played to callers, if any (`""` in the file = none).
+    pub announcement: Option<PathBuf>,
+}
+
+/// An inclusive port range, written `first-last`. Both ends are >= 1024 and
+/// it holds at least 4 ports; an even `first` is recommended (RTP/RTCP pairs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// First port of the range (inclusive).
+    pub first: u16,
+    /// Last port of the range (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Number of ports in the range (0 if `first > last`).
+    pub fn len(&self) -> u32 {
+        (u32::from(self.last) + 1).saturating_sub(u32::from(self.first))
+    }
+
+    /// Whether the range holds no port (only for unvalidated values).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `port` lies in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+/// `[routing]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// SIP status (400..=699) answered to callers that have no route.
+    pub unknown_caller_status: u16,
+    /// How long a closed number stays blocked before it can be reused.
+    pub quarantine: Duration,
+    /// Session lifetime when the API/CLI gives none (> 0, <= `max_ttl`).
+    pub default_ttl: Duration,
+    /// Upper bound for any session lifetime (> 0).
+    pub max_ttl: Duration,
+    /// How long a positive route lookup may be cached; zero disables caching.
+    pub route_cache_ttl: Duration,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Database connection URL.
+    pub database_url: DatabaseUrl,
+    /// Where call recordings are stored.
+    pub recordings: BlobLocation,
+}
+
+/// A database URL with its recognised kind. `Debug` and `Display` hide the
+/// password; use `url` to connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    /// The URL exactly as configured (may contain a password).
+    pub url: String,
+    /// Which database the scheme selects.
+    pub kind: DatabaseKind,
+}
+
+/// Supported databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DatabaseKind {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` or `postgresql://` URLs.
+    Postgres,
+}
+
+impl DatabaseUrl {
+    /// The URL with any `user:password@` password replaced by `***`
+    /// (errs on the side of hiding too much for malformed URLs).
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else {
+            return self.url.clone();
+        };
+        let before_query = rest.find(['?', '#']).map_or(rest, |end| &rest[..end]);
+        let Some(at) = before_query.rfind('@') else {
+            return self.url.clone();
+        };
+        match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => self.url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseUrl")
+            .field("url", &self.redacted())
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Where recordings (blobs) live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobLocation {
+    /// `file://<dir>`: a local directory (relative paths are relative to the
+    /// working directory).
+    File(PathBuf),
+    /// `s3://<bucket>/<prefix>`: an S3 bucket and key prefix (no trailing `/`).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix inside the bucket; may be empty.
+        prefix: String,
+    },
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysConfig {
+    /// File holding the master key that wraps the stored keys.
+    pub master_key_file: PathBuf,
+    /// Where the wrapped keys are kept.
+    pub store: KeyStoreLocation,
+    /// Development mode: keys may be generated on first start.
+    pub dev: bool,
+}
+
+/// Where keys are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyStoreLocation {
+    /// `dir:<path>`: files in a directory.
+    Dir(PathBuf),
+    /// `pkcs11:<module>?slot=<n>[&pin-file=<path>]`: a PKCS#11 token.
+    Pkcs11 {
+        /// Path of the PKCS#11 module (shared library).
+        module: PathBuf,
+        /// Token slot number.
+        slot: u64,
+        /// File holding the user PIN, if the token needs one.
+        pin_file: Option<PathBuf>,
+    },
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Class applied to recordings that are given none (names a class).
+    pub default_class: String,
+    /// Retention class name (`[a-z0-9-]{1,32}`) → how long data is kept (> 0).
+    pub classes: BTreeMap<String, Duration>,
+    /// Classes whose retention is a legal obligation (each names a class).
+    pub legally_required: Vec<String>,
+    /// Granularity of expiry times (>= 1s).
+    pub epoch: Duration,
+    /// How often the retention sweeper runs (> 0).
+    pub sweep_interval: Duration,
+    /// After a session closes, real numbers are replaced by keyed hashes
+    /// after this long.
+    pub personal_data: Duration,
+}
+
+impl RetentionConfig {
+    /// The retention period of `class`, if it is a configured class.
+    pub fn period(&self, class: &str) -> Option<Duration> {
+        self.classes.get(class).copied()
+    }
+
+    /// Whether `class` is listed in `legally_required`.
+    pub fn is_legally_required(&self, class: &str) -> bool {
+        self.legally_required.iter().any(|c| c == class)
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Whether sensitive actions need approval by a second person.
+    pub four_eyes: bool,
+    /// Lifetime of an approval grant (> 0).
+    pub grant_ttl: Duration,
+    /// Certificate for HTTPS; `None` means plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Allow plain HTTP on a non-loopback `listen` address.
+    pub allow_plain_http: bool,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+const DAY: u64 = 86_400;
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * DAY)
+}
+
+fn listen(transport: Transport, port: u16) -> ListenAddr {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    ListenAddr { transport, addr }
+}
+
+impl Config {
+    /// The built-in development defaults (what an empty file gives).
+    pub fn default_dev() -> Config {
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Config {
+            sip: SipConfig {
+                listen: vec![listen(Transport::Udp, 5060), listen(Transport::Tcp, 5060)],
+                domain: "ansim.local".into(),
+                tls: None,
+            },
+            trunk: TrunkConfig {
+                address: SocketAddr::new(localhost, 5080),
+                allow: vec![IpNet::from(localhost)],
+            },
+            media: MediaConfig {
+                bind: localhost,
+                advertise: localhost,
+                ports: PortRange {
+                    first: 20000,
+                    last: 29999,
+                },
+                announcement: None,
+            },
+            routing: RoutingConfig {
+                unknown_caller_status: 404,
+                quarantine: days(30),
+                default_ttl: days(7),
+                max_ttl: days(365),
+                route_cache_ttl: Duration::from_secs(30),
+            },
+            store: StoreConfig {
+                database_url: DatabaseUrl {
+                    url: "sqlite://data/ansim.db".into(),
+                    kind: DatabaseKind::Sqlite,
+                },
+                recordings: BlobLocation::File("data/recordings".into()),
+            },
+            keys: KeysConfig {
+                master_key_file: "data/master.key".into(),
+                store: KeyStoreLocation::Dir("data/keys".into()),
+                dev: true,
+            },
+            retention: default_retention(),
+            api: ApiConfig {
+                listen: SocketAddr::new(localhost, 8080),
+                four_eyes: true,
+                grant_ttl: Duration::from_secs(4 * 3_600),
+                tls: None,
+                allow_plain_http: false,
+            },
+        }
+    }
+}
+
+fn default_retention() -> RetentionConfig {
+    let classes = [("ad-6m", 180), ("dispute-3y", 1095), ("contract-5y", 1825)];
+    RetentionConfig {
+        default_class: "dispute-3y".into(),
+        classes: classes
+            .iter()
+            .map(|(name, n)| (name.to_string(), days(*n)))
+            .collect(),
+        legally_required: vec!["contract-5y".into()],
+        epoch: days(1),
+        sweep_interval: Duration::from_secs(3_600),
+        personal_data: days(180),
+    }
+}

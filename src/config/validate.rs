@@ -1,0 +1,257 @@
+//! Turns a [`RawConfig`] into a typed [`Config`], checking every rule.
+//! The first error found is returned; it names its key as `section.key`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{
+    RawApi, RawConfig, RawKeys, RawMedia, RawRetention, RawRouting, RawSip, RawStore, RawTls,
+    RawTrunk,
+};
+use super::{
+    ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, MediaConfig, RetentionConfig,
+    RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, TrunkConfig, parse,
+};
+use crate::duration::parse_duration;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Validates `raw` into a typed [`Config`].
+pub fn validate(raw: RawConfig) -> Result<Config> {
+    Ok(Config {
+        sip: sip(raw.sip)?,
+        trunk: trunk(raw.trunk)?,
+        media: media(raw.media)?,
+        routing: routing(raw.routing)?,
+        store: store(raw.store)?,
+        keys: keys(raw.keys)?,
+        retention: retention(raw.retention)?,
+        api: api(raw.api)?,
+    })
+}
+
+/// Wraps a parser's reason with the key.
+fn at<T>(key: &str, r: std::result::Result<T, String>) -> Result<T> {
+    r.map_err(|reason| ConfigError::invalid(key, reason))
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration> {
+    parse_duration(value).map_err(|source| ConfigError::Duration {
+        key: key.to_string(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+fn positive_duration(key: &str, value: &str) -> Result<Duration> {
+    let d = duration(key, value)?;
+    if d.is_zero() {
+        return Err(ConfigError::invalid(key, "must be greater than 0s"));
+    }
+    Ok(d)
+}
+
+fn non_empty_path(key: &str, value: &str) -> Result<PathBuf> {
+    if value.is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty"));
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn tls(section: &str, raw: Option<RawTls>) -> Result<Option<TlsFiles>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let file = |name: &str, value: Option<String>| {
+        let key = format!("{section}.tls.{name}");
+        match value {
+            Some(v) => non_empty_path(&key, &v),
+            None => Err(ConfigError::invalid(
+                &key,
+                format!("required when [{section}.tls] is present"),
+            )),
+        }
+    };
+    Ok(Some(TlsFiles {
+        cert: file("cert", raw.cert)?,
+        key: file("key", raw.key)?,
+    }))
+}
+
+fn sip(raw: RawSip) -> Result<SipConfig> {
+    let key = "sip.listen";
+    if raw.listen.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "at least one listen address is required",
+        ));
+    }
+    let mut listen = Vec::with_capacity(raw.listen.len());
+    for s in &raw.listen {
+        let addr = at(key, parse::listen_addr(s))?;
+        if listen.contains(&addr) {
+            return Err(ConfigError::invalid(key, format!("'{s}' is listed twice")));
+        }
+        listen.push(addr);
+    }
+    let tls = tls("sip", raw.tls)?;
+    if let Some(l) = listen.iter().find(|l| l.transport == Transport::Tls)
+        && tls.is_none()
+    {
+        let reason = format!("'{l}' needs [sip.tls] with cert and key");
+        return Err(ConfigError::invalid(key, reason));
+    }
+    if raw.domain.is_empty()
+        || raw
+            .domain
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        let reason = format!("'{}' is not a valid SIP domain", raw.domain);
+        return Err(ConfigError::invalid("sip.domain", reason));
+    }
+    Ok(SipConfig {
+        listen,
+        domain: raw.domain,
+        tls,
+    })
+}
+
+fn trunk(raw: RawTrunk) -> Result<TrunkConfig> {
+    let address = at("trunk.address", parse::socket_addr(&raw.address))?;
+    if address.ip().is_unspecified() || address.port() == 0 {
+        let reason = format!("'{address}' is not a destination (needs a real IP and port)");
+        return Err(ConfigError::invalid("trunk.address", reason));
+    }
+    let allow = raw
+        .allow
+        .iter()
+        .map(|s| at("trunk.allow", parse::ip_net(s)))
+        .collect::<Result<_>>()?;
+    Ok(TrunkConfig { address, allow })
+}
+
+fn media(raw: RawMedia) -> Result<MediaConfig> {
+    let advertise = at("media.advertise", parse::ip_addr(&raw.advertise))?;
+    if advertise.is_unspecified() {
+        let reason = format!("'{advertise}' cannot be written into SDP; give a reachable IP");
+        return Err(ConfigError::invalid("media.advertise", reason));
+    }
+    Ok(MediaConfig {
+        bind: at("media.bind", parse::ip_addr(&raw.bind))?,
+        advertise,
+        ports: at("media.ports", parse::port_range(&raw.ports))?,
+        announcement: (!raw.announcement.is_empty()).then(|| PathBuf::from(raw.announcement)),
+    })
+}
+
+fn routing(raw: RawRouting) -> Result<RoutingConfig> {
+    let status = raw.unknown_caller_status;
+    let unknown_caller_status = u16::try_from(status)
+        .ok()
+        .filter(|s| (400..=699).contains(s))
+        .ok_or_else(|| {
+            let reason = format!("{status} is not a SIP error status (400..=699)");
+            ConfigError::invalid("routing.unknown_caller_status", reason)
+        })?;
+    let default_ttl = positive_duration("routing.default_ttl", &raw.default_ttl)?;
+    let max_ttl = positive_duration("routing.max_ttl", &raw.max_ttl)?;
+    if default_ttl > max_ttl {
+        let reason = format!(
+            "'{}' is longer than routing.max_ttl '{}'",
+            raw.default_ttl, raw.max_ttl
+        );
+        return Err(ConfigError::invalid("routing.default_ttl", reason));
+    }
+    Ok(RoutingConfig {
+        unknown_caller_status,
+        quarantine: duration("routing.quarantine", &raw.quarantine)?,
+        default_ttl,
+        max_ttl,
+        route_cache_ttl: duration("routing.route_cache_ttl", &raw.route_cache_ttl)?,
+    })
+}
+
+fn store(raw: RawStore) -> Result<StoreConfig> {
+    let kind = at(
+        "store.database_url",
+        parse::database_kind(&raw.database_url),
+    )?;
+    Ok(StoreConfig {
+        database_url: DatabaseUrl {
+            url: raw.database_url,
+            kind,
+        },
+        recordings: at("store.recordings", parse::blob_location(&raw.recordings))?,
+    })
+}
+
+fn keys(raw: RawKeys) -> Result<KeysConfig> {
+    Ok(KeysConfig {
+        master_key_file: non_empty_path("keys.master_key_file", &raw.master_key_file)?,
+        store: at("keys.store", parse::key_store(&raw.store))?,
+        dev: raw.dev,
+    })
+}
+
+fn retention(raw: RawRetention) -> Result<RetentionConfig> {
+    let mut classes = BTreeMap::new();
+    for (name, value) in &raw.classes {
+        let key = format!("retention.classes.{name}");
+        if !parse::is_class_name(name) {
+            let reason = "class names are 1-32 characters of a-z, 0-9 and '-'";
+            return Err(ConfigError::invalid(&key, reason));
+        }
+        classes.insert(name.clone(), positive_duration(&key, value)?);
+    }
+    let known = |key: &str, name: &str| {
+        if classes.contains_key(name) {
+            return Ok(());
+        }
+        let names: Vec<&str> = classes.keys().map(String::as_str).collect();
+        let reason = format!(
+            "'{name}' is not a class in retention.classes ({})",
+            names.join(", ")
+        );
+        Err(ConfigError::invalid(key, reason))
+    };
+    known("retention.default_class", &raw.default_class)?;
+    for name in &raw.legally_required {
+        known("retention.legally_required", name)?;
+    }
+    let epoch = duration("retention.epoch", &raw.epoch)?;
+    if epoch < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "retention.epoch",
+            "must be at least 1s",
+        ));
+    }
+    Ok(RetentionConfig {
+        default_class: raw.default_class,
+        classes,
+        legally_required: raw.legally_required,
+        epoch,
+        sweep_interval: positive_duration("retention.sweep_interval", &raw.sweep_interval)?,
+        personal_data: duration("retention.personal_data", &raw.personal_data)?,
+    })
+}
+
+fn api(raw: RawApi) -> Result<ApiConfig> {
+    let listen = at("api.listen", parse::socket_addr(&raw.listen))?;
+    let tls = tls("api", raw.tls)?;
+    if tls.is_none() && !listen.ip().is_loopback() && !raw.allow_plain_http {
+        let reason = format!(
+            "plain HTTP on non-loopback address {listen} is refused; \
+             configure [api.tls] or set api.allow_plain_http = true"
+        );
+        return Err(ConfigError::invalid("api.listen", reason));
+    }
+    Ok(ApiConfig {
+        listen,
+        four_eyes: raw.four_eyes,
+        grant_ttl: positive_duration("api.grant_ttl", &raw.grant_ttl)?,
+        tls,
+        allow_plain_http: raw.allow_plain_http,
+    })
+}

@@ -1,0 +1,111 @@
+//! Process-wide counters, rendered in the Prometheus text format.
+//!
+//! Hand-written rather than a metrics framework: a few atomics and one map
+//! keyed by route template, so nothing on a hot path takes more than a
+//! short, uncontended lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use crate::routing::RoutingCounters;
+
+/// HTTP request counts by (method, route template, status).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Keyed by route template (`/v1/sessions/{id}`), never the raw path,
+    /// so the label set stays bounded and carries no ids.
+    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+/// Gauges read at scrape time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    /// Sessions open now.
+    pub open_sessions: i64,
+    /// Numbers in the pool.
+    pub pool_numbers: i64,
+    /// Entries in the route cache.
+    pub cached_routes: usize,
+}
+
+impl Metrics {
+    /// Counts one answered HTTP request.
+    pub fn count_http(&self, method: &str, route: &str, status: u16) {
+        let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+    }
+
+    /// The Prometheus exposition text.
+    pub fn render(&self, routing: &RoutingCounters, gauges: Gauges) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: i64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "ansim_sessions_created_total",
+            "Sessions opened.",
+            load(&routing.sessions_created),
+        );
+        counter(
+            &mut out,
+            "ansim_sessions_refused_pool_total",
+            "Session requests the pool could not serve.",
+            load(&routing.pool_exhausted),
+        );
+        counter(
+            &mut out,
+            "ansim_route_cache_hits_total",
+            "Route lookups answered from memory.",
+            load(&routing.cache_hits),
+        );
+        counter(
+            &mut out,
+            "ansim_route_cache_misses_total",
+            "Route lookups that queried the database.",
+            load(&routing.cache_misses),
+        );
+        gauge(
+            &mut out,
+            "ansim_sessions_open",
+            "Sessions open now.",
+            gauges.open_sessions,
+        );
+        gauge(
+            &mut out,
+            "ansim_pool_numbers",
+            "Safe numbers in the pool.",
+            gauges.pool_numbers,
+        );
+        gauge(
+            &mut out,
+            "ansim_route_cache_entries",
+            "Entries in the route cache.",
+            gauges.cached_routes as i64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ansim_http_requests_total HTTP requests answered."
+        );
+        let _ = writeln!(out, "# TYPE ansim_http_requests_total counter");
+        let map = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        for ((method, route, status), n) in map.iter() {
+            let _ = writeln!(
+                out,
+                "ansim_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+                route.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,230 @@
+//! E.164 phone numbers: parsing, normalisation and masking.
+//!
+//! Real phone numbers are personal data. [`E164`]'s `Display` and `Debug`
+//! both print the **masked** form (`+8210****5678`), so a number that ends
+//! up in a log line, an error message or a `{:?}` is masked by default. The
+//! full number is only reachable through [`E164::as_str`], which code calls
+//! on purpose (SQL parameters, JSON for the provisioning client, SIP URIs).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A phone number in E.164 form: `+` then 1–15 digits, the first not `0`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct E164(String);
+
+/// Why a string is not an E.164 number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    /// Nothing but separators.
+    #[error("is empty")]
+    Empty,
+    /// E.164 numbers start with `+` and a country code.
+    #[error("must start with '+' and a country code (E.164), e.g. +821012345678")]
+    MissingPlus,
+    /// A character that is neither a digit nor an accepted separator.
+    #[error("contains '{0}', which is not a digit")]
+    BadCharacter(char),
+    /// Country codes never start with 0.
+    #[error("country code cannot start with 0")]
+    LeadingZero,
+    /// E.164 allows at most 15 digits.
+    #[error("has {0} digits; E.164 allows 15 at most")]
+    TooLong(usize),
+    /// Too short to be a routable number.
+    #[error("has {0} digits; at least 7 are needed")]
+    TooShort(usize),
+}
+
+/// Separators people put in numbers; they carry no meaning and are dropped.
+const SEPARATORS: [char; 5] = [' ', '-', '.', '(', ')'];
+
+impl E164 {
+    /// Parses and normalises a number written by a person or a program.
+    ///
+    /// Spaces, dashes, dots and parentheses are dropped, and a national
+    /// trunk prefix written as `(0)` after the country code (`+82 (0)10 …`)
+    /// is removed. `00` as an international prefix is accepted as `+`.
+    pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        let without_trunk = input.trim().replacen("(0)", "", 1);
+        let compact: String = without_trunk
+            .chars()
+            .filter(|c| !SEPARATORS.contains(c))
+            .collect();
+        let digits = if let Some(rest) = compact.strip_prefix('+') {
+            rest
+        } else if let Some(rest) = compact.strip_prefix("00") {
+            rest
+        } else if compact.is_empty() {
+            return Err(PhoneError::Empty);
+        } else {
+            return Err(PhoneError::MissingPlus);
+        };
+        if let Some(bad) = digits.chars().find(|c| !c.is_ascii_digit()) {
+            return Err(PhoneError::BadCharacter(bad));
+        }
+        match digits.len() {
+            0 => Err(PhoneError::Empty),
+            n if n > 15 => Err(PhoneError::TooLong(n)),
+            n if n < 7 => Err(PhoneError::TooShort(n)),
+            _ if digits.starts_with('0') => Err(PhoneError::LeadingZero),
+            _ => Ok(E164(format!("+{digits}"))),
+        }
+    }
+
+    /// The full number, `+` and digits. Personal data: do not log it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The masked form used in logs and errors: `+8210****5678`.
+    ///
+    /// At most a third of the digits is shown at each end (four at most),
+    /// and the hidden part is always four stars whatever its length, so the
+    /// mask does not reveal how long the number is either.
+    pub fn masked(&self) -> String {
+        let digits = &self.0[1..];
+        let keep = (digits.len() / 3).min(4);
+        let head = &digits[..keep];
+        let tail = &digits[digits.len() - keep..];
+        format!("+{head}****{tail}")
+    }
+}
+
+impl fmt::Display for E164 {
+    /// Masked, so that `{}` in a log line never leaks a number.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl std::str::FromStr for E164 {
+    type Err = PhoneError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        E164::parse(s)
+    }
+}
+
+impl Serialize for E164 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for E164 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        E164::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Masks every run of 7 or more digits in free text (optionally led by `+`).
+///
+/// The last line of defence for log output whose fields were not typed as
+/// [`E164`]: the logging layer passes every formatted line through it.
+pub fn mask_digits_in(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        let plus = bytes[i] == b'+';
+        let mut j = if plus { i + 1 } else { i };
+        while j < bytes.len() && bytes[j].is_ascii_digit() {
+            j += 1;
+        }
+        let run = j - if plus { i + 1 } else { i };
+        let prev_is_word = start > 0 && (bytes[start - 1].is_ascii_alphanumeric());
+        if run >= 7 && !prev_is_word {
+            out.push_str(&text[copied..start]);
+            let digits = &text[if plus { start + 1 } else { start }..j];
+            let keep = (digits.len() / 3).min(4);
+            out.push_str(if plus { "+" } else { "" });
+            out.push_str(&digits[..keep]);
+            out.push_str("****");
+            out.push_str(&digits[digits.len() - keep..]);
+            copied = j;
+            i = j;
+        } else {
+            i = if j > i { j } else { i + 1 };
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_separators_and_prefixes() {
+        for raw in [
+            "+821012345678",
+            "+82 10-1234-5678",
+            "+82 (0)10 1234 5678",
+            "0082 10.1234.5678",
+            " +82(10)12345678 ",
+        ] {
+            assert_eq!(E164::parse(raw).unwrap().as_str(), "+821012345678", "{raw}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_e164() {
+        assert_eq!(E164::parse(""), Err(PhoneError::Empty));
+        assert_eq!(E164::parse(" - "), Err(PhoneError::Empty));
+        assert_eq!(E164::parse("01012345678"), Err(PhoneError::MissingPlus));
+        assert_eq!(
+            E164::parse("+8210abc5678"),
+            Err(PhoneError::BadCharacter('a'))
+        );
+        assert_eq!(E164::parse("+0821012345"), Err(PhoneError::LeadingZero));
+        assert_eq!(
+            E164::parse("+1234567890123456"),
+            Err(PhoneError::TooLong(16))
+        );
+        assert_eq!(E164::parse("+12345"), Err(PhoneError::TooShort(5)));
+    }
+
+    #[test]
+    fn display_and_debug_are_masked() {
+        let n = E164::parse("+821012345678").unwrap();
+        assert_eq!(n.to_string(), "+8210****5678");
+        assert_eq!(format!("{n:?}"), "E164(+8210****5678)");
+        assert!(!format!("{n} {n:?}").contains("12345678"));
+        let short = E164::parse("+1234567").unwrap();
+        assert_eq!(short.masked(), "+12****67");
+    }
+
+    #[test]
+    fn serde_round_trip_keeps_the_full_number() {
+        let n = E164::parse("+821012345678").unwrap();
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(json, "\"+821012345678\"");
+        let back: E164 = serde_json::from_str("\"+82 10 1234 5678\"").unwrap();
+        assert_eq!(back, n);
+        assert!(serde_json::from_str::<E164>("\"12\"").is_err());
+    }
+
+    #[test]
+    fn masks_digit_runs_in_free_text() {
+        assert_eq!(
+            mask_digits_in("call from +821012345678 to 01098765432 ok"),
+            "call from +8210****5678 to 010****432 ok"
+        );
+        assert_eq!(mask_digits_in("port 5060 id 123456"), "port 5060 id 123456");
+        assert_eq!(mask_digits_in("ses_0192abc1234567"), "ses_0192abc1234567");
+    }
+}

@@ -1,0 +1,292 @@
+//! Sessions, the number pool and call routing.
+//!
+//! [`Routing`] is the service the API, the CLI and the SIP layer share. It
+//! applies the configured policy (TTLs, quarantine, retention classes) on
+//! top of the store, and answers [`Routing::route`] for every INVITE from an
+//! in-memory cache in front of one indexed query.
+//!
+//! Cache consistency: a session created or closed through this process
+//! invalidates its keys at once; entries carry the binding's expiry and are
+//! never served past it; and a positive entry lives at most
+//! `[routing] route_cache_ttl`, which bounds how long a session closed by
+//! another node (several nodes share PostgreSQL) can still be routed here.
+//! Misses are not cached, so a session created on another node is routable
+//! everywhere as soon as it is committed.
+
+pub mod rules;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use crate::clock::{SharedClock, Timestamp};
+use crate::phone::E164;
+use crate::store::{CreateSessionError, NewSession, RouteRow, SessionRecord, Store, StoreError};
+
+/// Policy the routing service applies (from `[routing]` and `[retention]`).
+#[derive(Debug, Clone)]
+pub struct RoutingPolicy {
+    /// Session lifetime when the request gives none.
+    pub default_ttl: Duration,
+    /// Longest lifetime a request may ask for.
+    pub max_ttl: Duration,
+    /// How long a released (participant, number) pair stays quarantined.
+    pub quarantine: Duration,
+    /// How long a positive route lookup may be served from memory.
+    pub route_cache_ttl: Duration,
+    /// Retention class when the request names none.
+    pub default_class: String,
+    /// Known retention classes and their periods.
+    pub classes: BTreeMap<String, Duration>,
+}
+
+/// A request to open a session, before policy is applied.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    /// First participant.
+    pub a: E164,
+    /// Second participant.
+    pub b: E164,
+    /// Lifetime; the policy's default when `None`.
+    pub ttl: Option<Duration>,
+    /// Retention class; the policy's default when `None`.
+    pub retention_class: Option<String>,
+    /// Whether to record; `true` when `None`.
+    pub record: Option<bool>,
+}
+
+/// Why a session request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// A field of the request is invalid; `field` names it.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The pool cannot serve the session (or the database failed).
+    #[error(transparent)]
+    Create(#[from] CreateSessionError),
+}
+
+/// Where a call goes: the answer to [`Routing::route`].
+pub type Route = RouteRow;
+
+#[derive(Debug, Clone)]
+struct CacheEntry {
+    route: Route,
+    /// When this entry stops being trusted (fetch time + cache TTL).
+    stale_at: Timestamp,
+}
+
+/// Counters the metrics endpoint reports.
+#[derive(Debug, Default)]
+pub struct RoutingCounters {
+    /// Lookups answered from memory.
+    pub cache_hits: std::sync::atomic::AtomicU64,
+    /// Lookups that went to the database.
+    pub cache_misses: std::sync::atomic::AtomicU64,
+    /// Sessions opened.
+    pub sessions_created: std::sync::atomic::AtomicU64,
+    /// Session requests refused because the pool could not serve them.
+    pub pool_exhausted: std::sync::atomic::AtomicU64,
+}
+
+/// The routing service. Share it behind an `Arc`.
+pub struct Routing {
+    /// Where sessions live.
+    store: Store,
+    /// Source of `now` for API-driven operations.
+    clock: SharedClock,
+    /// TTLs, quarantine, retention classes.
+    policy: RoutingPolicy,
+    /// `(caller, dialled)` → route; see the module docs for consistency.
+    cache: RwLock<HashMap<(E164, E164), CacheEntry>>,
+    /// For `/metrics`.
+    pub counters: RoutingCounters,
+}
+
+impl Routing {
+    /// A routing service over `store`.
+    pub fn new(store: Store, clock: SharedClock, policy: RoutingPolicy) -> Self {
+        Routing {
+            store,
+            clock,
+            policy,
+            cache: RwLock::new(HashMap::new()),
+            counters: RoutingCounters::default(),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.policy
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current time of this service's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Validates a request against the policy and opens the session.
+    pub async fn create_session(&self, req: SessionRequest) -> Result<SessionRecord, SessionError> {
+        let new = self.check_request(req)?;
+        let now = self.clock.now();
+        let result = self
+            .store
+            .create_session(&new, now, self.policy.quarantine)
+            .await;
+        match &result {
+            Ok(s) => {
+                bump(&self.counters.sessions_created);
+                self.invalidate(&s.route_keys());
+                tracing::info!(session = %s.id, a = %s.a.number, b = %s.b.number,
+                    a_proxy = %s.a.proxy_number, b_proxy = %s.b.proxy_number, "session opened");
+            }
+            Err(CreateSessionError::NoProxy { side, reason }) => {
+                bump(&self.counters.pool_exhausted);
+                tracing::warn!(side = side.as_str(), %reason, "session refused");
+            }
+            Err(CreateSessionError::Store(_)) => {}
+        }
+        Ok(result?)
+    }
+
+    fn check_request(&self, req: SessionRequest) -> Result<NewSession, SessionError> {
+        if req.a == req.b {
+            return Err(SessionError::Invalid {
+                field: "b",
+                reason: "must differ from a".into(),
+            });
+        }
+        let ttl = req.ttl.unwrap_or(self.policy.default_ttl);
+        if ttl.is_zero() || ttl > self.policy.max_ttl {
+            return Err(SessionError::Invalid {
+                field: "ttl",
+                reason: format!(
+                    "must be more than 0 and at most {}",
+                    crate::duration::format_duration(self.policy.max_ttl)
+                ),
+            });
+        }
+        let class = req
+            .retention_class
+            .unwrap_or_else(|| self.policy.default_class.clone());
+        if !self.policy.classes.contains_key(&class) {
+            let known: Vec<&str> = self.policy.classes.keys().map(String::as_str).collect();
+            return Err(SessionError::Invalid {
+                field: "retention_class",
+                reason: format!(
+                    "unknown class '{class}', expected one of: {}",
+                    known.join(", ")
+                ),
+            });
+        }
+        Ok(NewSession {
+            a: req.a,
+            b: req.b,
+            ttl,
+            retention_class: class,
+            record: req.record.unwrap_or(true),
+        })
+    }
+
+    /// Reads a session.
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.store.get_session(id).await
+    }
+
+    /// Closes a session and stops routing it at once.
+    pub async fn close_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let closed = self.store.close_session(id, self.clock.now()).await?;
+        if let Some(s) = &closed {
+            self.invalidate(&s.route_keys());
+            tracing::info!(session = %s.id, "session closed");
+        }
+        Ok(closed)
+    }
+
+    /// Ends sessions whose TTL ran out (the background expiry job).
+    pub async fn expire_due(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let ended = self.store.expire_due(now, 500).await?;
+            for s in &ended {
+                self.invalidate(&s.route_keys());
+            }
+            total += ended.len();
+            if ended.len() < 500 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Where a call from `caller` to the proxy number `dialled` goes at
+    /// `now`, or `None` if no open session routes it.
+    pub async fn route(
+        &self,
+        caller: &E164,
+        dialled: &E164,
+        now: Timestamp,
+    ) -> Result<Option<Route>, StoreError> {
+        let key = (caller.clone(), dialled.clone());
+        if let Some(hit) = self.cached(&key, now) {
+            bump(&self.counters.cache_hits);
+            return Ok(Some(hit));
+        }
+        bump(&self.counters.cache_misses);
+        let found = self.store.lookup_route(caller, dialled, now).await?;
+        if let Some(route) = found
+            .as_ref()
+            .filter(|_| !self.policy.route_cache_ttl.is_zero())
+        {
+            let stale_at = now.saturating_add(self.policy.route_cache_ttl);
+            let entry = CacheEntry {
+                route: route.clone(),
+                stale_at,
+            };
+            self.cache
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, entry);
+        }
+        Ok(found)
+    }
+
+    fn cached(&self, key: &(E164, E164), now: Timestamp) -> Option<Route> {
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        let entry = cache.get(key)?;
+        if entry.stale_at > now && entry.route.expires_at > now {
+            return Some(entry.route.clone());
+        }
+        drop(cache);
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        None
+    }
+
+    fn invalidate(&self, keys: &[(E164, E164)]) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            cache.remove(k);
+        }
+    }
+
+    /// Entries in the route cache (for tests and metrics).
+    pub fn cached_routes(&self) -> usize {
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}

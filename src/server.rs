@@ -1,0 +1,146 @@
+//! `ansim serve`: wires configuration, store, routing and the API together,
+//! runs the background jobs, and shuts everything down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routing::{Routing, RoutingPolicy};
+use crate::store::{Store, StoreError};
+
+/// How often open sessions are checked for expiry.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Bind {
+        /// Which listener (`api`, `sip udp`, …).
+        what: &'static str,
+        /// The address from the configuration.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server task failed while running.
+    #[error("{0} failed: {1}")]
+    Io(&'static str, std::io::Error),
+}
+
+/// The routing policy from the configuration.
+pub fn routing_policy(config: &Config) -> RoutingPolicy {
+    RoutingPolicy {
+        default_ttl: config.routing.default_ttl,
+        max_ttl: config.routing.max_ttl,
+        quarantine: config.routing.quarantine,
+        route_cache_ttl: config.routing.route_cache_ttl,
+        default_class: config.retention.default_class.clone(),
+        classes: config.retention.classes.clone(),
+    }
+}
+
+/// Opens the store named by the configuration and applies migrations.
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect(&config.store.database_url.url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Runs the service until `shutdown` resolves (SIGINT/SIGTERM from the CLI).
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = open_store(&config).await?;
+    tracing::info!(database = %config.store.database_url.redacted(), "store ready");
+    let clock: SharedClock = Arc::new(SystemClock);
+    let routing = Arc::new(Routing::new(
+        store.clone(),
+        clock.clone(),
+        routing_policy(&config),
+    ));
+    let state = AppState {
+        routing: routing.clone(),
+        metrics: Arc::new(Metrics::default()),
+    };
+
+    let listener = TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            what: "api",
+            addr: config.api.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(listen = %config.api.listen, "HTTP API listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
+    let mut api_stop = stop_rx.clone();
+    let api = tokio::spawn(api::serve(listener, state, async move {
+        let _ = api_stop.wait_for(|stop| *stop).await;
+    }));
+
+    shutdown.await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let _ = stop_tx.send(true);
+    let api_result = api.await;
+    let _ = expiry.await;
+    store.close().await;
+    tracing::info!("stopped");
+    match api_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Io("api", e)),
+        Err(e) => Err(ServeError::Io("api", std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Ends expired sessions periodically so their numbers start quarantine
+/// and their cache entries go, even if nobody touches the participants.
+async fn expiry_job(routing: Arc<Routing>, clock: SharedClock, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match routing.expire_due(clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "expired sessions ended"),
+            Err(e) => tracing::warn!(error = %e, "session expiry failed; will retry"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

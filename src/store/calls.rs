@@ -1,0 +1,86 @@
+//! Call records (CDRs). The SIP layer writes them; the API reads them.
+
+use super::{Store, StoreError, sessions::parse_number};
+use crate::clock::Timestamp;
+use crate::phone::E164;
+
+/// One call as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// `cal_…`.
+    pub id: String,
+    /// The session it was routed through; `None` for rejected calls.
+    pub session_id: Option<String>,
+    /// `a_to_b`, `b_to_a` or `unrouted`.
+    pub direction: String,
+    /// The caller's real number.
+    pub caller: E164,
+    /// The proxy number dialled.
+    pub dialled: E164,
+    /// When the INVITE arrived.
+    pub invite_at: Timestamp,
+    /// When the callee started ringing.
+    pub ring_at: Option<Timestamp>,
+    /// When the callee answered.
+    pub answer_at: Option<Timestamp>,
+    /// When the call ended.
+    pub end_at: Option<Timestamp>,
+    /// How it ended (`answered`, `busy`, `no_answer`, …).
+    pub result: Option<String>,
+    /// The final SIP status given to the caller.
+    pub sip_status: Option<i64>,
+    /// Who hung up: `caller`, `callee` or `system`.
+    pub hangup_side: Option<String>,
+    /// The recording of the call, if any.
+    pub recording_id: Option<String>,
+}
+
+type CallRow = (
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+impl Store {
+    /// The calls of a session, oldest first.
+    pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
+        let rows: Vec<CallRow> = sqlx::query_as(
+            "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
+                    end_at, result, sip_status, hangup_side, recording_id \
+             FROM calls WHERE session_id = $1 ORDER BY invite_at, id",
+        )
+        .bind(session_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(call).collect()
+    }
+}
+
+fn call(r: CallRow) -> Result<CallRecord, StoreError> {
+    let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
+    Ok(CallRecord {
+        id: r.0,
+        session_id: r.1,
+        direction: r.2,
+        caller: parse_number("calls", &r.3)?,
+        dialled: parse_number("calls", &r.4)?,
+        invite_at: Timestamp::from_millis(r.5),
+        ring_at: ts(r.6),
+        answer_at: ts(r.7),
+        end_at: ts(r.8),
+        result: r.9,
+        sip_status: r.10,
+        hangup_side: r.11,
+        recording_id: r.12,
+    })
+}

@@ -1,0 +1,192 @@
+//! The routing service: policy checks and the route cache's consistency.
+
+use std::time::Duration;
+
+use ansim::routing::{SessionError, SessionRequest};
+
+use crate::harness::{DAY, Db, TestDb, n, pool_numbers, routing};
+use crate::on_both_databases;
+
+fn request(a: &str, b: &str) -> SessionRequest {
+    SessionRequest {
+        a: n(a),
+        b: n(b),
+        ttl: None,
+        retention_class: None,
+        record: None,
+    }
+}
+
+const C: &str = "+821012345678";
+const M: &str = "+821098765432";
+
+async fn policy_defaults_and_limits(db: Db) {
+    let db = TestDb::new(db).await;
+    let (routing, clock) = routing(&db);
+    db.store
+        .add_numbers(&pool_numbers(2), clock_now(&clock))
+        .await
+        .unwrap();
+    let s = routing.create_session(request(C, M)).await.unwrap();
+    assert_eq!(s.expires_at, clock_now(&clock).saturating_add(DAY * 7));
+    assert_eq!((s.retention_class.as_str(), s.record), ("dispute-3y", true));
+
+    let invalid = |e: SessionError| match e {
+        SessionError::Invalid { field, .. } => field,
+        other => panic!("expected Invalid, got {other:?}"),
+    };
+    let mut r = request(C, C);
+    assert_eq!(
+        invalid(routing.create_session(r.clone()).await.unwrap_err()),
+        "b"
+    );
+    r = request(C, M);
+    r.ttl = Some(DAY * 366);
+    assert_eq!(
+        invalid(routing.create_session(r.clone()).await.unwrap_err()),
+        "ttl"
+    );
+    r.ttl = Some(Duration::ZERO);
+    assert_eq!(
+        invalid(routing.create_session(r.clone()).await.unwrap_err()),
+        "ttl"
+    );
+    r.ttl = None;
+    r.retention_class = Some("forever".into());
+    assert_eq!(
+        invalid(routing.create_session(r).await.unwrap_err()),
+        "retention_class"
+    );
+}
+on_both_databases!(policy_defaults_and_limits);
+
+fn clock_now(c: &ansim::clock::ManualClock) -> ansim::clock::Timestamp {
+    use ansim::clock::Clock;
+    c.now()
+}
+
+async fn route_cache_is_invalidated_and_bounded(db: Db) {
+    let db = TestDb::new(db).await;
+    let (routing, clock) = routing(&db);
+    db.store
+        .add_numbers(&pool_numbers(1), clock_now(&clock))
+        .await
+        .unwrap();
+    let (c, m) = (n(C), n(M));
+    let proxy = pool_numbers(1).remove(0);
+
+    // No session yet: misses are not cached...
+    assert!(
+        routing
+            .route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(routing.cached_routes(), 0);
+    // ...so a session created meanwhile is found at once.
+    let s = routing.create_session(request(C, M)).await.unwrap();
+    let r = routing
+        .route(&c, &proxy, clock_now(&clock))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.session_id.as_str(), &r.callee), (s.id.as_str(), &m));
+    assert_eq!(routing.cached_routes(), 1);
+    let hits = routing
+        .counters
+        .cache_hits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    routing
+        .route(&c, &proxy, clock_now(&clock))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        routing
+            .counters
+            .cache_hits
+            .load(std::sync::atomic::Ordering::Relaxed),
+        hits + 1
+    );
+
+    // Closing through the service drops the entry immediately.
+    routing.close_session(&s.id).await.unwrap();
+    assert!(
+        routing
+            .route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A session closed by another node (straight in the store) is served
+    // from this node's cache for at most route_cache_ttl.
+    let s2 = routing.create_session(request(C, M)).await.unwrap();
+    routing
+        .route(&c, &proxy, clock_now(&clock))
+        .await
+        .unwrap()
+        .unwrap();
+    db.store
+        .close_session(&s2.id, clock_now(&clock))
+        .await
+        .unwrap();
+    assert!(
+        routing
+            .route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_some(),
+        "cached"
+    );
+    clock.advance(routing.policy().route_cache_ttl);
+    assert!(
+        routing
+            .route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+on_both_databases!(route_cache_is_invalidated_and_bounded);
+
+async fn cached_routes_never_outlive_the_session(db: Db) {
+    let db = TestDb::new(db).await;
+    let (routing, clock) = routing(&db);
+    db.store
+        .add_numbers(&pool_numbers(1), clock_now(&clock))
+        .await
+        .unwrap();
+    let mut r = request(C, M);
+    r.ttl = Some(Duration::from_secs(10));
+    let s = routing.create_session(r).await.unwrap();
+    let key = (n(C), s.a.proxy_number.clone());
+    assert!(
+        routing
+            .route(&key.0, &key.1, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    clock.advance(Duration::from_secs(10));
+    assert!(
+        routing
+            .route(&key.0, &key.1, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(routing.cached_routes(), 0);
+
+    // The expiry job ends it and starts the quarantine.
+    assert_eq!(routing.expire_due(clock_now(&clock)).await.unwrap(), 1);
+    let ended = routing.get_session(&s.id).await.unwrap().unwrap();
+    assert_eq!(ended.closed_at, Some(s.expires_at));
+    let refused = routing
+        .create_session(request(C, "+821033334444"))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, SessionError::Create(_)), "{refused:?}");
+}
+on_both_databases!(cached_routes_never_outlive_the_session);

@@ -1,0 +1,437 @@
+//! Store tests, each on SQLite and on PostgreSQL.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ansim::store::{CloseReason, CreateSessionError, NewSession, Role, Side};
+
+use crate::harness::{DAY, Db, T0, TestDb, n, pool_numbers};
+use crate::on_both_databases;
+
+fn new_session(a: &str, b: &str) -> NewSession {
+    NewSession {
+        a: n(a),
+        b: n(b),
+        ttl: DAY * 7,
+        retention_class: "dispute-3y".into(),
+        record: true,
+    }
+}
+
+const CUSTOMER: &str = "+821012345678";
+const MASTER: &str = "+821098765432";
+
+async fn numbers_are_added_once(db: Db) {
+    let db = TestDb::new(db).await;
+    let pool = pool_numbers(3);
+    let first = db.store.add_numbers(&pool[..2], T0).await.unwrap();
+    assert_eq!(first.added, pool[..2].to_vec());
+    let second = db.store.add_numbers(&pool, T0).await.unwrap();
+    assert_eq!(second.added, vec![pool[2].clone()]);
+    assert_eq!(second.existing, pool[..2].to_vec());
+    let listed = db.store.list_numbers().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|u| u.number.clone()).collect::<Vec<_>>(),
+        pool
+    );
+    assert!(
+        listed
+            .iter()
+            .all(|u| u.active_bindings == 0 && u.added_at == T0)
+    );
+}
+on_both_databases!(numbers_are_added_once);
+
+async fn session_round_trip_and_routes_both_ways(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(2), T0).await.unwrap();
+    let q = DAY * 30;
+    let s = db
+        .store
+        .create_session(&new_session(CUSTOMER, MASTER), T0, q)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.get_session(&s.id).await.unwrap().as_ref(),
+        Some(&s)
+    );
+    assert_eq!(s.expires_at, T0.saturating_add(DAY * 7));
+
+    // The customer dials their proxy number and reaches the master, who
+    // sees the number they hold as caller ID; and the other way round.
+    let r = db
+        .store
+        .lookup_route(&s.a.number, &s.a.proxy_number, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.callee.clone(), r.caller_id.clone(), r.caller_side),
+        (n(MASTER), s.b.proxy_number.clone(), Side::A)
+    );
+    assert_eq!(r.session_id, s.id);
+    assert!(r.record);
+    let r = db
+        .store
+        .lookup_route(&s.b.number, &s.b.proxy_number, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (r.callee, r.caller_id, r.caller_side),
+        (n(CUSTOMER), s.a.proxy_number.clone(), Side::B)
+    );
+    // A stranger dialling the same number gets nothing.
+    let stranger = n("+821055556666");
+    assert!(
+        db.store
+            .lookup_route(&stranger, &s.a.proxy_number, T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let usage = db.store.list_numbers().await.unwrap();
+    assert_eq!(usage.iter().map(|u| u.active_bindings).sum::<i64>(), 2);
+
+    let later = T0.saturating_add(DAY);
+    let closed = db.store.close_session(&s.id, later).await.unwrap().unwrap();
+    assert_eq!(
+        (closed.closed_at, closed.close_reason),
+        (Some(later), Some(CloseReason::Closed))
+    );
+    assert!(
+        db.store
+            .lookup_route(&s.a.number, &s.a.proxy_number, later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Closing again changes nothing; an unknown id is None.
+    assert_eq!(
+        db.store
+            .close_session(&s.id, later.saturating_add(DAY))
+            .await
+            .unwrap(),
+        Some(closed)
+    );
+    assert_eq!(
+        db.store.close_session("ses_nope", later).await.unwrap(),
+        None
+    );
+    assert!(db.store.list_calls(&s.id).await.unwrap().is_empty());
+}
+on_both_databases!(session_round_trip_and_routes_both_ways);
+
+async fn expiry_stops_routing_and_is_recorded(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(1), T0).await.unwrap();
+    let mut req = new_session(CUSTOMER, MASTER);
+    req.ttl = std::time::Duration::from_secs(3600);
+    let s = db.store.create_session(&req, T0, DAY).await.unwrap();
+    let just_before = T0.saturating_add(std::time::Duration::from_secs(3599));
+    assert!(
+        db.store
+            .lookup_route(&s.a.number, &s.a.proxy_number, just_before)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let at_expiry = s.expires_at;
+    assert!(
+        db.store
+            .lookup_route(&s.a.number, &s.a.proxy_number, at_expiry)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(db.store.count_open_sessions(at_expiry).await.unwrap(), 0);
+
+    let ended = db
+        .store
+        .expire_due(at_expiry.saturating_add(DAY), 100)
+        .await
+        .unwrap();
+    assert_eq!(ended.len(), 1);
+    assert_eq!(
+        (ended[0].closed_at, ended[0].close_reason),
+        (Some(s.expires_at), Some(CloseReason::Expired))
+    );
+    assert!(
+        db.store
+            .expire_due(at_expiry.saturating_add(DAY), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+on_both_databases!(expiry_stops_routing_and_is_recorded);
+
+async fn quarantine_keeps_a_number_from_a_new_counterpart(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(1), T0).await.unwrap();
+    let q = DAY * 30;
+    let first = db
+        .store
+        .create_session(&new_session(CUSTOMER, MASTER), T0, q)
+        .await
+        .unwrap();
+    let closed_at = T0.saturating_add(DAY);
+    db.store.close_session(&first.id, closed_at).await.unwrap();
+
+    // A new master for the same customer: the only number is quarantined.
+    let other_master = "+821033334444";
+    let err = db
+        .store
+        .create_session(&new_session(CUSTOMER, other_master), closed_at, q)
+        .await
+        .unwrap_err();
+    let CreateSessionError::NoProxy { side, reason } = err else {
+        panic!("expected NoProxy, got {err:?}")
+    };
+    assert_eq!(side, Side::A);
+    assert_eq!(
+        (reason.pool_size, reason.held, reason.quarantined),
+        (1, 0, 1)
+    );
+    assert_eq!(reason.next_free_at, Some(closed_at.saturating_add(q)));
+
+    // The same pair may come back at once and gets the number they know.
+    let again = db
+        .store
+        .create_session(&new_session(CUSTOMER, MASTER), closed_at, q)
+        .await
+        .unwrap();
+    assert_eq!(again.a.proxy_number, first.a.proxy_number);
+    db.store.close_session(&again.id, closed_at).await.unwrap();
+
+    // Once the quarantine has run out, the new master may be served.
+    let after = closed_at.saturating_add(q);
+    let s = db
+        .store
+        .create_session(&new_session(CUSTOMER, other_master), after, q)
+        .await
+        .unwrap();
+    assert_eq!(s.a.proxy_number, first.a.proxy_number);
+}
+on_both_databases!(quarantine_keeps_a_number_from_a_new_counterpart);
+
+async fn expired_sessions_release_their_numbers_lazily(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(1), T0).await.unwrap();
+    let q = DAY;
+    db.store
+        .create_session(&new_session(CUSTOMER, MASTER), T0, q)
+        .await
+        .unwrap();
+    // Without any expiry job having run, a creation after the TTL + the
+    // quarantine sees the old binding as ended.
+    let later = T0.saturating_add(DAY * 7 + q);
+    let s = db
+        .store
+        .create_session(&new_session(CUSTOMER, "+821033334444"), later, q)
+        .await
+        .unwrap();
+    assert!(
+        db.store
+            .lookup_route(&s.a.number, &s.a.proxy_number, later)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+on_both_databases!(expired_sessions_release_their_numbers_lazily);
+
+async fn one_number_serves_many_sessions(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(1), T0).await.unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..5 {
+        let s = db
+            .store
+            .create_session(
+                &new_session(&format!("+8210111100{i:02}"), &format!("+8210222200{i:02}")),
+                T0,
+                DAY,
+            )
+            .await
+            .unwrap();
+        sessions.push(s);
+    }
+    let proxy = &sessions[0].a.proxy_number;
+    for s in &sessions {
+        assert_eq!(&s.a.proxy_number, proxy);
+        let r = db
+            .store
+            .lookup_route(&s.a.number, proxy, T0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.session_id, s.id);
+        assert_eq!(r.callee, s.b.number);
+    }
+    assert_eq!(
+        db.store.list_numbers().await.unwrap()[0].active_bindings,
+        10
+    );
+}
+on_both_databases!(one_number_serves_many_sessions);
+
+async fn a_participant_never_holds_a_number_twice(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(2), T0).await.unwrap();
+    let s1 = db
+        .store
+        .create_session(&new_session(CUSTOMER, "+821011110001"), T0, DAY)
+        .await
+        .unwrap();
+    let s2 = db
+        .store
+        .create_session(&new_session(CUSTOMER, "+821011110002"), T0, DAY)
+        .await
+        .unwrap();
+    assert_ne!(s1.a.proxy_number, s2.a.proxy_number);
+    let err = db
+        .store
+        .create_session(&new_session(CUSTOMER, "+821011110003"), T0, DAY)
+        .await
+        .unwrap_err();
+    let CreateSessionError::NoProxy { side, reason } = err else {
+        panic!("expected NoProxy, got {err:?}")
+    };
+    assert_eq!((side, reason.held, reason.quarantined), (Side::A, 2, 0));
+    // The refusal names the participant by side only; no number leaks.
+    assert!(!reason.to_string().contains("1011110003"));
+}
+on_both_databases!(a_participant_never_holds_a_number_twice);
+
+/// Hundreds of concurrent creations for one customer with distinct masters:
+/// the customer can hold each number once, so exactly `pool` succeed, the
+/// rest are refused cleanly, and no (participant, number) pair is doubled.
+async fn concurrent_creations_never_conflict(db: Db) {
+    const POOL: usize = 120;
+    const REQUESTS: usize = 200;
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(POOL), T0).await.unwrap();
+    let store = Arc::new(db.store.clone());
+    let mut tasks = Vec::new();
+    for i in 0..REQUESTS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = new_session(CUSTOMER, &format!("+82109{i:07}"));
+            store.create_session(&req, T0, DAY).await
+        }));
+    }
+    let (mut ok, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => ok.push(s),
+            Err(CreateSessionError::NoProxy {
+                side: Side::A,
+                reason,
+            }) => {
+                assert_eq!(reason.held, POOL);
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok.len(), refused), (POOL, REQUESTS - POOL));
+    let distinct: HashSet<_> = ok.iter().map(|s| s.a.proxy_number.clone()).collect();
+    assert_eq!(distinct.len(), POOL, "the customer got a number twice");
+    let active: i64 = db
+        .store
+        .list_numbers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.active_bindings)
+        .sum();
+    assert_eq!(active, 2 * POOL as i64);
+    for s in &ok {
+        let r = db
+            .store
+            .lookup_route(&s.a.number, &s.a.proxy_number, T0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.session_id, s.id);
+    }
+}
+on_both_databases!(concurrent_creations_never_conflict);
+
+/// Many pairs created and closed at once across a small pool: afterwards
+/// every open session routes to itself and nothing is doubled.
+async fn concurrent_mixed_traffic_stays_consistent(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(4), T0).await.unwrap();
+    let store = Arc::new(db.store.clone());
+    let mut tasks = Vec::new();
+    for i in 0..150usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // 10 customers x 15 masters: customers hold up to 4 sessions.
+            let req = new_session(
+                &format!("+82101000{:04}", i % 10),
+                &format!("+82102000{:04}", i),
+            );
+            let s = store.create_session(&req, T0, DAY).await;
+            if let (Ok(s), 0) = (&s, i % 3) {
+                store.close_session(&s.id, T0).await.unwrap();
+            }
+            s.map(|s| s.id)
+        }));
+    }
+    let mut open = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(id) => open.push(id),
+            Err(CreateSessionError::NoProxy { .. }) => {}
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    let mut keys = HashSet::new();
+    for id in open {
+        let s = db.store.get_session(&id).await.unwrap().unwrap();
+        if !s.is_open(T0) {
+            continue;
+        }
+        for (who, proxy) in s.route_keys() {
+            assert!(keys.insert((who.clone(), proxy.clone())), "key doubled");
+            let r = db
+                .store
+                .lookup_route(&who, &proxy, T0)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.session_id, s.id);
+        }
+    }
+    assert!(!keys.is_empty());
+}
+on_both_databases!(concurrent_mixed_traffic_stays_consistent);
+
+async fn staff_tokens_are_found_by_hash_and_disabled(db: Db) {
+    let db = TestDb::new(db).await;
+    let m = db
+        .store
+        .add_staff("alice", Role::Support, "abc123", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.staff_by_token_hash("abc123").await.unwrap(),
+        Some(m.clone())
+    );
+    assert_eq!(db.store.staff_by_token_hash("other").await.unwrap(), None);
+    let dup = db
+        .store
+        .add_staff("alice", Role::Admin, "def", T0)
+        .await
+        .unwrap_err();
+    assert!(dup.is_unique_violation(), "{dup:?}");
+    let disabled = db.store.disable_staff("alice", T0).await.unwrap().unwrap();
+    assert_eq!(disabled.disabled_at, Some(T0));
+    assert_eq!(db.store.list_staff().await.unwrap(), vec![disabled]);
+    assert_eq!(db.store.disable_staff("bob", T0).await.unwrap(), None);
+}
+on_both_databases!(staff_tokens_are_found_by_hash_and_disabled);
