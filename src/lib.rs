@@ -16,6 +16,7 @@
 //! | [`clock`] | injectable time, so rules are tested without sleeping |
 //! | [`store`] | the only module with SQL: SQLite and PostgreSQL via sqlx |
 //! | [`routing`] | sessions, the number pool, quarantine, `route()` for INVITEs |
+//! | [`sip`] | SIP parsing, framing and RFC 3261 transactions, sans-IO |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
 //! | [`cli`] | the `ansim` command line |
@@ -39,4 +40,5 @@ pub mod metrics;
 pub mod phone;
 pub mod routing;
 pub mod server;
+pub mod sip;
 pub mod store;

@@ -11,6 +11,8 @@
 
 mod calls;
 mod numbers;
+#[cfg(test)]
+mod plan_tests;
 mod sessions;
 mod staff;
 

@@ -152,6 +152,16 @@ pub struct RouteRow {
     pub retention_class: String,
 }
 
+/// The route lookup: one probe of `bindings_active_key`, then two primary
+/// key lookups (`plan_tests` checks SQLite's plan).
+pub(super) const ROUTE_SQL: &str = "SELECT s.id, b.side, o.participant, o.proxy_number, \
+        b.expires_at, s.record, s.retention_class \
+     FROM bindings b \
+     JOIN bindings o ON o.session_id = b.session_id AND o.side <> b.side \
+     JOIN sessions s ON s.id = b.session_id \
+     WHERE b.participant = $1 AND b.proxy_number = $2 AND b.released_at IS NULL \
+       AND b.expires_at > $3";
+
 /// Attempts before a create or close gives up on transient conflicts.
 const MAX_ATTEMPTS: usize = 5;
 
@@ -399,20 +409,13 @@ impl Store {
         dialled: &E164,
         now: Timestamp,
     ) -> Result<Option<RouteRow>, StoreError> {
-        let row: Option<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
-            "SELECT s.id, b.side, o.participant, o.proxy_number, b.expires_at, s.record, \
-                    s.retention_class \
-             FROM bindings b \
-             JOIN bindings o ON o.session_id = b.session_id AND o.side <> b.side \
-             JOIN sessions s ON s.id = b.session_id \
-             WHERE b.participant = $1 AND b.proxy_number = $2 AND b.released_at IS NULL \
-               AND b.expires_at > $3",
-        )
-        .bind(caller.as_str())
-        .bind(dialled.as_str())
-        .bind(now.as_millis())
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<(String, String, String, String, i64, i64, String)> =
+            sqlx::query_as(ROUTE_SQL)
+                .bind(caller.as_str())
+                .bind(dialled.as_str())
+                .bind(now.as_millis())
+                .fetch_optional(self.pool())
+                .await?;
         let Some((session_id, side, callee, caller_id, expires_at, record, retention_class)) = row
         else {
             return Ok(None);

@@ -1,0 +1,369 @@
+//! Datagram parsing: normalise what rsip 0.4.0 cannot read, then hand the
+//! clean text to rsip, and classify failures so that a `400`/`501` can be
+//! sent whenever the request can still be addressed.
+//!
+//! Normalisation (RFC 3261 §7): leading CRLFs skipped, bare LF accepted,
+//! folded lines unfolded (§7.3.1), whitespace before `:` removed, compact
+//! names expanded (§7.3.3), comma-joined Via values split into separate
+//! Via headers, the body truncated to Content-Length (§18.3; a body shorter
+//! than Content-Length is an error).
+
+use rsip::SipMessage;
+
+use super::headers::{ViaInfo, expand_compact, is_token, parse_cseq, split_commas};
+use super::reply::{ReplyHeaders, ReplyHeadersBuilder};
+
+/// Why a datagram (or a framed stream message) could not be parsed.
+///
+/// Every variant is the peer's fault. [`ParseError::reply`] tells whether a
+/// response can be addressed; [`crate::sip::response_for_error`] builds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A malformed request whose Via/From/To/Call-ID/CSeq could be read:
+    /// answer `400 Bad Request`.
+    #[error("bad request: {reason}")]
+    BadRequest {
+        /// What was wrong.
+        reason: String,
+        /// Headers to copy into the `400`.
+        reply: Box<ReplyHeaders>,
+    },
+    /// A well-formed request with a method rsip does not know: answer
+    /// `501 Not Implemented`.
+    #[error("unknown method {method}")]
+    UnknownMethod {
+        /// The method token as received.
+        method: String,
+        /// Headers to copy into the `501`.
+        reply: Box<ReplyHeaders>,
+    },
+    /// A malformed response: drop it (responses are never answered).
+    #[error("bad response: {reason}")]
+    BadResponse {
+        /// What was wrong.
+        reason: String,
+    },
+    /// Garbage, or a request whose Via/From/To/Call-ID/CSeq cannot be
+    /// read: no response can be addressed, drop it.
+    #[error("unaddressable message: {reason}")]
+    Unaddressable {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ParseError {
+    /// The headers a `400`/`501` must copy, if the request was addressable.
+    pub fn reply(&self) -> Option<&ReplyHeaders> {
+        match self {
+            Self::BadRequest { reply, .. } | Self::UnknownMethod { reply, .. } => Some(reply),
+            Self::BadResponse { .. } | Self::Unaddressable { .. } => None,
+        }
+    }
+}
+
+/// RFC 3261 methods that rsip 0.4.0 parses; anything else is "unknown".
+const KNOWN_METHODS: [&str; 14] = [
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "INFO",
+    "INVITE",
+    "MESSAGE",
+    "NOTIFY",
+    "OPTIONS",
+    "PRACK",
+    "PUBLISH",
+    "REFER",
+    "REGISTER",
+    "SUBSCRIBE",
+    "UPDATE",
+];
+
+/// Parses one SIP message received as a datagram (or framed off a stream).
+///
+/// Never panics. See the module docs for the normalisation applied.
+pub fn parse_datagram(bytes: &[u8]) -> Result<SipMessage, ParseError> {
+    let raw = RawMessage::read(bytes);
+    let start = raw.start_line()?;
+    let reply = raw.reply_headers();
+    let fail = |reason: String| Err(classify(&start, reason, reply.clone()));
+    if let Some(problem) = raw.problems.first() {
+        return fail(problem.clone());
+    }
+    if let StartLine::Request { method } = &start
+        && !KNOWN_METHODS.contains(&method.as_str())
+    {
+        return Err(unknown_method(method, reply));
+    }
+    let message = match SipMessage::try_from(raw.normalised().as_slice()) {
+        Ok(message) => message,
+        Err(e) => return fail(bounded(format!("rsip: {e}"))),
+    };
+    match validate(&message, &start) {
+        Ok(()) => Ok(message),
+        Err(reason) => fail(reason),
+    }
+}
+
+/// Longest reason kept from rsip's errors, which quote the whole input.
+const MAX_REASON: usize = 160;
+
+fn bounded(mut reason: String) -> String {
+    if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON) {
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
+fn unknown_method(method: &str, reply: Option<ReplyHeaders>) -> ParseError {
+    match reply {
+        Some(reply) => ParseError::UnknownMethod {
+            method: bounded(method.to_owned()),
+            reply: Box::new(reply),
+        },
+        None => ParseError::Unaddressable {
+            reason: format!("unknown method {method} without Via/From/To/Call-ID/CSeq"),
+        },
+    }
+}
+
+fn classify(start: &StartLine, reason: String, reply: Option<ReplyHeaders>) -> ParseError {
+    match (start, reply) {
+        (StartLine::Response, _) => ParseError::BadResponse { reason },
+        (StartLine::Request { .. }, Some(reply)) => ParseError::BadRequest {
+            reason,
+            reply: Box::new(reply),
+        },
+        (StartLine::Request { .. }, None) => ParseError::Unaddressable { reason },
+    }
+}
+
+/// Checks what rsip does not: mandatory headers, CSeq, top Via, status range.
+fn validate(message: &SipMessage, start: &StartLine) -> Result<(), String> {
+    use super::headers::{core_values, top_via};
+    let headers = rsip::message::HasHeaders::headers(message);
+    let via = top_via(headers).ok_or("missing Via")?;
+    ViaInfo::parse(via).ok_or("malformed top Via")?;
+    let core = core_values(headers);
+    let cseq = core.cseq.ok_or("missing CSeq")?;
+    let (_, cseq_method) = parse_cseq(cseq).ok_or("malformed CSeq")?;
+    match (message, start) {
+        (SipMessage::Request(_), StartLine::Request { method, .. }) => {
+            core.from.ok_or("missing From")?;
+            core.to.ok_or("missing To")?;
+            core.call_id.ok_or("missing Call-ID")?;
+            (cseq_method == method)
+                .then_some(())
+                .ok_or_else(|| "CSeq method mismatch".into())
+        }
+        (SipMessage::Response(r), _) => {
+            let code = r.status_code.code();
+            (100..700)
+                .contains(&code)
+                .then_some(())
+                .ok_or_else(|| format!("status code {code} out of range"))
+        }
+        _ => Err("start line kind mismatch".into()),
+    }
+}
+
+/// What the start line says, read without rsip.
+#[derive(Debug, Clone)]
+enum StartLine {
+    Request { method: String },
+    Response,
+}
+
+/// One message split into start line, normalised headers and body.
+struct RawMessage<'a> {
+    start: &'a [u8],
+    headers: Vec<(String, String)>,
+    body: &'a [u8],
+    problems: Vec<String>,
+}
+
+impl<'a> RawMessage<'a> {
+    fn read(bytes: &'a [u8]) -> Self {
+        let bytes = skip_leading_crlf(bytes);
+        let (head, body) = split_head_body(bytes);
+        let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
+        let start = lines.next().unwrap_or_default();
+        let mut raw = Self {
+            start,
+            headers: Vec::new(),
+            body,
+            problems: Vec::new(),
+        };
+        for line in unfold(lines, &mut raw.problems) {
+            raw.add_header_line(&line);
+        }
+        raw.apply_content_length();
+        raw
+    }
+
+    fn add_header_line(&mut self, line: &[u8]) {
+        let Ok(line) = std::str::from_utf8(line) else {
+            self.problems.push("non-UTF-8 byte in a header".into());
+            return;
+        };
+        let Some((name, value)) = line.split_once(':') else {
+            self.problems.push("header line without colon".into());
+            return;
+        };
+        let name = name.trim_end_matches([' ', '\t']);
+        if !is_token(name) {
+            self.problems.push("invalid header name".into());
+            return;
+        }
+        let name = expand_compact(name);
+        let value = value.trim_matches([' ', '\t']);
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            self.problems.push("control character in a header".into());
+            return;
+        }
+        if name.eq_ignore_ascii_case("Via") {
+            for part in split_commas(value) {
+                self.headers.push(("Via".into(), part.into()));
+            }
+        } else {
+            self.headers.push((name.into(), value.into()));
+        }
+    }
+
+    fn apply_content_length(&mut self) {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let Some(first) = values.first() else {
+            return;
+        };
+        if values.iter().any(|v| v != first) {
+            self.problems
+                .push("conflicting Content-Length headers".into());
+            return;
+        }
+        match first.parse::<usize>() {
+            Ok(len) if len <= self.body.len() => {
+                self.body = self.body.get(..len).unwrap_or_default()
+            }
+            Ok(_) => self
+                .problems
+                .push("body shorter than Content-Length".into()),
+            Err(_) => self.problems.push("invalid Content-Length".into()),
+        }
+    }
+
+    fn start_line(&self) -> Result<StartLine, ParseError> {
+        if self.start.starts_with(b"SIP/") {
+            return Ok(StartLine::Response);
+        }
+        let Ok(line) = std::str::from_utf8(self.start) else {
+            return Err(self.bad_request_line());
+        };
+        let mut parts = line.split(' ');
+        let (Some(method), Some(_uri), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.bad_request_line());
+        };
+        if !is_token(method) || !version.eq_ignore_ascii_case("SIP/2.0") {
+            return Err(self.bad_request_line());
+        }
+        Ok(StartLine::Request {
+            method: method.into(),
+        })
+    }
+
+    /// A request line that is not `Method SP URI SP SIP/2.0`: 400 if the
+    /// headers allow it (a line that does not look like SIP at all is
+    /// still answered only when the SIP headers are there).
+    fn bad_request_line(&self) -> ParseError {
+        let reason = "malformed request line".to_owned();
+        match self.reply_headers() {
+            Some(reply) => ParseError::BadRequest {
+                reason,
+                reply: Box::new(reply),
+            },
+            None => ParseError::Unaddressable { reason },
+        }
+    }
+
+    fn reply_headers(&self) -> Option<ReplyHeaders> {
+        let mut builder = ReplyHeadersBuilder::default();
+        for (name, value) in &self.headers {
+            builder.offer(name, value);
+        }
+        builder.build()
+    }
+
+    fn normalised(&self) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(self.start.len() + self.body.len() + 64 * self.headers.len());
+        out.extend_from_slice(self.start);
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(self.body);
+        out
+    }
+}
+
+fn skip_leading_crlf(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    bytes.get(n..).unwrap_or_default()
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Splits at the first empty line (CRLF or bare LF). Without an empty line
+/// the whole input is the head and the body is empty.
+pub(crate) fn split_head_body(bytes: &[u8]) -> (&[u8], &[u8]) {
+    let mut line_start = 0;
+    for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        let line = strip_cr(bytes.get(line_start..i).unwrap_or_default());
+        if line.is_empty() && line_start > 0 {
+            let head = bytes.get(..line_start).unwrap_or_default();
+            return (head, bytes.get(i + 1..).unwrap_or_default());
+        }
+        line_start = i + 1;
+    }
+    (bytes, &[])
+}
+
+/// Joins continuation lines (starting with SP/HT) onto the previous line.
+fn unfold<'a>(lines: impl Iterator<Item = &'a [u8]>, problems: &mut Vec<String>) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for line in lines.filter(|l| !l.is_empty()) {
+        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        match (folded, out.last_mut()) {
+            (true, Some(previous)) => {
+                let trimmed_len = previous.trim_ascii_end().len();
+                previous.truncate(trimmed_len);
+                previous.push(b' ');
+                previous.extend_from_slice(line.trim_ascii_start());
+            }
+            (true, None) => problems.push("continuation line before the first header".into()),
+            (false, _) => out.push(line.to_vec()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -1,0 +1,34 @@
+//! The route lookup runs on every INVITE: it must never scan a table.
+
+use sqlx::Row;
+
+use super::Store;
+use super::sessions::ROUTE_SQL;
+
+#[tokio::test]
+async fn route_lookup_uses_indexes_only_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/plan.db", dir.path().display()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let explain = sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {ROUTE_SQL}"));
+    let rows = sqlx::query(explain)
+        .bind("+821012345678")
+        .bind("+82505000001")
+        .bind(0_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>("detail")).collect();
+    assert!(
+        plan.iter().any(|l| l.contains("bindings_active_key")),
+        "{plan:#?}"
+    );
+    for line in &plan {
+        assert!(
+            line.starts_with("SEARCH"),
+            "a scan in the route lookup: {plan:#?}"
+        );
+    }
+}
