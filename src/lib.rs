@@ -17,6 +17,9 @@
 //! | [`store`] | the only module with SQL: SQLite and PostgreSQL via sqlx |
 //! | [`routing`] | sessions, the number pool, quarantine, `route()` for INVITEs |
 //! | [`sip`] | SIP parsing, framing and RFC 3261 transactions, sans-IO |
+//! | [`transport`] | SIP over UDP and TCP sockets |
+//! | [`b2bua`] | the per-call B2BUA state machine and the SIP engine driving it |
+//! | [`media`] | RTP port pool, relay with latching, SDP rewriting |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
 //! | [`cli`] | the `ansim` command line |
@@ -31,14 +34,17 @@
 //!   and the log writer masks any digit run that slipped through.
 
 pub mod api;
+pub mod b2bua;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod logging;
+pub mod media;
 pub mod metrics;
 pub mod phone;
 pub mod routing;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod transport;

@@ -33,6 +33,12 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The SIP transports could not start.
+    #[error("sip: {0}")]
+    Sip(crate::transport::TransportError),
+    /// The media port pool could not be set up.
+    #[error("media: {0}")]
+    Media(String),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -75,6 +81,16 @@ pub async fn run(
         metrics: Arc::new(Metrics::default()),
     };
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sip = start_sip(
+        &config,
+        routing.clone(),
+        store.clone(),
+        clock.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+
     let listener = TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -84,7 +100,6 @@ pub async fn run(
         })?;
     tracing::info!(listen = %config.api.listen, "HTTP API listening");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(api::serve(listener, state, async move {
@@ -96,6 +111,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let api_result = api.await;
     let _ = expiry.await;
+    let _ = sip.await;
     store.close().await;
     tracing::info!("stopped");
     match api_result {
@@ -103,6 +119,58 @@ pub async fn run(
         Ok(Err(e)) => Err(ServeError::Io("api", e)),
         Err(e) => Err(ServeError::Io("api", std::io::Error::other(e.to_string()))),
     }
+}
+
+/// Longest call before both legs are hung up.
+const MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
+/// How long a callee may ring.
+const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Binds the SIP transports and the media port pool, and starts the engine.
+async fn start_sip(
+    config: &Config,
+    routing: Arc<Routing>,
+    store: Store,
+    clock: SharedClock,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let interrupted = store.interrupt_open_calls(clock.now()).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls left open by an earlier run marked interrupted"
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let transports = crate::transport::Transports::bind(&config.sip.listen, tx, stop.clone())
+        .await
+        .map_err(ServeError::Sip)?;
+    let ports = &config.media.ports;
+    let pool = crate::media::PortPool::new(config.media.bind, ports.first, ports.last)
+        .map_err(|e| ServeError::Media(e.to_string()))?;
+    let settings = crate::b2bua::SipSettings {
+        domain: config.sip.domain.clone(),
+        trunk: config.trunk.address,
+        allow: config.trunk.allow.clone(),
+        advertise: config.media.advertise,
+        unknown_caller_status: config.routing.unknown_caller_status,
+        max_duration: MAX_CALL_DURATION,
+        no_answer_timeout: NO_ANSWER_TIMEOUT,
+    };
+    for addr in transports.udp_local_addrs() {
+        tracing::info!(%addr, "SIP listening (udp)");
+    }
+    let engine = crate::b2bua::Engine::run(
+        transports,
+        rx,
+        routing,
+        store,
+        Arc::new(pool),
+        settings,
+        clock,
+        stop,
+    );
+    Ok(tokio::spawn(engine))
 }
 
 /// Ends expired sessions periodically so their numbers start quarantine

@@ -84,3 +84,101 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         recording_id: r.12,
     })
 }
+
+/// The start of a call record, written when the INVITE has been routed (or
+/// refused).
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    /// `cal_…`.
+    pub id: String,
+    /// The session it belongs to; `None` for refused calls.
+    pub session_id: Option<String>,
+    /// `a_to_b`, `b_to_a` or `unrouted`.
+    pub direction: &'static str,
+    /// The caller's real number.
+    pub caller: E164,
+    /// The proxy number dialled.
+    pub dialled: E164,
+    /// When the INVITE arrived.
+    pub invite_at: Timestamp,
+}
+
+/// How a call ended, for its record.
+#[derive(Debug, Clone)]
+pub struct CallEnd {
+    /// When.
+    pub at: Timestamp,
+    /// `answered`, `busy`, `no_answer`, `cancelled`, `rejected`, `failed`, `timeout`.
+    pub result: &'static str,
+    /// The final SIP status the caller got.
+    pub sip_status: u16,
+    /// `caller`, `callee` or `system`, if someone hung up.
+    pub hangup_side: Option<&'static str>,
+}
+
+impl Store {
+    /// Writes the start of a call record.
+    pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(c.session_id.as_deref())
+        .bind(c.direction)
+        .bind(c.caller.as_str())
+        .bind(c.dialled.as_str())
+        .bind(c.invite_at.as_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records when the callee started ringing (the first time only).
+    pub async fn call_ringing(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET ring_at = $2 WHERE id = $1 AND ring_at IS NULL")
+            .bind(id)
+            .bind(at.as_millis())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records when the callee answered (the first time only).
+    pub async fn call_answered(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE calls SET answer_at = $2 WHERE id = $1 AND answer_at IS NULL")
+            .bind(id)
+            .bind(at.as_millis())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records how the call ended (the first time only).
+    pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5 \
+             WHERE id = $1 AND end_at IS NULL",
+        )
+        .bind(id)
+        .bind(end.at.as_millis())
+        .bind(end.result)
+        .bind(i64::from(end.sip_status))
+        .bind(end.hangup_side)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks calls left without an end (the process died) as interrupted.
+    pub async fn interrupt_open_calls(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE calls SET end_at = $1, result = 'interrupted', hangup_side = 'system' \
+             WHERE end_at IS NULL",
+        )
+        .bind(at.as_millis())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

@@ -23,7 +23,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use calls::CallRecord;
+pub use calls::{CallEnd, CallRecord, NewCall};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,

@@ -4,4 +4,5 @@ mod api;
 mod cli;
 mod harness;
 mod routing;
+mod sip;
 mod store;

@@ -1,0 +1,434 @@
+//! The [`Call`] value: construction, dispatch, timers and outputs.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rsip::headers::{Allow, UntypedHeader};
+use rsip::{Header, Method, Request, Response, Uri};
+
+/// Re-exported so sibling modules may also name it `call::Leg`.
+pub(super) use super::Leg;
+use super::dialog::Dialog;
+use super::message::{ALLOW, Body, body_of, contact_uri, copy_relayed, header_list, set_body};
+use super::{
+    Action, CallConfig, CallError, CallEvent, CallResult, Hangup, MediaPorts, PeerError, Routing,
+};
+use crate::media::sdp::{Origin, Rewritten, Target, rewrite};
+use crate::sip::headers::{core_values, parse_cseq, tag_of, top_via};
+use crate::sip::new_tag;
+
+/// How long we wait for a CANCELled INVITE or a BYE to complete before
+/// we stop waiting (64 × T1, as RFC 3261 §9.1 suggests).
+pub(super) const GUARD: Duration = Duration::from_secs(32);
+
+/// Where the call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The B-leg INVITE has no final response yet.
+    Calling,
+    /// We CANCELled the B-leg INVITE and wait for it to end.
+    Cancelling,
+    /// Both dialogs are confirmed.
+    Confirmed,
+    /// BYEs are outstanding.
+    Ending,
+    /// Nothing is outstanding; `Ended` was emitted.
+    Finished,
+}
+
+/// How the call ended, decided before it is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Outcome {
+    pub(super) result: CallResult,
+    pub(super) hangup: Option<Hangup>,
+}
+
+/// A request relayed from one leg to the other, waiting for its answer.
+#[derive(Debug, Clone)]
+pub(super) struct Relay {
+    /// The leg the original request came from.
+    pub(super) origin: Leg,
+    /// The original request, to answer.
+    pub(super) request: Request,
+    /// The request we sent on the other leg.
+    pub(super) sent: Request,
+    /// Its CSeq number.
+    pub(super) cseq: u32,
+}
+
+/// One call: the caller's dialog, the callee's dialog and what joins them.
+/// See the [module docs](super) for the protocol choices.
+#[derive(Debug)]
+pub struct Call {
+    pub(super) cfg: CallConfig,
+    pub(super) ports: MediaPorts,
+    pub(super) phase: Phase,
+    pub(super) a: Dialog,
+    pub(super) b: Dialog,
+    pub(super) a_invite: Request,
+    pub(super) b_invite: Request,
+    pub(super) a_origin: Origin,
+    pub(super) b_origin: Origin,
+    /// The last SDP sent to the caller (reused if the 2xx has none).
+    pub(super) a_sdp: Option<Vec<u8>>,
+    pub(super) relays: Vec<Relay>,
+    /// ACKs we sent for 2xx responses, by leg and CSeq, to re-send.
+    pub(super) acks: Vec<(Leg, u32, Request)>,
+    pub(super) b_provisional: bool,
+    /// RSeq of the last reliable provisional we PRACKed.
+    pub(super) b_rseq: Option<u32>,
+    pub(super) cancel_deferred: bool,
+    pub(super) ringing: bool,
+    /// Final status sent to the caller's INVITE.
+    pub(super) a_final: Option<u16>,
+    pub(super) outcome: Option<Outcome>,
+    pub(super) pending_byes: Vec<Leg>,
+    pub(super) no_answer_at: Option<Instant>,
+    pub(super) max_duration_at: Option<Instant>,
+    pub(super) guard_at: Option<Instant>,
+    pub(super) actions: VecDeque<Action>,
+}
+
+impl Call {
+    /// Creates the call for a routed initial INVITE and queues the B-leg
+    /// INVITE (and a `Media` action for the caller's offer).
+    ///
+    /// Errors: [`CallError::Peer`] if the INVITE cannot be relayed (answer
+    /// it with [`CallError::status`]), [`CallError::Local`] if our
+    /// configuration cannot form a B-leg Request-URI.
+    pub fn new(
+        now: Instant,
+        invite: &Request,
+        routing: Routing,
+        ports: MediaPorts,
+        cfg: CallConfig,
+    ) -> Result<Call, CallError> {
+        if invite.method != Method::Invite {
+            return Err(PeerError::NotInvite.into());
+        }
+        let a = a_dialog(invite, &cfg)?;
+        let offer = match body_of(&invite.headers, &invite.body)? {
+            Body::Sdp(sdp) => sdp,
+            Body::Empty | Body::Other { .. } => return Err(PeerError::NoOffer.into()),
+        };
+        let target = Target {
+            address: cfg.advertise,
+            audio_port: ports.b_side,
+        };
+        let rewritten = rewrite(&offer, target).map_err(PeerError::from)?;
+        let mut b = b_dialog(&routing, &cfg)?;
+        let mut b_origin = Origin::new(u64::from(rand::random::<u32>()));
+        let sdp = b_origin.render(&rewritten, cfg.advertise);
+        let b_invite = b_leg_invite(&mut b, invite, sdp);
+        let mut call = Call {
+            no_answer_at: Some(now + cfg.no_answer_timeout),
+            cfg,
+            ports,
+            phase: Phase::Calling,
+            a,
+            b,
+            a_invite: invite.clone(),
+            b_invite: b_invite.clone(),
+            a_origin: Origin::new(u64::from(rand::random::<u32>())),
+            b_origin,
+            a_sdp: None,
+            relays: Vec::new(),
+            acks: Vec::new(),
+            b_provisional: false,
+            b_rseq: None,
+            cancel_deferred: false,
+            ringing: false,
+            a_final: None,
+            outcome: None,
+            pending_byes: Vec::new(),
+            max_duration_at: None,
+            guard_at: None,
+            actions: VecDeque::new(),
+        };
+        call.media(Leg::A, &rewritten);
+        call.send(Leg::B, b_invite);
+        Ok(call)
+    }
+
+    /// A request from the caller (ACK, CANCEL, BYE, re-INVITE, UPDATE,
+    /// INFO, PRACK, OPTIONS, …).
+    pub fn handle_a_request(&mut self, now: Instant, request: Request) {
+        self.handle_request(now, Leg::A, request);
+    }
+
+    /// A response to a request we sent toward the caller.
+    pub fn handle_a_response(&mut self, now: Instant, response: Response) {
+        self.handle_response(now, Leg::A, response);
+    }
+
+    /// A request from the callee, in the B dialog.
+    pub fn handle_b_request(&mut self, now: Instant, request: Request) {
+        self.handle_request(now, Leg::B, request);
+    }
+
+    /// A response to a request we sent toward the callee (including
+    /// retransmitted 2xx to an INVITE, which we ACK again).
+    pub fn handle_b_response(&mut self, now: Instant, response: Response) {
+        self.handle_response(now, Leg::B, response);
+    }
+
+    /// One of our client transactions on `leg` timed out (Timer B/F), or a
+    /// 2xx we sent on `leg` (method INVITE) was never ACKed.
+    pub fn handle_transaction_timeout(&mut self, now: Instant, leg: Leg, method: Method) {
+        match (self.phase, leg, method) {
+            (Phase::Calling, Leg::B, Method::Invite) => {
+                self.answer_a_invite(408);
+                self.outcome = Some(outcome(CallResult::Timeout, Hangup::System));
+                self.finish();
+            }
+            (Phase::Cancelling, Leg::B, Method::Invite | Method::Cancel) => self.cancel_done(),
+            (Phase::Ending, _, Method::Bye) => self.bye_done(leg),
+            (Phase::Confirmed, _, _) => self.relay_timeout(now, leg, method),
+            _ => {}
+        }
+    }
+
+    /// Fires our own timers (no answer, maximum duration, guards) if due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if self.phase == Phase::Calling && due(self.no_answer_at) {
+            self.no_answer_at = None;
+            self.start_cancel(
+                now,
+                outcome(CallResult::NoAnswer, Hangup::System),
+                Some(480),
+            );
+        } else if self.phase == Phase::Confirmed && due(self.max_duration_at) {
+            self.max_duration_at = None;
+            self.hang_up(now, Hangup::System);
+        } else if due(self.guard_at) {
+            self.guard_at = None;
+            match self.phase {
+                Phase::Cancelling => self.cancel_done(),
+                Phase::Ending => self.finish(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next thing the driver must do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Call::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timers = match self.phase {
+            Phase::Calling => [self.no_answer_at, None],
+            Phase::Confirmed => [self.max_duration_at, None],
+            Phase::Cancelling | Phase::Ending => [self.guard_at, None],
+            Phase::Finished => [None, None],
+        };
+        timers.into_iter().flatten().min()
+    }
+
+    /// Whether the call is over and `Ended` was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    /// Call-ID of the caller's dialog.
+    pub fn a_call_id(&self) -> &str {
+        &self.a.call_id
+    }
+
+    /// Call-ID of the callee's dialog.
+    pub fn b_call_id(&self) -> &str {
+        &self.b.call_id
+    }
+
+    fn handle_response(&mut self, now: Instant, leg: Leg, response: Response) {
+        let Some((number, method)) = super::message::cseq(&response.headers) else {
+            return;
+        };
+        let code = response.status_code.code();
+        if leg == Leg::B && method == "INVITE" && number == 1 {
+            self.on_invite_response(now, response);
+        } else if method == "BYE" && code >= 200 {
+            self.bye_done(leg);
+        } else {
+            self.on_relay_response(leg, number, &method, response);
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, leg: Leg, request: Request) {
+        if self.phase == Phase::Finished {
+            if request.method != Method::Ack {
+                self.reply(leg, &request, 481);
+            }
+            return;
+        }
+        match request.method {
+            Method::Cancel if leg == Leg::A => self.on_cancel(now, &request),
+            // ACKs for our 2xx (initial or relayed) need nothing from us:
+            // the driver stops the 2xx retransmission, and `Answered` was
+            // already emitted when the 2xx was relayed.
+            Method::Ack => {}
+            _ => self.on_dialog_request(now, leg, request),
+        }
+    }
+
+    // ---- shared helpers used by the other files ----
+
+    pub(super) fn dialog(&mut self, leg: Leg) -> &mut Dialog {
+        match leg {
+            Leg::A => &mut self.a,
+            Leg::B => &mut self.b,
+        }
+    }
+
+    pub(super) fn send(&mut self, leg: Leg, request: Request) {
+        self.actions.push_back(Action::Send { leg, request });
+    }
+
+    pub(super) fn respond(&mut self, leg: Leg, response: Response) {
+        self.actions.push_back(Action::Respond { leg, response });
+    }
+
+    pub(super) fn event(&mut self, event: CallEvent) {
+        self.actions.push_back(Action::Event(event));
+    }
+
+    /// Answers `request` from `leg` with a bodiless `code`.
+    pub(super) fn reply(&mut self, leg: Leg, request: &Request, code: u16) {
+        let mut response = super::message::respond(request, code, None);
+        if code == 405 {
+            response.headers.push(Header::Allow(Allow::new(ALLOW)));
+        }
+        self.respond(leg, response);
+    }
+
+    /// Emits `Media` for `leg` if its SDP named an address.
+    pub(super) fn media(&mut self, leg: Leg, sdp: &Rewritten) {
+        if let Some(remote) = sdp.remote {
+            self.actions.push_back(Action::Media {
+                leg,
+                remote,
+                direction: sdp.direction,
+            });
+        }
+    }
+
+    /// Rewrites an SDP body received on `from` for sending on the other
+    /// leg, emitting `Media` for `from`.
+    pub(super) fn cross_sdp(&mut self, from: Leg, sdp: &[u8]) -> Result<Vec<u8>, PeerError> {
+        let to = from.other();
+        let audio_port = match to {
+            Leg::A => self.ports.a_side,
+            Leg::B => self.ports.b_side,
+        };
+        let target = Target {
+            address: self.cfg.advertise,
+            audio_port,
+        };
+        let rewritten = rewrite(sdp, target)?;
+        self.media(from, &rewritten);
+        let origin = match to {
+            Leg::A => &mut self.a_origin,
+            Leg::B => &mut self.b_origin,
+        };
+        let body = origin.render(&rewritten, self.cfg.advertise);
+        if to == Leg::A {
+            self.a_sdp = Some(body.clone());
+        }
+        Ok(body)
+    }
+
+    /// Emits `Ended` (once) and stops everything.
+    pub(super) fn finish(&mut self) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        self.phase = Phase::Finished;
+        let outcome = self
+            .outcome
+            .unwrap_or(outcome(CallResult::Failed, Hangup::System));
+        self.event(CallEvent::Ended {
+            result: outcome.result,
+            hangup: outcome.hangup,
+            status: self.a_final.unwrap_or(500),
+        });
+    }
+}
+
+pub(super) fn outcome(result: CallResult, hangup: Hangup) -> Outcome {
+    Outcome {
+        result,
+        hangup: Some(hangup),
+    }
+}
+
+/// The caller's dialog as we, its UAS, see it.
+fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
+    let core = core_values(&invite.headers);
+    let call_id = core.call_id.ok_or(PeerError::Header("Call-ID"))?;
+    let from = core.from.ok_or(PeerError::Header("From"))?;
+    let to = core.to.ok_or(PeerError::Header("To"))?;
+    if tag_of(to).is_some() {
+        return Err(PeerError::Header("To").into());
+    }
+    let (cseq, _) = core
+        .cseq
+        .and_then(parse_cseq)
+        .ok_or(PeerError::Header("CSeq"))?;
+    top_via(&invite.headers).ok_or(PeerError::Header("Via"))?;
+    let fallback = uri(&format!("sip:{}", cfg.trunk))?;
+    Ok(Dialog {
+        call_id: call_id.to_owned(),
+        local: format!("{to};tag={}", new_tag()),
+        remote: from.to_owned(),
+        local_cseq: 0,
+        remote_cseq: Some(cseq),
+        target: contact_uri(&invite.headers).and_then(|u| Uri::try_from(u.as_str()).ok()),
+        fallback,
+        routes: header_list(&invite.headers, "Record-Route"),
+        local_sip: cfg.local_sip,
+    })
+}
+
+/// The callee's dialog, before any response.
+fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
+    let callee = format!("sip:{}@{}", routing.callee.as_str(), cfg.trunk);
+    Ok(Dialog {
+        call_id: format!("{}{}", new_tag(), new_tag()),
+        local: format!(
+            "<sip:{}@{}>;tag={}",
+            routing.caller_id.as_str(),
+            cfg.domain,
+            new_tag()
+        ),
+        remote: format!("<{callee}>"),
+        local_cseq: 0,
+        remote_cseq: None,
+        target: None,
+        fallback: uri(&callee)?,
+        routes: Vec::new(),
+        local_sip: cfg.local_sip,
+    })
+}
+
+/// The B-leg INVITE: built from scratch, only whitelisted headers copied.
+fn b_leg_invite(b: &mut Dialog, invite: &Request, sdp: Vec<u8>) -> Request {
+    let mut b_invite = b.request(Method::Invite);
+    b_invite.headers.push(b.contact());
+    b_invite.headers.push(Header::Allow(Allow::new(ALLOW)));
+    copy_relayed(&invite.headers, &mut b_invite.headers);
+    set_body(
+        &mut b_invite.headers,
+        &mut b_invite.body,
+        "application/sdp",
+        sdp,
+    );
+    b_invite
+}
+
+fn uri(text: &str) -> Result<Uri, CallError> {
+    // The text holds a real number: keep it out of the error.
+    Uri::try_from(text)
+        .map_err(|_| CallError::Local("cannot form a SIP URI from the configuration".into()))
+}

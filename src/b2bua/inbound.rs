@@ -1,0 +1,276 @@
+//! Inbound messages: parse, check the source, match a transaction or a
+//! dialog, and hand the request or response to its owner.
+
+use std::time::{Duration, Instant};
+
+use rsip::{Method, Request, Response, SipMessage, StatusCode};
+
+use super::call::Leg;
+use super::engine::{ClientEntry, Engine, ServerEntry, TimerRef, TransactionKeyOrd};
+use crate::sip::headers::core_values;
+use crate::sip::{
+    ServerTransaction, TransactionKey, parse_datagram, response_for_error, response_to,
+};
+use crate::transport::{Flow, Inbound};
+
+/// At most one "source not allowed" log line per this long.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl Engine {
+    pub(super) fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
+        let Inbound { flow, data } = inbound;
+        match parse_datagram(&data) {
+            Ok(SipMessage::Request(req)) => self.on_request(now, flow, req),
+            Ok(SipMessage::Response(resp)) => self.on_response(now, resp),
+            Err(e) => {
+                tracing::debug!(remote = %flow.remote(), error = %e, "unparseable SIP message");
+                if let Some(resp) = response_for_error(&e) {
+                    self.respond_stateless(&flow, resp);
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, flow: Flow, req: Request) {
+        if !self.allowed(flow.remote().ip()) {
+            self.refuse_source(now, &flow, req);
+            return;
+        }
+        let Ok(key) = TransactionKey::server(&req) else {
+            self.respond_stateless(&flow, response_to(&req, StatusCode::BadRequest, None));
+            return;
+        };
+        if let Some(entry) = self.servers.get_mut(&key) {
+            // A retransmission, or the ACK of a non-2xx final response.
+            entry.txn.handle_request(now, req);
+            self.drain_server(now, &key);
+            return;
+        }
+        match req.method {
+            Method::Ack => self.on_dialog_ack(now, req),
+            Method::Cancel => self.on_cancel(now, flow, key, req),
+            _ if has_to_tag(&req) => self.on_in_dialog(now, flow, key, req),
+            Method::Invite => self.on_initial_invite(now, flow, key, req),
+            Method::Options => self.answer_directly(now, flow, key, req, StatusCode::OK),
+            Method::Register
+            | Method::Subscribe
+            | Method::Message
+            | Method::Publish
+            | Method::Notify
+            | Method::Refer => {
+                self.answer_directly(now, flow, key, req, StatusCode::MethodNotAllowed)
+            }
+            _ => self.answer_directly(now, flow, key, req, StatusCode::CallTransactionDoesNotExist),
+        }
+    }
+
+    fn refuse_source(&mut self, now: Instant, flow: &Flow, req: Request) {
+        let due = self
+            .last_refusal_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY);
+        if due {
+            self.last_refusal_log = Some(now);
+            tracing::warn!(remote = %flow.remote(), method = %req.method, "request from a source not in [trunk] allow: 403");
+        }
+        if req.method != Method::Ack {
+            self.respond_stateless(
+                flow,
+                response_to(&req, StatusCode::Forbidden, Some(&crate::sip::new_tag())),
+            );
+        }
+    }
+
+    /// Opens a server transaction and answers it at once with `status`.
+    fn answer_directly(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        key: TransactionKey,
+        req: Request,
+        status: StatusCode,
+    ) {
+        let resp = response_to(&req, status, Some(&crate::sip::new_tag()));
+        if let Some(key) = self.open_server(now, flow, key, req, None) {
+            self.respond_on(now, &key, resp);
+        }
+    }
+
+    /// Creates and registers a server transaction; `None` if it cannot be.
+    pub(super) fn open_server(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        key: TransactionKey,
+        req: Request,
+        owner: Option<(u64, Leg)>,
+    ) -> Option<TransactionKey> {
+        match ServerTransaction::new(req, now, flow.is_reliable(), self.timers) {
+            Ok(txn) => {
+                self.servers
+                    .insert(key.clone(), ServerEntry { txn, flow, owner });
+                self.drain_server(now, &key);
+                Some(key)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open server transaction");
+                None
+            }
+        }
+    }
+
+    /// Passes a response to its server transaction and sends what it says.
+    pub(super) fn respond_on(&mut self, now: Instant, key: &TransactionKey, resp: Response) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        if let Err(e) = entry.txn.send_response(now, resp) {
+            tracing::debug!(error = %e, "response refused by its transaction");
+        }
+        self.drain_server(now, key);
+    }
+
+    fn on_dialog_ack(&mut self, now: Instant, req: Request) {
+        let Some((call, leg)) = self.dialog_of(&req) else {
+            return;
+        };
+        if let Some(entry) = self.calls.get_mut(&call) {
+            for (l, r) in entry.two_xx.iter_mut() {
+                if *l == leg {
+                    r.ack_received();
+                }
+            }
+            entry.two_xx.retain(|(_, r)| !r.is_finished());
+            match leg {
+                Leg::A => entry.call.handle_a_request(now, req),
+                Leg::B => entry.call.handle_b_request(now, req),
+            }
+        }
+        self.drain_call(now, call);
+    }
+
+    fn on_cancel(&mut self, now: Instant, flow: Flow, key: TransactionKey, req: Request) {
+        let owner = key
+            .cancel_target()
+            .and_then(|t| self.servers.get(&t))
+            .and_then(|e| e.owner);
+        let Some((call, leg)) = owner else {
+            // A CANCEL for an INVITE still being routed, or unknown: the
+            // routed INVITE will find its transaction gone if it was ours.
+            let pending = key.cancel_target().filter(|t| self.servers.contains_key(t));
+            match pending {
+                Some(invite_key) => {
+                    self.answer_directly(now, flow, key, req, StatusCode::OK);
+                    if let Some(invite) = self.request_of(&invite_key).cloned() {
+                        let resp = response_to(
+                            &invite,
+                            StatusCode::RequestTerminated,
+                            Some(&crate::sip::new_tag()),
+                        );
+                        self.respond_on(now, &invite_key, resp);
+                    }
+                }
+                None => self.answer_directly(
+                    now,
+                    flow,
+                    key,
+                    req,
+                    StatusCode::CallTransactionDoesNotExist,
+                ),
+            }
+            return;
+        };
+        if self
+            .open_server(now, flow, key, req.clone(), Some((call, leg)))
+            .is_none()
+        {
+            return;
+        }
+        if let Some(entry) = self.calls.get_mut(&call) {
+            entry.call.handle_a_request(now, req);
+        }
+        self.drain_call(now, call);
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, flow: Flow, key: TransactionKey, req: Request) {
+        let Some((call, leg)) = self.dialog_of(&req) else {
+            self.answer_directly(now, flow, key, req, StatusCode::CallTransactionDoesNotExist);
+            return;
+        };
+        if self
+            .open_server(now, flow, key, req.clone(), Some((call, leg)))
+            .is_none()
+        {
+            return;
+        }
+        if let Some(entry) = self.calls.get_mut(&call) {
+            match leg {
+                Leg::A => entry.call.handle_a_request(now, req),
+                Leg::B => entry.call.handle_b_request(now, req),
+            }
+        }
+        self.drain_call(now, call);
+    }
+
+    fn dialog_of(&self, req: &Request) -> Option<(u64, Leg)> {
+        let call_id = core_values(&req.headers).call_id?;
+        self.by_call_id.get(call_id.trim()).copied()
+    }
+
+    fn on_response(&mut self, now: Instant, resp: Response) {
+        let Ok(key) = TransactionKey::from_response(&resp) else {
+            return;
+        };
+        if let Some(entry) = self.clients.get_mut(&key) {
+            entry.txn.handle_response(now, resp);
+            self.drain_client(now, &key);
+            return;
+        }
+        // A retransmitted 2xx to an INVITE whose transaction has ended: the
+        // call re-sends its ACK.
+        let call_id = core_values(&resp.headers)
+            .call_id
+            .map(|c| c.trim().to_owned());
+        if let Some((call, Leg::B)) = call_id.and_then(|c| self.by_call_id.get(&c).copied()) {
+            if let Some(entry) = self.calls.get_mut(&call) {
+                entry.call.handle_b_response(now, resp);
+            }
+            self.drain_call(now, call);
+        }
+    }
+
+    /// Starts a client transaction for a request a call sends.
+    pub(super) fn open_client(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Request,
+        owner: (u64, Leg),
+    ) {
+        match crate::sip::ClientTransaction::new(req, now, flow.is_reliable(), self.timers) {
+            Ok(txn) => {
+                let key = txn.key().clone();
+                self.clients
+                    .insert(key.clone(), ClientEntry { txn, flow, owner });
+                self.drain_client(now, &key);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start client transaction"),
+        }
+    }
+
+    pub(super) fn schedule_server(&mut self, key: &TransactionKey) {
+        let at = self.servers.get(key).and_then(|e| e.txn.poll_timeout());
+        self.schedule(at, TimerRef::Server(TransactionKeyOrd(key.clone())));
+    }
+
+    pub(super) fn schedule_client(&mut self, key: &TransactionKey) {
+        let at = self.clients.get(key).and_then(|e| e.txn.poll_timeout());
+        self.schedule(at, TimerRef::Client(TransactionKeyOrd(key.clone())));
+    }
+}
+
+fn has_to_tag(req: &Request) -> bool {
+    core_values(&req.headers)
+        .to
+        .and_then(crate::sip::headers::tag_of)
+        .is_some()
+}

@@ -1,0 +1,237 @@
+//! The per-call back-to-back user agent: one [`Call`] joins the caller's
+//! dialog (A-leg, where ansim is the UAS) and the callee's dialog (B-leg,
+//! where ansim is the UAC), relaying signalling between them while hiding
+//! each side's identity and topology.
+//!
+//! # Layering
+//!
+//! Sans-IO, like [`crate::sip`]: the driver runs the RFC 3261 transaction
+//! layer and feeds the *transaction user* events to `handle_*`, then drains
+//! [`Call::poll_action`] and re-arms a timer at [`Call::poll_timeout`].
+//! The call never retransmits requests or non-2xx responses and never
+//! reads a clock. It owns both dialogs (Call-ID, tags, CSeq, remote
+//! target, route set), builds every message, ACKs the callee's 2xx itself
+//! and rewrites SDP ([`crate::media::sdp`]).
+//!
+//! # Hiding
+//!
+//! B-leg messages are built from scratch: fresh Call-ID, tags, branch and
+//! Contact, `From` = the proxy number at our domain, and only a whitelist
+//! of harmless headers is copied across (`Content-Type`,
+//! `Content-Disposition`, `Info-Package`, `Recv-Info`, `Event`,
+//! `Retry-After`). SDP origin/connection addresses and ports are ours.
+//! The same holds for everything sent to the caller.
+//!
+//! # Choices
+//!
+//! * `Event(Answered)` is emitted when the callee's 2xx is relayed (the
+//!   answer time of the call record), not when the caller ACKs it.
+//! * `Event(Ringing)` is emitted once, at the first 180–189.
+//! * A reliable provisional (`Require: 100rel`) from the callee is PRACKed
+//!   by us on the B-leg and relayed to the caller unreliably.
+//! * `Ended` is emitted once, when nothing of the call is outstanding any
+//!   more (e.g. after the BYE toward the other side was answered or timed
+//!   out); then [`Call::is_finished`] is true.
+
+mod actions;
+mod addr;
+mod call;
+mod dialog;
+mod engine;
+mod inbound;
+mod message;
+mod midcall;
+mod route;
+mod setup;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_basic;
+#[cfg(test)]
+mod tests_hiding;
+#[cfg(test)]
+mod tests_midcall;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub use crate::media::sdp::{Direction, SdpError};
+pub use call::Call;
+pub use engine::{Engine, SipSettings};
+
+use crate::phone::E164;
+
+/// Per-call configuration, from `[sip]`, `[trunk]` and `[media]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallConfig {
+    /// Our SIP domain, used as the host of the B-leg `From`.
+    pub domain: String,
+    /// Our SIP address, written into Via and Contact.
+    pub local_sip: SocketAddr,
+    /// The trunk: where B-leg requests go (Request-URI and To host).
+    pub trunk: SocketAddr,
+    /// Our media address, written into every SDP we send.
+    pub advertise: IpAddr,
+    /// Longest a call may last after the answer before we hang up.
+    pub max_duration: Duration,
+    /// How long the callee may take to answer before we give up.
+    pub no_answer_timeout: Duration,
+}
+
+/// Who the B-leg calls and as whom, decided by routing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// The callee's real number: B-leg Request-URI and To user.
+    pub callee: E164,
+    /// The number the callee sees: B-leg From user.
+    pub caller_id: E164,
+}
+
+/// Our relay ports for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPorts {
+    /// Our RTP port offered to the caller.
+    pub a_side: u16,
+    /// Our RTP port offered to the callee.
+    pub b_side: u16,
+}
+
+/// One side of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller's dialog (we are its UAS).
+    A,
+    /// The callee's dialog (we are its UAC).
+    B,
+}
+
+impl Leg {
+    /// The other side.
+    pub fn other(self) -> Self {
+        match self {
+            Self::A => Self::B,
+            Self::B => Self::A,
+        }
+    }
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Answer a request received on `leg` (via its server transaction).
+    Respond {
+        /// The leg the request came from.
+        leg: Leg,
+        /// The response.
+        response: rsip::Response,
+    },
+    /// Send a new request on `leg`: through a new client transaction,
+    /// except ACK, which is sent bare. B-leg requests go to the trunk,
+    /// A-leg requests to where the caller's INVITE came from.
+    Send {
+        /// The leg to send on.
+        leg: Leg,
+        /// The request.
+        request: rsip::Request,
+    },
+    /// The remote party of `leg` announced where it wants media.
+    Media {
+        /// Whose SDP this came from.
+        leg: Leg,
+        /// Its RTP address (`0.0.0.0` for RFC 2543 hold).
+        remote: SocketAddr,
+        /// Its direction for the audio stream.
+        direction: Direction,
+    },
+    /// A call-record milestone.
+    Event(CallEvent),
+}
+
+/// Call-record milestones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    /// The callee is ringing (first 18x).
+    Ringing,
+    /// The callee answered.
+    Answered,
+    /// The call is over; emitted once.
+    Ended {
+        /// How it went.
+        result: CallResult,
+        /// Who hung up, when anyone did.
+        hangup: Option<Hangup>,
+        /// The final status the caller got for its INVITE.
+        status: u16,
+    },
+}
+
+/// How a call went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// Answered and later hung up.
+    Answered,
+    /// The callee was busy (486/600).
+    Busy,
+    /// Nobody answered (our timer, or 408/480 from the callee).
+    NoAnswer,
+    /// The caller gave up before the answer.
+    Cancelled,
+    /// The callee (or network) refused the call (3xx, 401–404, 410, 484,
+    /// 603, 604, 606).
+    Rejected,
+    /// Any other failure (5xx, other 4xx, broken answer).
+    Failed,
+    /// The B-leg INVITE got no response at all.
+    Timeout,
+}
+
+/// Who ended a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hangup {
+    /// The caller (BYE, CANCEL).
+    Caller,
+    /// The callee (BYE, rejection).
+    Callee,
+    /// ansim (timers, failures).
+    System,
+}
+
+/// Why a call could not be created from an INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The caller sent something we cannot relay (the peer's fault).
+    #[error("cannot relay the caller's INVITE: {0}")]
+    Peer(#[from] PeerError),
+    /// We failed (configuration or a bug).
+    #[error("local failure: {0}")]
+    Local(String),
+}
+
+impl CallError {
+    /// The status to answer the INVITE with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Peer(PeerError::Sdp(_) | PeerError::NoOffer) => 488,
+            Self::Peer(_) => 400,
+            Self::Local(_) => 500,
+        }
+    }
+}
+
+/// Peer garbage in the caller's INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// Not an INVITE.
+    #[error("not an INVITE")]
+    NotInvite,
+    /// A dialog header (From, To, Call-ID, CSeq, Via) is missing or bad.
+    #[error("missing or malformed {0}")]
+    Header(&'static str),
+    /// No SDP offer (late offer is not supported).
+    #[error("no SDP offer")]
+    NoOffer,
+    /// The SDP offer cannot be read.
+    #[error("bad SDP: {0}")]
+    Sdp(#[from] SdpError),
+}

@@ -1,0 +1,112 @@
+//! Media: the RTP/RTCP relay between the two legs of a call.
+//!
+//! # Design
+//! - [`PortPool`] hands each leg a [`PortPair`]: an even RTP port and the
+//!   RTCP port above it, both bound. The pair returns its port to the pool
+//!   when dropped, however the call ends (stop, drop, panic).
+//! - [`MediaSession::start`] spawns **one Tokio task per call** that owns the
+//!   four sockets and all per-call state (SDP targets, latches, the receive
+//!   buffer). It waits on the control channel and the sockets' readiness
+//!   (`poll_recv_ready`, commands first, sockets in rotating order), then
+//!   drains the ready socket (up to 16 datagrams per turn) with
+//!   `try_recv_from` and forwards each with `try_send_to`. Why one task per call and not one per
+//!   socket: a packet arriving on A's socket latches A's address, which the
+//!   traffic coming from B needs — with one task that state is a plain local,
+//!   with four it would be shared (atomics or locks); one call needs one
+//!   buffer, not four; 1,500 calls are 1,500 tasks, not 6,000. A call is a
+//!   few hundred packets a second, far below one core.
+//! - Packets are forwarded unchanged (no SSRC/sequence rewriting).
+//! - [`MediaHandle`] controls the task: SDP addresses, SDP direction, stats,
+//!   stop. Dropping it stops the relay.
+//!
+//! # No per-packet allocation, no global lock
+//! The receive buffer is allocated once per call; receive and send work on
+//! it in place; the tap gets a borrowed slice. Counters are relaxed atomics
+//! written by the call's own task ([`MediaStats`] reads them); the only
+//! mutexes are the pool's (once per allocation) and a per-call one touched
+//! when a latch or direction changes. No database, no logging per packet.
+//! A full send buffer drops the packet rather than waiting.
+//!
+//! # Latching (symmetric RTP)
+//! Until a leg's party sends, its media goes to the address from its SDP
+//! ([`MediaHandle::set_remote`]; RTCP to the port above). The first valid
+//! packet received on a leg's socket latches its source: from then on media
+//! for that leg goes there, whatever SDP said (NAT). RTP and RTCP latch
+//! separately, each on its own socket. A packet from another source does not
+//! move the latch unless the latched source has sent nothing for
+//! [`RelayConfig::relatch_idle`] (2 s): this lets a phone that really moved
+//! (new NAT binding, re-INVITE) take over quickly, but a stranger spraying
+//! packets at our port cannot hijack an active call's media. Packets from
+//! a non-latched source are still relayed (like rtpengine without
+//! strict-source).
+//!
+//! # Validation
+//! On an RTP socket: valid RTP (version 2, header, CSRCs, extension and
+//! padding within the datagram, payload type not in 64..=95) or RFC 5761
+//! multiplexed RTCP; on an RTCP socket: RTCP only (version 2, packet type
+//! 192..=223, first length within the datagram). Anything else is peer
+//! garbage: dropped and counted in [`Counters::dropped`], never an error.
+//!
+//! # SDP direction
+//! `sendonly`/`recvonly`/`inactive` (hold) do not filter media: whatever
+//! arrives is relayed; the direction is reported to the tap
+//! ([`MediaTap::on_media_direction`]) and shown in the stats.
+//!
+//! # The tap
+//! [`MediaTap::on_packet`] sees every valid packet received from a leg with
+//! its direction and kind, synchronously on the relay task. It must not
+//! block: copy and return (see the trait's contract).
+
+mod latch;
+mod ports;
+mod relay;
+pub mod rtp;
+pub mod sdp;
+mod stats;
+mod tap;
+
+#[cfg(test)]
+mod relay_tests;
+
+pub use ports::{PortPair, PortPool};
+pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
+pub use rtp::{RtpHeader, is_rtcp};
+pub use stats::{Counters, LegStats, MediaStats};
+pub use tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
+
+use std::net::SocketAddr;
+
+/// Failures of ours (configuration, OS resources). What peers send is never
+/// an error: bad packets are dropped and counted in the stats.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// Every port pair of the pool is in use (or taken by other programs).
+    #[error("no free RTP port pair in {first}..={last}")]
+    PoolExhausted {
+        /// First port of the configured range.
+        first: u16,
+        /// Last port of the configured range.
+        last: u16,
+    },
+    /// The configured range holds no even port with its odd neighbour.
+    #[error("port range {first}..={last} holds no RTP/RTCP port pair")]
+    InvalidRange {
+        /// First port of the configured range.
+        first: u16,
+        /// Last port of the configured range.
+        last: u16,
+    },
+    /// Binding a media socket failed for another reason than "in use"
+    /// (address not local, permission).
+    #[error("cannot bind media socket {addr}: {source}")]
+    Bind {
+        /// The address we tried to bind.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Sockets were requested outside a Tokio runtime.
+    #[error("media sockets need a Tokio runtime")]
+    NoRuntime,
+}

@@ -1,0 +1,435 @@
+//! Relay tests on real UDP sockets on 127.0.0.1. Each test has its own port
+//! range, below Linux's ephemeral range (32768..) so that sockets bound to
+//! port 0 here or elsewhere do not squat them; timeouts are only hang guards.
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+use super::*;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const GUARD: Duration = Duration::from_secs(5);
+
+/// A call: the relay, its pool, and two phones (port pairs of their own, so
+/// a phone's RTCP is on its RTP port + 1 as SDP implies).
+struct Call {
+    relay: MediaHandle,
+    pool: PortPool,
+    phone_a: PortPair,
+    phone_b: PortPair,
+}
+
+/// Relay ports in `base..base+10`, phone ports in `base+10..base+20`.
+fn call(base: u16, config: RelayConfig, tap: Option<Arc<dyn MediaTap>>) -> Call {
+    let pool = PortPool::new(LOCALHOST, base, base + 9).unwrap();
+    let phones = PortPool::new(LOCALHOST, base + 10, base + 19).unwrap();
+    let relay = MediaSession::start_with(
+        config,
+        pool.allocate().unwrap(),
+        pool.allocate().unwrap(),
+        tap,
+    );
+    let (phone_a, phone_b) = (phones.allocate().unwrap(), phones.allocate().unwrap());
+    relay.set_remote(Leg::A, addr(&phone_a.rtp));
+    relay.set_remote(Leg::B, addr(&phone_b.rtp));
+    Call {
+        relay,
+        pool,
+        phone_a,
+        phone_b,
+    }
+}
+
+impl Call {
+    /// Where a phone on `leg` sends its `kind` packets.
+    fn relay_addr(&self, leg: Leg, kind: PacketKind) -> SocketAddr {
+        let port = self.relay.local_port(leg);
+        SocketAddr::new(
+            LOCALHOST,
+            if kind == PacketKind::Rtp {
+                port
+            } else {
+                port + 1
+            },
+        )
+    }
+}
+
+fn addr(socket: &UdpSocket) -> SocketAddr {
+    socket.local_addr().unwrap()
+}
+
+async fn send(from: &UdpSocket, packet: &[u8], to: SocketAddr) {
+    assert_eq!(from.send_to(packet, to).await.unwrap(), packet.len());
+}
+
+async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 4096];
+    let (len, src) = timeout(GUARD, socket.recv_from(&mut buf))
+        .await
+        .expect("hang guard")
+        .unwrap();
+    (buf[..len].to_vec(), src)
+}
+
+fn assert_nothing_pending(socket: &UdpSocket) {
+    let mut buf = [0u8; 64];
+    let err = socket.try_recv_from(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+}
+
+/// PCMU packet: 12-byte header + 160 bytes of pattern.
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160u16).map(|i| (i.wrapping_mul(7) ^ seq) as u8));
+    p
+}
+
+/// RTCP receiver report without report blocks.
+fn rtcp(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+#[tokio::test]
+async fn relays_rtp_both_ways_unchanged() {
+    let c = call(31200, RelayConfig::default(), None);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
+    let to_b = c.relay_addr(Leg::B, PacketKind::Rtp);
+    for (from, to, dest, ssrc) in [
+        (&c.phone_a, to_a, &c.phone_b, 0xa),
+        (&c.phone_b, to_b, &c.phone_a, 0xb),
+    ] {
+        for seq in 0..50 {
+            send(&from.rtp, &rtp(seq, ssrc), to).await;
+            let (got, src) = recv(&dest.rtp).await;
+            assert_eq!(got, rtp(seq, ssrc));
+            assert_eq!(
+                src.port(),
+                if ssrc == 0xa {
+                    to_b.port()
+                } else {
+                    to_a.port()
+                }
+            );
+        }
+    }
+    assert_nothing_pending(&c.phone_a.rtp);
+    assert_nothing_pending(&c.phone_b.rtp);
+    let stats = c.relay.stats();
+    for leg in [&stats.a, &stats.b] {
+        let bytes = 50 * 172;
+        let expect = Counters {
+            packets_in: 50,
+            bytes_in: bytes,
+            packets_out: 50,
+            bytes_out: bytes,
+            dropped: 0,
+        };
+        assert_eq!(leg.rtp, expect);
+        assert_eq!(leg.rtcp, Counters::default());
+    }
+    assert_eq!(stats.a.rtp_latched, Some(addr(&c.phone_a.rtp)));
+    assert_eq!(stats.b.rtp_latched, Some(addr(&c.phone_b.rtp)));
+    assert_eq!(stats.a.rtcp_latched, None);
+}
+
+#[tokio::test]
+async fn latches_to_real_source_over_sdp_address() {
+    let c = call(31220, RelayConfig::default(), None);
+    let decoy = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    c.relay.set_remote(Leg::B, addr(&decoy)); // SDP says decoy; B sends from phone_b
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
+    let to_b = c.relay_addr(Leg::B, PacketKind::Rtp);
+
+    send(&c.phone_a.rtp, &rtp(1, 0xa), to_a).await;
+    assert_eq!(
+        recv(&decoy).await.0,
+        rtp(1, 0xa),
+        "before latching: SDP address"
+    );
+    send(&c.phone_b.rtp, &rtp(1, 0xb), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(1, 0xb));
+    send(&c.phone_a.rtp, &rtp(2, 0xa), to_a).await;
+    assert_eq!(
+        recv(&c.phone_b.rtp).await.0,
+        rtp(2, 0xa),
+        "after latching: real source"
+    );
+    assert_nothing_pending(&decoy);
+    assert_eq!(c.relay.stats().b.rtp_latched, Some(addr(&c.phone_b.rtp)));
+
+    // A stranger sending to B's port is relayed but does not steal the latch.
+    let stranger = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    send(&stranger, &rtp(9, 0x5), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(9, 0x5));
+    send(&c.phone_a.rtp, &rtp(3, 0xa), to_a).await;
+    assert_eq!(recv(&c.phone_b.rtp).await.0, rtp(3, 0xa));
+    assert_nothing_pending(&stranger);
+    // A new SDP address does not override a latch either.
+    c.relay.set_remote(Leg::B, addr(&decoy));
+    send(&c.phone_a.rtp, &rtp(4, 0xa), to_a).await;
+    assert_eq!(recv(&c.phone_b.rtp).await.0, rtp(4, 0xa));
+    assert_nothing_pending(&decoy);
+}
+
+#[tokio::test]
+async fn relatches_when_policy_allows() {
+    // Idle time zero: the newest source always wins (the 2 s clock is tested
+    // with an injected clock in latch.rs).
+    let config = RelayConfig {
+        relatch_idle: Duration::ZERO,
+    };
+    let c = call(31240, config, None);
+    let (to_a, to_b) = (
+        c.relay_addr(Leg::A, PacketKind::Rtp),
+        c.relay_addr(Leg::B, PacketKind::Rtp),
+    );
+    send(&c.phone_b.rtp, &rtp(1, 0xb), to_b).await;
+    recv(&c.phone_a.rtp).await;
+    let moved = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    send(&moved, &rtp(2, 0xc), to_b).await;
+    recv(&c.phone_a.rtp).await;
+    send(&c.phone_a.rtp, &rtp(1, 0xa), to_a).await;
+    assert_eq!(recv(&moved).await.0, rtp(1, 0xa));
+    assert_nothing_pending(&c.phone_b.rtp);
+    assert_eq!(c.relay.stats().b.rtp_latched, Some(addr(&moved)));
+}
+
+#[tokio::test]
+async fn relays_rtcp_on_its_own_ports() {
+    let c = call(31260, RelayConfig::default(), None);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtcp);
+    let to_b = c.relay_addr(Leg::B, PacketKind::Rtcp);
+    send(&c.phone_a.rtcp, &rtcp(0xa), to_a).await;
+    let (got, src) = recv(&c.phone_b.rtcp).await; // SDP port + 1
+    assert_eq!((got, src), (rtcp(0xa), to_b));
+    send(&c.phone_b.rtcp, &rtcp(0xb), to_b).await;
+    let (got, src) = recv(&c.phone_a.rtcp).await;
+    assert_eq!((got, src), (rtcp(0xb), to_a));
+    assert_nothing_pending(&c.phone_a.rtp);
+    assert_nothing_pending(&c.phone_b.rtp);
+
+    let stats = c.relay.stats();
+    for leg in [&stats.a, &stats.b] {
+        assert_eq!(leg.rtp, Counters::default());
+        assert_eq!(
+            (leg.rtcp.packets_in, leg.rtcp.packets_out, leg.rtcp.dropped),
+            (1, 1, 0)
+        );
+        assert_eq!(leg.rtp_latched, None, "RTCP latches apart from RTP");
+    }
+    assert_eq!(stats.a.rtcp_latched, Some(addr(&c.phone_a.rtcp)));
+
+    // An explicit a=rtcp address is honoured until latching.
+    let other = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let c2 = call(31280, RelayConfig::default(), None);
+    c2.relay.set_remote_rtcp(Leg::B, addr(&other));
+    send(
+        &c2.phone_a.rtcp,
+        &rtcp(0xa),
+        c2.relay_addr(Leg::A, PacketKind::Rtcp),
+    )
+    .await;
+    assert_eq!(recv(&other).await.0, rtcp(0xa));
+}
+
+#[tokio::test]
+async fn drops_and_counts_garbage_and_keeps_working() {
+    let c = call(31300, RelayConfig::default(), None);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
+    let mut version0 = rtp(1, 0xa);
+    version0[0] = 0x00;
+    let mut truncated_csrc = rtp(1, 0xa)[..12].to_vec();
+    truncated_csrc[0] = 0x81;
+    let too_long = [rtp(1, 0xa), vec![0; MAX_DATAGRAM]].concat();
+    for garbage in [
+        &[0x80, 0][..],
+        &[][..],
+        &version0,
+        &truncated_csrc,
+        &too_long,
+    ] {
+        send(&c.phone_a.rtp, garbage, to_a).await;
+    }
+    // RTP on the RTCP socket, RTCP with a length beyond the datagram.
+    let to_a_rtcp = c.relay_addr(Leg::A, PacketKind::Rtcp);
+    send(&c.phone_a.rtcp, &rtp(1, 0xa), to_a_rtcp).await;
+    send(&c.phone_a.rtcp, &[0x80, 201, 0, 9, 0, 0, 0, 0], to_a_rtcp).await;
+
+    send(&c.phone_a.rtp, &rtp(2, 0xa), to_a).await;
+    assert_eq!(recv(&c.phone_b.rtp).await.0, rtp(2, 0xa));
+    send(&c.phone_a.rtcp, &rtcp(0xa), to_a_rtcp).await;
+    assert_eq!(recv(&c.phone_b.rtcp).await.0, rtcp(0xa));
+    assert_nothing_pending(&c.phone_b.rtp);
+
+    let stats = c.relay.stats();
+    assert_eq!((stats.a.rtp.packets_in, stats.a.rtp.dropped), (6, 5));
+    assert_eq!((stats.a.rtcp.packets_in, stats.a.rtcp.dropped), (3, 2));
+    assert_eq!((stats.b.rtp.packets_out, stats.b.rtcp.packets_out), (1, 1));
+}
+
+#[tokio::test]
+async fn drops_when_no_target_is_known() {
+    let pool = PortPool::new(LOCALHOST, 31320, 31329).unwrap();
+    let relay = MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
+    let phone = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
+    send(&phone, &rtp(1, 1), to_a).await;
+    send(&phone, &rtp(2, 1), to_a).await;
+    // B sends: A was latched by its packets, so this one gets through.
+    let phone_b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    send(
+        &phone_b,
+        &rtp(1, 2),
+        SocketAddr::new(LOCALHOST, relay.local_port(Leg::B)),
+    )
+    .await;
+    assert_eq!(recv(&phone).await.0, rtp(1, 2));
+    let stats = relay.stats();
+    assert_eq!((stats.a.rtp.packets_in, stats.a.rtp.dropped), (2, 2));
+    assert_eq!(stats.a.rtp_latched, Some(addr(&phone)));
+}
+
+type Seen = Vec<(Direction, PacketKind, Vec<u8>)>;
+
+#[derive(Default)]
+struct RecordingTap {
+    packets: Mutex<Seen>,
+    directions: Mutex<Vec<(Leg, MediaDirection)>>,
+}
+
+impl MediaTap for RecordingTap {
+    fn on_packet(&self, dir: Direction, kind: PacketKind, data: &[u8], arrival: Instant) {
+        assert!(arrival <= Instant::now());
+        self.packets
+            .lock()
+            .unwrap()
+            .push((dir, kind, data.to_vec()));
+    }
+
+    fn on_media_direction(&self, leg: Leg, direction: MediaDirection) {
+        self.directions.lock().unwrap().push((leg, direction));
+    }
+}
+
+#[tokio::test]
+async fn tap_sees_every_relayed_packet() {
+    let tap = Arc::new(RecordingTap::default());
+    let c = call(31340, RelayConfig::default(), Some(tap.clone()));
+    use PacketKind::{Rtcp, Rtp};
+    let mut expected: Seen = Vec::new();
+    let steps = [
+        (Leg::A, Rtp, rtp(1, 0xa)),
+        (Leg::B, Rtp, rtp(1, 0xb)),
+        (Leg::A, Rtcp, rtcp(0xa)),
+        (Leg::B, Rtcp, rtcp(0xb)),
+        (Leg::A, Rtp, rtp(2, 0xa)),
+    ];
+    for (leg, kind, packet) in steps {
+        let (from, to) = match leg {
+            Leg::A => (&c.phone_a, &c.phone_b),
+            Leg::B => (&c.phone_b, &c.phone_a),
+        };
+        let (out, inn) = match kind {
+            Rtp => (&from.rtp, &to.rtp),
+            Rtcp => (&from.rtcp, &to.rtcp),
+        };
+        send(out, &[0x00, 0x01], c.relay_addr(leg, kind)).await; // garbage: not tapped
+        send(out, &packet, c.relay_addr(leg, kind)).await;
+        recv(inn).await;
+        expected.push((Direction::from_leg(leg), kind, packet));
+    }
+    // RFC 5761 multiplexed RTCP on the RTP port: tapped as RTCP.
+    send(&c.phone_b.rtp, &rtcp(0xb), c.relay_addr(Leg::B, Rtp)).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtcp(0xb));
+    expected.push((Direction::BtoA, Rtcp, rtcp(0xb)));
+    assert_eq!(*tap.packets.lock().unwrap(), expected);
+
+    c.relay.set_direction(Leg::B, MediaDirection::SendOnly);
+    // Commands are applied in order with packets: relay one more to sync.
+    send(&c.phone_a.rtp, &rtp(3, 0xa), c.relay_addr(Leg::A, Rtp)).await;
+    assert_eq!(
+        recv(&c.phone_b.rtp).await.0,
+        rtp(3, 0xa),
+        "hold does not filter"
+    );
+    assert_eq!(
+        *tap.directions.lock().unwrap(),
+        [(Leg::B, MediaDirection::SendOnly)]
+    );
+    assert_eq!(c.relay.stats().b.direction, MediaDirection::SendOnly);
+    assert_eq!(c.relay.stats().a.direction, MediaDirection::SendRecv);
+}
+
+#[tokio::test]
+async fn stop_frees_ports_and_ends_the_task() {
+    let c = call(31360, RelayConfig::default(), None);
+    let relay_port = c.relay.local_port(Leg::A);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
+    send(&c.phone_a.rtp, &rtp(1, 0xa), to_a).await;
+    recv(&c.phone_b.rtp).await;
+    assert_eq!(c.pool.in_use(), 2);
+    c.relay.stop().await;
+    assert_eq!(c.pool.in_use(), 0);
+    // The ports are really closed: the pool (and the OS) give them again.
+    let again: Vec<PortPair> = (0..c.pool.capacity())
+        .map(|_| c.pool.allocate().unwrap())
+        .collect();
+    assert!(again.iter().any(|pair| pair.port == relay_port));
+    drop(again);
+    // Packets to a stopped relay go nowhere and hurt nothing.
+    send(&c.phone_a.rtp, &rtp(2, 0xa), to_a).await;
+    assert_nothing_pending(&c.phone_b.rtp);
+}
+
+#[tokio::test]
+async fn dropping_the_handle_frees_ports() {
+    let c = call(31380, RelayConfig::default(), None);
+    let Call { relay, pool, .. } = c;
+    drop(relay);
+    // The task is aborted and frees its ports once the runtime drops it.
+    timeout(GUARD, async {
+        while pool.in_use() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("ports freed after drop");
+    assert!(pool.allocate().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_share_a_pool() {
+    let pool = Arc::new(PortPool::new(LOCALHOST, 31400, 31439).unwrap());
+    let mut calls = Vec::new();
+    for i in 0..10u32 {
+        let pool = Arc::clone(&pool);
+        calls.push(tokio::spawn(async move {
+            let relay =
+                MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
+            let a = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+            let b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+            relay.set_remote(Leg::B, addr(&b));
+            let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
+            for seq in 0..20 {
+                send(&a, &rtp(seq, i), to_a).await;
+                assert_eq!(recv(&b).await.0, rtp(seq, i));
+            }
+            relay.stop().await;
+        }));
+    }
+    for call in calls {
+        call.await.unwrap();
+    }
+    assert_eq!(pool.in_use(), 0);
+}

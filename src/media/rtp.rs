@@ -1,0 +1,223 @@
+//! Minimal, allocation-free RTP header view and RTP/RTCP demultiplexing
+//! (RFC 3550 §5.1, RFC 5761 §4).
+//!
+//! Every read is bounds-checked: truncated or garbage input yields `None` /
+//! `false`, never a panic.
+
+/// Length of the fixed RTP header (no CSRCs, no extension).
+pub const RTP_FIXED_HEADER_LEN: usize = 12;
+
+/// The only RTP/RTCP version in use (RFC 3550).
+const VERSION: u8 = 2;
+
+/// Minimal length of an RTCP packet's common header.
+const RTCP_HEADER_LEN: usize = 4;
+
+/// A parsed view of an RTP packet's header. It borrows nothing; use
+/// [`RtpHeader::payload`] with the same packet to get the payload bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpHeader {
+    /// Marker bit (M).
+    pub marker: bool,
+    /// Payload type (7 bits). Never in 64..=95: those collide with RTCP.
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// Synchronisation source.
+    pub ssrc: u32,
+    /// Number of CSRC identifiers (CC, 0..=15).
+    pub csrc_count: u8,
+    /// Whether a header extension (X) is present.
+    pub has_extension: bool,
+    /// Whether padding (P) is present.
+    pub has_padding: bool,
+    /// Offset of the payload: fixed header + CSRCs + extension.
+    pub payload_offset: usize,
+    /// Length of the payload, padding excluded.
+    pub payload_len: usize,
+}
+
+impl RtpHeader {
+    /// Parses the header of an RTP packet.
+    ///
+    /// Returns `None` if the packet is shorter than its header says (fixed
+    /// header, CSRC list, extension, padding), if the version is not 2, or if
+    /// it is RTCP by RFC 5761 (see [`is_rtcp`]).
+    #[must_use]
+    pub fn parse(packet: &[u8]) -> Option<RtpHeader> {
+        let fixed = packet.get(..RTP_FIXED_HEADER_LEN)?;
+        if fixed[0] >> 6 != VERSION || is_rtcp_type(fixed[1]) {
+            return None;
+        }
+        let csrc_count = fixed[0] & 0x0f;
+        let has_padding = fixed[0] & 0x20 != 0;
+        let has_extension = fixed[0] & 0x10 != 0;
+        let mut offset = RTP_FIXED_HEADER_LEN + 4 * usize::from(csrc_count);
+        if has_extension {
+            let ext = packet.get(offset..offset + 4)?;
+            let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+            offset += 4 + 4 * words;
+        }
+        let padding = if has_padding {
+            usize::from(*packet.last()?)
+        } else {
+            0
+        };
+        if (has_padding && padding == 0) || offset + padding > packet.len() {
+            return None;
+        }
+        Some(RtpHeader {
+            marker: fixed[1] & 0x80 != 0,
+            payload_type: fixed[1] & 0x7f,
+            sequence: u16::from_be_bytes([fixed[2], fixed[3]]),
+            timestamp: u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]),
+            ssrc: u32::from_be_bytes([fixed[8], fixed[9], fixed[10], fixed[11]]),
+            csrc_count,
+            has_extension,
+            has_padding,
+            payload_offset: offset,
+            payload_len: packet.len() - offset - padding,
+        })
+    }
+
+    /// The payload of `packet`, which must be the packet this header was
+    /// parsed from (an empty slice if it is not long enough).
+    #[must_use]
+    pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
+        packet
+            .get(self.payload_offset..self.payload_offset + self.payload_len)
+            .unwrap_or(&[])
+    }
+}
+
+/// Whether the second byte of a packet marks RTCP (RFC 5761 §4: packet types
+/// 192..=223, i.e. `byte & 0x7f` in 64..=95).
+fn is_rtcp_type(second_byte: u8) -> bool {
+    (64..=95).contains(&(second_byte & 0x7f))
+}
+
+/// Whether `packet` is an RTCP packet (RFC 5761 demultiplexing): version 2,
+/// second byte & 0x7F in 64..=95, and the first RTCP packet's length field
+/// fits in the datagram.
+#[must_use]
+pub fn is_rtcp(packet: &[u8]) -> bool {
+    let Some(header) = packet.get(..RTCP_HEADER_LEN) else {
+        return false;
+    };
+    let words = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    header[0] >> 6 == VERSION && is_rtcp_type(header[1]) && (words + 1) * 4 <= packet.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 0x00];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        p.extend_from_slice(&0xdead_beefu32.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn parses_fixed_header() {
+        let mut p = rtp(4242, &[7; 160]);
+        p[1] = 0x80 | 8; // marker, PCMA
+        let h = RtpHeader::parse(&p).unwrap();
+        assert!(h.marker);
+        assert_eq!(h.payload_type, 8);
+        assert_eq!(h.sequence, 4242);
+        assert_eq!(h.timestamp, 0x0102_0304);
+        assert_eq!(h.ssrc, 0xdead_beef);
+        assert_eq!(
+            (h.csrc_count, h.has_extension, h.has_padding),
+            (0, false, false)
+        );
+        assert_eq!(h.payload(&p), &[7; 160][..]);
+    }
+
+    #[test]
+    fn header_only_packet_has_empty_payload() {
+        let h = RtpHeader::parse(&rtp(1, &[])).unwrap();
+        assert_eq!(h.payload_len, 0);
+    }
+
+    #[test]
+    fn rejects_truncated_and_garbage() {
+        let p = rtp(1, &[1, 2, 3]);
+        for len in 0..RTP_FIXED_HEADER_LEN {
+            assert!(RtpHeader::parse(&p[..len]).is_none(), "len {len}");
+        }
+        let mut v0 = p.clone();
+        v0[0] = 0x00;
+        assert!(RtpHeader::parse(&v0).is_none());
+        let mut v1 = p.clone();
+        v1[0] = 0x40;
+        assert!(RtpHeader::parse(&v1).is_none());
+        assert!(RtpHeader::parse(&[0xff; 40]).is_none());
+    }
+
+    #[test]
+    fn csrc_list_bounds() {
+        let mut p = rtp(1, &[0; 8]); // room for exactly 2 CSRCs
+        p[0] = 0x82;
+        let h = RtpHeader::parse(&p).unwrap();
+        assert_eq!((h.csrc_count, h.payload_offset, h.payload_len), (2, 20, 0));
+        p[0] = 0x83;
+        assert!(RtpHeader::parse(&p).is_none());
+        p[0] = 0x8f;
+        assert!(RtpHeader::parse(&p).is_none());
+    }
+
+    #[test]
+    fn extension_bounds() {
+        // Extension header (profile 0xBEDE, 1 word) + 1 word + 2 payload bytes.
+        let mut p = rtp(1, &[0xbe, 0xde, 0x00, 0x01, 1, 2, 3, 4, 9, 9]);
+        p[0] = 0x90;
+        let h = RtpHeader::parse(&p).unwrap();
+        assert!(h.has_extension);
+        assert_eq!(h.payload(&p), &[9, 9]);
+        // Extension header cut short.
+        assert!(RtpHeader::parse(&p[..14]).is_none());
+        // Extension length claims more words than present.
+        p[15] = 3;
+        assert!(RtpHeader::parse(&p).is_none());
+    }
+
+    #[test]
+    fn padding_bounds() {
+        let mut p = rtp(1, &[5, 5, 0, 2]);
+        p[0] = 0xa0;
+        let h = RtpHeader::parse(&p).unwrap();
+        assert_eq!(h.payload(&p), &[5, 5]);
+        *p.last_mut().unwrap() = 0; // zero padding count is invalid
+        assert!(RtpHeader::parse(&p).is_none());
+        *p.last_mut().unwrap() = 5; // more padding than payload
+        assert!(RtpHeader::parse(&p).is_none());
+    }
+
+    #[test]
+    fn rtcp_demultiplexing() {
+        // Receiver report, no report blocks: 8 bytes, length field 1.
+        let rr = [0x80, 201, 0x00, 0x01, 1, 2, 3, 4];
+        assert!(is_rtcp(&rr));
+        assert!(RtpHeader::parse(&[&rr[..], &[0; 8]].concat()).is_none());
+        // Sender report type 200 and APP 204 are RTCP too.
+        assert!(is_rtcp(&[0x80, 200, 0, 0]));
+        assert!(is_rtcp(&[0x81, 204, 0, 0]));
+        // RTP PCMU with and without marker is not.
+        assert!(!is_rtcp(&rtp(1, &[0; 4])));
+        let mut marked = rtp(1, &[0; 4]);
+        marked[1] = 0x80;
+        assert!(!is_rtcp(&marked));
+        // Truncated, wrong version, length beyond datagram.
+        assert!(!is_rtcp(&rr[..3]));
+        assert!(!is_rtcp(&[0x00, 201, 0, 1, 0, 0, 0, 0]));
+        assert!(!is_rtcp(&[0x80, 201, 0, 2, 0, 0, 0, 0]));
+        assert!(!is_rtcp(&[]));
+    }
+}

@@ -1,0 +1,113 @@
+//! The media tap (the recorder's hook) and the small types it speaks in.
+
+use std::time::Instant;
+
+/// One side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The caller's side.
+    A,
+    /// The callee's side.
+    B,
+}
+
+impl Leg {
+    /// The other leg.
+    #[must_use]
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+
+    /// 0 for A, 1 for B (array index).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Leg::A => 0,
+            Leg::B => 1,
+        }
+    }
+}
+
+/// Which way a relayed packet flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the caller (leg A) to the callee (leg B).
+    AtoB,
+    /// From the callee (leg B) to the caller (leg A).
+    BtoA,
+}
+
+impl Direction {
+    /// The direction of a packet received from `leg`.
+    #[must_use]
+    pub fn from_leg(leg: Leg) -> Direction {
+        match leg {
+            Leg::A => Direction::AtoB,
+            Leg::B => Direction::BtoA,
+        }
+    }
+}
+
+/// RTP or RTCP. Also names a leg's socket (the RTP one, on the even port, or
+/// the RTCP one, on the port above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PacketKind {
+    /// RTP media.
+    Rtp,
+    /// RTCP control (RFC 5761 demultiplexed: second byte & 0x7F in 64..=95).
+    Rtcp,
+}
+
+impl PacketKind {
+    /// 0 for RTP, 1 for RTCP (array index).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            PacketKind::Rtp => 0,
+            PacketKind::Rtcp => 1,
+        }
+    }
+}
+
+/// The SDP direction attribute of a leg's media (RFC 4566/3264), as offered
+/// by that leg: `sendonly` means the leg's party sends but does not receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MediaDirection {
+    /// `a=sendrecv` (the default).
+    #[default]
+    SendRecv,
+    /// `a=sendonly` (e.g. putting the other party on hold).
+    SendOnly,
+    /// `a=recvonly`.
+    RecvOnly,
+    /// `a=inactive`.
+    Inactive,
+}
+
+/// A hook that sees every relayed packet; the recorder implements it.
+///
+/// # Contract
+/// - Called synchronously on the relay task, in arrival order per socket,
+///   for every packet that passed validation (valid RTP, or RTCP), before it
+///   is sent on — also when it cannot be sent (no target yet, send error).
+///   Garbage dropped by the relay is not shown.
+/// - `data` is the packet exactly as received (header included) and is only
+///   valid during the call: copy what you keep.
+/// - Implementations **must not block** (no I/O, no waiting on locks held
+///   elsewhere for long, no `block_on`): the relay of the whole call waits
+///   for them. Copy into your own buffer or a bounded channel (`try_send`)
+///   and return; drop and count if full.
+/// - A panic in the tap ends the call's relay task (ports are still freed).
+pub trait MediaTap: Send + Sync {
+    /// A packet received from the leg named by `dir` (`AtoB`: from A) at
+    /// `arrival` (taken right after the receive).
+    fn on_packet(&self, dir: Direction, kind: PacketKind, data: &[u8], arrival: Instant);
+
+    /// The SDP direction of `leg` changed (hold / resume). The relay keeps
+    /// forwarding whatever arrives; the tap may use this, e.g. to mark a
+    /// hold in the recording. Default: ignored.
+    fn on_media_direction(&self, leg: Leg, direction: MediaDirection) {
+        let _ = (leg, direction);
+    }
+}

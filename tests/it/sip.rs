@@ -1,0 +1,452 @@
+//! Masked calling end to end: real SIPp as the carrier, ansim between.
+//!
+//! Each test starts `ansim serve` in-process on its own ports and SQLite
+//! file, opens a session through the store, then runs a SIPp UAS as the
+//! callee behind the trunk and a SIPp UAC as the caller. SIPp's message
+//! logs are kept, so a test can read exactly what each side received.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use ansim::clock::{Clock, SystemClock};
+use ansim::config::Config;
+use ansim::routing::{Routing, SessionRequest};
+use ansim::store::{SessionRecord, Store};
+
+use crate::harness::{n, policy, pool_numbers};
+
+const CUSTOMER: &str = "+821012345678";
+const MASTER: &str = "+821098765432";
+
+/// Media port ranges: each test gets its own block.
+static NEXT_MEDIA_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct SipTest {
+    pub dir: tempfile::TempDir,
+    pub store: Store,
+    pub sip: SocketAddr,
+    pub uas_port: u16,
+    pub session: SessionRecord,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SipTest {
+    /// ansim with a session CUSTOMER ↔ MASTER; `allow` is `[trunk] allow`.
+    pub async fn start(allow: &str) -> SipTest {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}/ansim.db", dir.path().display());
+        let sip_port = free_udp_port();
+        let uas_port = free_udp_port();
+        let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
+        let toml = format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n\
+             [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
+             [media]\nports = \"{block}-{}\"\n\
+             [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{}/rec\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\n",
+            block + 39,
+            dir.path().display()
+        );
+        let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
+        let store = Store::connect(&db).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .add_numbers(&pool_numbers(1), SystemClock.now())
+            .await
+            .unwrap();
+        let routing = Routing::new(store.clone(), std::sync::Arc::new(SystemClock), policy());
+        let req = SessionRequest {
+            a: n(CUSTOMER),
+            b: n(MASTER),
+            ttl: None,
+            retention_class: None,
+            record: None,
+        };
+        let session = routing.create_session(req).await.unwrap();
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            ansim::server::run(config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+        wait_for_options(sip).await;
+        SipTest {
+            dir,
+            store,
+            sip,
+            uas_port,
+            session,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Waits until ansim answers OPTIONS (readiness without sleeping blindly).
+async fn wait_for_options(sip: SocketAddr) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    for i in 0..100 {
+        let msg = format!(
+            "OPTIONS sip:ping@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-ready-{i}\r\n\
+             From: <sip:probe@{local}>;tag=r{i}\r\nTo: <sip:ping@{sip}>\r\nCall-ID: ready-{i}@{local}\r\n\
+             CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), sip).await.unwrap();
+        let mut buf = [0u8; 4096];
+        if let Ok(Ok((len, _))) =
+            tokio::time::timeout(Duration::from_millis(100), sock.recv_from(&mut buf)).await
+        {
+            let text = String::from_utf8_lossy(&buf[..len]);
+            // 200, or 403 where the test forbids our own address.
+            assert!(
+                text.starts_with("SIP/2.0 200") || text.starts_with("SIP/2.0 403"),
+                "{text}"
+            );
+            return;
+        }
+    }
+    panic!("ansim never answered OPTIONS on {sip}");
+}
+
+/// A SIPp run: the scenario file, its arguments, where its logs go.
+pub struct Sipp {
+    pub messages: PathBuf,
+    child: tokio::process::Child,
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+}
+
+impl Sipp {
+    /// Starts SIPp with `scenario` on `port`, logging messages to `log`.
+    pub fn spawn(dir: &Path, scenario_file: &Path, port: u16, extra: &[&str], log: &str) -> Sipp {
+        let messages = dir.join(format!("{log}_messages.log"));
+        let mut cmd = tokio::process::Command::new("sipp");
+        cmd.current_dir(dir)
+            .arg("-sf")
+            .arg(scenario_file)
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+            ])
+            .args([
+                "-timeout",
+                "15s",
+                "-timeout_error",
+                "-trace_msg",
+                "-trace_err",
+            ])
+            .arg("-message_file")
+            .arg(&messages)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .expect("sipp is installed (apt-get install sip-tester)");
+        Sipp { messages, child }
+    }
+
+    /// Waits for SIPp to finish; returns whether every call passed (exit 0).
+    pub async fn finish(mut self) -> (bool, String) {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("sipp hung")
+            .unwrap();
+        let log = std::fs::read_to_string(&self.messages).unwrap_or_default();
+        (status.success(), log)
+    }
+}
+
+/// The UAC placing a call from `caller` to `dialled` through ansim.
+fn uac(t: &SipTest, scenario_file: &Path, caller: &str, dialled: &str, log: &str) -> Sipp {
+    let target = t.sip.to_string();
+    Sipp::spawn(
+        t.dir.path(),
+        scenario_file,
+        free_udp_port(),
+        &[
+            "-s",
+            dialled,
+            "-key",
+            "caller",
+            caller,
+            "-mp",
+            &free_udp_port().to_string(),
+            &target,
+        ],
+        log,
+    )
+}
+
+/// The UAS answering as the callee behind the trunk.
+fn uas(t: &SipTest, scenario_file: &Path, log: &str) -> Sipp {
+    Sipp::spawn(
+        t.dir.path(),
+        scenario_file,
+        t.uas_port,
+        &["-mp", &free_udp_port().to_string()],
+        log,
+    )
+}
+
+/// The messages of a SIPp log that were `received` or `sent`, in order.
+fn messages(log: &str, what: &str) -> Vec<String> {
+    log.split("----------------------------------------------- ")
+        .filter(|chunk| chunk.contains(&format!("message {what}")))
+        .filter_map(|chunk| {
+            chunk
+                .split_once("\n\n")
+                .map(|(_, body)| body.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The first message in a SIPp log received that starts with `start_line`.
+fn received(log: &str, start_line: &str) -> String {
+    messages(log, "received")
+        .into_iter()
+        .find(|m| m.starts_with(start_line))
+        .unwrap_or_else(|| panic!("no received message starting {start_line:?} in\n{log}"))
+}
+
+/// A refused-call scenario expecting `status`.
+fn refused_scenario(t: &SipTest, status: u16) -> PathBuf {
+    let text = std::fs::read_to_string(scenario("uac_refused.xml"))
+        .unwrap()
+        .replace("[status]", &status.to_string());
+    let path = t.path(&format!("uac_refused_{status}.xml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn calls_of(t: &SipTest) -> Vec<ansim::store::CallRecord> {
+    // Call records are written by a background task: wait for the end.
+    for _ in 0..100 {
+        let calls = t.store.list_calls(&t.session.id).await.unwrap();
+        if !calls.is_empty() && calls.iter().all(|c| c.end_at.is_some()) {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.store.list_calls(&t.session.id).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_calls_master_and_nothing_leaks() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
+    let caller = uac(
+        &t,
+        &scenario("uac_call.xml"),
+        CUSTOMER,
+        t.session.a.proxy_number.as_str(),
+        "uac",
+    );
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok, "caller failed:\n{uac_log}");
+    assert!(uas_ok, "callee failed:\n{uas_log}");
+
+    // What the callee received: the master's number in the Request-URI, the
+    // proxy number the master holds as caller ID, nothing of the caller.
+    let invite = received(&uas_log, "INVITE ");
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{MASTER}@")),
+        "{invite}"
+    );
+    let from = invite.lines().find(|l| l.starts_with("From:")).unwrap();
+    assert!(
+        from.contains(&format!("sip:{}@", t.session.b.proxy_number.as_str())),
+        "{from}"
+    );
+    let uac_invite = messages(&uac_log, "sent")
+        .into_iter()
+        .find(|m| m.starts_with("INVITE"))
+        .unwrap();
+    let a_call_id = header(&uac_invite, "Call-ID");
+    let a_branch = uac_invite
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .split(['\r', '\n', ';'])
+        .next()
+        .unwrap()
+        .to_owned();
+    let a_from_tag = header(&uac_invite, "From")
+        .split("tag=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let a_contact = header(&uac_invite, "Contact");
+    let a_hostport = a_contact
+        .split('@')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>')
+        .to_owned();
+    for secret in [
+        "821012345678",
+        a_call_id.as_str(),
+        a_branch.as_str(),
+        a_from_tag.as_str(),
+        a_hostport.as_str(),
+        "Secret Caller",
+        "CallerPhone",
+    ] {
+        assert!(
+            !invite.contains(secret),
+            "B-leg INVITE leaks {secret:?}:\n{invite}"
+        );
+    }
+    for line in invite
+        .lines()
+        .filter(|l| l.starts_with("c=") || l.starts_with("o="))
+    {
+        assert!(
+            line.ends_with("IN IP4 127.0.0.1"),
+            "SDP address not ours: {line}"
+        );
+    }
+    let m = invite.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    let port: u16 = m.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(
+        (40_000..41_000).contains(&port),
+        "SDP port not from ansim's range: {m}"
+    );
+
+    // What the caller received in the 200: nothing of the callee.
+    let ok = received(&uac_log, "SIP/2.0 200");
+    for secret in [
+        "821098765432",
+        "CalleePBX",
+        &format!("127.0.0.1:{}", t.uas_port),
+    ] {
+        assert!(
+            !ok.contains(secret),
+            "200 to the caller leaks {secret:?}:\n{ok}"
+        );
+    }
+
+    let calls = calls_of(&t).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(
+        (
+            c.direction.as_str(),
+            c.result.as_deref(),
+            c.hangup_side.as_deref()
+        ),
+        ("a_to_b", Some("answered"), Some("caller"))
+    );
+    assert!(c.ring_at.is_some() && c.answer_at.is_some() && c.end_at >= c.answer_at);
+    t.stop().await;
+}
+
+fn header(msg: &str, name: &str) -> String {
+    msg.lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {name} in {msg}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_calls_customer_back() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
+    let caller = uac(
+        &t,
+        &scenario("uac_call.xml"),
+        MASTER,
+        t.session.b.proxy_number.as_str(),
+        "uac",
+    );
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+    let invite = received(&uas_log, "INVITE ");
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{CUSTOMER}@")),
+        "{invite}"
+    );
+    assert!(
+        header(&invite, "From").contains(&format!("sip:{}@", t.session.a.proxy_number.as_str()))
+    );
+    assert!(!invite.contains("821098765432"));
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].direction, "b_to_a");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_caller_gets_the_configured_status() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let stranger = "+821055556666";
+    let caller = uac(
+        &t,
+        &refused_scenario(&t, 404),
+        stranger,
+        t.session.a.proxy_number.as_str(),
+        "uac",
+    );
+    let (ok, log) = caller.finish().await;
+    assert!(ok, "expected 404:\n{log}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_not_allowed_gets_403() {
+    let t = SipTest::start("127.0.0.2/32").await;
+    let caller = uac(
+        &t,
+        &refused_scenario(&t, 403),
+        CUSTOMER,
+        t.session.a.proxy_number.as_str(),
+        "uac",
+    );
+    let (ok, log) = caller.finish().await;
+    assert!(ok, "expected 403:\n{log}");
+    t.stop().await;
+}
