@@ -105,10 +105,6 @@ impl SipTest {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
     }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
 }
 
 /// Waits until ansim answers OPTIONS (readiness without sleeping blindly).
@@ -250,11 +246,11 @@ fn received(log: &str, start_line: &str) -> String {
 }
 
 /// A refused-call scenario expecting `status`.
-fn refused_scenario(t: &SipTest, status: u16) -> PathBuf {
+fn refused_scenario(dir: &Path, status: u16) -> PathBuf {
     let text = std::fs::read_to_string(scenario("uac_refused.xml"))
         .unwrap()
         .replace("[status]", &status.to_string());
-    let path = t.path(&format!("uac_refused_{status}.xml"));
+    let path = dir.join(format!("uac_refused_{status}.xml"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -426,7 +422,7 @@ async fn unknown_caller_gets_the_configured_status() {
     let stranger = "+821055556666";
     let caller = uac(
         &t,
-        &refused_scenario(&t, 404),
+        &refused_scenario(t.dir.path(), 404),
         stranger,
         t.session.a.proxy_number.as_str(),
         "uac",
@@ -441,12 +437,64 @@ async fn a_source_not_allowed_gets_403() {
     let t = SipTest::start("127.0.0.2/32").await;
     let caller = uac(
         &t,
-        &refused_scenario(&t, 403),
+        &refused_scenario(t.dir.path(), 403),
         CUSTOMER,
         t.session.a.proxy_number.as_str(),
         "uac",
     );
     let (ok, log) = caller.finish().await;
     assert!(ok, "expected 403:\n{log}");
+    t.stop().await;
+}
+
+/// Runs one call with the given scenarios and returns its call record.
+async fn one_call(uas_file: &str, uac_file: &Path) -> (SipTest, ansim::store::CallRecord) {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let callee = uas(&t, &scenario(uas_file), "uas");
+    let caller = uac(
+        &t,
+        uac_file,
+        CUSTOMER,
+        t.session.a.proxy_number.as_str(),
+        "uac",
+    );
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok, "caller failed:\n{uac_log}");
+    assert!(uas_ok, "callee failed:\n{uas_log}");
+    let mut calls = calls_of(&t).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    (t, calls.remove(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hangs_up() {
+    let (t, c) = one_call("uas_hangup.xml", &scenario("uac_hungup.xml")).await;
+    assert_eq!(
+        (c.result.as_deref(), c.hangup_side.as_deref()),
+        (Some("answered"), Some("callee"))
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_cancels_before_answer() {
+    let (t, c) = one_call("uas_ring_cancel.xml", &scenario("uac_cancel.xml")).await;
+    assert_eq!(
+        (c.result.as_deref(), c.sip_status),
+        (Some("cancelled"), Some(487))
+    );
+    assert!(c.ring_at.is_some() && c.answer_at.is_none());
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_callee_is_busy_for_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, c) = one_call("uas_busy.xml", &refused_scenario(dir.path(), 486)).await;
+    assert_eq!(
+        (c.result.as_deref(), c.sip_status),
+        (Some("busy"), Some(486))
+    );
     t.stop().await;
 }
