@@ -270,18 +270,15 @@ async fn calls_of(t: &SipTest) -> Vec<ansim::store::CallRecord> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_calls_master_and_nothing_leaks() {
     let t = SipTest::start("127.0.0.1/32").await;
-    let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
-    let caller = uac(
+    let proxy = t.session.a.proxy_number.as_str();
+    let (uac_log, uas_log) = run_call(
         &t,
+        "uas_answer.xml",
         &scenario("uac_call.xml"),
         CUSTOMER,
-        t.session.a.proxy_number.as_str(),
-        "uac",
-    );
-    let (uac_ok, uac_log) = caller.finish().await;
-    let (uas_ok, uas_log) = callee.finish().await;
-    assert!(uac_ok, "caller failed:\n{uac_log}");
-    assert!(uas_ok, "callee failed:\n{uas_log}");
+        proxy,
+    )
+    .await;
 
     // What the callee received: the master's number in the Request-URI, the
     // proxy number the master holds as caller ID, nothing of the caller.
@@ -391,17 +388,15 @@ fn header(msg: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_calls_customer_back() {
     let t = SipTest::start("127.0.0.1/32").await;
-    let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
-    let caller = uac(
+    let proxy = t.session.b.proxy_number.as_str();
+    let (_, uas_log) = run_call(
         &t,
+        "uas_answer.xml",
         &scenario("uac_call.xml"),
         MASTER,
-        t.session.b.proxy_number.as_str(),
-        "uac",
-    );
-    let (uac_ok, uac_log) = caller.finish().await;
-    let (uas_ok, uas_log) = callee.finish().await;
-    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+        proxy,
+    )
+    .await;
     let invite = received(&uas_log, "INVITE ");
     assert!(
         invite.starts_with(&format!("INVITE sip:{CUSTOMER}@")),
@@ -447,21 +442,29 @@ async fn a_source_not_allowed_gets_403() {
     t.stop().await;
 }
 
-/// Runs one call with the given scenarios and returns its call record.
-async fn one_call(uas_file: &str, uac_file: &Path) -> (SipTest, ansim::store::CallRecord) {
-    let t = SipTest::start("127.0.0.1/32").await;
-    let callee = uas(&t, &scenario(uas_file), "uas");
-    let caller = uac(
-        &t,
-        uac_file,
-        CUSTOMER,
-        t.session.a.proxy_number.as_str(),
-        "uac",
-    );
+/// Runs the callee `uas_file` behind the trunk and the caller `uac_file`
+/// from `caller` to `dialled`; both must pass. Returns their message logs.
+async fn run_call(
+    t: &SipTest,
+    uas_file: &str,
+    uac_file: &Path,
+    caller: &str,
+    dialled: &str,
+) -> (String, String) {
+    let callee = uas(t, &scenario(uas_file), "uas");
+    let caller = uac(t, uac_file, caller, dialled, "uac");
     let (uac_ok, uac_log) = caller.finish().await;
     let (uas_ok, uas_log) = callee.finish().await;
     assert!(uac_ok, "caller failed:\n{uac_log}");
     assert!(uas_ok, "callee failed:\n{uas_log}");
+    (uac_log, uas_log)
+}
+
+/// Runs one call with the given scenarios and returns its call record.
+async fn one_call(uas_file: &str, uac_file: &Path) -> (SipTest, ansim::store::CallRecord) {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    run_call(&t, uas_file, uac_file, CUSTOMER, &proxy).await;
     let mut calls = calls_of(&t).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     (t, calls.remove(0))
