@@ -121,11 +121,6 @@ pub async fn run(
     }
 }
 
-/// Longest call before both legs are hung up.
-const MAX_CALL_DURATION: Duration = Duration::from_secs(4 * 3600);
-/// How long a callee may ring.
-const NO_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Binds the SIP transports and the media port pool, and starts the engine.
 async fn start_sip(
     config: &Config,
@@ -154,8 +149,8 @@ async fn start_sip(
         allow: config.trunk.allow.clone(),
         advertise: config.media.advertise,
         unknown_caller_status: config.routing.unknown_caller_status,
-        max_duration: MAX_CALL_DURATION,
-        no_answer_timeout: NO_ANSWER_TIMEOUT,
+        max_duration: config.sip.max_call_duration,
+        no_answer_timeout: config.sip.no_answer_timeout,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");

@@ -39,6 +39,10 @@ pub struct RawSip {
     pub listen: Vec<String>,
     /// Our SIP domain.
     pub domain: String,
+    /// How long a callee may ring before the call is given up (duration).
+    pub no_answer_timeout: String,
+    /// Longest answered call before both legs are hung up (duration).
+    pub max_call_duration: String,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -49,6 +53,8 @@ impl Default for RawSip {
         Self {
             listen: vec!["udp:0.0.0.0:5060".into(), "tcp:0.0.0.0:5060".into()],
             domain: "ansim.local".into(),
+            no_answer_timeout: "60s".into(),
+            max_call_duration: "4h".into(),
             tls: None,
         }
     }

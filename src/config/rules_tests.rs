@@ -47,6 +47,20 @@ fn bad_sip_domain() {
 }
 
 #[test]
+fn bad_sip_call_timers() {
+    assert_rejected(
+        "[sip]\nno_answer_timeout = \"0s\"",
+        "sip.no_answer_timeout",
+        "more than 0",
+    );
+    assert_rejected(
+        "[sip]\nmax_call_duration = \"forever\"",
+        "sip.max_call_duration",
+        "",
+    );
+}
+
+#[test]
 fn bad_trunk_address() {
     assert_rejected(
         "[trunk]\naddress = \"trunk.example:5060\"",

@@ -40,6 +40,8 @@ pub(crate) const ROOT: &[Field] = &[
         Kind::Table(&[
             f("listen", StrList),
             f("domain", Str),
+            f("no_answer_timeout", Str),
+            f("max_call_duration", Str),
             f("tls", Kind::Table(TLS)),
         ]),
     ),

@@ -36,6 +36,10 @@ pub struct SipConfig {
     pub listen: Vec<ListenAddr>,
     /// Our SIP domain, used in From/Contact headers we generate.
     pub domain: String,
+    /// How long a callee may ring before the call is given up (480).
+    pub no_answer_timeout: Duration,
+    /// Longest answered call; both legs are hung up then.
+    pub max_call_duration: Duration,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -322,6 +326,8 @@ impl Config {
             sip: SipConfig {
                 listen: vec![listen(Transport::Udp, 5060), listen(Transport::Tcp, 5060)],
                 domain: "ansim.local".into(),
+                no_answer_timeout: Duration::from_secs(60),
+                max_call_duration: Duration::from_secs(4 * 3600),
                 tls: None,
             },
             trunk: TrunkConfig {

@@ -111,9 +111,21 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         let reason = format!("'{}' is not a valid SIP domain", raw.domain);
         return Err(ConfigError::invalid("sip.domain", reason));
     }
+    let no_answer_timeout = duration("sip.no_answer_timeout", &raw.no_answer_timeout)?;
+    let max_call_duration = duration("sip.max_call_duration", &raw.max_call_duration)?;
+    for (key, d) in [
+        ("sip.no_answer_timeout", no_answer_timeout),
+        ("sip.max_call_duration", max_call_duration),
+    ] {
+        if d.is_zero() {
+            return Err(ConfigError::invalid(key, "must be more than 0"));
+        }
+    }
     Ok(SipConfig {
         listen,
         domain: raw.domain,
+        no_answer_timeout,
+        max_call_duration,
         tls,
     })
 }

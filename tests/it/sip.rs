@@ -45,13 +45,18 @@ pub struct SipTest {
 impl SipTest {
     /// ansim with a session CUSTOMER ↔ MASTER; `allow` is `[trunk] allow`.
     pub async fn start(allow: &str) -> SipTest {
+        SipTest::start_with(allow, "").await
+    }
+
+    /// As [`SipTest::start`], with more `[sip]` settings (TOML lines).
+    pub async fn start_with(allow: &str, sip_extra: &str) -> SipTest {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}/ansim.db", dir.path().display());
         let sip_port = free_udp_port();
         let uas_port = free_udp_port();
         let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
         let toml = format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n\
+            "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
              [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
              [media]\nports = \"{block}-{}\"\n\
              [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{}/rec\"\n\
@@ -499,5 +504,255 @@ async fn busy_callee_is_busy_for_the_caller() {
         (c.result.as_deref(), c.sip_status),
         (Some("busy"), Some(486))
     );
+    t.stop().await;
+}
+
+/// The SDP `m=audio` port and `c=` address of a message.
+fn sdp_media(msg: &str) -> (String, u16) {
+    let c = msg
+        .lines()
+        .find(|l| l.starts_with("c="))
+        .unwrap_or_else(|| panic!("no c= in {msg}"));
+    let m = msg
+        .lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap_or_else(|| panic!("no m= in {msg}"));
+    let addr = c.rsplit(' ').next().unwrap().to_owned();
+    (addr, m.split(' ').nth(1).unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_unhold_cross_with_our_addresses() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str();
+    let (uac_log, uas_log) = run_call(
+        &t,
+        "uas_hold.xml",
+        &scenario("uac_hold.xml"),
+        CUSTOMER,
+        proxy,
+    )
+    .await;
+    // Both scenarios check the directions themselves (check_it); here: the
+    // re-INVITEs and their answers carry ansim's address and ports only.
+    let reinvites: Vec<_> = messages(&uas_log, "received")
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .collect();
+    assert_eq!(reinvites.len(), 3, "initial INVITE and two re-INVITEs");
+    let first_port = sdp_media(&reinvites[0]).1;
+    for m in &reinvites {
+        assert_eq!(sdp_media(m), ("127.0.0.1".to_owned(), first_port), "{m}");
+    }
+    assert!(reinvites[1].contains("a=sendonly") && reinvites[2].contains("a=sendrecv"));
+    let answers: Vec<_> = messages(&uac_log, "received")
+        .into_iter()
+        .filter(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio"))
+        .collect();
+    assert_eq!(answers.len(), 3);
+    let a_port = sdp_media(&answers[0]).1;
+    assert_ne!(a_port, first_port, "each leg has its own relay port");
+    for m in &answers {
+        assert_eq!(sdp_media(m), ("127.0.0.1".to_owned(), a_port), "{m}");
+    }
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].result.as_deref(), Some("answered"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_reaches_the_caller_through_our_ports() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str();
+    let (uac_log, uas_log) = run_call(
+        &t,
+        "uas_early_media.xml",
+        &scenario("uac_call.xml"),
+        CUSTOMER,
+        proxy,
+    )
+    .await;
+    let early = received(&uac_log, "SIP/2.0 183");
+    let (addr, port) = sdp_media(&early);
+    assert_eq!(addr, "127.0.0.1");
+    let callee_sent = messages(&uas_log, "sent")
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 183"))
+        .unwrap();
+    assert_ne!(
+        port,
+        sdp_media(&callee_sent).1,
+        "the callee's own port must not reach the caller"
+    );
+    assert_eq!(
+        sdp_media(&received(&uac_log, "SIP/2.0 200")).1,
+        port,
+        "the answer keeps the early-media port"
+    );
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].result.as_deref(), Some("answered"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_call_is_given_up_with_480() {
+    let t = SipTest::start_with("127.0.0.1/32", "no_answer_timeout = \"1s\"").await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    run_call(
+        &t,
+        "uas_ring_cancel.xml",
+        &refused_scenario(t.dir.path(), 480),
+        CUSTOMER,
+        &proxy,
+    )
+    .await;
+    let calls = calls_of(&t).await;
+    assert_eq!(
+        (
+            calls[0].result.as_deref(),
+            calls[0].sip_status,
+            calls[0].hangup_side.as_deref()
+        ),
+        (Some("no_answer"), Some(480), Some("system"))
+    );
+    t.stop().await;
+}
+
+/// A scenario copy whose SDP offers `[rtp_port]` (set with `-key`) instead
+/// of SIPp's own media port, so that the test's sockets are the phones.
+fn with_test_rtp_port(dir: &Path, name: &str, pause_ms: u32) -> PathBuf {
+    let text = std::fs::read_to_string(scenario(name))
+        .unwrap()
+        .replace("m=audio [media_port]", "m=audio [rtp_port]")
+        .replace(
+            "<pause milliseconds=\"300\"/>",
+            &format!("<pause milliseconds=\"{pause_ms}\"/>"),
+        );
+    let path = dir.join(format!("rtp_{name}"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Waits until SIPp's message log has a received message starting with
+/// `start`, and returns the SDP media port of it.
+async fn port_in_log(log: &Path, start: &str) -> u16 {
+    for _ in 0..250 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(m) = messages(&text, "received")
+            .into_iter()
+            .find(|m| m.starts_with(start) && m.contains("m=audio"))
+        {
+            return sdp_media(&m).1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {start} with SDP in {}", log.display());
+}
+
+fn rtp_packet(seq: u16, ssrc: u32, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..160).map(|i| fill ^ (i as u8) ^ (seq as u8)));
+    p
+}
+
+async fn receive_all(sock: &tokio::net::UdpSocket, count: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < count {
+        match tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) => got.push((buf[..n].to_vec(), from)),
+            _ => break,
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_flows_both_ways_through_ansim_unchanged() {
+    const PACKETS: u16 = 50;
+    let t = SipTest::start("127.0.0.1/32").await;
+    let phone_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (port_a, port_b) = (
+        phone_a.local_addr().unwrap().port(),
+        phone_b.local_addr().unwrap().port(),
+    );
+    let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
+    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", 2500);
+    let callee = Sipp::spawn(
+        t.dir.path(),
+        &uas_file,
+        t.uas_port,
+        &["-key", "rtp_port", &port_b.to_string()],
+        "uas",
+    );
+    let target = t.sip.to_string();
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let caller = Sipp::spawn(
+        t.dir.path(),
+        &uac_file,
+        free_udp_port(),
+        &[
+            "-s",
+            &proxy,
+            "-key",
+            "caller",
+            CUSTOMER,
+            "-key",
+            "rtp_port",
+            &port_a.to_string(),
+            &target,
+        ],
+        "uac",
+    );
+    // ansim's port for each phone, from the SDP each phone received.
+    let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
+    let relay_b = port_in_log(&callee.messages, "INVITE").await;
+
+    let a_packets: Vec<_> = (0..PACKETS).map(|s| rtp_packet(s, 0xA, 0x55)).collect();
+    let b_packets: Vec<_> = (0..PACKETS).map(|s| rtp_packet(s, 0xB, 0xAA)).collect();
+    for p in &b_packets {
+        phone_b.send_to(p, ("127.0.0.1", relay_b)).await.unwrap();
+    }
+    for p in &a_packets {
+        phone_a.send_to(p, ("127.0.0.1", relay_a)).await.unwrap();
+    }
+    let at_b = receive_all(&phone_b, a_packets.len()).await;
+    let at_a = receive_all(&phone_a, b_packets.len()).await;
+    assert_eq!(
+        at_b.len(),
+        a_packets.len(),
+        "packets from the caller reaching the callee"
+    );
+    assert_eq!(
+        at_a.len(),
+        b_packets.len(),
+        "packets from the callee reaching the caller"
+    );
+    assert_eq!(
+        at_b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        a_packets,
+        "payload bytes unchanged, in order"
+    );
+    assert_eq!(
+        at_a.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        b_packets
+    );
+    // Each phone hears the other only from ansim's port on its own leg.
+    assert!(
+        at_b.iter().all(|(_, from)| from.port() == relay_b),
+        "callee hears ansim's B-leg port"
+    );
+    assert!(
+        at_a.iter().all(|(_, from)| from.port() == relay_a),
+        "caller hears ansim's A-leg port"
+    );
+
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
     t.stop().await;
 }
