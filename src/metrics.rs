@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::routing::RoutingCounters;
 
@@ -17,6 +17,14 @@ pub struct Metrics {
     /// Keyed by route template (`/v1/sessions/{id}`), never the raw path,
     /// so the label set stays bounded and carries no ids.
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Calls being relayed now (the SIP engine keeps it).
+    pub calls_active: AtomicI64,
+    /// Calls the engine started relaying.
+    pub calls_relayed: AtomicU64,
+    /// INVITEs refused (no session, source not allowed, no media ports).
+    pub calls_refused: AtomicU64,
+    /// RTP/RTCP port pairs handed out by the media pool now.
+    pub media_pairs_in_use: AtomicI64,
 }
 
 /// Gauges read at scrape time.
@@ -74,6 +82,27 @@ impl Metrics {
             "ansim_route_cache_misses_total",
             "Route lookups that queried the database.",
             load(&routing.cache_misses),
+        );
+        counter(
+            &mut out,
+            "ansim_calls_relayed_total",
+            "Calls relayed to a callee.",
+            load(&self.calls_relayed),
+        );
+        counter(
+            &mut out,
+            "ansim_calls_refused_total",
+            "INVITEs refused.",
+            load(&self.calls_refused),
+        );
+        let active = self.calls_active.load(Ordering::Relaxed);
+        gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);
+        let pairs = self.media_pairs_in_use.load(Ordering::Relaxed);
+        gauge(
+            &mut out,
+            "ansim_media_port_pairs_in_use",
+            "RTP/RTCP port pairs in use.",
+            pairs,
         );
         gauge(
             &mut out,

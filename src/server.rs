@@ -76,9 +76,10 @@ pub async fn run(
         clock.clone(),
         routing_policy(&config),
     ));
+    let metrics = Arc::new(Metrics::default());
     let state = AppState {
         routing: routing.clone(),
-        metrics: Arc::new(Metrics::default()),
+        metrics: metrics.clone(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -87,6 +88,7 @@ pub async fn run(
         routing.clone(),
         store.clone(),
         clock.clone(),
+        metrics,
         stop_rx.clone(),
     )
     .await?;
@@ -127,6 +129,7 @@ async fn start_sip(
     routing: Arc<Routing>,
     store: Store,
     clock: SharedClock,
+    metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let interrupted = store.interrupt_open_calls(clock.now()).await?;
@@ -155,16 +158,17 @@ async fn start_sip(
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");
     }
-    let engine = crate::b2bua::Engine::run(
+    let parts = crate::b2bua::EngineParts {
         transports,
-        rx,
+        inbound: rx,
         routing,
         store,
-        Arc::new(pool),
+        media: Arc::new(pool),
         settings,
         clock,
-        stop,
-    );
+        metrics,
+    };
+    let engine = crate::b2bua::Engine::run(parts, stop);
     Ok(tokio::spawn(engine))
 }
 

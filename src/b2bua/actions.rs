@@ -1,6 +1,7 @@
 //! Draining the state machines: what transactions and calls want sent,
 //! and the events they report.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rsip::{Method, Response, SipMessage};
@@ -271,8 +272,15 @@ impl Engine {
         };
         self.by_call_id.remove(entry.call.a_call_id());
         self.by_call_id.remove(entry.call.b_call_id());
+        self.metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
         if let Some(media) = entry.media.take() {
-            tokio::spawn(media.stop());
+            let (pool, metrics) = (self.media.clone(), self.metrics.clone());
+            tokio::spawn(async move {
+                media.stop().await;
+                metrics
+                    .media_pairs_in_use
+                    .store(pool.in_use() as i64, Ordering::Relaxed);
+            });
         }
     }
 }

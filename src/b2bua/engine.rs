@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Call, Leg};
 use crate::clock::SharedClock;
 use crate::media::{MediaHandle, PortPool};
+use crate::metrics::Metrics;
 use crate::routing::Routing;
 use crate::sip::{
     ClientTransaction, ServerTransaction, Timers, TransactionKey, TwoXxRetransmitter,
@@ -108,6 +109,26 @@ impl Ord for TransactionKeyOrd {
     }
 }
 
+/// What the engine is built from.
+pub struct EngineParts {
+    /// The bound SIP sockets.
+    pub transports: Transports,
+    /// Messages the transports received.
+    pub inbound: mpsc::Receiver<Inbound>,
+    /// Route lookups.
+    pub routing: Arc<Routing>,
+    /// Call records.
+    pub store: Store,
+    /// RTP port pairs.
+    pub media: Arc<PortPool>,
+    /// Settings from the configuration.
+    pub settings: SipSettings,
+    /// Wall-clock time for call records.
+    pub clock: SharedClock,
+    /// Counters shared with `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The engine's state; see the module docs.
 pub struct Engine {
     pub(super) transports: Transports,
@@ -118,6 +139,7 @@ pub struct Engine {
     pub(super) local_sip: SocketAddr,
     pub(super) timers: Timers,
     pub(super) clock: SharedClock,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) servers: HashMap<TransactionKey, ServerEntry>,
     pub(super) clients: HashMap<TransactionKey, ClientEntry>,
     pub(super) calls: HashMap<u64, CallEntry>,
@@ -134,17 +156,17 @@ pub struct Engine {
 
 impl Engine {
     /// Runs the engine until `stop` turns true.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run(
-        transports: Transports,
-        mut inbound: mpsc::Receiver<Inbound>,
-        routing: Arc<Routing>,
-        store: Store,
-        media: Arc<PortPool>,
-        settings: SipSettings,
-        clock: SharedClock,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    pub async fn run(parts: EngineParts, mut stop: watch::Receiver<bool>) {
+        let EngineParts {
+            transports,
+            mut inbound,
+            routing,
+            store,
+            media,
+            settings,
+            clock,
+            metrics,
+        } = parts;
         let (events, mut event_rx) = mpsc::channel(1024);
         let (cdr, cdr_rx) = mpsc::unbounded_channel();
         tokio::spawn(super::actions::cdr_writer(store.clone(), cdr_rx));
@@ -164,6 +186,7 @@ impl Engine {
             local_sip,
             timers: Timers::default(),
             clock,
+            metrics,
             servers: HashMap::new(),
             clients: HashMap::new(),
             calls: HashMap::new(),

@@ -72,6 +72,11 @@ impl Engine {
             self.last_refusal_log = Some(now);
             tracing::warn!(remote = %flow.remote(), method = %req.method, "request from a source not in [trunk] allow: 403");
         }
+        if req.method == Method::Invite {
+            self.metrics
+                .calls_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if req.method != Method::Ack {
             self.respond_stateless(
                 flow,

@@ -58,7 +58,7 @@ use std::time::Duration;
 
 pub use crate::media::sdp::{Direction, SdpError};
 pub use call::Call;
-pub use engine::{Engine, SipSettings};
+pub use engine::{Engine, EngineParts, SipSettings};
 
 use crate::phone::E164;
 

@@ -1,6 +1,7 @@
 //! Initial INVITEs: routing through the session store, then starting the
 //! call (media ports, call record, B-leg) or refusing it.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rsip::{Request, StatusCode};
@@ -106,6 +107,7 @@ impl Engine {
     }
 
     fn refuse(&mut self, now: Instant, key: &TransactionKey, invite: &Request, status: StatusCode) {
+        self.metrics.calls_refused.fetch_add(1, Ordering::Relaxed);
         let resp = response_to(invite, status, Some(&new_tag()));
         self.respond_on(now, key, resp);
     }
@@ -202,6 +204,11 @@ impl Engine {
         };
         let _ = self.cdr.send(CdrOp::Insert(record));
         tracing::info!(session = %route.session_id, callee = %route.callee, "call routed");
+        self.metrics.calls_relayed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.calls_active.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .media_pairs_in_use
+            .store(self.media.in_use() as i64, Ordering::Relaxed);
         self.calls.insert(
             id,
             CallEntry {

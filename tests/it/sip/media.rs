@@ -1,0 +1,163 @@
+//! Media: SDP rewriting on hold and early media, RTP through the relay.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_and_unhold_cross_with_our_addresses() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str();
+    let (uac_log, uas_log) = run_call(
+        &t,
+        "uas_hold.xml",
+        &scenario("uac_hold.xml"),
+        CUSTOMER,
+        proxy,
+    )
+    .await;
+    // Both scenarios check the directions themselves (check_it); here: the
+    // re-INVITEs and their answers carry ansim's address and ports only.
+    let reinvites: Vec<_> = messages(&uas_log, "received")
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE"))
+        .collect();
+    assert_eq!(reinvites.len(), 3, "initial INVITE and two re-INVITEs");
+    let first_port = sdp_media(&reinvites[0]).1;
+    for m in &reinvites {
+        assert_eq!(sdp_media(m), ("127.0.0.1".to_owned(), first_port), "{m}");
+    }
+    assert!(reinvites[1].contains("a=sendonly") && reinvites[2].contains("a=sendrecv"));
+    let answers: Vec<_> = messages(&uac_log, "received")
+        .into_iter()
+        .filter(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio"))
+        .collect();
+    assert_eq!(answers.len(), 3);
+    let a_port = sdp_media(&answers[0]).1;
+    assert_ne!(a_port, first_port, "each leg has its own relay port");
+    for m in &answers {
+        assert_eq!(sdp_media(m), ("127.0.0.1".to_owned(), a_port), "{m}");
+    }
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].result.as_deref(), Some("answered"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_media_reaches_the_caller_through_our_ports() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str();
+    let (uac_log, uas_log) = run_call(
+        &t,
+        "uas_early_media.xml",
+        &scenario("uac_call.xml"),
+        CUSTOMER,
+        proxy,
+    )
+    .await;
+    let early = received(&uac_log, "SIP/2.0 183");
+    let (addr, port) = sdp_media(&early);
+    assert_eq!(addr, "127.0.0.1");
+    let callee_sent = messages(&uas_log, "sent")
+        .into_iter()
+        .find(|m| m.starts_with("SIP/2.0 183"))
+        .unwrap();
+    assert_ne!(
+        port,
+        sdp_media(&callee_sent).1,
+        "the callee's own port must not reach the caller"
+    );
+    assert_eq!(
+        sdp_media(&received(&uac_log, "SIP/2.0 200")).1,
+        port,
+        "the answer keeps the early-media port"
+    );
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].result.as_deref(), Some("answered"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_flows_both_ways_through_ansim_unchanged() {
+    const PACKETS: u16 = 50;
+    let t = SipTest::start("127.0.0.1/32").await;
+    let phone_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (port_a, port_b) = (
+        phone_a.local_addr().unwrap().port(),
+        phone_b.local_addr().unwrap().port(),
+    );
+    let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
+    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", 2500);
+    let callee = Sipp::spawn(
+        t.dir.path(),
+        &uas_file,
+        t.uas_port,
+        &["-key", "rtp_port", &port_b.to_string()],
+        "uas",
+    );
+    let target = t.sip.to_string();
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let caller = Sipp::spawn(
+        t.dir.path(),
+        &uac_file,
+        free_udp_port(),
+        &[
+            "-s",
+            &proxy,
+            "-key",
+            "caller",
+            CUSTOMER,
+            "-key",
+            "rtp_port",
+            &port_a.to_string(),
+            &target,
+        ],
+        "uac",
+    );
+    // ansim's port for each phone, from the SDP each phone received.
+    let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
+    let relay_b = port_in_log(&callee.messages, "INVITE").await;
+
+    let a_packets: Vec<_> = (0..PACKETS).map(|s| rtp_packet(s, 0xA, 0x55)).collect();
+    let b_packets: Vec<_> = (0..PACKETS).map(|s| rtp_packet(s, 0xB, 0xAA)).collect();
+    for p in &b_packets {
+        phone_b.send_to(p, ("127.0.0.1", relay_b)).await.unwrap();
+    }
+    for p in &a_packets {
+        phone_a.send_to(p, ("127.0.0.1", relay_a)).await.unwrap();
+    }
+    let at_b = receive_all(&phone_b, a_packets.len()).await;
+    let at_a = receive_all(&phone_a, b_packets.len()).await;
+    assert_eq!(
+        at_b.len(),
+        a_packets.len(),
+        "packets from the caller reaching the callee"
+    );
+    assert_eq!(
+        at_a.len(),
+        b_packets.len(),
+        "packets from the callee reaching the caller"
+    );
+    assert_eq!(
+        at_b.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        a_packets,
+        "payload bytes unchanged, in order"
+    );
+    assert_eq!(
+        at_a.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        b_packets
+    );
+    // Each phone hears the other only from ansim's port on its own leg.
+    assert!(
+        at_b.iter().all(|(_, from)| from.port() == relay_b),
+        "callee hears ansim's B-leg port"
+    );
+    assert!(
+        at_a.iter().all(|(_, from)| from.port() == relay_a),
+        "caller hears ansim's A-leg port"
+    );
+
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+    t.stop().await;
+}
