@@ -140,9 +140,14 @@ async fn start_sip(
         );
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    let transports = crate::transport::Transports::bind(&config.sip.listen, tx, stop.clone())
-        .await
-        .map_err(ServeError::Sip)?;
+    let transports = crate::transport::Transports::bind(
+        &config.sip.listen,
+        config.sip.tls.as_ref(),
+        tx,
+        stop.clone(),
+    )
+    .await
+    .map_err(ServeError::Sip)?;
     let ports = &config.media.ports;
     let pool = crate::media::PortPool::new(config.media.bind, ports.first, ports.last)
         .map_err(|e| ServeError::Media(e.to_string()))?;
@@ -157,6 +162,9 @@ async fn start_sip(
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");
+    }
+    for addr in transports.tls_local_addrs() {
+        tracing::info!(%addr, "SIP listening (tls)");
     }
     let parts = crate::b2bua::EngineParts {
         transports,

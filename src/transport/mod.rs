@@ -1,20 +1,23 @@
-//! SIP transports: UDP sockets and TCP connections.
+//! SIP transports: UDP sockets, TCP connections and TLS connections.
 //!
 //! Transports only move bytes. Every received datagram, or every message
-//! framed out of a TCP stream, goes to the engine as an [`Inbound`] with the
-//! [`Flow`] it came on; the engine answers on the same flow. Nothing here
-//! parses SIP beyond TCP framing.
+//! framed out of a TCP or TLS stream, goes to the engine as an [`Inbound`]
+//! with the [`Flow`] it came on; the engine answers on the same flow.
+//! Nothing here parses SIP beyond stream framing.
 
 mod tcp;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{ListenAddr, Transport};
+use crate::config::{ListenAddr, TlsFiles, Transport};
 
 /// Largest UDP datagram we read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -36,19 +39,37 @@ pub enum Flow {
         /// The peer's address.
         remote: SocketAddr,
     },
+    /// A TLS connection (by id, from the same id space as TCP) and its peer.
+    Tls {
+        /// Connection id, unique for the process lifetime.
+        conn: u64,
+        /// The peer's address.
+        remote: SocketAddr,
+    },
 }
 
 impl Flow {
     /// The peer's address.
     pub fn remote(&self) -> SocketAddr {
         match self {
-            Flow::Udp { remote, .. } | Flow::Tcp { remote, .. } => *remote,
+            Flow::Udp { remote, .. } | Flow::Tcp { remote, .. } | Flow::Tls { remote, .. } => {
+                *remote
+            }
         }
     }
 
     /// Whether the transport is reliable (no SIP retransmissions needed).
     pub fn is_reliable(&self) -> bool {
-        matches!(self, Flow::Tcp { .. })
+        matches!(self, Flow::Tcp { .. } | Flow::Tls { .. })
+    }
+
+    /// The transport's name, for logs.
+    fn transport_name(&self) -> &'static str {
+        match self {
+            Flow::Udp { .. } => "udp",
+            Flow::Tcp { .. } => "tcp",
+            Flow::Tls { .. } => "tls",
+        }
     }
 }
 
@@ -72,9 +93,17 @@ pub enum TransportError {
         /// Why.
         source: std::io::Error,
     },
-    /// TLS listeners are not built yet.
-    #[error("{0}: TLS for SIP is not available in this version")]
-    TlsUnsupported(String),
+    /// A `tls:` listener was given without certificate files.
+    #[error("{0}: a tls listener needs [sip.tls] cert and key")]
+    NoTlsFiles(String),
+    /// The TLS certificate or key could not be loaded or used.
+    #[error("TLS file {}: {reason}", path.display())]
+    Tls {
+        /// The certificate or key file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Calls go out over UDP, so one UDP listener is required.
     #[error("sip.listen needs at least one udp: address (B-legs are sent over UDP)")]
     NoUdp,
@@ -85,21 +114,34 @@ pub enum TransportError {
 pub struct Transports {
     /// UDP sockets, in `sip.listen` order.
     udp: Vec<Arc<UdpSocket>>,
-    /// Writers of the open TCP connections, by connection id.
-    tcp: Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>,
+    /// Writers of the open TCP and TLS connections, by connection id.
+    tcp: tcp::Writers,
+    /// Local addresses of the TLS listeners, in `sip.listen` order.
+    tls: Vec<SocketAddr>,
 }
 
 impl Transports {
     /// Binds every listen address and starts their receive tasks, which
-    /// forward messages to `inbound` until `stop` turns true.
+    /// forward messages to `inbound` until `stop` turns true. `tls` holds
+    /// the certificate and key for `tls:` listeners; they are loaded before
+    /// anything is bound.
     pub async fn bind(
         listen: &[ListenAddr],
+        tls: Option<&TlsFiles>,
         inbound: mpsc::Sender<Inbound>,
         stop: watch::Receiver<bool>,
     ) -> Result<Transports, TransportError> {
+        let acceptor = match listen.iter().find(|l| l.transport == Transport::Tls) {
+            None => None,
+            Some(l) => {
+                let files = tls.ok_or_else(|| TransportError::NoTlsFiles(l.to_string()))?;
+                Some(tls::acceptor(files).await?)
+            }
+        };
         let mut transports = Transports {
             udp: Vec::new(),
             tcp: Arc::default(),
+            tls: Vec::new(),
         };
         for l in listen {
             let bind_err = |source| TransportError::Bind {
@@ -125,7 +167,25 @@ impl Transports {
                         stop.clone(),
                     ));
                 }
-                Transport::Tls => return Err(TransportError::TlsUnsupported(l.to_string())),
+                Transport::Tls => {
+                    let Some(acceptor) = acceptor.clone() else {
+                        return Err(TransportError::NoTlsFiles(l.to_string()));
+                    };
+                    let listener = tokio::net::TcpListener::bind(l.addr)
+                        .await
+                        .map_err(bind_err)?;
+                    transports
+                        .tls
+                        .push(listener.local_addr().map_err(bind_err)?);
+                    tokio::spawn(tls::accept_loop(
+                        listener,
+                        acceptor,
+                        tls::HANDSHAKE_TIMEOUT,
+                        transports.tcp.clone(),
+                        inbound.clone(),
+                        stop.clone(),
+                    ));
+                }
             }
         }
         if transports.udp.is_empty() {
@@ -147,6 +207,11 @@ impl Transports {
             .collect()
     }
 
+    /// Local addresses of all TLS listeners.
+    pub fn tls_local_addrs(&self) -> Vec<SocketAddr> {
+        self.tls.clone()
+    }
+
     /// The flow for sending to `remote` from our first UDP socket.
     pub fn udp_flow(&self, remote: SocketAddr) -> Flow {
         Flow::Udp { socket: 0, remote }
@@ -154,7 +219,7 @@ impl Transports {
 
     /// Sends one message on `flow`. Never waits: a full socket buffer or a
     /// closed connection drops the message (SIP retransmission covers UDP
-    /// loss; a lost TCP peer ends its transactions by timeout).
+    /// loss; a lost TCP or TLS peer ends its transactions by timeout).
     pub fn send(&self, flow: &Flow, bytes: Vec<u8>) {
         match flow {
             Flow::Udp { socket, remote } => {
@@ -165,7 +230,7 @@ impl Transports {
                     tracing::debug!(%remote, error = %e, "UDP send failed");
                 }
             }
-            Flow::Tcp { conn, remote } => {
+            Flow::Tcp { conn, remote } | Flow::Tls { conn, remote } => {
                 let writer = self
                     .tcp
                     .lock()
@@ -175,10 +240,12 @@ impl Transports {
                 match writer {
                     Some(w) => {
                         if w.try_send(bytes).is_err() {
-                            tracing::debug!(%remote, "TCP connection busy or closed; message dropped");
+                            tracing::debug!(%remote, transport = flow.transport_name(), "connection busy or closed; message dropped");
                         }
                     }
-                    None => tracing::debug!(%remote, "TCP connection gone; message dropped"),
+                    None => {
+                        tracing::debug!(%remote, transport = flow.transport_name(), "connection gone; message dropped")
+                    }
                 }
             }
         }

@@ -1,12 +1,13 @@
 //! SIP over TCP: one reader and one writer task per connection, framing by
-//! Content-Length ([`crate::sip::StreamFramer`]).
+//! Content-Length ([`crate::sip::StreamFramer`]). TLS connections
+//! ([`super::tls`]) reuse [`connection`] once their handshake is done.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::{Flow, Inbound};
@@ -15,9 +16,16 @@ use crate::sip::StreamFramer;
 /// Messages queued for one connection before sends are dropped.
 const WRITE_QUEUE: usize = 256;
 
+/// Connection ids, shared by TCP and TLS (they share the writer map).
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-type Writers = Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>;
+/// Writers of the open stream connections (TCP and TLS), by connection id.
+pub(super) type Writers = Arc<Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>>;
+
+/// A new connection id, unique for the process lifetime.
+pub(super) fn next_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
@@ -32,10 +40,12 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
-                let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+                let conn = next_conn_id();
                 let flow = Flow::Tcp { conn, remote };
+                let (reader, writer) = stream.into_split();
                 tokio::spawn(connection(
-                    stream,
+                    reader,
+                    writer,
                     flow,
                     writers.clone(),
                     inbound.clone(),
@@ -47,17 +57,27 @@ pub(super) async fn accept_loop(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Serves one established stream connection: registers its writer under
+/// the connection id of `flow` (a `Tcp` or `Tls` flow), forwards every framed message to
+/// `inbound`, and unregisters when the peer closes, framing fails or `stop`
+/// turns true.
+pub(super) async fn connection<R, W>(
+    mut reader: R,
+    mut writer: W,
     flow: Flow,
     writers: Writers,
     inbound: mpsc::Sender<Inbound>,
     mut stop: watch::Receiver<bool>,
-) {
-    let Flow::Tcp { conn, remote } = flow else {
-        return;
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = match flow {
+        Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => conn,
+        Flow::Udp { .. } => return,
     };
-    let (mut reader, mut writer) = stream.into_split();
+    let remote = flow.remote();
+    let kind = flow.transport_name();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     writers
         .lock()
@@ -65,7 +85,8 @@ async fn connection(
         .insert(conn, tx);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            // TLS buffers records inside the stream: flush pushes them out.
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 return;
             }
         }
@@ -90,7 +111,7 @@ async fn connection(
                     }
                 }
                 Err(e) => {
-                    tracing::info!(%remote, error = %e, "closing TCP connection: bad framing");
+                    tracing::info!(%remote, transport = kind, error = %e, "closing connection: bad framing");
                     break 'read;
                 }
             }
