@@ -20,6 +20,8 @@
 //! | [`transport`] | SIP over UDP and TCP sockets |
 //! | [`b2bua`] | the per-call B2BUA state machine and the SIP engine driving it |
 //! | [`media`] | RTP port pool, relay with latching, SDP rewriting |
+//! | [`keys`] | master key, epoch KEKs in a key store apart from the database, DEKs |
+//! | [`recording`] | the recorder, the CREC encrypted file format, export to WAV |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
 //! | [`cli`] | the `ansim` command line |
@@ -39,10 +41,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod keys;
 pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod phone;
+pub mod recording;
 pub mod routing;
 pub mod server;
 pub mod sip;

@@ -9,8 +9,11 @@ use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{BlobLocation, Config, KeyStoreLocation};
+use crate::keys::{DirKeyStore, KeyStore, MasterKey};
 use crate::metrics::Metrics;
+use crate::recording::blob::{BlobStore, LocalBlobStore};
+use crate::recording::{Recorder, RecordingPolicy};
 use crate::routing::{Routing, RoutingPolicy};
 use crate::store::{Store, StoreError};
 
@@ -36,6 +39,9 @@ pub enum ServeError {
     /// The SIP transports could not start.
     #[error("sip: {0}")]
     Sip(crate::transport::TransportError),
+    /// The master key, key store or blob store could not be opened.
+    #[error("{0}")]
+    Keys(String),
     /// The media port pool could not be set up.
     #[error("media: {0}")]
     Media(String),
@@ -132,6 +138,11 @@ async fn start_sip(
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let recorder = open_recorder(config, store.clone(), clock.clone())?;
+    let truncated = store.truncate_unfinished_recordings().await?;
+    for r in &truncated {
+        tracing::warn!(recording = %r.id, call = %r.call_id, "recording left unfinished by an earlier run: marked truncated");
+    }
     let interrupted = store.interrupt_open_calls(clock.now()).await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -175,9 +186,48 @@ async fn start_sip(
         settings,
         clock,
         metrics,
+        recorder: Some(recorder),
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
     Ok(tokio::spawn(engine))
+}
+
+/// Opens the master key, the key store and the blob store, and builds the
+/// recorder from them.
+pub fn open_recorder(
+    config: &Config,
+    store: Store,
+    clock: SharedClock,
+) -> Result<Arc<Recorder>, ServeError> {
+    let keys_err = |e: crate::keys::KeyError| ServeError::Keys(e.to_string());
+    let master =
+        MasterKey::load(&config.keys.master_key_file, config.keys.dev).map_err(keys_err)?;
+    let keys: Arc<dyn KeyStore> = match &config.keys.store {
+        KeyStoreLocation::Dir(dir) => Arc::new(DirKeyStore::open(dir, master).map_err(keys_err)?),
+        KeyStoreLocation::Pkcs11 { .. } => {
+            return Err(ServeError::Keys(
+                "keys.store: the pkcs11 key store is not available in this version; use dir:"
+                    .into(),
+            ));
+        }
+    };
+    let blobs: Arc<dyn BlobStore> = match &config.store.recordings {
+        BlobLocation::File(dir) => Arc::new(
+            LocalBlobStore::new(dir)
+                .map_err(|e| ServeError::Keys(format!("store.recordings: {e}")))?,
+        ),
+        BlobLocation::S3 { .. } => {
+            return Err(ServeError::Keys(
+                "store.recordings: s3:// is not available in this version; use file://".into(),
+            ));
+        }
+    };
+    let policy = RecordingPolicy {
+        classes: config.retention.classes.clone(),
+        epoch: config.retention.epoch,
+        max_call: config.sip.max_call_duration,
+    };
+    Ok(Arc::new(Recorder::new(store, keys, blobs, policy, clock)))
 }
 
 /// Ends expired sessions periodically so their numbers start quarantine

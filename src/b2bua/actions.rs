@@ -215,7 +215,12 @@ impl Engine {
         let at = self.now_ts();
         let op = match ev {
             CallEvent::Ringing => CdrOp::Ring(cdr, at),
-            CallEvent::Answered => CdrOp::Answer(cdr, at),
+            CallEvent::Answered => {
+                if let (Some(recorder), Some((tap, meta))) = (&self.recorder, &entry.recording) {
+                    recorder.begin(tap, meta.clone());
+                }
+                CdrOp::Answer(cdr, at)
+            }
             CallEvent::Ended {
                 result,
                 hangup,
@@ -273,6 +278,9 @@ impl Engine {
         self.by_call_id.remove(entry.call.a_call_id());
         self.by_call_id.remove(entry.call.b_call_id());
         self.metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
+        if let Some((tap, _)) = &entry.recording {
+            tap.switch_off();
+        }
         if let Some(media) = entry.media.take() {
             let (pool, metrics) = (self.media.clone(), self.metrics.clone());
             tokio::spawn(async move {

@@ -21,6 +21,7 @@ use super::{Call, Leg};
 use crate::clock::SharedClock;
 use crate::media::{MediaHandle, PortPool};
 use crate::metrics::Metrics;
+use crate::recording::{Recorder, RecordingMeta, RecordingTap};
 use crate::routing::Routing;
 use crate::sip::{
     ClientTransaction, ServerTransaction, Timers, TransactionKey, TwoXxRetransmitter,
@@ -83,6 +84,9 @@ pub(super) struct CallEntry {
     pub cdr: String,
     /// 2xx responses we are retransmitting until ACKed, by leg.
     pub two_xx: Vec<(Leg, TwoXxRetransmitter)>,
+    /// The relay's recording tap and what to record under, when the
+    /// session records; switched on at answer.
+    pub recording: Option<(Arc<RecordingTap>, RecordingMeta)>,
 }
 
 /// Something with a timer.
@@ -127,6 +131,8 @@ pub struct EngineParts {
     pub clock: SharedClock,
     /// Counters shared with `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Records answered calls of sessions with recording on.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// The engine's state; see the module docs.
@@ -140,6 +146,7 @@ pub struct Engine {
     pub(super) timers: Timers,
     pub(super) clock: SharedClock,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) recorder: Option<Arc<Recorder>>,
     pub(super) servers: HashMap<TransactionKey, ServerEntry>,
     pub(super) clients: HashMap<TransactionKey, ClientEntry>,
     pub(super) calls: HashMap<u64, CallEntry>,
@@ -166,6 +173,7 @@ impl Engine {
             settings,
             clock,
             metrics,
+            recorder,
         } = parts;
         let (events, mut event_rx) = mpsc::channel(1024);
         let (cdr, cdr_rx) = mpsc::unbounded_channel();
@@ -187,6 +195,7 @@ impl Engine {
             timers: Timers::default(),
             clock,
             metrics,
+            recorder,
             servers: HashMap::new(),
             clients: HashMap::new(),
             calls: HashMap::new(),

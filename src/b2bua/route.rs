@@ -1,6 +1,7 @@
 //! Initial INVITEs: routing through the session store, then starting the
 //! call (media ports, call record, B-leg) or refusing it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use super::addr::{uri_user, user_number};
 use super::engine::{CallEntry, Engine, Event};
 use super::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting};
 use crate::phone::E164;
+use crate::recording::{RecordingMeta, RecordingTap};
 use crate::routing::Route;
 use crate::sip::headers::core_values;
 use crate::sip::{TransactionKey, new_tag, response_to};
@@ -188,8 +190,19 @@ impl Engine {
             .insert(call.a_call_id().to_owned(), (id, Leg::A));
         self.by_call_id
             .insert(call.b_call_id().to_owned(), (id, Leg::B));
-        let media = crate::media::MediaSession::start(a, b, None);
         let cdr = crate::store::new_id("cal");
+        let recording = (route.record && self.recorder.is_some()).then(|| {
+            let meta = RecordingMeta {
+                call_id: cdr.clone(),
+                session_id: route.session_id.clone(),
+                retention_class: route.retention_class.clone(),
+            };
+            (Arc::new(RecordingTap::default()), meta)
+        });
+        let tap = recording
+            .as_ref()
+            .map(|(t, _)| t.clone() as Arc<dyn crate::media::MediaTap>);
+        let media = crate::media::MediaSession::start(a, b, tap);
         let record = NewCall {
             id: cdr.clone(),
             session_id: Some(route.session_id.clone()),
@@ -217,6 +230,7 @@ impl Engine {
                 media: Some(media),
                 cdr,
                 two_xx: Vec::new(),
+                recording,
             },
         );
         self.drain_call(now, id);

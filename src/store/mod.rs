@@ -13,6 +13,7 @@ mod calls;
 mod numbers;
 #[cfg(test)]
 mod plan_tests;
+mod recordings;
 mod sessions;
 mod staff;
 
@@ -25,6 +26,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use calls::{CallEnd, CallRecord, NewCall};
 pub use numbers::{AddedNumbers, NumberUsage};
+pub use recordings::RecordingRow;
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,
 };

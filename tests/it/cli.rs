@@ -196,12 +196,15 @@ fn staff_and_sessions_from_the_command_line() {
         &["retention", "run"][..],
         &["audit", "verify"],
         &["keys", "status"],
-        &["recording", "export", "x", "--out", "y.wav"],
     ] {
         let out = ansim(d, &[], cmd);
         assert_eq!(out.status.code(), Some(3), "{cmd:?}");
         assert!(text(&out.stderr).contains("not available in this version"));
     }
+    let out = ansim(d, &[], &["recording", "export", "cal_nope", "--out", "y.wav"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no recording for 'cal_nope'"), "{}", text(&out.stderr));
+    assert!(!d.join("y.wav").exists());
 }
 
 #[tokio::test]

@@ -70,10 +70,11 @@ impl SipTest {
             "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
              [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
              [media]\nports = \"{block}-{}\"\n\
-             [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{}/rec\"\n\
+             [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
+             [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
             block + 39,
-            dir.path().display()
+            d = dir.path().display()
         );
         let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
         let store = Store::connect(&db).await.unwrap();

@@ -1,0 +1,392 @@
+//! CREC v1 reader (pure: works on a byte slice, no I/O).
+//!
+//! [`CrecReader::open`] checks the header and the key commitment, then builds
+//! an index of chunk offsets from the length fields alone (no decryption), so
+//! [`CrecReader::decrypt_chunk`] can decrypt just the chunks a Range request
+//! needs. [`CrecReader::chunks`] walks all chunks in order and, once
+//! exhausted, tells through [`Chunks::status`] whether the recording is
+//! complete. A truncated recording (no chunk with the last flag, or a partial
+//! trailing chunk) is never reported as complete.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use uuid::Uuid;
+
+use super::crec::{
+    COMMITMENT_LEN, CrecError, CrecHeader, MAX_CHUNK_LEN, MIN_CHUNK_LEN, ParsedHeader, chunk_ad,
+    commitment, file_key, nonce, parse_header,
+};
+use crate::keys::{AeadKey, Dek};
+
+/// One authentic, decrypted chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Position (= counter) of the chunk.
+    pub index: usize,
+    /// Milliseconds of audio from the start of the recording.
+    pub media_start_ms: u64,
+    /// Decrypted payload.
+    pub plaintext: Vec<u8>,
+    /// True for the final chunk of a complete recording.
+    pub last: bool,
+}
+
+/// Whether the recording ended properly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completeness {
+    /// All chunks up to one carrying the last flag were read, nothing after it.
+    Complete,
+    /// The data ends without a last chunk, or inside a chunk (e.g. a crash
+    /// while recording). Every chunk returned is still authentic.
+    Truncated,
+}
+
+/// Position of a complete chunk found by the length scan (not yet authenticated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Offset of the chunk's length field in the file.
+    pub offset: usize,
+    /// Total bytes of the chunk, length field included.
+    pub len: usize,
+    /// Counter field as stored (checked on decryption).
+    pub counter: u32,
+    /// Media start as stored (authenticated on decryption).
+    pub media_start_ms: u64,
+}
+
+/// What follows the last complete chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing.
+    Clean,
+    /// A partial chunk (truncation).
+    Partial,
+    /// A length field outside the valid range at this chunk position.
+    BadLength { index: usize, len: u32 },
+}
+
+/// A CREC file opened with its DEK.
+#[derive(Debug)]
+pub struct CrecReader<'a> {
+    bytes: &'a [u8],
+    parsed: ParsedHeader,
+    key: AeadKey,
+    index: Vec<ChunkInfo>,
+    tail: Tail,
+    decryptions: AtomicU64,
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// Scans chunk lengths from `pos`; never allocates per chunk payload.
+fn scan(bytes: &[u8], mut pos: usize) -> (Vec<ChunkInfo>, Tail) {
+    let mut index = Vec::new();
+    loop {
+        let rest = &bytes[pos..];
+        if rest.is_empty() {
+            return (index, Tail::Clean);
+        }
+        if rest.len() < 4 {
+            return (index, Tail::Partial);
+        }
+        let len = be_u32(rest);
+        let body = len as usize;
+        if !(MIN_CHUNK_LEN..=MAX_CHUNK_LEN).contains(&body) {
+            let i = index.len();
+            return (index, Tail::BadLength { index: i, len });
+        }
+        if rest.len() - 4 < body {
+            return (index, Tail::Partial);
+        }
+        index.push(ChunkInfo {
+            offset: pos,
+            len: 4 + body,
+            counter: be_u32(&rest[4..]),
+            media_start_ms: be_u64(&rest[8..]),
+        });
+        pos += 4 + body;
+    }
+}
+
+/// Constant-time equality of two 32-byte values.
+fn ct_eq(a: &[u8; COMMITMENT_LEN], b: &[u8; COMMITMENT_LEN]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl<'a> CrecReader<'a> {
+    /// Parses and checks the header of `file_bytes`: magic, version, suite,
+    /// `recording_id == expected_recording_id` (else `HeaderMismatch`) and the
+    /// key commitment (else `WrongKey`), all before any decryption. Then
+    /// indexes the chunks by their length fields.
+    pub fn open(
+        file_bytes: &'a [u8],
+        expected_recording_id: Uuid,
+        dek: &Dek,
+    ) -> Result<CrecReader<'a>, CrecError> {
+        let parsed = parse_header(file_bytes)?;
+        if parsed.header.recording_id != expected_recording_id {
+            return Err(CrecError::HeaderMismatch {
+                expected: expected_recording_id,
+                found: parsed.header.recording_id,
+            });
+        }
+        if !ct_eq(
+            &commitment(dek, &parsed.salt, &parsed.h)?,
+            &parsed.commitment,
+        ) {
+            return Err(CrecError::WrongKey);
+        }
+        let key = file_key(dek, &parsed.salt, &parsed.h)?;
+        let (index, tail) = scan(file_bytes, parsed.len);
+        Ok(CrecReader {
+            bytes: file_bytes,
+            parsed,
+            key,
+            index,
+            tail,
+            decryptions: AtomicU64::new(0),
+        })
+    }
+
+    /// The header fields.
+    pub fn header(&self) -> &CrecHeader {
+        &self.parsed.header
+    }
+
+    /// Number of complete chunks found by the length scan.
+    pub fn chunk_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Location and clear fields of chunk `index`, without decrypting.
+    pub fn chunk_info(&self, index: usize) -> Option<ChunkInfo> {
+        self.index.get(index).copied()
+    }
+
+    /// Index of the chunk whose audio contains `media_ms` (by the stored,
+    /// not yet authenticated, media starts; decryption authenticates them).
+    pub fn chunk_for_media_ms(&self, media_ms: u64) -> Option<usize> {
+        let after = self.index.partition_point(|c| c.media_start_ms <= media_ms);
+        after.checked_sub(1)
+    }
+
+    /// How many AES-GCM open operations this reader has performed.
+    pub fn decryptions(&self) -> u64 {
+        self.decryptions.load(Ordering::Relaxed)
+    }
+
+    fn try_open(&self, counter: u32, media: u64, last: bool, ct: &[u8]) -> Option<Vec<u8>> {
+        self.decryptions.fetch_add(1, Ordering::Relaxed);
+        let ad = chunk_ad(&self.parsed.h, counter, media, last);
+        self.key
+            .open(&nonce(&self.parsed.prefix, counter, last), &ad, ct)
+    }
+
+    /// Authenticates and decrypts chunk `index` alone. Checks, in order: the
+    /// file tag (`ChunkFromAnotherRecording`), the counter
+    /// (`ChunkOutOfOrder`), then the AEAD tag (`ChunkModified`). Whether the
+    /// chunk is the last one is learnt from which nonce authenticates it.
+    pub fn decrypt_chunk(&self, index: usize) -> Result<Chunk, CrecError> {
+        let info = self.index.get(index).ok_or(CrecError::NoSuchChunk(index))?;
+        let chunk = &self.bytes[info.offset..info.offset + info.len];
+        if chunk[16..24] != self.parsed.h[..8] {
+            return Err(CrecError::ChunkFromAnotherRecording { index });
+        }
+        let counter_ok = u32::try_from(index).is_ok_and(|i| i == info.counter);
+        if !counter_ok {
+            return Err(CrecError::ChunkOutOfOrder {
+                index,
+                found: info.counter,
+            });
+        }
+        let ct = &chunk[24..];
+        // Try the likelier flag first: only the final indexed chunk can be last
+        // in a well-formed file.
+        let last_first = index + 1 == self.index.len();
+        for last in [last_first, !last_first] {
+            if let Some(plaintext) = self.try_open(info.counter, info.media_start_ms, last, ct) {
+                return Ok(Chunk {
+                    index,
+                    media_start_ms: info.media_start_ms,
+                    plaintext,
+                    last,
+                });
+            }
+        }
+        Err(CrecError::ChunkModified { index })
+    }
+
+    /// Iterates over all chunks in order, stopping after the first error.
+    pub fn chunks(&self) -> Chunks<'_, 'a> {
+        Chunks {
+            reader: self,
+            next: 0,
+            state: IterState::Running,
+        }
+    }
+
+    /// Reads everything: all chunks and the completeness, or the first error.
+    pub fn read_all(&self) -> Result<(Vec<Chunk>, Completeness), CrecError> {
+        let mut it = self.chunks();
+        let chunks = it.by_ref().collect::<Result<Vec<_>, _>>()?;
+        Ok((chunks, it.status()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IterState {
+    Running,
+    /// Last chunk seen; report data after it if any.
+    SawLast,
+    Done(Completeness),
+    Failed,
+}
+
+/// Iterator over the chunks of a [`CrecReader`]; see [`Chunks::status`].
+#[derive(Debug)]
+pub struct Chunks<'r, 'a> {
+    reader: &'r CrecReader<'a>,
+    next: usize,
+    state: IterState,
+}
+
+impl Chunks<'_, '_> {
+    /// `Complete` only if the iterator ran to its end without error and saw
+    /// a chunk with the last flag followed by nothing; `Truncated` otherwise
+    /// (including when called before the end or after an error).
+    pub fn status(&self) -> Completeness {
+        match self.state {
+            IterState::Done(c) => c,
+            _ => Completeness::Truncated,
+        }
+    }
+}
+
+impl Iterator for Chunks<'_, '_> {
+    type Item = Result<Chunk, CrecError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.reader;
+        match self.state {
+            IterState::Done(_) | IterState::Failed => None,
+            IterState::SawLast => {
+                if self.next < r.index.len() || r.tail != Tail::Clean {
+                    self.state = IterState::Failed;
+                    Some(Err(CrecError::DataAfterLastChunk))
+                } else {
+                    self.state = IterState::Done(Completeness::Complete);
+                    None
+                }
+            }
+            IterState::Running if self.next < r.index.len() => {
+                let i = self.next;
+                self.next += 1;
+                match r.decrypt_chunk(i) {
+                    Ok(c) => {
+                        if c.last {
+                            self.state = IterState::SawLast;
+                        }
+                        Some(Ok(c))
+                    }
+                    Err(e) => {
+                        self.state = IterState::Failed;
+                        Some(Err(e))
+                    }
+                }
+            }
+            IterState::Running => match r.tail {
+                Tail::BadLength { index, len } => {
+                    self.state = IterState::Failed;
+                    Some(Err(CrecError::ChunkLengthInvalid { index, len }))
+                }
+                Tail::Clean | Tail::Partial => {
+                    self.state = IterState::Done(Completeness::Truncated);
+                    None
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::crec::{Codec, CrecWriter};
+    use proptest::prelude::*;
+
+    fn valid_file(dek: &Dek, id: Uuid) -> Vec<u8> {
+        let h = CrecHeader {
+            recording_id: id,
+            call_id: "c".into(),
+            epoch_id: "e".into(),
+            codec: Codec::Pcmu,
+            sample_rate: 8000,
+            channels: 1,
+            created_ms: -1,
+        };
+        let (mut w, mut bytes) = CrecWriter::with_randomness(&h, dek, [3; 32], [4; 7]).unwrap();
+        for (i, n) in [10usize, 0, 33].iter().enumerate() {
+            bytes.extend(w.seal_chunk(i as u64, &vec![i as u8; *n], i == 2).unwrap());
+        }
+        bytes
+    }
+
+    /// Reads everything the way a caller would; must never panic.
+    fn exercise(bytes: &[u8], id: Uuid, dek: &Dek) -> Option<Completeness> {
+        let r = CrecReader::open(bytes, id, dek).ok()?;
+        for i in 0..r.chunk_count() + 1 {
+            let _ = r.decrypt_chunk(i);
+            let _ = r.chunk_info(i);
+        }
+        let _ = r.chunk_for_media_ms(5);
+        let mut it = r.chunks();
+        for item in it.by_ref() {
+            let _ = item;
+        }
+        Some(it.status())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..400)) {
+            let dek = Dek::from_bytes(&mut [1; 32]);
+            let id = Uuid::from_slice(data.get(6..22).unwrap_or(&[0; 16])).unwrap_or_default();
+            prop_assert_ne!(exercise(&data, id, &dek), Some(Completeness::Complete));
+        }
+
+        #[test]
+        fn mutated_files_never_panic(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6)
+        ) {
+            let dek = Dek::from_bytes(&mut [1; 32]);
+            let id = Uuid::from_u128(5);
+            let mut bytes = valid_file(&dek, id);
+            let original = bytes.clone();
+            for (at, val, op) in edits {
+                let i = at.index(bytes.len() + 1);
+                match op {
+                    0 if i < bytes.len() => bytes[i] = val,
+                    1 => bytes.insert(i, val),
+                    _ if i < bytes.len() => { bytes.remove(i); }
+                    _ => {}
+                }
+            }
+            let status = exercise(&bytes, id, &dek);
+            if bytes != original {
+                prop_assert_ne!(status, Some(Completeness::Complete));
+            }
+        }
+    }
+}

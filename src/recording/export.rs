@@ -1,0 +1,120 @@
+//! Reading a recording back: unwrap its DEK, decrypt its chunks, and turn
+//! them into a 2-channel WAV (caller left, callee right). Nothing decrypted
+//! is written anywhere but the caller's output.
+
+use super::crec_reader::{Completeness, CrecReader};
+use super::g711::Codec;
+use super::service::Recorder;
+use super::wav;
+use crate::keys::{DekBinding, WrappedDek, unwrap_dek};
+use crate::store::RecordingRow;
+
+/// Why a recording cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// No recording or call with that id has a recording.
+    #[error("no recording for '{0}'")]
+    NotFound(String),
+    /// The epoch key that wrapped the recording's key no longer exists:
+    /// the recording has been erased cryptographically.
+    #[error("recording {0} is erased: its epoch key {1} has been destroyed")]
+    KeyDestroyed(String, String),
+    /// The row is not what a recording row should be.
+    #[error("recording {0} is corrupt in the database: {1}")]
+    Corrupt(String, String),
+    /// Keys failed (wrong master key, corrupt KEK, DEK that does not unwrap).
+    #[error("keys: {0}")]
+    Keys(#[from] crate::keys::KeyError),
+    /// The blob failed to read.
+    #[error("blob: {0}")]
+    Blob(#[from] super::blob::BlobError),
+    /// The file failed authentication or is malformed.
+    #[error("recording file: {0}")]
+    Crec(#[from] super::crec::CrecError),
+    /// The database failed.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A decrypted recording, held in memory only.
+pub struct Decrypted {
+    /// The recording's row.
+    pub row: RecordingRow,
+    /// G.711 bytes of the caller's side.
+    pub caller: Vec<u8>,
+    /// G.711 bytes of the callee's side.
+    pub callee: Vec<u8>,
+    /// Their codec.
+    pub codec: Codec,
+    /// Whether the file ended properly or was cut short (a crash).
+    pub completeness: Completeness,
+}
+
+impl Recorder {
+    /// Decrypts the recording `id` (a recording id, or a call id).
+    pub async fn decrypt(&self, id: &str) -> Result<Decrypted, ExportError> {
+        let row = self
+            .store
+            .find_recording(id)
+            .await?
+            .ok_or_else(|| ExportError::NotFound(id.to_owned()))?;
+        let recording_id = uuid::Uuid::parse_str(&row.id)
+            .map_err(|e| ExportError::Corrupt(row.id.clone(), e.to_string()))?;
+        let kek = self
+            .keys
+            .get(&row.epoch_id)?
+            .ok_or_else(|| ExportError::KeyDestroyed(row.id.clone(), row.epoch_id.clone()))?;
+        let binding = DekBinding {
+            call_id: row.call_id.clone(),
+            recording_id,
+            epoch_id: row.epoch_id.clone(),
+        };
+        let dek = unwrap_dek(&kek, &WrappedDek(row.wrapped_dek.clone()), &binding)?;
+        drop(kek);
+        let bytes = self.blobs.read(&row.blob)?;
+        let reader = CrecReader::open(&bytes, recording_id, &dek)?;
+        let codec = match reader.header().codec {
+            super::crec::Codec::Pcmu => Codec::Pcmu,
+            super::crec::Codec::Pcma => Codec::Pcma,
+        };
+        let (chunks, completeness) = reader.read_all()?;
+        let (mut caller, mut callee) = (Vec::new(), Vec::new());
+        for chunk in chunks {
+            // Chunks are contiguous by construction; a gap (none expected)
+            // becomes silence so the two channels stay aligned.
+            let at = usize::try_from(chunk.media_start_ms.saturating_mul(8)).unwrap_or(usize::MAX);
+            while caller.len() < at {
+                caller.push(codec.silence());
+                callee.push(codec.silence());
+            }
+            for frame in chunk.plaintext.chunks_exact(2) {
+                caller.push(frame[0]);
+                callee.push(frame[1]);
+            }
+        }
+        Ok(Decrypted {
+            row,
+            caller,
+            callee,
+            codec,
+            completeness,
+        })
+    }
+}
+
+impl Decrypted {
+    /// The recording as a 16-bit PCM stereo WAV file (caller left).
+    pub fn to_wav(&self) -> Vec<u8> {
+        let pcm = wav::interleave_pcm16(&self.caller, &self.callee, self.codec);
+        let len = u32::try_from(pcm.len()).unwrap_or(u32::MAX);
+        let mut out = Vec::with_capacity(pcm.len() + wav::HEADER_LEN);
+        out.extend_from_slice(&wav::wav_header(2, 8000, len));
+        out.extend_from_slice(&pcm);
+        out
+    }
+
+    /// Audio length in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.caller.len() as u64 / 8
+    }
+}

@@ -1,0 +1,33 @@
+//! Call recording: every answered call of a session with recording on is
+//! recorded, both sides, encrypted under a key of its own, and nothing of it
+//! touches disk unencrypted.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | [`rtp_view`], [`g711`] | reading RTP packets and G.711 audio |
+//! | [`align`] | both directions onto one timeline (loss, reordering, hold) |
+//! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
+//! | [`blob`] | where encrypted files live (local files; object storage later) |
+//! | `tap`, `writer` | from the relay's packets to sealed, synced chunks |
+//! | [`export`] | decrypting a recording back into a WAV |
+//!
+//! Keys come from [`crate::keys`]: a fresh DEK per recording, wrapped by
+//! the KEK of its retention epoch, which lives in the key store.
+
+pub mod align;
+pub mod blob;
+pub mod crec;
+pub mod crec_reader;
+#[cfg(test)]
+mod crec_tests;
+pub mod export;
+pub mod g711;
+pub mod rtp_view;
+mod service;
+mod tap;
+pub mod wav;
+mod writer;
+
+pub use service::{Recorder, RecordingMeta, RecordingPolicy};
+pub use tap::{RecordingTap, TapPacket};
+pub use writer::{CHUNK_MEDIA, FLUSH_EVERY};

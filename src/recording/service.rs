@@ -1,0 +1,144 @@
+//! The recording service: keys, blobs and the database, and starting a
+//! writer for each answered call.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{SharedClock, Timestamp};
+use crate::keys::{Kek, KeyError, KeyStore};
+use crate::recording::blob::BlobStore;
+use crate::recording::tap::RecordingTap;
+use crate::store::Store;
+
+/// Retention settings a recording needs when it starts.
+#[derive(Debug, Clone)]
+pub struct RecordingPolicy {
+    /// Retention class → how long its recordings are kept.
+    pub classes: BTreeMap<String, Duration>,
+    /// Width of a KEK epoch.
+    pub epoch: Duration,
+    /// Longest call: a recording ends at most this long after it starts.
+    pub max_call: Duration,
+}
+
+impl RecordingPolicy {
+    /// The epoch whose KEK wraps the DEK of a recording of `class` started
+    /// at `start`, and when that epoch ends.
+    ///
+    /// The recording's real expiry is its end plus the class's period; at
+    /// the start only an upper bound is known (start + longest call +
+    /// period). The epoch containing that bound ends after the real expiry,
+    /// so destroying the KEK at the epoch's end never cuts a retention
+    /// short; it erases at most one epoch width plus one call length late.
+    pub fn epoch_for(&self, class: &str, start: Timestamp) -> Option<(String, Timestamp)> {
+        let period = *self.classes.get(class)?;
+        let bound = start.saturating_add(self.max_call).saturating_add(period);
+        let width = i64::try_from(self.epoch.as_millis()).ok()?.max(1);
+        let index = bound.as_millis().div_euclid(width);
+        let end = Timestamp::from_millis(index.saturating_add(1).saturating_mul(width));
+        Some((format!("ep-{class}-{index}"), end))
+    }
+}
+
+/// What a writer needs to know about the call it records.
+#[derive(Debug, Clone)]
+pub struct RecordingMeta {
+    /// The call record's id.
+    pub call_id: String,
+    /// The session of the call.
+    pub session_id: String,
+    /// Retention class of the session.
+    pub retention_class: String,
+}
+
+/// Starts and finishes recordings. Shared by the SIP engine.
+pub struct Recorder {
+    /// Recording rows and wrapped DEKs.
+    pub(crate) store: Store,
+    /// Epoch KEKs, apart from the database.
+    pub(crate) keys: Arc<dyn KeyStore>,
+    /// Encrypted blobs.
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    /// Retention classes and epochs.
+    pub(crate) policy: RecordingPolicy,
+    /// Wall-clock time for rows and epochs.
+    pub(crate) clock: SharedClock,
+}
+
+impl Recorder {
+    /// A recorder over these stores.
+    pub fn new(
+        store: Store,
+        keys: Arc<dyn KeyStore>,
+        blobs: Arc<dyn BlobStore>,
+        policy: RecordingPolicy,
+        clock: SharedClock,
+    ) -> Self {
+        Recorder {
+            store,
+            keys,
+            blobs,
+            policy,
+            clock,
+        }
+    }
+
+    /// Switches the call's tap on and starts its writer task. Failures are
+    /// logged by the writer and never disturb the call.
+    pub fn begin(self: &Arc<Self>, tap: &RecordingTap, meta: RecordingMeta) {
+        let rx = tap.switch_on();
+        let this = self.clone();
+        tokio::spawn(async move { super::writer::run(this, meta, rx).await });
+    }
+
+    /// The KEK of `epoch_id`, created on first use. Two calls racing to
+    /// create it both end up with the one that won.
+    pub(crate) fn epoch_kek(&self, epoch_id: &str) -> Result<Kek, KeyError> {
+        if let Some(k) = self.keys.get(epoch_id)? {
+            return Ok(k);
+        }
+        match self.keys.create(epoch_id) {
+            Ok(k) => Ok(k),
+            Err(KeyError::KekExists { .. }) => {
+                self.keys
+                    .get(epoch_id)?
+                    .ok_or_else(|| KeyError::KekCorrupt {
+                        id: epoch_id.to_owned(),
+                        detail: "created by another writer, then not found",
+                    })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_ends_after_the_latest_possible_expiry() {
+        let day = Duration::from_secs(86_400);
+        let mut classes = BTreeMap::new();
+        classes.insert("dispute-3y".to_owned(), day * 1095);
+        let p = RecordingPolicy {
+            classes,
+            epoch: day,
+            max_call: Duration::from_secs(4 * 3600),
+        };
+        let start = Timestamp::from_millis(1_795_910_400_000);
+        let (id, end) = p.epoch_for("dispute-3y", start).unwrap();
+        let latest_expiry = start.saturating_add(day * 1095 + Duration::from_secs(4 * 3600));
+        assert!(end > latest_expiry, "{id}");
+        assert!(end.as_millis() - latest_expiry.as_millis() <= 86_400_000);
+        assert!(id.starts_with("ep-dispute-3y-"));
+        assert_eq!(
+            p.epoch_for("dispute-3y", start.saturating_add(Duration::from_secs(60)))
+                .unwrap()
+                .0,
+            id
+        );
+        assert!(p.epoch_for("nope", start).is_none());
+    }
+}
