@@ -86,7 +86,8 @@ fn row(r: Row) -> RecordingRow {
 }
 
 impl Store {
-    /// Stores a new recording in state `recording`, before its blob exists.
+    /// Stores a new recording in state `recording`, before its blob exists,
+    /// and links its call record to it.
     pub async fn insert_recording(&self, r: &RecordingRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
@@ -104,6 +105,11 @@ impl Store {
         .bind(r.started_at.as_millis())
         .execute(self.pool())
         .await?;
+        sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
+            .bind(&r.call_id)
+            .bind(&r.id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 

@@ -201,9 +201,17 @@ fn staff_and_sessions_from_the_command_line() {
         assert_eq!(out.status.code(), Some(3), "{cmd:?}");
         assert!(text(&out.stderr).contains("not available in this version"));
     }
-    let out = ansim(d, &[], &["recording", "export", "cal_nope", "--out", "y.wav"]);
+    let out = ansim(
+        d,
+        &[],
+        &["recording", "export", "cal_nope", "--out", "y.wav"],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no recording for 'cal_nope'"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no recording for 'cal_nope'"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!d.join("y.wav").exists());
 }
 

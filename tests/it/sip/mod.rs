@@ -6,8 +6,10 @@
 //! logs are kept, so a test can read exactly what each side received.
 
 mod calls;
+mod crash;
 mod edge;
 mod media;
+mod recording;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -116,7 +118,17 @@ impl SipTest {
         }
     }
 
+    /// Stops ansim but keeps the test's files (returned) for a restart.
+    pub async fn stop_keeping_files(mut self) -> tempfile::TempDir {
+        self.shutdown().await;
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }

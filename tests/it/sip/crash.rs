@@ -1,0 +1,148 @@
+//! `kill -9` in the middle of a recorded call, then a restart: the
+//! recording decrypts up to its last flushed chunk and says it is
+//! truncated, the call record says the call was interrupted.
+
+use super::recording::{audible_ms, dominated_by, read_wav, tone, tone_scenario};
+use super::*;
+
+/// `ansim serve` as a child process on a test's files and ports.
+fn serve(dir: &Path, env: &[(String, String)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ansim"));
+    cmd.current_dir(dir)
+        .args(["--log-format", "json", "serve"])
+        .env("ANSIM_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple())))
+                .unwrap(),
+        )
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
+    // Set up the files with an in-process start, then stop it: the child
+    // processes below use the same database, keys and ports.
+    let t = SipTest::start("127.0.0.1/32").await;
+    let sip = t.sip;
+    let (dir, uas_port, proxy, api) = (
+        t.dir.path().to_owned(),
+        t.uas_port,
+        t.session.a.proxy_number.as_str().to_owned(),
+        t.api,
+    );
+    let store = t.store.clone();
+    let session_id = t.session.id.clone();
+    let mut env = super::recording::cli_env(&t);
+    env.push(("ANSIM_SIP__LISTEN".into(), format!("[\"udp:{sip}\"]")));
+    env.push((
+        "ANSIM_TRUNK__ADDRESS".into(),
+        format!("127.0.0.1:{uas_port}"),
+    ));
+    env.push(("ANSIM_API__LISTEN".into(), api.to_string()));
+    env.push(("ANSIM_MEDIA__PORTS".into(), "41800-41839".into()));
+    let _keep = t.stop_keeping_files().await;
+
+    let mut ansim = serve(&dir, &env);
+    wait_for_options(sip).await;
+    let (a_file, b_file) = (dir.join("a.ulaw"), dir.join("b.ulaw"));
+    std::fs::write(&a_file, tone(440.0, 10_000)).unwrap();
+    std::fs::write(&b_file, tone(880.0, 10_000)).unwrap();
+    let uas_file = tone_scenario(&dir, "uas_tone.xml", &b_file, 0);
+    let uac_file = tone_scenario(&dir, "uac_tone.xml", &a_file, 10_000);
+    let callee = Sipp::spawn(
+        &dir,
+        &uas_file,
+        uas_port,
+        &["-mp", &free_udp_port().to_string()],
+        "uas",
+    );
+    let caller = Sipp::spawn(
+        &dir,
+        &uac_file,
+        free_udp_port(),
+        &[
+            "-s",
+            &proxy,
+            "-key",
+            "caller",
+            CUSTOMER,
+            "-mp",
+            &free_udp_port().to_string(),
+            &sip.to_string(),
+        ],
+        "uac",
+    );
+
+    // Wait until at least two chunks (4 s of audio) are on disk.
+    let rec_dir = dir.join("rec");
+    let mut blob_len = 0;
+    for _ in 0..500 {
+        blob_len = std::fs::read_dir(&rec_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        if blob_len > 2 * 2 * 16_000 + 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        blob_len > 64_000,
+        "recording never reached two chunks ({blob_len} bytes)"
+    );
+    ansim.start_kill().unwrap(); // SIGKILL
+    ansim.wait().await.unwrap();
+    drop((caller, callee));
+
+    // Start again: start-up marks what was left half-done.
+    let mut again = serve(&dir, &env);
+    wait_for_options(sip).await;
+    let pid = again.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(again.wait().await.unwrap().success());
+
+    let calls = store.list_calls(&session_id).await.unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        (calls[0].result.as_deref(), calls[0].hangup_side.as_deref()),
+        (Some("interrupted"), Some("system"))
+    );
+    let rec = store.find_recording(&calls[0].id).await.unwrap().unwrap();
+    assert_eq!(rec.state, "truncated");
+
+    // The export still works, says truncated, and holds the flushed audio.
+    let out = dir.join("crash.wav");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ansim"));
+    cmd.current_dir(&dir)
+        .args(["recording", "export", &calls[0].id, "--out"])
+        .arg(&out);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("truncated"), "{stderr}");
+    let (left, right) = read_wav(&out);
+    assert!(
+        audible_ms(&left) >= 3900,
+        "only {} ms survived",
+        audible_ms(&left)
+    );
+    assert!(dominated_by(&left, 440.0, 880.0) && dominated_by(&right, 880.0, 440.0));
+}
