@@ -197,9 +197,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Recording(RecordingCommand::Export { id, out }) => {
             export(&config, &id, &out).await?
         }
-        Command::Retention(_) => return Err(not_yet("retention run", "retention and erasure")),
+        Command::Retention(RetentionCommand::Run { dry_run }) => {
+            retention_run(&config, dry_run).await?
+        }
         Command::Audit(_) => return Err(not_yet("audit verify", "the support access audit log")),
-        Command::Keys(_) => return Err(not_yet("keys status", "retention and erasure")),
+        Command::Keys(KeysCommand::Status) => keys_status(&config).await?,
     }
     Ok(())
 }
@@ -338,6 +340,7 @@ async fn export(config: &Config, id: &str, out: &std::path::Path) -> Result<(), 
         let code = match e {
             crate::recording::export::ExportError::NotFound(_) => 2,
             crate::recording::export::ExportError::KeyDestroyed(..) => 4,
+            crate::recording::export::ExportError::Erased { .. } => 4,
             _ => 1,
         };
         Failure {
@@ -371,6 +374,78 @@ async fn export(config: &Config, id: &str, out: &std::path::Path) -> Result<(), 
         if complete { "complete" } else { "truncated" },
         decrypted.duration_ms() as f64 / 1000.0,
         out.display()
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// `ansim retention run [--dry-run]`: one sweep now.
+async fn retention_run(config: &Config, dry_run: bool) -> Result<(), Failure> {
+    let store = server::open_store(config).await?;
+    let recorder = server::open_recorder(config, store.clone(), Arc::new(SystemClock))?;
+    let now = SystemClock.now();
+    let report =
+        crate::retention::sweep(&recorder, now, dry_run, &crate::retention::NoFaults).await?;
+    let verb = if dry_run { "would erase" } else { "erased" };
+    for e in &report.erased {
+        let expired = e.expired_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        println!(
+            "{verb} recording {} of call {} ({}, expired {expired})",
+            e.recording_id, e.call_id, e.retention_class
+        );
+    }
+    for b in &report.orphan_blobs {
+        println!(
+            "{} leftover blob {b}",
+            if dry_run { "would delete" } else { "deleted" }
+        );
+    }
+    for k in &report.keys_destroyed {
+        println!(
+            "{} epoch key {k}",
+            if dry_run {
+                "would destroy"
+            } else {
+                "destroyed"
+            }
+        );
+    }
+    eprintln!(
+        "{}{} recordings, {} epoch keys",
+        if dry_run { "dry run: " } else { "" },
+        report.erased.len(),
+        report.keys_destroyed.len()
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// `ansim keys status`: epochs, counts, what is due.
+async fn keys_status(config: &Config) -> Result<(), Failure> {
+    let store = server::open_store(config).await?;
+    let recorder = server::open_recorder(config, store.clone(), Arc::new(SystemClock))?;
+    let now = SystemClock.now();
+    let epochs = crate::retention::key_status(&recorder, now).await?;
+    println!(
+        "{:<40} {:<14} {:<26} {:>6}  due",
+        "epoch key", "class", "epoch ends", "live"
+    );
+    for e in &epochs {
+        let due = if e.due { "yes" } else { "no" };
+        println!(
+            "{:<40} {:<14} {:<26} {:>6}  {due}",
+            e.id,
+            e.class,
+            e.ends_at.to_rfc3339(),
+            e.live_recordings
+        );
+    }
+    let due = crate::store::Store::due_recordings(&store, now, i64::MAX)
+        .await?
+        .len();
+    println!(
+        "{} epoch keys; {due} recordings past their retention",
+        epochs.len()
     );
     store.close().await;
     Ok(())

@@ -22,6 +22,7 @@
 //! | [`media`] | RTP port pool, relay with latching, SDP rewriting |
 //! | [`keys`] | master key, epoch KEKs in a key store apart from the database, DEKs |
 //! | [`recording`] | the recorder, the CREC encrypted file format, export to WAV |
+//! | [`retention`] | the sweeper: erasing expired recordings, destroying spent epoch keys |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
 //! | [`cli`] | the `ansim` command line |
@@ -47,6 +48,7 @@ pub mod media;
 pub mod metrics;
 pub mod phone;
 pub mod recording;
+pub mod retention;
 pub mod routing;
 pub mod server;
 pub mod sip;

@@ -89,15 +89,23 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let recorder = open_recorder(&config, store.clone(), clock.clone())?;
     let sip = start_sip(
         &config,
         routing.clone(),
         store.clone(),
         clock.clone(),
         metrics,
+        recorder.clone(),
         stop_rx.clone(),
     )
     .await?;
+    let sweeper = tokio::spawn(retention_job(
+        recorder,
+        clock.clone(),
+        config.retention.sweep_interval,
+        stop_rx.clone(),
+    ));
 
     let listener = TcpListener::bind(config.api.listen)
         .await
@@ -120,6 +128,7 @@ pub async fn run(
     let api_result = api.await;
     let _ = expiry.await;
     let _ = sip.await;
+    let _ = sweeper.await;
     store.close().await;
     tracing::info!("stopped");
     match api_result {
@@ -136,10 +145,14 @@ async fn start_sip(
     store: Store,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
-    let recorder = open_recorder(config, store.clone(), clock.clone())?;
-    let truncated = store.truncate_unfinished_recordings().await?;
+    let classes = config.retention.classes.clone();
+    let period_of = |class: &str| classes.get(class).copied().unwrap_or_default();
+    let truncated = store
+        .truncate_unfinished_recordings(clock.now(), period_of)
+        .await?;
     for r in &truncated {
         tracing::warn!(recording = %r.id, call = %r.call_id, "recording left unfinished by an earlier run: marked truncated");
     }
@@ -228,6 +241,33 @@ pub fn open_recorder(
         max_call: config.sip.max_call_duration,
     };
     Ok(Arc::new(Recorder::new(store, keys, blobs, policy, clock)))
+}
+
+/// Runs the retention sweep every `interval` (the first one at start-up).
+async fn retention_job(
+    recorder: Arc<Recorder>,
+    clock: SharedClock,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = clock.now();
+        match crate::retention::sweep(&recorder, now, false, &crate::retention::NoFaults).await {
+            Ok(r) if r.erased.is_empty() && r.keys_destroyed.is_empty() => {}
+            Ok(r) => tracing::info!(
+                recordings = r.erased.len(),
+                keys = r.keys_destroyed.len(),
+                "retention sweep erased"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention sweep failed; the next one continues"),
+        }
+    }
 }
 
 /// Ends expired sessions periodically so their numbers start quarantine

@@ -15,6 +15,16 @@ pub enum ExportError {
     /// No recording or call with that id has a recording.
     #[error("no recording for '{0}'")]
     NotFound(String),
+    /// The recording existed and has been erased (its tombstone remains).
+    #[error("recording {id} was erased at {} ({reason})", at.to_rfc3339())]
+    Erased {
+        /// The recording.
+        id: String,
+        /// When.
+        at: crate::clock::Timestamp,
+        /// `expired` or `subject-request`.
+        reason: String,
+    },
     /// The epoch key that wrapped the recording's key no longer exists:
     /// the recording has been erased cryptographically.
     #[error("recording {0} is erased: its epoch key {1} has been destroyed")]
@@ -53,11 +63,16 @@ pub struct Decrypted {
 impl Recorder {
     /// Decrypts the recording `id` (a recording id, or a call id).
     pub async fn decrypt(&self, id: &str) -> Result<Decrypted, ExportError> {
-        let row = self
-            .store
-            .find_recording(id)
-            .await?
-            .ok_or_else(|| ExportError::NotFound(id.to_owned()))?;
+        let Some(row) = self.store.find_recording(id).await? else {
+            return Err(match self.store.find_tombstone(id).await? {
+                Some(t) => ExportError::Erased {
+                    id: t.recording_id,
+                    at: t.erased_at,
+                    reason: t.reason,
+                },
+                None => ExportError::NotFound(id.to_owned()),
+            });
+        };
         let recording_id = uuid::Uuid::parse_str(&row.id)
             .map_err(|e| ExportError::Corrupt(row.id.clone(), e.to_string()))?;
         let kek = self

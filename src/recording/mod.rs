@@ -28,6 +28,6 @@ mod tap;
 pub mod wav;
 mod writer;
 
-pub use service::{Recorder, RecordingMeta, RecordingPolicy};
+pub use service::{Recorder, RecordingMeta, RecordingPolicy, epoch_end, epoch_id};
 pub use tap::{RecordingTap, TapPacket};
 pub use writer::{CHUNK_MEDIA, FLUSH_EVERY};

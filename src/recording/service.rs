@@ -37,8 +37,31 @@ impl RecordingPolicy {
         let width = i64::try_from(self.epoch.as_millis()).ok()?.max(1);
         let index = bound.as_millis().div_euclid(width);
         let end = Timestamp::from_millis(index.saturating_add(1).saturating_mul(width));
-        Some((format!("ep-{class}-{index}"), end))
+        Some((epoch_id(class, end), end))
     }
+}
+
+/// The KEK id of the epoch of `class` that ends at `end`: the end (in Unix
+/// seconds) is part of the id, so the retention sweeper knows when a KEK may
+/// be destroyed from the key store alone, whatever the epoch width is later.
+///
+/// Rounded up to the next second, so the id never claims an earlier end.
+pub fn epoch_id(class: &str, end: Timestamp) -> String {
+    format!(
+        "ep-{class}-{}",
+        end.as_millis().saturating_add(999).div_euclid(1000)
+    )
+}
+
+/// The end of the epoch a KEK id names, if it names an epoch.
+pub fn epoch_end(id: &str) -> Option<(String, Timestamp)> {
+    let rest = id.strip_prefix("ep-")?;
+    let (class, secs) = rest.rsplit_once('-')?;
+    let secs: i64 = secs.parse().ok()?;
+    Some((
+        class.to_owned(),
+        Timestamp::from_millis(secs.checked_mul(1000)?),
+    ))
 }
 
 /// What a writer needs to know about the call it records.
@@ -133,6 +156,14 @@ mod tests {
         assert!(end > latest_expiry, "{id}");
         assert!(end.as_millis() - latest_expiry.as_millis() <= 86_400_000);
         assert!(id.starts_with("ep-dispute-3y-"));
+        assert_eq!(epoch_end(&id), Some(("dispute-3y".to_owned(), end)));
+        let odd = Timestamp::from_millis(1_500);
+        assert_eq!(
+            epoch_end(&epoch_id("ad-6m", odd)).unwrap().1,
+            Timestamp::from_millis(2_000)
+        );
+        assert_eq!(epoch_end("hold-1234"), None);
+        assert_eq!(epoch_end("ep-x-notanumber"), None);
         assert_eq!(
             p.epoch_for("dispute-3y", start.saturating_add(Duration::from_secs(60)))
                 .unwrap()

@@ -14,6 +14,7 @@ mod numbers;
 #[cfg(test)]
 mod plan_tests;
 mod recordings;
+mod retention;
 mod sessions;
 mod staff;
 
@@ -27,6 +28,7 @@ use sqlx::{AnyPool, Executor};
 pub use calls::{CallEnd, CallRecord, NewCall};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use recordings::RecordingRow;
+pub use retention::Tombstone;
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,
 };

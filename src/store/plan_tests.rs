@@ -32,3 +32,21 @@ async fn route_lookup_uses_indexes_only_on_sqlite() {
         );
     }
 }
+
+/// Deleted rows (wrapped DEKs above all) are overwritten in the SQLite file,
+/// not left in free pages.
+#[tokio::test]
+async fn sqlite_runs_with_secure_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/sd.db", dir.path().display()))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        // Every pooled connection, not just the first.
+        let row = sqlx::query("PRAGMA secure_delete")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>(0), 1);
+    }
+}

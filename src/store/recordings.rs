@@ -152,16 +152,31 @@ impl Store {
 
     /// Recordings left in state `recording` by a process that died: they
     /// are `truncated` now (their blobs decrypt up to the last flushed
-    /// chunk). Returns them.
-    pub async fn truncate_unfinished_recordings(&self) -> Result<Vec<RecordingRow>, StoreError> {
+    /// chunk), ended at `at`, and expire `period_of(class)` after that.
+    /// Returns them.
+    pub async fn truncate_unfinished_recordings(
+        &self,
+        at: Timestamp,
+        period_of: impl Fn(&str) -> std::time::Duration,
+    ) -> Result<Vec<RecordingRow>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM recordings WHERE state = 'recording'"
         ));
         let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(self.pool()).await?;
-        sqlx::query("UPDATE recordings SET state = 'truncated' WHERE state = 'recording'")
+        let rows: Vec<RecordingRow> = rows.into_iter().map(row).collect();
+        for r in &rows {
+            let expires = at.saturating_add(period_of(&r.retention_class));
+            sqlx::query(
+                "UPDATE recordings SET state = 'truncated', ended_at = $2, expires_at = $3 \
+                 WHERE id = $1 AND state = 'recording'",
+            )
+            .bind(&r.id)
+            .bind(at.as_millis())
+            .bind(expires.as_millis())
             .execute(self.pool())
             .await?;
-        Ok(rows.into_iter().map(row).collect())
+        }
+        Ok(rows)
     }
 
     /// Appends an access event (who did what to which object).

@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod harness;
+mod retention;
 mod routing;
 mod sip;
 mod store;

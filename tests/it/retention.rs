@@ -1,0 +1,345 @@
+//! Retention and cryptographic erasure, with a clock the test moves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ansim::clock::{Clock, ManualClock, SharedClock};
+use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
+use ansim::media::{Direction, MediaTap, PacketKind};
+use ansim::recording::blob::{BlobStore, LocalBlobStore};
+use ansim::recording::export::ExportError;
+use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy, RecordingTap};
+use ansim::retention::{FaultPoint, NoFaults, RetentionError, Step, sweep};
+use ansim::store::{NewCall, RecordingRow, Store};
+
+use crate::harness::{DAY, Db, T0, TestDb, n, policy};
+use crate::on_both_databases;
+
+/// A recorder on `store` with its own key and blob directories.
+struct Rig {
+    dir: tempfile::TempDir,
+    store: Store,
+    clock: ManualClock,
+    recorder: Arc<Recorder>,
+}
+
+const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
+
+fn recorder_on(
+    store: &Store,
+    dir: &std::path::Path,
+    rec_dir: &str,
+    clock: &ManualClock,
+) -> Arc<Recorder> {
+    let master = MasterKey::load(&dir.join("master.key"), true).unwrap();
+    let keys: Arc<dyn KeyStore> = Arc::new(DirKeyStore::open(&dir.join("keys"), master).unwrap());
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&dir.join(rec_dir)).unwrap());
+    let policy = RecordingPolicy {
+        classes: policy().classes,
+        epoch: DAY,
+        max_call: MAX_CALL,
+    };
+    let shared: SharedClock = Arc::new(clock.clone());
+    Arc::new(Recorder::new(store.clone(), keys, blobs, policy, shared))
+}
+
+impl Rig {
+    fn new(store: Store) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let recorder = recorder_on(&store, dir.path(), "rec", &clock);
+        Rig {
+            dir,
+            store,
+            clock,
+            recorder,
+        }
+    }
+
+    /// Records one second of a call (tones both ways) of `class`.
+    async fn record(&self, class: &str) -> RecordingRow {
+        let call_id = ansim::store::new_id("cal");
+        let call = NewCall {
+            id: call_id.clone(),
+            session_id: None,
+            direction: "a_to_b",
+            caller: n("+821012345678"),
+            dialled: n("+82505000001"),
+            invite_at: self.clock.now(),
+        };
+        self.store.insert_call(&call).await.unwrap();
+        let tap = RecordingTap::default();
+        let meta = RecordingMeta {
+            call_id: call_id.clone(),
+            session_id: "ses_test".into(),
+            retention_class: class.into(),
+        };
+        self.recorder.begin(&tap, meta);
+        let start = Instant::now();
+        for i in 0..50u16 {
+            let at = start + Duration::from_millis(20 * u64::from(i));
+            tap.on_packet(Direction::AtoB, PacketKind::Rtp, &packet(i, 0x11), at);
+            tap.on_packet(Direction::BtoA, PacketKind::Rtp, &packet(i, 0x22), at);
+        }
+        tokio::task::yield_now().await;
+        tap.switch_off();
+        for _ in 0..250 {
+            if let Some(r) = self
+                .store
+                .find_recording(&call_id)
+                .await
+                .unwrap()
+                .filter(|r| r.state == "complete")
+            {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("recording of {call_id} did not complete");
+    }
+
+    fn blobs(&self) -> Vec<String> {
+        LocalBlobStore::new(&self.dir.path().join("rec"))
+            .unwrap()
+            .list()
+            .unwrap()
+    }
+
+    fn keks(&self) -> Vec<String> {
+        let master = MasterKey::load(&self.dir.path().join("master.key"), false).unwrap();
+        DirKeyStore::open(&self.dir.path().join("keys"), master)
+            .unwrap()
+            .list()
+            .unwrap()
+    }
+}
+
+fn packet(seq: u16, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x80, 0x00];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, u32::from(fill) as u8]);
+    p.extend(std::iter::repeat_n(fill, 160));
+    p
+}
+
+async fn time_travel_erases_and_destroys_the_epoch_key(db: Db) {
+    let db = TestDb::new(db).await;
+    let rig = Rig::new(db.store.clone());
+    let row = rig.record("ad-6m").await;
+    assert_eq!(
+        rig.recorder
+            .decrypt(&row.call_id)
+            .await
+            .unwrap()
+            .duration_ms(),
+        1000
+    );
+    let expires = row.expires_at.unwrap();
+    assert_eq!(expires, row.ended_at.unwrap().saturating_add(DAY * 180));
+
+    rig.clock
+        .set(expires.saturating_sub(Duration::from_millis(1)));
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert!(r.erased.is_empty(), "nothing is due a millisecond early");
+
+    rig.clock.set(expires);
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!(r.erased.len(), 1);
+    assert!(r.keys_destroyed.is_empty(), "the epoch has not ended yet");
+    match rig.recorder.decrypt(&row.call_id).await {
+        Err(ExportError::Erased { id, reason, .. }) => {
+            assert_eq!((id, reason.as_str()), (row.id.clone(), "expired"))
+        }
+        other => panic!("expected Erased, got {:?}", other.err()),
+    }
+    assert!(rig.blobs().is_empty(), "blob gone");
+    assert!(
+        db.store.find_recording(&row.id).await.unwrap().is_none(),
+        "row and wrapped DEK gone"
+    );
+    let tomb = db.store.find_tombstone(&row.id).await.unwrap().unwrap();
+    assert_eq!(tomb.ciphertext_sha256.as_ref().map(String::len), Some(64));
+    assert_eq!(
+        db.store
+            .audit_events("recording.erase")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let (_, epoch_end) = ansim::recording::epoch_end(&row.epoch_id).unwrap();
+    rig.clock.set(epoch_end);
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!(r.keys_destroyed, vec![row.epoch_id.clone()]);
+    assert!(rig.keks().is_empty());
+    // Idempotent: nothing left to do.
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert!(r.erased.is_empty() && r.keys_destroyed.is_empty() && r.orphan_blobs.is_empty());
+}
+on_both_databases!(time_travel_erases_and_destroys_the_epoch_key);
+
+async fn a_dry_run_changes_nothing(db: Db) {
+    let db = TestDb::new(db).await;
+    let rig = Rig::new(db.store.clone());
+    let row = rig.record("ad-6m").await;
+    rig.clock
+        .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+    let r = sweep(&rig.recorder, rig.clock.now(), true, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!((r.erased.len(), r.dry_run), (1, true));
+    assert!(rig.recorder.decrypt(&row.id).await.is_ok());
+    assert_eq!(rig.keks().len(), 1);
+}
+on_both_databases!(a_dry_run_changes_nothing);
+
+/// The epoch key outlives any recording it still wraps.
+async fn a_shared_epoch_key_waits_for_its_last_recording(db: Db) {
+    let db = TestDb::new(db).await;
+    let rig = Rig::new(db.store.clone());
+    let first = rig.record("ad-6m").await;
+    rig.clock.advance(Duration::from_secs(3600));
+    let second = rig.record("ad-6m").await;
+    assert_eq!(
+        first.epoch_id, second.epoch_id,
+        "same class, same day: one epoch"
+    );
+    rig.clock.set(first.expires_at.unwrap());
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.erased
+            .iter()
+            .map(|e| e.recording_id.clone())
+            .collect::<Vec<_>>(),
+        vec![first.id.clone()]
+    );
+    assert!(
+        rig.recorder.decrypt(&second.id).await.is_ok(),
+        "the other recording still plays"
+    );
+    assert_eq!(db.store.live_in_epoch(&first.epoch_id).await.unwrap(), 1);
+}
+on_both_databases!(a_shared_epoch_key_waits_for_its_last_recording);
+
+/// Fails once at a given step, like a crash there.
+struct CrashAt(Step, std::sync::atomic::AtomicBool);
+
+impl FaultPoint for CrashAt {
+    fn at(&self, step: Step) -> Result<(), RetentionError> {
+        if step == self.0 && !self.1.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(RetentionError::Injected(step));
+        }
+        Ok(())
+    }
+}
+
+async fn an_interrupted_sweep_is_completed_by_the_next(db: Db) {
+    for step in [Step::AfterRow, Step::AfterBlob, Step::BeforeKek] {
+        let db = TestDb::new(db).await;
+        let rig = Rig::new(db.store.clone());
+        let row = rig.record("ad-6m").await;
+        rig.clock
+            .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+        let crash = CrashAt(step, Default::default());
+        let err = sweep(&rig.recorder, rig.clock.now(), false, &crash)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RetentionError::Injected(s) if s == step));
+        // Whatever the step, the recording can no longer be read...
+        assert!(
+            matches!(
+                rig.recorder.decrypt(&row.id).await,
+                Err(ExportError::Erased { .. })
+            ),
+            "{step:?}"
+        );
+        // ...and the next sweep finishes the job.
+        let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+            .await
+            .unwrap();
+        assert!(r.erased.is_empty(), "{step:?}: erased twice");
+        assert_eq!(
+            r.orphan_blobs.len(),
+            usize::from(step == Step::AfterRow),
+            "{step:?}"
+        );
+        assert!(rig.blobs().is_empty() && rig.keks().is_empty(), "{step:?}");
+        assert_eq!(
+            db.store
+                .audit_events("recording.erase")
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{step:?}"
+        );
+    }
+}
+on_both_databases!(an_interrupted_sweep_is_completed_by_the_next);
+
+/// A copy of the database and the recordings taken before the sweep is
+/// useless once the epoch key is destroyed, even with the master key and
+/// the live key store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_backup_cannot_be_decrypted_after_the_epoch_key_is_destroyed() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    let row = rig.record("ad-6m").await;
+    // The backup: database (with its WAL) and recordings, before the sweep.
+    let backup = rig.dir.path().join("backup");
+    std::fs::create_dir_all(backup.join("rec")).unwrap();
+    let db_path = db.url.trim_start_matches("sqlite://").to_owned();
+    for suffix in ["", "-wal"] {
+        let src = format!("{db_path}{suffix}");
+        if std::path::Path::new(&src).exists() {
+            std::fs::copy(&src, backup.join(format!("ansim.db{suffix}"))).unwrap();
+        }
+    }
+    for blob in rig.blobs() {
+        std::fs::copy(
+            rig.dir.path().join("rec").join(&blob),
+            backup.join("rec").join(&blob),
+        )
+        .unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(backup.join("rec"), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    rig.clock
+        .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!(r.keys_destroyed, vec![row.epoch_id.clone()]);
+
+    // A fresh ansim on the restored copy, with the same master key and the
+    // live key store: the wrapped DEK is there, the key that opens it is not.
+    let restored = Store::connect(&format!("sqlite://{}/ansim.db", backup.display()))
+        .await
+        .unwrap();
+    assert!(
+        restored.find_recording(&row.id).await.unwrap().is_some(),
+        "the backup still has the row"
+    );
+    let old = recorder_on(&restored, rig.dir.path(), "backup/rec", &rig.clock);
+    match old.decrypt(&row.id).await {
+        Err(ExportError::KeyDestroyed(id, key)) => {
+            assert_eq!((id, key.as_str()), (row.id.clone(), row.epoch_id.as_str()));
+            let msg = ExportError::KeyDestroyed(row.id.clone(), key.clone()).to_string();
+            assert!(msg.contains("erased") && msg.contains("destroyed"), "{msg}");
+        }
+        other => panic!("expected KeyDestroyed, got {:?}", other.err()),
+    }
+}
