@@ -53,9 +53,19 @@ pub fn epoch_id(class: &str, end: Timestamp) -> String {
     )
 }
 
-/// The end of the epoch a KEK id names, if it names an epoch.
+/// The end of the epoch a KEK id names, if it names an epoch. A rotated
+/// epoch KEK (`ep-<class>-<end>-g<n>`, see [`crate::retention`]) names the
+/// same epoch.
 pub fn epoch_end(id: &str) -> Option<(String, Timestamp)> {
     let rest = id.strip_prefix("ep-")?;
+    let rest = match rest.rsplit_once("-g") {
+        Some((base, generation))
+            if !generation.is_empty() && generation.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            base
+        }
+        _ => rest,
+    };
     let (class, secs) = rest.rsplit_once('-')?;
     let secs: i64 = secs.parse().ok()?;
     Some((
@@ -163,6 +173,10 @@ mod tests {
             Timestamp::from_millis(2_000)
         );
         assert_eq!(epoch_end("hold-1234"), None);
+        assert_eq!(
+            epoch_end(&format!("{id}-g3")),
+            Some(("dispute-3y".to_owned(), end))
+        );
         assert_eq!(epoch_end("ep-x-notanumber"), None);
         assert_eq!(
             p.epoch_for("dispute-3y", start.saturating_add(Duration::from_secs(60)))

@@ -126,6 +126,7 @@ async fn start(rec: &Recorder, meta: &RecordingMeta, codec: Codec) -> Result<Ope
         ended_at: None,
         duration_ms: None,
         expires_at: None,
+        held_by: None,
     };
     // The row first: a blob never exists without the row that explains it.
     rec.store.insert_recording(&row).await?;

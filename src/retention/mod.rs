@@ -18,6 +18,10 @@
 //! Each step is idempotent, so running the sweep again after any failure
 //! completes what the failed run left.
 
+mod holds;
+
+pub use holds::{Kept, Released, SubjectErasure, erase_subject, hold, release, rotate};
+
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
@@ -65,6 +69,12 @@ pub enum RetentionError {
     /// The blob store failed.
     #[error("blob: {0}")]
     Blob(#[from] crate::recording::blob::BlobError),
+    /// A recording's KEK no longer exists, so its DEK cannot be moved.
+    #[error("key {0} no longer exists")]
+    KeyGone(String),
+    /// No such recording.
+    #[error("no recording {0}")]
+    NoRecording(String),
     /// A test stopped the sweep here.
     #[error("fault injected at {0:?}")]
     Injected(Step),

@@ -33,6 +33,8 @@ pub struct RecordingRow {
     pub duration_ms: Option<i64>,
     /// When retention ends, once the call has ended.
     pub expires_at: Option<Timestamp>,
+    /// The legal hold keeping it, if any.
+    pub held_by: Option<String>,
 }
 
 impl std::fmt::Debug for RecordingRow {
@@ -62,10 +64,11 @@ type Row = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
 );
 
 const COLUMNS: &str = "id, call_id, session_id, retention_class, epoch_id, wrapped_dek, blob, \
-     codec, state, started_at, ended_at, duration_ms, expires_at";
+     codec, state, started_at, ended_at, duration_ms, expires_at, held_by";
 
 fn row(r: Row) -> RecordingRow {
     RecordingRow {
@@ -82,6 +85,7 @@ fn row(r: Row) -> RecordingRow {
         ended_at: r.10.map(Timestamp::from_millis),
         duration_ms: r.11,
         expires_at: r.12.map(Timestamp::from_millis),
+        held_by: r.13,
     }
 }
 

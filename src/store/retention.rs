@@ -54,6 +54,7 @@ impl Store {
     ) -> Result<Vec<RecordingRow>, StoreError> {
         let ids: Vec<(String,)> = sqlx::query_as(
             "SELECT id FROM recordings WHERE expires_at <= $1 AND state IN ('complete', 'truncated') \
+               AND held_by IS NULL \
              ORDER BY expires_at LIMIT $2",
         )
         .bind(now.as_millis())
@@ -155,5 +156,98 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         Ok(n > 0)
+    }
+}
+
+impl Store {
+    /// Records a new legal hold.
+    pub async fn insert_hold(
+        &self,
+        id: &str,
+        reference: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO holds (id, reference, created_at) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(reference)
+            .bind(now.as_millis())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a hold released.
+    pub async fn release_hold_row(&self, id: &str, now: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE holds SET released_at = $2 WHERE id = $1 AND released_at IS NULL")
+            .bind(id)
+            .bind(now.as_millis())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Re-points a recording's DEK: wrapped anew under the KEK `epoch_id`,
+    /// held by `held_by` (a hold id) or by nobody. One statement, so the row
+    /// never names a KEK its wrapped DEK does not belong to.
+    pub async fn rewrap_recording(
+        &self,
+        id: &str,
+        epoch_id: &str,
+        wrapped_dek: &[u8],
+        held_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE recordings SET epoch_id = $2, wrapped_dek = $3, held_by = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(epoch_id)
+        .bind(wrapped_dek)
+        .bind(held_by)
+        .execute(self.pool())
+        .await?;
+        if let Some(hold) = held_by {
+            sqlx::query(
+                "INSERT INTO held_recordings (hold_id, recording_id) VALUES ($1, $2) \
+                 ON CONFLICT (hold_id, recording_id) DO NOTHING",
+            )
+            .bind(hold)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Ids of the recordings whose DEK the KEK `epoch_id` wraps.
+    pub async fn recordings_in_epoch(&self, epoch_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM recordings WHERE epoch_id = $1 ORDER BY id")
+                .bind(epoch_id)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Ids of the recordings of the sessions in which `number` took part.
+    pub async fn recordings_of_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT r.id FROM recordings r JOIN sessions s ON s.id = r.session_id \
+             WHERE s.a_number = $1 OR s.b_number = $1 ORDER BY r.started_at",
+        )
+        .bind(number)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Ids of the sessions in which `number` took part, oldest first.
+    pub async fn sessions_of_number(&self, number: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM sessions WHERE a_number = $1 OR b_number = $1 ORDER BY created_at",
+        )
+        .bind(number)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -9,7 +9,9 @@ use ansim::media::{Direction, MediaTap, PacketKind};
 use ansim::recording::blob::{BlobStore, LocalBlobStore};
 use ansim::recording::export::ExportError;
 use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy, RecordingTap};
-use ansim::retention::{FaultPoint, NoFaults, RetentionError, Step, sweep};
+use ansim::retention::{
+    FaultPoint, NoFaults, RetentionError, Step, erase_subject, hold, release, sweep,
+};
 use ansim::store::{NewCall, RecordingRow, Store};
 
 use crate::harness::{DAY, Db, T0, TestDb, n, policy};
@@ -58,6 +60,11 @@ impl Rig {
 
     /// Records one second of a call (tones both ways) of `class`.
     async fn record(&self, class: &str) -> RecordingRow {
+        self.record_in("ses_test", class).await
+    }
+
+    /// As [`Rig::record`], for a call of session `session`.
+    async fn record_in(&self, session: &str, class: &str) -> RecordingRow {
         let call_id = ansim::store::new_id("cal");
         let call = NewCall {
             id: call_id.clone(),
@@ -71,7 +78,7 @@ impl Rig {
         let tap = RecordingTap::default();
         let meta = RecordingMeta {
             call_id: call_id.clone(),
-            session_id: "ses_test".into(),
+            session_id: session.into(),
             retention_class: class.into(),
         };
         self.recorder.begin(&tap, meta);
@@ -342,4 +349,195 @@ async fn an_old_backup_cannot_be_decrypted_after_the_epoch_key_is_destroyed() {
         }
         other => panic!("expected KeyDestroyed, got {:?}", other.err()),
     }
+}
+
+async fn a_held_recording_outlives_its_epoch_and_goes_when_released(db: Db) {
+    let db = TestDb::new(db).await;
+    let rig = Rig::new(db.store.clone());
+    let row = rig.record("ad-6m").await;
+    let hold_id = hold(
+        &rig.recorder,
+        "CS-123",
+        std::slice::from_ref(&row.id),
+        rig.clock.now(),
+    )
+    .await
+    .unwrap();
+
+    let (_, epoch_end) = ansim::recording::epoch_end(&row.epoch_id).unwrap();
+    rig.clock.set(epoch_end.saturating_add(DAY));
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert!(r.erased.is_empty(), "held recordings are not erased");
+    assert_eq!(
+        r.keys_destroyed,
+        vec![row.epoch_id.clone()],
+        "the epoch key goes on time"
+    );
+    assert!(
+        rig.recorder.decrypt(&row.id).await.is_ok(),
+        "still playable through the hold key"
+    );
+
+    let released = release(&rig.recorder, &hold_id, rig.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(
+        released.erased,
+        vec![row.id.clone()],
+        "past its retention: erased at once"
+    );
+    assert!(matches!(
+        rig.recorder.decrypt(&row.id).await,
+        Err(ExportError::Erased { .. })
+    ));
+    assert!(rig.keks().is_empty(), "the hold key is destroyed");
+}
+on_both_databases!(a_held_recording_outlives_its_epoch_and_goes_when_released);
+
+async fn a_hold_released_early_returns_to_a_live_epoch(db: Db) {
+    let db = TestDb::new(db).await;
+    let rig = Rig::new(db.store.clone());
+    let row = rig.record("ad-6m").await;
+    let hold_id = hold(
+        &rig.recorder,
+        "CS-9",
+        std::slice::from_ref(&row.id),
+        rig.clock.now(),
+    )
+    .await
+    .unwrap();
+    rig.clock.advance(DAY);
+    let released = release(&rig.recorder, &hold_id, rig.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(released.returned.len(), 1);
+    let back = db.store.find_recording(&row.id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.held_by, back.epoch_id.starts_with("ep-ad-6m-")),
+        (None, true)
+    );
+    let (_, end) = ansim::recording::epoch_end(&back.epoch_id).unwrap();
+    assert!(
+        end >= row.expires_at.unwrap(),
+        "the epoch ends after the recording expires"
+    );
+    assert!(rig.recorder.decrypt(&row.id).await.is_ok());
+    assert!(!rig.keks().contains(&hold_id));
+}
+on_both_databases!(a_hold_released_early_returns_to_a_live_epoch);
+
+/// A subject's erasure request: their recording goes now, another one in
+/// the same epoch still plays, and a backup from before the request cannot
+/// open the erased one (its epoch was rotated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_erasure_rotates_the_epoch_against_old_backups() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    db.store
+        .add_numbers(&crate::harness::pool_numbers(2), T0)
+        .await
+        .unwrap();
+    let (subject, other) = (n("+821011112222"), n("+821033334444"));
+    let mk = |a: &ansim::phone::E164, b: &str| ansim::store::NewSession {
+        a: a.clone(),
+        b: n(b),
+        ttl: DAY,
+        retention_class: "ad-6m".into(),
+        record: true,
+    };
+    let s1 = db
+        .store
+        .create_session(&mk(&subject, "+821055556666"), T0, DAY)
+        .await
+        .unwrap();
+    let s2 = db
+        .store
+        .create_session(&mk(&other, "+821077778888"), T0, DAY)
+        .await
+        .unwrap();
+    let s3 = db
+        .store
+        .create_session(
+            &ansim::store::NewSession {
+                retention_class: "contract-5y".into(),
+                ..mk(&subject, "+821099990000")
+            },
+            T0,
+            DAY,
+        )
+        .await
+        .unwrap();
+    let mine = rig.record_in(&s1.id, "ad-6m").await;
+    let theirs = rig.record_in(&s2.id, "ad-6m").await;
+    let contract = rig.record_in(&s3.id, "contract-5y").await;
+    assert_eq!(mine.epoch_id, theirs.epoch_id);
+
+    let backup = rig.dir.path().join("backup.db");
+    let db_path = db.url.trim_start_matches("sqlite://").to_owned();
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{db_path}"))
+            .await
+            .unwrap();
+        let vacuum = format!("VACUUM INTO '{}'", backup.display());
+        sqlx::query(sqlx::AssertSqlSafe(vacuum))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let backup_blobs = rig.dir.path().join("backup-rec");
+    std::fs::create_dir_all(&backup_blobs).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&backup_blobs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for b in rig.blobs() {
+        std::fs::copy(rig.dir.path().join("rec").join(&b), backup_blobs.join(&b)).unwrap();
+    }
+
+    let legally = vec!["contract-5y".to_owned()];
+    let done = erase_subject(&rig.recorder, &subject, &legally, rig.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(done.erased, vec![mine.id.clone()]);
+    assert_eq!(done.kept.len(), 1);
+    assert_eq!(done.kept[0].recording_id, contract.id);
+    assert!(
+        done.kept[0].reason.contains("contract-5y"),
+        "{:?}",
+        done.kept
+    );
+    assert_eq!(done.rotated.len(), 1);
+    assert_eq!(done.rotated[0].0, mine.epoch_id);
+
+    assert!(matches!(
+        rig.recorder.decrypt(&mine.id).await,
+        Err(ExportError::Erased { .. })
+    ));
+    assert_eq!(
+        rig.recorder
+            .decrypt(&theirs.id)
+            .await
+            .unwrap()
+            .duration_ms(),
+        1000,
+        "the other recording still plays"
+    );
+    assert!(rig.recorder.decrypt(&contract.id).await.is_ok());
+    assert!(
+        !rig.keks().contains(&mine.epoch_id),
+        "the old epoch key is gone"
+    );
+
+    let restored = Store::connect(&format!("sqlite://{}", backup.display()))
+        .await
+        .unwrap();
+    let old = recorder_on(&restored, rig.dir.path(), "backup-rec", &rig.clock);
+    assert!(
+        matches!(
+            old.decrypt(&mine.id).await,
+            Err(ExportError::KeyDestroyed(..))
+        ),
+        "the pre-request backup cannot open it"
+    );
 }
