@@ -83,13 +83,15 @@ pub async fn run(
         routing_policy(&config),
     ));
     let metrics = Arc::new(Metrics::default());
+    let recorder = open_recorder(&config, store.clone(), clock.clone())?;
     let state = AppState {
         routing: routing.clone(),
         metrics: metrics.clone(),
+        recorder: Some(recorder.clone()),
+        legally_required: Arc::new(config.retention.legally_required.clone()),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let recorder = open_recorder(&config, store.clone(), clock.clone())?;
     let sip = start_sip(
         &config,
         routing.clone(),

@@ -9,6 +9,7 @@ mod numbers;
 mod ops;
 pub mod problem;
 mod sessions;
+mod subjects;
 
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ pub struct AppState {
     pub routing: Arc<Routing>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Recordings, for subject requests (and, later, playback).
+    pub recorder: Option<Arc<crate::recording::Recorder>>,
+    /// Retention classes an erasure request does not cut short.
+    pub legally_required: Arc<Vec<String>>,
 }
 
 /// The API's routes.
@@ -38,6 +43,8 @@ pub fn router(state: AppState) -> Router {
             get(sessions::read).delete(sessions::close),
         )
         .route("/v1/calls", get(sessions::calls))
+        .route("/v1/subjects/{number}", get(subjects::show))
+        .route("/v1/subjects/{number}/erase", post(subjects::erase))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

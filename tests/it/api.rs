@@ -35,6 +35,8 @@ impl Api {
         let state = AppState {
             routing,
             metrics: Arc::new(Metrics::default()),
+            recorder: None,
+            legally_required: Arc::new(vec!["contract-5y".to_owned()]),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -68,7 +68,8 @@ impl Rig {
         let call_id = ansim::store::new_id("cal");
         let call = NewCall {
             id: call_id.clone(),
-            session_id: None,
+            // A real session when there is one (the call's foreign key).
+            session_id: (session != "ses_test").then(|| session.to_owned()),
             direction: "a_to_b",
             caller: n("+821012345678"),
             dialled: n("+82505000001"),
@@ -539,5 +540,130 @@ async fn early_erasure_rotates_the_epoch_against_old_backups() {
             Err(ExportError::KeyDestroyed(..))
         ),
         "the pre-request backup cannot open it"
+    );
+}
+
+/// The subject endpoints over HTTP, with a recorder behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_requests_over_http() {
+    use ansim::api::{self, AppState, auth};
+    use ansim::store::Role;
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    db.store
+        .add_numbers(&crate::harness::pool_numbers(2), T0)
+        .await
+        .unwrap();
+    let subject = "+821011112222";
+    let new = ansim::store::NewSession {
+        a: n(subject),
+        b: n("+821055556666"),
+        ttl: DAY,
+        retention_class: "ad-6m".into(),
+        record: true,
+    };
+    let s = db.store.create_session(&new, T0, DAY).await.unwrap();
+    let kept = ansim::store::NewSession {
+        retention_class: "contract-5y".into(),
+        b: n("+821077778888"),
+        ..new.clone()
+    };
+    let s2 = db.store.create_session(&kept, T0, DAY).await.unwrap();
+    let r1 = rig.record_in(&s.id, "ad-6m").await;
+    let r2 = rig.record_in(&s2.id, "contract-5y").await;
+
+    let mut tokens = std::collections::HashMap::new();
+    for role in [Role::Admin, Role::Provisioner] {
+        let t = auth::new_token();
+        db.store
+            .add_staff(role.as_str(), role, &auth::hash_token(&t), T0)
+            .await
+            .unwrap();
+        tokens.insert(role, t);
+    }
+    let (routing, _) = crate::harness::routing(&db);
+    let state = AppState {
+        routing,
+        metrics: Arc::new(ansim::metrics::Metrics::default()),
+        recorder: Some(rig.recorder.clone()),
+        legally_required: Arc::new(vec!["contract-5y".to_owned()]),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{base}/v1/subjects/{}{p}", subject.replace('+', "%2B"));
+
+    let r = http
+        .get(url(""))
+        .bearer_auth(&tokens[&Role::Provisioner])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{base}/v1/subjects/12"))
+        .bearer_auth(&tokens[&Role::Admin])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+
+    let held: serde_json::Value = http
+        .get(url(""))
+        .bearer_auth(&tokens[&Role::Admin])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(held["sessions"].as_array().unwrap().len(), 2, "{held}");
+    assert_eq!(held["calls"].as_array().unwrap().len(), 2, "{held}");
+    let recs = held["recordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r["legally_required"] == true)
+            .count(),
+        1
+    );
+    assert!(recs.iter().all(|r| r["expires_at"].is_string()));
+
+    let r = http
+        .post(url("/erase"))
+        .bearer_auth(&tokens[&Role::Admin])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(done["erased"]["recordings"], serde_json::json!([r1.id]));
+    let remaining = &done["remaining"]["recordings"][0];
+    assert_eq!(remaining["recording_id"], serde_json::json!(r2.id));
+    assert!(
+        remaining["reason"]
+            .as_str()
+            .unwrap()
+            .contains("contract-5y")
+    );
+    assert_eq!(done["rotated_epoch_keys"], 1);
+
+    let after: serde_json::Value = http
+        .get(url(""))
+        .bearer_auth(&tokens[&Role::Admin])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["recordings"].as_array().unwrap().len(), 1);
+    let audit = db.store.audit_events("subject.erase").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(
+        !audit[0].2.contains("11112222"),
+        "the audit log holds the number masked: {}",
+        audit[0].2
     );
 }

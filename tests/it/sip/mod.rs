@@ -60,25 +60,6 @@ impl SipTest {
     pub async fn start_with(allow: &str, sip_extra: &str) -> SipTest {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}/ansim.db", dir.path().display());
-        let sip_port = free_udp_port();
-        let uas_port = free_udp_port();
-        let api_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
-        let toml = format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
-             [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
-             [media]\nports = \"{block}-{}\"\n\
-             [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
-             [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
-             [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
-            block + 39,
-            d = dir.path().display()
-        );
-        let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
         let store = Store::connect(&db).await.unwrap();
         store.migrate().await.unwrap();
         store
@@ -95,27 +76,59 @@ impl SipTest {
         };
         let session = routing.create_session(req).await.unwrap();
 
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            ansim::server::run(config, async move {
+        // Free ports are picked, released and bound again by ansim: another
+        // process may take one in between, so a failed start is retried on
+        // fresh ports.
+        for _attempt in 0..5 {
+            let sip_port = free_udp_port();
+            let uas_port = free_udp_port();
+            let api_port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
+            let toml = format!(
+                "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
+                 [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
+                 [media]\nports = \"{block}-{}\"\n\
+                 [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
+                 [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
+                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+                block + 39,
+                d = dir.path().display()
+            );
+            let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let mut server = tokio::spawn(ansim::server::run(config, async move {
                 let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
-        wait_for_options(sip).await;
-        let api = format!("127.0.0.1:{api_port}").parse().unwrap();
-        SipTest {
-            dir,
-            api,
-            store,
-            sip,
-            uas_port,
-            session,
-            stop: Some(stop),
-            server: Some(server),
+            }));
+            let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+            tokio::select! {
+                ended = &mut server => {
+                    eprintln!("ansim did not start ({ended:?}); retrying on other ports");
+                    continue;
+                }
+                () = wait_for_options(sip) => {}
+            }
+            let server = tokio::spawn(async move {
+                if let Ok(Err(e)) = server.await {
+                    panic!("ansim failed: {e}");
+                }
+            });
+            let api = format!("127.0.0.1:{api_port}").parse().unwrap();
+            return SipTest {
+                dir,
+                api,
+                store,
+                sip,
+                uas_port,
+                session,
+                stop: Some(stop),
+                server: Some(server),
+            };
         }
+        panic!("ansim could not start after 5 attempts");
     }
 
     /// Stops ansim but keeps the test's files (returned) for a restart.

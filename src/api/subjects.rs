@@ -1,0 +1,113 @@
+//! `/v1/subjects/{number}`: what ansim holds about a person, and erasing it
+//! on request (the privacy policy's article 5).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::extract::Caller;
+use super::problem::Problem;
+use crate::phone::E164;
+use crate::store::Role;
+
+fn subject(raw: &str) -> Result<E164, Problem> {
+    E164::parse(raw).map_err(|e| Problem::invalid_field("number", e))
+}
+
+fn recorder(state: &AppState) -> Result<&crate::recording::Recorder, Problem> {
+    state.recorder.as_deref().ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "recordings are not configured on this node",
+        )
+    })
+}
+
+/// `GET /v1/subjects/{number}` (admin): sessions, calls and recordings
+/// (class, expiry, holds) of a number.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Admin])?;
+    let number = subject(&raw)?;
+    let store = state.routing.store();
+    let now = state.routing.now();
+    let mut sessions = Vec::new();
+    let mut calls = Vec::new();
+    for id in store.sessions_of_number(number.as_str()).await? {
+        let Some(s) = store.get_session(&id).await? else {
+            continue;
+        };
+        let side = if s.a.number == number { "a" } else { "b" };
+        sessions.push(json!({
+            "id": s.id, "side": side, "open": s.is_open(now), "retention_class": s.retention_class,
+            "created_at": s.created_at, "expires_at": s.expires_at, "closed_at": s.closed_at,
+        }));
+        for c in store.list_calls(&s.id).await? {
+            calls.push(json!({
+                "id": c.id, "session_id": c.session_id, "direction": c.direction, "invite_at": c.invite_at,
+                "answer_at": c.answer_at, "end_at": c.end_at, "result": c.result, "recording_id": c.recording_id,
+            }));
+        }
+    }
+    let mut recordings = Vec::new();
+    for id in store.recordings_of_number(number.as_str()).await? {
+        let Some(r) = store.find_recording(&id).await? else {
+            continue;
+        };
+        recordings.push(json!({
+            "id": r.id, "call_id": r.call_id, "retention_class": r.retention_class, "state": r.state,
+            "expires_at": r.expires_at, "held_by": r.held_by,
+            "legally_required": state.legally_required.contains(&r.retention_class),
+        }));
+    }
+    Ok(Json(
+        json!({ "number": number, "sessions": sessions, "calls": calls, "recordings": recordings }),
+    ))
+}
+
+/// `POST /v1/subjects/{number}/erase` (admin): erases now whatever no hold
+/// and no legally required class keeps; answers what remains and why.
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let me = caller.require(&[Role::Admin])?.clone();
+    let number = subject(&raw)?;
+    let rec = recorder(&state)?;
+    let now = state.routing.now();
+    let done = crate::retention::erase_subject(rec, &number, &state.legally_required, now)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let detail = format!(
+        "erased={} kept={} rotated={}",
+        done.erased.len(),
+        done.kept.len(),
+        done.rotated.len()
+    );
+    // The audit object names the subject masked: the log must not become
+    // the place where the number survives its erasure.
+    state
+        .routing
+        .store()
+        .insert_audit(
+            now,
+            &format!("staff:{}", me.id),
+            "subject.erase",
+            &number.masked(),
+            &detail,
+        )
+        .await?;
+    tracing::info!(subject = %number, erased = done.erased.len(), kept = done.kept.len(), "subject erasure");
+    Ok(Json(json!({
+        "erased": { "recordings": done.erased },
+        "remaining": { "recordings": done.kept },
+        "rotated_epoch_keys": done.rotated.len(),
+    })))
+}
