@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/calls", get(sessions::calls))
         .route("/v1/subjects/{number}", get(subjects::show))
         .route("/v1/subjects/{number}/erase", post(subjects::erase))
+        .route("/v1/audit", get(subjects::audit))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

@@ -111,3 +111,35 @@ pub async fn erase(
         "rotated_epoch_keys": done.rotated.len(),
     })))
 }
+
+/// Query of `GET /v1/audit`.
+#[derive(serde::Deserialize)]
+pub struct AuditQuery {
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/audit?since=RFC3339&limit=N` (auditor): access events, oldest
+/// first, with their chain hashes.
+pub async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Auditor])?;
+    let since = match q.since.as_deref() {
+        None | Some("") => crate::clock::Timestamp::from_millis(0),
+        Some(s) => crate::clock::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+            Problem::invalid_field(
+                "since",
+                "must be an RFC 3339 time, e.g. 2026-11-29T00:00:00Z",
+            )
+        })?,
+    };
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be from 1 to 10000"));
+    }
+    let events = state.routing.store().list_audit(since, limit).await?;
+    Ok(Json(json!({ "events": events })))
+}

@@ -9,6 +9,7 @@
 //! Portability rules (see `CRATES.md`): times are Unix milliseconds in
 //! `BIGINT`, ids are `TEXT`, booleans are `BOOLEAN`; no `query!` macros.
 
+mod audit;
 mod calls;
 mod numbers;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+pub use audit::{AuditEvent, ChainBreak};
 pub use calls::{CallEnd, CallRecord, NewCall};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use recordings::RecordingRow;

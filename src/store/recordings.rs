@@ -182,43 +182,4 @@ impl Store {
         }
         Ok(rows)
     }
-
-    /// Appends an access event (who did what to which object).
-    pub async fn insert_audit(
-        &self,
-        at: Timestamp,
-        actor: &str,
-        action: &str,
-        object: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, object, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(at.as_millis())
-        .bind(actor)
-        .bind(action)
-        .bind(object)
-        .bind(detail)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Audit events of one action, oldest first: `(at, actor, object)`.
-    pub async fn audit_events(
-        &self,
-        action: &str,
-    ) -> Result<Vec<(Timestamp, String, String)>, StoreError> {
-        let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT at, actor, object FROM audit_events WHERE action = $1 ORDER BY seq",
-        )
-        .bind(action)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at, actor, object)| (Timestamp::from_millis(at), actor, object))
-            .collect())
-    }
 }

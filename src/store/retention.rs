@@ -100,15 +100,14 @@ impl Store {
         .bind(t.ciphertext_sha256.as_deref())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO audit_events (at, actor, action, object, detail) VALUES ($1, $2, $3, $4, $5)",
+        super::audit::append(
+            &mut tx,
+            t.erased_at,
+            actor,
+            "recording.erase",
+            &t.recording_id,
+            &format!("reason={} epoch={}", t.reason, t.epoch_id),
         )
-        .bind(t.erased_at.as_millis())
-        .bind(actor)
-        .bind("recording.erase")
-        .bind(&t.recording_id)
-        .bind(format!("reason={} epoch={}", t.reason, t.epoch_id))
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, shared harness (the hickory-dns layout).
 
 mod api;
+mod audit;
 mod cli;
 mod harness;
 mod retention;
