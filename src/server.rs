@@ -45,6 +45,9 @@ pub enum ServeError {
     /// The media port pool could not be set up.
     #[error("media: {0}")]
     Media(String),
+    /// The announcement file is missing or unusable.
+    #[error("{0}")]
+    Announcement(#[from] crate::media::AnnouncementError),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -150,6 +153,15 @@ async fn start_sip(
     recorder: Arc<Recorder>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let announcement = match &config.media.announcement {
+        Some(path) => {
+            let announcement = crate::media::Announcement::load(path)?;
+            let duration_ms = announcement.duration().as_millis() as u64;
+            tracing::info!(path = %path.display(), duration_ms, "announcement loaded");
+            Some(Arc::new(announcement))
+        }
+        None => None,
+    };
     let classes = config.retention.classes.clone();
     let period_of = |class: &str| classes.get(class).copied().unwrap_or_default();
     let truncated = store
@@ -185,6 +197,7 @@ async fn start_sip(
         unknown_caller_status: config.routing.unknown_caller_status,
         max_duration: config.sip.max_call_duration,
         no_answer_timeout: config.sip.no_answer_timeout,
+        announcement,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");

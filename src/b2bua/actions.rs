@@ -219,6 +219,11 @@ impl Engine {
                 if let (Some(recorder), Some((tap, meta))) = (&self.recorder, &entry.recording) {
                     recorder.begin(tap, meta.clone());
                 }
+                if let (Some(announcement), Some(media)) =
+                    (&self.settings.announcement, &entry.media)
+                {
+                    media.play_then_bridge(announcement.clone());
+                }
                 CdrOp::Answer(cdr, at)
             }
             CallEvent::Ended {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{Call, Leg};
 use crate::clock::SharedClock;
-use crate::media::{MediaHandle, PortPool};
+use crate::media::{Announcement, MediaHandle, PortPool};
 use crate::metrics::Metrics;
 use crate::recording::{Recorder, RecordingMeta, RecordingTap};
 use crate::routing::Routing;
@@ -47,6 +47,9 @@ pub struct SipSettings {
     pub max_duration: Duration,
     /// How long the callee may ring before the call is given up.
     pub no_answer_timeout: Duration,
+    /// Played to both parties when the call is answered, before they are
+    /// bridged (`[media] announcement`).
+    pub announcement: Option<Arc<Announcement>>,
 }
 
 /// Events the engine's task handles, besides inbound messages.

@@ -91,7 +91,9 @@ pub struct MediaConfig {
     pub advertise: IpAddr,
     /// Local UDP ports for RTP/RTCP.
     pub ports: PortRange,
-    /// WAV file played to callers, if any (`""` in the file = none).
+    /// WAV file played to both parties after the answer, before they are
+    /// bridged, if any (`""` in the file = none); see
+    /// [`crate::media::Announcement`].
     pub announcement: Option<PathBuf>,
 }
 

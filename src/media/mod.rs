@@ -16,8 +16,8 @@
 //!   buffer, not four; 1,500 calls are 1,500 tasks, not 6,000. A call is a
 //!   few hundred packets a second, far below one core.
 //! - Packets are forwarded unchanged (no SSRC/sequence rewriting).
-//! - [`MediaHandle`] controls the task: SDP addresses, SDP direction, stats,
-//!   stop. Dropping it stops the relay.
+//! - [`MediaHandle`] controls the task: SDP addresses, SDP direction, the
+//!   announcement, stats, stop. Dropping it stops the relay.
 //!
 //! # No per-packet allocation, no global lock
 //! The receive buffer is allocated once per call; receive and send work on
@@ -52,12 +52,43 @@
 //! arrives is relayed; the direction is reported to the tap
 //! ([`MediaTap::on_media_direction`]) and shown in the stats.
 //!
+//! # The announcement
+//! [`MediaHandle::play_then_bridge`] plays an [`Announcement`] (the
+//! configured "this call is recorded" WAV, loaded once at start-up) to both
+//! legs, then bridges them; the engine calls it when the call is answered.
+//! - **Codec.** The relay remembers the payload type of the first PCMU (0)
+//!   or PCMA (8) RTP packet seen on either leg; when the playback starts,
+//!   the announcement is encoded in that codec (PCMU if none was seen yet)
+//!   into one buffer for the call, padded with silence to whole packets.
+//! - **Streams.** Each leg gets its own RTP stream: random SSRC, sequence
+//!   number and timestamp, 20 ms packets of 160 samples (sequence +1,
+//!   timestamp +160), the marker bit on the first. Packets are built in a
+//!   fixed buffer: nothing is allocated per packet.
+//! - **Pacing.** A 20 ms `tokio::time::Interval` polled by the relay task
+//!   (before the sockets), first tick at once; missed ticks are caught up
+//!   in a burst, so the stream does not drift from the clock.
+//! - **Target.** Each packet goes out of the leg's RTP socket to the leg's
+//!   current RTP target: the latched source, else the SDP address. With
+//!   neither, it is dropped and counted
+//!   ([`LegStats::announcement_dropped`]); sent packets count in
+//!   [`LegStats::announcement_sent`] and the socket's `packets_out`.
+//! - **No bridging meanwhile.** Until the last packet is sent, nothing
+//!   received (RTP or RTCP) is relayed to the other leg. It is still
+//!   validated, latched, shown to the tap (the recording keeps what the
+//!   parties say, not the announcement, which never passes the tap) and
+//!   counted as dropped ([`LegStats::dropped_announcing`]); so is what is
+//!   already waiting in the sockets when the last packet has gone out (the
+//!   task drains them then). From then on packets are relayed again,
+//!   unchanged (the phones see the other party's SSRC take over from ours).
+//!
 //! # The tap
 //! [`MediaTap::on_packet`] sees every valid packet received from a leg with
 //! its direction and kind, synchronously on the relay task. It must not
 //! block: copy and return (see the trait's contract).
 
+pub mod announcement;
 mod latch;
+mod playback;
 mod ports;
 mod relay;
 pub mod rtp;
@@ -68,6 +99,7 @@ mod tap;
 #[cfg(test)]
 mod relay_tests;
 
+pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
 pub use ports::{PortPair, PortPool};
 pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
 pub use rtp::{RtpHeader, is_rtcp};

@@ -12,11 +12,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::announcement::Announcement;
 use super::latch::Latch;
+use super::playback::Playback;
 use super::ports::PortPair;
 use super::rtp::{RtpHeader, is_rtcp};
 use super::stats::{MediaStats, SharedStats};
 use super::tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
+use crate::recording::g711::Codec;
 
 /// Largest datagram relayed. The receive buffer is one byte longer: a
 /// datagram that fills it was truncated by the kernel and is dropped.
@@ -82,6 +85,8 @@ impl MediaSession {
             tap,
             stats: Arc::clone(&stats),
             buf: vec![0; MAX_DATAGRAM + 1].into_boxed_slice(),
+            codec: None,
+            playback: None,
         };
         let task = tokio::spawn(run([a, b], state, commands));
         MediaHandle {
@@ -108,6 +113,7 @@ pub struct MediaHandle {
 enum Command {
     Remote(Leg, PacketKind, Option<SocketAddr>),
     Direction(Leg, MediaDirection),
+    Play(Arc<Announcement>),
 }
 
 impl MediaHandle {
@@ -135,6 +141,18 @@ impl MediaHandle {
     pub fn set_direction(&self, leg: Leg, direction: MediaDirection) {
         self.stats.set_direction(leg, direction);
         self.send(Command::Direction(leg, direction));
+    }
+
+    /// Plays `announcement` to both legs, then bridges them again: until
+    /// its last packet is sent, nothing is relayed between the legs (what
+    /// arrives is still latched, tapped and counted in
+    /// [`crate::media::LegStats::dropped_announcing`]). Each leg gets its own
+    /// RTP stream (SSRC, random sequence and timestamp, marker on the first
+    /// packet) of 20 ms packets in the call's codec: that of the first
+    /// PCMU/PCMA packet seen on either leg, else PCMU. Calling it again
+    /// restarts with the new announcement.
+    pub fn play_then_bridge(&self, announcement: Arc<Announcement>) {
+        self.send(Command::Play(announcement));
     }
 
     /// A snapshot of the counters and latched addresses.
@@ -189,6 +207,10 @@ struct RelayState {
     stats: Arc<SharedStats>,
     /// The call's one receive buffer.
     buf: Box<[u8]>,
+    /// The codec of the first PCMU/PCMA packet seen on either leg.
+    codec: Option<Codec>,
+    /// The announcement being played, if any: nothing is relayed meanwhile.
+    playback: Option<Playback>,
 }
 
 /// The four sockets of a call in polling order: `[leg][kind]` flattened.
@@ -203,6 +225,8 @@ const SOCKETS: [(Leg, PacketKind); 4] = [
 enum Wake {
     /// A socket has datagrams to read.
     Readable(Leg, PacketKind),
+    /// The next announcement packet is due.
+    Tick,
     /// The handle asked for a change.
     Command(Command),
     /// The handle is gone (stop or drop).
@@ -220,8 +244,12 @@ async fn run(
 ) {
     let mut next = 0;
     loop {
-        match std::future::poll_fn(|cx| poll_wake(&io, &mut commands, &mut next, cx)).await {
+        let playback = &mut state.playback;
+        match std::future::poll_fn(|cx| poll_wake(&io, &mut commands, playback, &mut next, cx))
+            .await
+        {
             Wake::Readable(leg, kind) => state.drain(&io, leg, kind),
+            Wake::Tick => state.play(&io),
             Wake::Command(command) => state.apply(command),
             Wake::Closed => break,
             Wake::Failed(error) => {
@@ -234,14 +262,16 @@ async fn run(
 }
 
 /// Polls commands first (so a `set_remote` made before a packet arrived is
-/// applied before that packet is relayed), then the sockets starting after
-/// the one served last (fairness: a flooded socket cannot starve the others).
+/// applied before that packet is relayed), then the announcement's timer
+/// (pacing), then the sockets starting after the one served last (fairness:
+/// a flooded socket cannot starve the others).
 ///
 /// `poll_recv_ready` keeps one waker slot per socket: unlike `readable()`
 /// futures in a `select!`, nothing is queued or unqueued on each wake-up.
 fn poll_wake(
     io: &[PortPair; 2],
     commands: &mut mpsc::UnboundedReceiver<Command>,
+    playback: &mut Option<Playback>,
     next: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<Wake> {
@@ -249,6 +279,11 @@ fn poll_wake(
         Poll::Ready(Some(command)) => return Poll::Ready(Wake::Command(command)),
         Poll::Ready(None) => return Poll::Ready(Wake::Closed),
         Poll::Pending => {}
+    }
+    if let Some(playback) = playback
+        && playback.poll_tick(cx).is_ready()
+    {
+        return Poll::Ready(Wake::Tick);
     }
     for step in 0..SOCKETS.len() {
         let index = (*next + step) % SOCKETS.len();
@@ -281,7 +316,52 @@ impl RelayState {
                     tap.on_media_direction(leg, direction);
                 }
             }
+            Command::Play(announcement) => {
+                let codec = self.codec.unwrap_or(Codec::Pcmu);
+                tracing::debug!(
+                    ?codec,
+                    packets = announcement.packets(),
+                    "announcement starts"
+                );
+                self.playback = Some(Playback::start(&announcement, codec));
+            }
         }
+    }
+
+    /// Sends the due announcement packet to each leg's current RTP target;
+    /// after the last one, ends the playback (bridging again).
+    fn play(&mut self, io: &[PortPair; 2]) {
+        if self.send_announcement(io) {
+            // What arrived while the last packets went out (the task may
+            // have been late and caught up in a burst) is still not relayed.
+            for (leg, kind) in SOCKETS {
+                self.drain(io, leg, kind);
+            }
+            self.playback = None;
+            tracing::debug!("announcement done, bridging");
+        }
+    }
+
+    /// Sends the due announcement packet to both legs; `true` if it was the
+    /// last one.
+    fn send_announcement(&mut self, io: &[PortPair; 2]) -> bool {
+        let Some(playback) = self.playback.as_mut() else {
+            return false;
+        };
+        for leg in [Leg::A, Leg::B] {
+            let (l, k) = (leg.index(), PacketKind::Rtp.index());
+            let target = self.latches[l][k].addr().or(self.sdp[l][k]);
+            let packet = playback.packet(leg);
+            let sent = target.and_then(|to| io[l].rtp.try_send_to(packet, to).ok());
+            match sent {
+                Some(len) => {
+                    self.stats.counters(leg, PacketKind::Rtp).sent(len);
+                    self.stats.announcement_sent(leg);
+                }
+                None => self.stats.announcement_dropped(leg),
+            }
+        }
+        playback.advance()
     }
 
     /// Reads up to [`BATCH`] datagrams from `leg`'s `kind` socket.
@@ -325,6 +405,15 @@ impl RelayState {
         }
         if let Some(tap) = &self.tap {
             tap.on_packet(Direction::from_leg(leg), kind, data, arrival);
+        }
+        if self.codec.is_none() && kind == PacketKind::Rtp {
+            self.codec =
+                RtpHeader::parse(data).and_then(|h| Codec::from_payload_type(h.payload_type));
+        }
+        if self.playback.is_some() {
+            counters.dropped();
+            self.stats.dropped_announcing(leg);
+            return;
         }
         let out = leg.other();
         let (o, k) = (out.index(), socket_kind.index());

@@ -433,3 +433,5 @@ async fn concurrent_calls_share_a_pool() {
     }
     assert_eq!(pool.in_use(), 0);
 }
+
+mod announcement;

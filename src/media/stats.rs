@@ -40,6 +40,15 @@ pub struct LegStats {
     pub rtcp_latched: Option<SocketAddr>,
     /// The SDP direction last set for this leg.
     pub direction: MediaDirection,
+    /// Announcement RTP packets sent to this leg's party (also counted in
+    /// `rtp.packets_out`).
+    pub announcement_sent: u64,
+    /// Announcement packets for this leg not sent: no target known yet
+    /// (nothing latched, no SDP address) or the send failed.
+    pub announcement_dropped: u64,
+    /// Valid packets received from this leg while the announcement played
+    /// and not relayed (also counted in their socket's `dropped`).
+    pub dropped_announcing: u64,
 }
 
 impl LegStats {
@@ -128,6 +137,9 @@ struct LegFacts {
 #[derive(Debug, Default)]
 struct LegShared {
     counters: [AtomicCounters; 2],
+    announcement_sent: AtomicU64,
+    announcement_dropped: AtomicU64,
+    dropped_announcing: AtomicU64,
     facts: Mutex<LegFacts>,
 }
 
@@ -156,6 +168,21 @@ impl SharedStats {
         self.legs[leg.index()].facts().latched[kind.index()] = Some(addr);
     }
 
+    /// An announcement packet was sent to `leg`.
+    pub(crate) fn announcement_sent(&self, leg: Leg) {
+        add(&self.legs[leg.index()].announcement_sent, 1);
+    }
+
+    /// An announcement packet for `leg` could not be sent.
+    pub(crate) fn announcement_dropped(&self, leg: Leg) {
+        add(&self.legs[leg.index()].announcement_dropped, 1);
+    }
+
+    /// A packet from `leg` was not relayed because the announcement played.
+    pub(crate) fn dropped_announcing(&self, leg: Leg) {
+        add(&self.legs[leg.index()].dropped_announcing, 1);
+    }
+
     /// Records `leg`'s SDP direction.
     pub(crate) fn set_direction(&self, leg: Leg, direction: MediaDirection) {
         self.legs[leg.index()].facts().direction = direction;
@@ -172,6 +199,9 @@ impl SharedStats {
                 rtp_latched: facts.latched[0],
                 rtcp_latched: facts.latched[1],
                 direction: facts.direction,
+                announcement_sent: shared.announcement_sent.load(Ordering::Relaxed),
+                announcement_dropped: shared.announcement_dropped.load(Ordering::Relaxed),
+                dropped_announcing: shared.dropped_announcing.load(Ordering::Relaxed),
             }
         };
         MediaStats {

@@ -5,6 +5,7 @@
 //! callee behind the trunk and a SIPp UAC as the caller. SIPp's message
 //! logs are kept, so a test can read exactly what each side received.
 
+mod announcement;
 mod calls;
 mod crash;
 mod edge;
@@ -58,7 +59,32 @@ impl SipTest {
 
     /// As [`SipTest::start`], with more `[sip]` settings (TOML lines).
     pub async fn start_with(allow: &str, sip_extra: &str) -> SipTest {
+        SipTest::start_configured(allow, sip_extra, |_| String::new()).await
+    }
+
+    /// As [`SipTest::start`], with `[media] announcement` naming a WAV of
+    /// `samples` (16-bit mono, 8 kHz) written in the test's directory.
+    pub async fn start_with_announcement(allow: &str, samples: &[i16]) -> SipTest {
+        SipTest::start_configured(allow, "", |dir| {
+            let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
+            wav.extend(data);
+            let path = dir.join("announcement.wav");
+            std::fs::write(&path, wav).unwrap();
+            format!("announcement = \"{}\"\n", path.display())
+        })
+        .await
+    }
+
+    /// Starts ansim with more `[sip]` lines and the `[media]` lines that
+    /// `media_extra` writes (given the test's directory).
+    async fn start_configured(
+        allow: &str,
+        sip_extra: &str,
+        media_extra: impl FnOnce(&Path) -> String,
+    ) -> SipTest {
         let dir = tempfile::tempdir().unwrap();
+        let media_extra = media_extra(dir.path());
         let db = format!("sqlite://{}/ansim.db", dir.path().display());
         let store = Store::connect(&db).await.unwrap();
         store.migrate().await.unwrap();
@@ -91,7 +117,7 @@ impl SipTest {
             let toml = format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
                  [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
-                 [media]\nports = \"{block}-{}\"\n\
+                 [media]\nports = \"{block}-{}\"\n{media_extra}\
                  [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
                  [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
                  [api]\nlisten = \"127.0.0.1:{api_port}\"\n",

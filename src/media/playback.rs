@@ -1,0 +1,101 @@
+//! Playing the announcement from the relay task: the per-call state of one
+//! playback (the encoded audio, one RTP stream per leg, the pacing timer).
+//!
+//! Everything is allocated when the playback starts; building a packet
+//! writes into a fixed buffer of its own.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Interval, MissedTickBehavior};
+
+use super::announcement::{Announcement, SAMPLES_PER_PACKET};
+use super::rtp::RTP_FIXED_HEADER_LEN;
+use super::tap::Leg;
+use crate::recording::g711::Codec;
+
+/// Packet time of the announcement.
+const PTIME: Duration = Duration::from_millis(20);
+
+/// Length of one announcement packet.
+const PACKET_LEN: usize = RTP_FIXED_HEADER_LEN + SAMPLES_PER_PACKET;
+
+/// The RTP stream toward one leg: its own SSRC and random starting points.
+struct Stream {
+    ssrc: u32,
+    first_sequence: u16,
+    first_timestamp: u32,
+}
+
+/// An announcement being played to both legs.
+pub(super) struct Playback {
+    /// The whole announcement in the call's codec, whole packets.
+    encoded: Box<[u8]>,
+    payload_type: u8,
+    /// Index of the next packet to send.
+    next: usize,
+    streams: [Stream; 2],
+    /// Fires every 20 ms, the first time at once; missed ticks are caught up
+    /// (burst) so the pace does not drift.
+    ticks: Interval,
+    /// Where a packet is built.
+    packet: [u8; PACKET_LEN],
+}
+
+impl Playback {
+    /// Starts playing `announcement` encoded in `codec`; the first packet is
+    /// due at once. Must run inside a Tokio runtime (the relay task).
+    pub(super) fn start(announcement: &Announcement, codec: Codec) -> Playback {
+        let stream = || Stream {
+            ssrc: rand::random(),
+            first_sequence: rand::random(),
+            first_timestamp: rand::random(),
+        };
+        let mut ticks = tokio::time::interval(PTIME);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        Playback {
+            encoded: announcement.encode(codec),
+            payload_type: codec.payload_type(),
+            next: 0,
+            streams: [stream(), stream()],
+            ticks,
+            packet: [0; PACKET_LEN],
+        }
+    }
+
+    /// Ready when the next packet is due.
+    pub(super) fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.ticks.poll_tick(cx).map(|_| ())
+    }
+
+    /// The current packet for `leg`: RTP version 2, the codec's payload
+    /// type, the marker on the first packet, sequence and timestamp counting
+    /// from the stream's random start (+1 and +160 per packet).
+    pub(super) fn packet(&mut self, leg: Leg) -> &[u8] {
+        let stream = &self.streams[leg.index()];
+        let index = self.next;
+        // At most 30 s: 1,500 packets, far from wrapping arithmetic limits.
+        let sequence = stream.first_sequence.wrapping_add(index as u16);
+        let timestamp = stream
+            .first_timestamp
+            .wrapping_add((index * SAMPLES_PER_PACKET) as u32);
+        let marker = if index == 0 { 0x80 } else { 0 };
+        let p = &mut self.packet;
+        p[0] = 0x80;
+        p[1] = marker | self.payload_type;
+        p[2..4].copy_from_slice(&sequence.to_be_bytes());
+        p[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        p[8..12].copy_from_slice(&stream.ssrc.to_be_bytes());
+        let start = index * SAMPLES_PER_PACKET;
+        if let Some(audio) = self.encoded.get(start..start + SAMPLES_PER_PACKET) {
+            p[RTP_FIXED_HEADER_LEN..].copy_from_slice(audio);
+        }
+        &self.packet
+    }
+
+    /// Moves to the next packet; `true` when all have been sent.
+    pub(super) fn advance(&mut self) -> bool {
+        self.next += 1;
+        self.next * SAMPLES_PER_PACKET >= self.encoded.len()
+    }
+}
