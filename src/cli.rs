@@ -400,10 +400,11 @@ async fn retention_run(config: &Config, dry_run: bool) -> Result<(), Failure> {
         );
     }
     eprintln!(
-        "{}{} recordings, {} epoch keys",
+        "{}{} recordings, {} epoch keys, {} rows pseudonymised",
         if dry_run { "dry run: " } else { "" },
         report.erased.len(),
-        report.keys_destroyed.len()
+        report.keys_destroyed.len(),
+        report.pseudonymised
     );
     store.close().await;
     Ok(())

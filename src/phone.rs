@@ -125,6 +125,109 @@ impl<'de> Deserialize<'de> for E164 {
     }
 }
 
+/// The prefix of a stored pseudonym: `h:` then 64 hex digits.
+pub const PSEUDONYM_PREFIX: &str = "h:";
+
+/// A party's number as the database holds it: the real number, or, once
+/// the personal-data retention period has passed, its pseudonym `h:<hex>`
+/// (HMAC-SHA256 of the number under the pseudonym key, which lives in the
+/// key store). The same number always gets the same pseudonym, so records
+/// still group by party; nobody can tell the number from it without the key.
+///
+/// Serialises as the stored text (the full number, or the pseudonym);
+/// `Display` and `Debug` mask a real number like [`E164`] does.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum PartyNumber {
+    /// The real number (the row is within its retention period).
+    Real(E164),
+    /// `h:` and 64 lowercase hex digits.
+    Pseudonym(String),
+}
+
+impl PartyNumber {
+    /// Reads a stored value: a pseudonym if it has the pseudonym form,
+    /// otherwise an E.164 number.
+    pub fn parse_stored(raw: &str) -> Result<PartyNumber, PhoneError> {
+        if is_pseudonym(raw) {
+            return Ok(PartyNumber::Pseudonym(raw.to_owned()));
+        }
+        E164::parse(raw).map(PartyNumber::Real)
+    }
+
+    /// The real number, unless the row has been pseudonymised.
+    pub fn real(&self) -> Option<&E164> {
+        match self {
+            PartyNumber::Real(n) => Some(n),
+            PartyNumber::Pseudonym(_) => None,
+        }
+    }
+
+    /// Whether this is a pseudonym.
+    pub fn is_pseudonym(&self) -> bool {
+        matches!(self, PartyNumber::Pseudonym(_))
+    }
+
+    /// The stored text: the full number (personal data: do not log it) or
+    /// the pseudonym.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PartyNumber::Real(n) => n.as_str(),
+            PartyNumber::Pseudonym(p) => p,
+        }
+    }
+}
+
+/// The pseudonym text of a keyed hash (a MAC of a number): `h:<hex>`.
+pub fn pseudonym_of_mac(mac: &[u8; 32]) -> String {
+    format!("{PSEUDONYM_PREFIX}{}", hex::encode(mac))
+}
+
+/// Whether `raw` has the form of a pseudonym: `h:` and 64 lowercase hex digits.
+pub fn is_pseudonym(raw: &str) -> bool {
+    raw.strip_prefix(PSEUDONYM_PREFIX).is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+impl From<E164> for PartyNumber {
+    fn from(n: E164) -> Self {
+        PartyNumber::Real(n)
+    }
+}
+
+impl PartialEq<E164> for PartyNumber {
+    fn eq(&self, other: &E164) -> bool {
+        self.real() == Some(other)
+    }
+}
+
+impl fmt::Display for PartyNumber {
+    /// A real number masked; a pseudonym as it is (it identifies nobody).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartyNumber::Real(n) => fmt::Display::fmt(n, f),
+            PartyNumber::Pseudonym(p) => f.write_str(p),
+        }
+    }
+}
+
+impl fmt::Debug for PartyNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartyNumber::Real(n) => fmt::Debug::fmt(n, f),
+            PartyNumber::Pseudonym(p) => write!(f, "Pseudonym({p})"),
+        }
+    }
+}
+
+impl Serialize for PartyNumber {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Masks every run of 7 or more digits in free text (optionally led by `+`).
 ///
 /// The last line of defence for log output whose fields were not typed as
@@ -226,5 +329,25 @@ mod tests {
         );
         assert_eq!(mask_digits_in("port 5060 id 123456"), "port 5060 id 123456");
         assert_eq!(mask_digits_in("ses_0192abc1234567"), "ses_0192abc1234567");
+    }
+
+    #[test]
+    fn party_numbers_read_back_real_or_pseudonym() {
+        let real = PartyNumber::parse_stored("+821012345678").unwrap();
+        assert_eq!(real, E164::parse("+821012345678").unwrap());
+        assert_eq!(real.to_string(), "+8210****5678");
+        assert_eq!(format!("{real:?}"), "E164(+8210****5678)");
+        let p = PartyNumber::parse_stored(&pseudonym_of_mac(&[0xab; 32])).unwrap();
+        assert!(p.is_pseudonym() && p.real().is_none());
+        assert_eq!(p.as_str(), format!("h:{}", "ab".repeat(32)));
+        assert_eq!(PartyNumber::parse_stored(p.as_str()).unwrap(), p);
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            format!("\"h:{}\"", "ab".repeat(32))
+        );
+        assert_eq!(serde_json::to_string(&real).unwrap(), "\"+821012345678\"");
+        for bad in ["h:", "h:abc", &format!("h:{}", "AB".repeat(32)), "x"] {
+            assert!(PartyNumber::parse_stored(bad).is_err(), "{bad}");
+        }
     }
 }

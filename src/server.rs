@@ -254,6 +254,8 @@ pub fn open_recorder(
         classes: config.retention.classes.clone(),
         epoch: config.retention.epoch,
         max_call: config.sip.max_call_duration,
+        personal_data: config.retention.personal_data,
+        quarantine: config.routing.quarantine,
     };
     Ok(Arc::new(Recorder::new(store, keys, blobs, policy, clock)))
 }
@@ -274,10 +276,12 @@ async fn retention_job(
         }
         let now = clock.now();
         match crate::retention::sweep(&recorder, now, false, &crate::retention::NoFaults).await {
-            Ok(r) if r.erased.is_empty() && r.keys_destroyed.is_empty() => {}
+            Ok(r) if r.erased.is_empty() && r.keys_destroyed.is_empty() && r.pseudonymised == 0 => {
+            }
             Ok(r) => tracing::info!(
                 recordings = r.erased.len(),
                 keys = r.keys_destroyed.len(),
+                pseudonymised = r.pseudonymised,
                 "retention sweep erased"
             ),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; the next one continues"),

@@ -10,7 +10,7 @@ use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::problem::Problem;
 use crate::clock::Timestamp;
-use crate::phone::E164;
+use crate::phone::{E164, PartyNumber};
 use crate::routing::{SessionError, SessionRequest};
 use crate::store::{CallRecord, CreateSessionError, Participant, Role, SessionRecord};
 
@@ -25,7 +25,8 @@ pub struct CreateBody {
     record: Option<bool>,
 }
 
-/// A session as the API shows it.
+/// A session as the API shows it. After the personal-data retention period
+/// the participants' numbers read as their pseudonyms `h:…`.
 #[derive(Serialize)]
 pub struct SessionView {
     id: String,
@@ -149,14 +150,15 @@ pub struct CallsQuery {
     session: Option<String>,
 }
 
-/// A call record; real numbers only for the provisioner.
+/// A call record; the caller's number (real, or its pseudonym `h:…` after
+/// the personal-data retention period) only for the provisioner.
 #[derive(Serialize)]
 pub struct CallView {
     id: String,
     session_id: Option<String>,
     direction: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    caller: Option<E164>,
+    caller: Option<PartyNumber>,
     dialled: E164,
     invite_at: Timestamp,
     ring_at: Option<Timestamp>,

@@ -20,9 +20,23 @@ pub struct RecordingPolicy {
     pub epoch: Duration,
     /// Longest call: a recording ends at most this long after it starts.
     pub max_call: Duration,
+    /// `[retention] personal_data`: how long after a session closes its
+    /// real numbers are replaced by pseudonyms.
+    pub personal_data: Duration,
+    /// `[routing] quarantine`: pseudonymisation waits for it too, because
+    /// quarantine compares the real numbers of recently released bindings.
+    pub quarantine: Duration,
 }
 
 impl RecordingPolicy {
+    /// The cut-off of pseudonymisation at `now`: sessions (and session-less
+    /// calls) that ended before it lose their real numbers. It is
+    /// `now − max(personal_data, quarantine)`, so that a binding still inside
+    /// its quarantine keeps the real numbers quarantine compares.
+    pub fn pseudonymise_before(&self, now: Timestamp) -> Timestamp {
+        now.saturating_sub(self.personal_data.max(self.quarantine))
+    }
+
     /// The epoch whose KEK wraps the DEK of a recording of `class` started
     /// at `start`, and when that epoch ends.
     ///
@@ -159,6 +173,8 @@ mod tests {
             classes,
             epoch: day,
             max_call: Duration::from_secs(4 * 3600),
+            personal_data: day * 180,
+            quarantine: day * 30,
         };
         let start = Timestamp::from_millis(1_795_910_400_000);
         let (id, end) = p.epoch_for("dispute-3y", start).unwrap();
@@ -185,5 +201,13 @@ mod tests {
             id
         );
         assert!(p.epoch_for("nope", start).is_none());
+        let before = start.as_millis() - p.pseudonymise_before(start).as_millis();
+        assert_eq!(before, 180 * 86_400_000);
+        let long_quarantine = RecordingPolicy {
+            quarantine: day * 400,
+            ..p
+        };
+        let before = start.as_millis() - long_quarantine.pseudonymise_before(start).as_millis();
+        assert_eq!(before, 400 * 86_400_000);
     }
 }

@@ -15,6 +15,16 @@
 //!    latest possible expiry of every recording it wraps
 //!    ([`crate::recording::RecordingPolicy::epoch_for`]).
 //!
+//! 4. **personal data**: the real numbers of sessions that ended more than
+//!    `max([retention] personal_data, [routing] quarantine)` ago, of their
+//!    bindings and calls, and of refused calls that old, are replaced by
+//!    pseudonyms: `h:` and the hex HMAC-SHA256 of the number under the
+//!    pseudonym key [`PSEUDONYM_KEY_ID`], which lives in the key store (never
+//!    in the database) and is created on first use. The rows stay, for
+//!    statistics and disputes; the same number gets the same pseudonym.
+//!    Waiting for the quarantine too keeps every binding that quarantine
+//!    still compares readable.
+//!
 //! Each step is idempotent, so running the sweep again after any failure
 //! completes what the failed run left.
 
@@ -25,8 +35,15 @@ pub use holds::{Kept, Released, SubjectErasure, erase_subject, hold, release, ro
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
+use crate::keys::Kek;
+use crate::phone::{E164, pseudonym_of_mac};
 use crate::recording::{Recorder, epoch_end};
 use crate::store::{RecordingRow, Tombstone};
+
+/// Id of the pseudonym key in the key store. It is not an epoch key, so
+/// the sweep never destroys it: the same number must keep getting the same
+/// pseudonym. A new version (`pseudonym-v2`) would start new pseudonyms.
+pub const PSEUDONYM_KEY_ID: &str = "pseudonym-v1";
 
 /// Most recordings handled per batch (the sweep loops until none is due).
 const BATCH: i64 = 200;
@@ -104,6 +121,10 @@ pub struct SweepReport {
     pub orphan_blobs: Vec<String>,
     /// Epoch KEKs destroyed.
     pub keys_destroyed: Vec<String>,
+    /// Rows (sessions, bindings, calls) whose real numbers were replaced
+    /// by pseudonyms (in a dry run: that still hold real numbers past the
+    /// cut-off).
+    pub pseudonymised: usize,
 }
 
 /// One sweep at `now`.
@@ -137,7 +158,43 @@ pub async fn sweep(
     }
     report.orphan_blobs = orphan_blobs(rec, dry_run).await?;
     report.keys_destroyed = spent_keys(rec, now, dry_run, faults).await?;
+    report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
     Ok(report)
+}
+
+/// The pseudonym of `number` under the pseudonym key: `h:` and the hex
+/// HMAC-SHA256 of its E.164 text.
+pub fn pseudonym(key: &Kek, number: &E164) -> String {
+    pseudonym_of_mac(&key.hmac_sha256(number.as_str().as_bytes()))
+}
+
+/// Replaces the real numbers whose retention has ended; returns how many
+/// rows changed (or, in a dry run, would change).
+async fn pseudonymise(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<usize, RetentionError> {
+    let before = rec.policy.pseudonymise_before(now);
+    let due = rec.store.count_pseudonymisable(before).await?.total();
+    // No key is created while there is nothing to hash (or in a dry run).
+    if dry_run || due == 0 {
+        return Ok(due);
+    }
+    // `epoch_kek` is the key store's get-or-create; this key has no epoch.
+    let key = rec.epoch_kek(PSEUDONYM_KEY_ID)?;
+    let done = rec
+        .store
+        .pseudonymise_closed(before, |n| pseudonym(&key, n))
+        .await?;
+    tracing::info!(
+        sessions = done.sessions,
+        bindings = done.bindings,
+        calls = done.calls,
+        before = %before.to_rfc3339(),
+        "real numbers replaced by pseudonyms"
+    );
+    Ok(done.total())
 }
 
 /// Erases one recording: row (tombstone, audit), then blob.

@@ -1,8 +1,8 @@
 //! Call records (CDRs). The SIP layer writes them; the API reads them.
 
-use super::{Store, StoreError, sessions::parse_number};
+use super::{Store, StoreError, parse_number, parse_party};
 use crate::clock::Timestamp;
-use crate::phone::E164;
+use crate::phone::{E164, PartyNumber};
 
 /// One call as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +13,9 @@ pub struct CallRecord {
     pub session_id: Option<String>,
     /// `a_to_b`, `b_to_a` or `unrouted`.
     pub direction: String,
-    /// The caller's real number.
-    pub caller: E164,
+    /// The caller's real number, or its pseudonym once the personal-data
+    /// retention period has passed.
+    pub caller: PartyNumber,
     /// The proxy number dialled.
     pub dialled: E164,
     /// When the INVITE arrived.
@@ -72,7 +73,7 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         id: r.0,
         session_id: r.1,
         direction: r.2,
-        caller: parse_number("calls", &r.3)?,
+        caller: parse_party("calls", &r.3)?,
         dialled: parse_number("calls", &r.4)?,
         invite_at: Timestamp::from_millis(r.5),
         ring_at: ts(r.6),

@@ -14,6 +14,7 @@ mod calls;
 mod numbers;
 #[cfg(test)]
 mod plan_tests;
+mod pseudonyms;
 mod recordings;
 mod retention;
 mod sessions;
@@ -26,9 +27,12 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
+use crate::phone::{E164, PartyNumber};
+
 pub use audit::{AuditEvent, ChainBreak};
 pub use calls::{CallEnd, CallRecord, NewCall};
 pub use numbers::{AddedNumbers, NumberUsage};
+pub use pseudonyms::PseudonymReport;
 pub use recordings::RecordingRow;
 pub use retention::Tombstone;
 pub use sessions::{
@@ -213,4 +217,20 @@ async fn prepare_sqlite(url: &str) -> Result<String, StoreError> {
 /// sort by creation time.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Reads a real phone number from a column that never holds a pseudonym.
+fn parse_number(table: &'static str, raw: &str) -> Result<E164, StoreError> {
+    E164::parse(raw).map_err(|e| StoreError::Corrupt {
+        table,
+        what: format!("phone number {e}"),
+    })
+}
+
+/// Reads a party's number: real, or pseudonymised by the retention sweep.
+fn parse_party(table: &'static str, raw: &str) -> Result<PartyNumber, StoreError> {
+    PartyNumber::parse_stored(raw).map_err(|e| StoreError::Corrupt {
+        table,
+        what: format!("phone number {e}"),
+    })
 }

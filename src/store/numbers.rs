@@ -1,6 +1,6 @@
 //! The safe-number pool.
 
-use super::{Store, StoreError, sessions::parse_number};
+use super::{Store, StoreError, parse_number};
 use crate::clock::Timestamp;
 use crate::phone::E164;
 

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StoreError, new_id};
+use super::{Store, StoreError, new_id, parse_number, parse_party};
 use crate::clock::Timestamp;
-use crate::phone::E164;
+use crate::phone::{E164, PartyNumber};
 use crate::routing::rules::{self, NoProxy, PastBinding, PoolNumber};
 
 /// Which participant of a session.
@@ -56,8 +56,9 @@ pub struct NewSession {
 /// One participant of a session as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Participant {
-    /// The participant's real number.
-    pub number: E164,
+    /// The participant's real number, or its pseudonym once the session
+    /// has been closed for longer than the personal-data retention period.
+    pub number: PartyNumber,
     /// The safe number this participant dials to reach the other one, and
     /// sees as caller ID when the other one calls.
     pub proxy_number: E164,
@@ -102,12 +103,13 @@ impl SessionRecord {
         self.closed_at.is_none() && self.expires_at > now
     }
 
-    /// The routing keys `(participant, proxy)` this session serves.
-    pub fn route_keys(&self) -> [(E164, E164); 2] {
-        [
-            (self.a.number.clone(), self.a.proxy_number.clone()),
-            (self.b.number.clone(), self.b.proxy_number.clone()),
-        ]
+    /// The routing keys `(participant, proxy)` this session serves (none
+    /// for a pseudonymised participant: its session ended long ago).
+    pub fn route_keys(&self) -> Vec<(E164, E164)> {
+        [&self.a, &self.b]
+            .into_iter()
+            .filter_map(|p| Some((p.number.real()?.clone(), p.proxy_number.clone())))
+            .collect()
     }
 }
 
@@ -189,17 +191,11 @@ macro_rules! session_columns {
     };
 }
 
-pub(super) fn parse_number(table: &'static str, raw: &str) -> Result<E164, StoreError> {
-    E164::parse(raw).map_err(|e| StoreError::Corrupt {
-        table,
-        what: format!("phone number {e}"),
-    })
-}
-
 impl TryFrom<SessionRow> for SessionRecord {
     type Error = StoreError;
     fn try_from(r: SessionRow) -> Result<Self, StoreError> {
         let num = |raw: &str| parse_number("sessions", raw);
+        let party = |raw: &str| parse_party("sessions", raw);
         let close_reason = match r.close_reason.as_deref() {
             None => None,
             Some("closed") => Some(CloseReason::Closed),
@@ -213,11 +209,11 @@ impl TryFrom<SessionRow> for SessionRecord {
         };
         Ok(SessionRecord {
             a: Participant {
-                number: num(&r.a_number)?,
+                number: party(&r.a_number)?,
                 proxy_number: num(&r.a_proxy)?,
             },
             b: Participant {
-                number: num(&r.b_number)?,
+                number: party(&r.b_number)?,
                 proxy_number: num(&r.b_proxy)?,
             },
             id: r.id,
@@ -300,11 +296,11 @@ impl Store {
         let record = SessionRecord {
             id: new_id("ses"),
             a: Participant {
-                number: new.a.clone(),
+                number: new.a.clone().into(),
                 proxy_number: a_proxy,
             },
             b: Participant {
-                number: new.b.clone(),
+                number: new.b.clone().into(),
                 proxy_number: b_proxy,
             },
             retention_class: new.retention_class.clone(),
@@ -361,8 +357,15 @@ impl Store {
         if session.closed_at.is_some() {
             return Ok(Some(session));
         }
+        // Only ended sessions are ever pseudonymised.
+        let (Some(a), Some(b)) = (session.a.number.real(), session.b.number.real()) else {
+            return Err(StoreError::Corrupt {
+                table: "sessions",
+                what: format!("open session {id} has a pseudonymised number"),
+            });
+        };
         let mut tx = self.pool().begin().await?;
-        lock_participants(&mut tx, &[&session.a.number, &session.b.number]).await?;
+        lock_participants(&mut tx, &[a, b]).await?;
         let (at, reason) = if session.expires_at <= now {
             (session.expires_at, CloseReason::Expired)
         } else {

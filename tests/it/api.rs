@@ -3,12 +3,15 @@
 use std::sync::Arc;
 
 use ansim::api::{self, AppState, auth};
+use ansim::keys::Kek;
 use ansim::metrics::Metrics;
-use ansim::store::Role;
+use ansim::phone::E164;
+use ansim::retention::pseudonym;
+use ansim::store::{NewCall, Role};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::harness::{Db, T0, TestDb, routing};
+use crate::harness::{DAY, Db, T0, TestDb, routing};
 use crate::on_both_databases;
 
 struct Api {
@@ -210,6 +213,96 @@ async fn sessions_lifecycle_over_http(db: Db) {
     assert_eq!((st, problem_type(&p)), (StatusCode::NOT_FOUND, "not-found"));
 }
 on_both_databases!(sessions_lifecycle_over_http);
+
+/// After the personal-data period the API shows pseudonyms where the
+/// numbers were, and a closed, pseudonymised session reads as before.
+async fn pseudonymised_sessions_and_calls_read_through_the_api(db: Db) {
+    let api = Api::start(db).await;
+    let store = api._db.store.clone();
+    let proxy = "+825050000001";
+    let (st, _) = api
+        .call(
+            Method::POST,
+            "/v1/numbers",
+            Some(Role::Admin),
+            Some(json!({"numbers": [proxy]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, s) = api
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            Some(Role::Provisioner),
+            Some(json!({"a": C, "b": M})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let call = NewCall {
+        id: ansim::store::new_id("cal"),
+        session_id: Some(id.clone()),
+        direction: "a_to_b",
+        caller: E164::parse(C).unwrap(),
+        dialled: E164::parse(proxy).unwrap(),
+        invite_at: T0,
+    };
+    store.insert_call(&call).await.unwrap();
+    let (st, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/sessions/{id}"),
+            Some(Role::Provisioner),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let key = Kek::generate();
+    let done = store
+        .pseudonymise_closed(T0.saturating_add(DAY * 181), |n| pseudonym(&key, n))
+        .await
+        .unwrap();
+    assert_eq!((done.sessions, done.bindings, done.calls), (1, 2, 1));
+    let (pc, pm) = (
+        pseudonym(&key, &E164::parse(C).unwrap()),
+        pseudonym(&key, &E164::parse(M).unwrap()),
+    );
+
+    let path = format!("/v1/sessions/{id}");
+    let (st, read) = api
+        .call(Method::GET, &path, Some(Role::Provisioner), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{read}");
+    assert_eq!(
+        (read["a"]["number"].as_str(), read["b"]["number"].as_str()),
+        (Some(pc.as_str()), Some(pm.as_str()))
+    );
+    assert_eq!(
+        (read["a"]["proxy_number"].as_str(), read["status"].as_str()),
+        (Some(proxy), Some("closed"))
+    );
+    let text = read.to_string();
+    assert!(!text.contains(C) && !text.contains(M), "{text}");
+    let (st, again) = api
+        .call(Method::DELETE, &path, Some(Role::Provisioner), None)
+        .await;
+    assert_eq!((st, &again), (StatusCode::OK, &read));
+
+    let calls = format!("/v1/calls?session={id}");
+    let (st, list) = api
+        .call(Method::GET, &calls, Some(Role::Provisioner), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert_eq!(list["calls"][0]["caller"].as_str(), Some(pc.as_str()));
+    let (st, list) = api
+        .call(Method::GET, &calls, Some(Role::Support), None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{list}");
+    assert!(list["calls"][0].get("caller").is_none(), "{list}");
+    assert_eq!(list["calls"][0]["dialled"].as_str(), Some(proxy));
+}
+on_both_databases!(pseudonymised_sessions_and_calls_read_through_the_api);
 
 async fn bad_input_names_the_field(db: Db) {
     let api = Api::start(db).await;

@@ -4,6 +4,7 @@ mod api;
 mod audit;
 mod cli;
 mod harness;
+mod pseudonyms;
 mod retention;
 mod routing;
 mod sip;

@@ -40,6 +40,8 @@ fn recorder_on(
         classes: policy().classes,
         epoch: DAY,
         max_call: MAX_CALL,
+        personal_data: DAY * 180,
+        quarantine: policy().quarantine,
     };
     let shared: SharedClock = Arc::new(clock.clone());
     Arc::new(Recorder::new(store.clone(), keys, blobs, policy, shared))

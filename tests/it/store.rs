@@ -61,7 +61,7 @@ async fn session_round_trip_and_routes_both_ways(db: Db) {
     // sees the number they hold as caller ID; and the other way round.
     let r = db
         .store
-        .lookup_route(&s.a.number, &s.a.proxy_number, T0)
+        .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, T0)
         .await
         .unwrap()
         .unwrap();
@@ -73,7 +73,7 @@ async fn session_round_trip_and_routes_both_ways(db: Db) {
     assert!(r.record);
     let r = db
         .store
-        .lookup_route(&s.b.number, &s.b.proxy_number, T0)
+        .lookup_route(s.b.number.real().unwrap(), &s.b.proxy_number, T0)
         .await
         .unwrap()
         .unwrap();
@@ -102,7 +102,7 @@ async fn session_round_trip_and_routes_both_ways(db: Db) {
     );
     assert!(
         db.store
-            .lookup_route(&s.a.number, &s.a.proxy_number, later)
+            .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, later)
             .await
             .unwrap()
             .is_none()
@@ -132,7 +132,7 @@ async fn expiry_stops_routing_and_is_recorded(db: Db) {
     let just_before = T0.saturating_add(std::time::Duration::from_secs(3599));
     assert!(
         db.store
-            .lookup_route(&s.a.number, &s.a.proxy_number, just_before)
+            .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, just_before)
             .await
             .unwrap()
             .is_some()
@@ -140,7 +140,7 @@ async fn expiry_stops_routing_and_is_recorded(db: Db) {
     let at_expiry = s.expires_at;
     assert!(
         db.store
-            .lookup_route(&s.a.number, &s.a.proxy_number, at_expiry)
+            .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, at_expiry)
             .await
             .unwrap()
             .is_none()
@@ -234,7 +234,7 @@ async fn expired_sessions_release_their_numbers_lazily(db: Db) {
         .unwrap();
     assert!(
         db.store
-            .lookup_route(&s.a.number, &s.a.proxy_number, later)
+            .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, later)
             .await
             .unwrap()
             .is_some()
@@ -263,12 +263,12 @@ async fn one_number_serves_many_sessions(db: Db) {
         assert_eq!(&s.a.proxy_number, proxy);
         let r = db
             .store
-            .lookup_route(&s.a.number, proxy, T0)
+            .lookup_route(s.a.number.real().unwrap(), proxy, T0)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(r.session_id, s.id);
-        assert_eq!(r.callee, s.b.number);
+        assert_eq!(s.b.number, r.callee);
     }
     assert_eq!(
         db.store.list_numbers().await.unwrap()[0].active_bindings,
@@ -351,7 +351,7 @@ async fn concurrent_creations_never_conflict(db: Db) {
     for s in &ok {
         let r = db
             .store
-            .lookup_route(&s.a.number, &s.a.proxy_number, T0)
+            .lookup_route(s.a.number.real().unwrap(), &s.a.proxy_number, T0)
             .await
             .unwrap()
             .unwrap();
