@@ -26,6 +26,20 @@ fn recorder(state: &AppState) -> Result<&crate::recording::Recorder, Problem> {
     })
 }
 
+/// How `number` can appear in the database: as itself, and as its
+/// pseudonym once sessions have been pseudonymised (only if the pseudonym
+/// key exists; looking never creates it).
+fn stored_forms(state: &AppState, number: &E164) -> Result<Vec<String>, Problem> {
+    let mut forms = vec![number.as_str().to_owned()];
+    if let Some(rec) = state.recorder.as_deref() {
+        let key = rec.pseudonym_key().map_err(|e| Problem::internal(&e))?;
+        if let Some(key) = key {
+            forms.push(crate::retention::pseudonym(&key, number));
+        }
+    }
+    Ok(forms)
+}
+
 /// `GET /v1/subjects/{number}` (admin): sessions, calls and recordings
 /// (class, expiry, holds) of a number.
 pub async fn show(
@@ -39,11 +53,20 @@ pub async fn show(
     let now = state.routing.now();
     let mut sessions = Vec::new();
     let mut calls = Vec::new();
-    for id in store.sessions_of_number(number.as_str()).await? {
+    let forms = stored_forms(&state, &number)?;
+    let mut session_ids = Vec::new();
+    for form in &forms {
+        session_ids.extend(store.sessions_of_number(form).await?);
+    }
+    for id in session_ids {
         let Some(s) = store.get_session(&id).await? else {
             continue;
         };
-        let side = if s.a.number == number { "a" } else { "b" };
+        let side = if forms.iter().any(|f| f == s.a.number.as_str()) {
+            "a"
+        } else {
+            "b"
+        };
         sessions.push(json!({
             "id": s.id, "side": side, "open": s.is_open(now), "retention_class": s.retention_class,
             "created_at": s.created_at, "expires_at": s.expires_at, "closed_at": s.closed_at,
@@ -55,8 +78,12 @@ pub async fn show(
             }));
         }
     }
+    let mut recording_ids = Vec::new();
+    for form in &forms {
+        recording_ids.extend(store.recordings_of_number(form).await?);
+    }
     let mut recordings = Vec::new();
-    for id in store.recordings_of_number(number.as_str()).await? {
+    for id in recording_ids {
         let Some(r) = store.find_recording(&id).await? else {
             continue;
         };
@@ -81,6 +108,24 @@ pub async fn erase(
     let me = caller.require(&[Role::Admin])?.clone();
     let number = subject(&raw)?;
     let rec = recorder(&state)?;
+    // Open sessions end first: their numbers can then be pseudonymised.
+    let mut closed = Vec::new();
+    for id in state
+        .routing
+        .store()
+        .sessions_of_number(number.as_str())
+        .await?
+    {
+        let open = state
+            .routing
+            .get_session(&id)
+            .await?
+            .is_some_and(|s| s.is_open(state.routing.now()));
+        if open {
+            state.routing.close_session(&id).await?;
+            closed.push(id);
+        }
+    }
     let now = state.routing.now();
     let done = crate::retention::erase_subject(rec, &number, &state.legally_required, now)
         .await
@@ -106,8 +151,12 @@ pub async fn erase(
         .await?;
     tracing::info!(subject = %number, erased = done.erased.len(), kept = done.kept.len(), "subject erasure");
     Ok(Json(json!({
-        "erased": { "recordings": done.erased },
-        "remaining": { "recordings": done.kept },
+        "erased": { "recordings": done.erased, "number_replaced_in_rows": done.pseudonymised },
+        "sessions_closed": closed,
+        "remaining": {
+            "recordings": done.kept,
+            "note": "call records and sessions stay, with the number replaced by a pseudonym",
+        },
         "rotated_epoch_keys": done.rotated.len(),
     })))
 }

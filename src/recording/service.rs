@@ -139,6 +139,11 @@ impl Recorder {
         tokio::spawn(async move { super::writer::run(this, meta, rx).await });
     }
 
+    /// The pseudonym key, if it has been created.
+    pub fn pseudonym_key(&self) -> Result<Option<Kek>, KeyError> {
+        self.keys.get(crate::retention::PSEUDONYM_KEY_ID)
+    }
+
     /// The KEK of `epoch_id`, created on first use. Two calls racing to
     /// create it both end up with the one that won.
     pub(crate) fn epoch_kek(&self, epoch_id: &str) -> Result<Kek, KeyError> {

@@ -162,10 +162,15 @@ pub struct SubjectErasure {
     pub kept: Vec<Kept>,
     /// Epochs rotated: old KEK id → new KEK id.
     pub rotated: Vec<(String, String)>,
+    /// Rows of sessions and calls whose copy of the number was replaced by
+    /// its pseudonym.
+    pub pseudonymised: usize,
 }
 
 /// Erases now every recording of `number`'s sessions that no hold and no
-/// legally required class keeps, and rotates their epochs.
+/// legally required class keeps, rotates their epochs, and replaces the
+/// number by its pseudonym in closed sessions and ended calls (the same
+/// pseudonym the personal-data retention would give it later).
 pub async fn erase_subject(
     rec: &Recorder,
     number: &E164,
@@ -207,6 +212,11 @@ pub async fn erase_subject(
             out.rotated.push((e, new));
         }
     }
+    let key = rec.epoch_kek(super::PSEUDONYM_KEY_ID)?;
+    out.pseudonymised = rec
+        .store
+        .pseudonymise_number(number, &super::pseudonym(&key, number))
+        .await?;
     Ok(out)
 }
 

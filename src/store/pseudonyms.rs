@@ -275,3 +275,35 @@ async fn update_caller(
         .await?;
     Ok(())
 }
+
+impl Store {
+    /// A data subject's erasure: replaces `number` by `pseudonym` wherever
+    /// it appears in closed sessions, their bindings and calls, and in calls
+    /// it placed. Open sessions are left alone (close them first). Returns
+    /// how many rows changed. One transaction.
+    pub async fn pseudonymise_number(
+        &self,
+        number: &E164,
+        pseudonym: &str,
+    ) -> Result<usize, StoreError> {
+        let n = number.as_str();
+        let mut tx = self.pool().begin().await?;
+        let mut changed = 0;
+        for sql in [
+            "UPDATE sessions SET a_number = $2 WHERE a_number = $1 AND closed_at IS NOT NULL",
+            "UPDATE sessions SET b_number = $2 WHERE b_number = $1 AND closed_at IS NOT NULL",
+            "UPDATE bindings SET participant = $2 WHERE participant = $1 AND released_at IS NOT NULL",
+            "UPDATE bindings SET counterpart = $2 WHERE counterpart = $1 AND released_at IS NOT NULL",
+            "UPDATE calls SET caller = $2 WHERE caller = $1 AND end_at IS NOT NULL",
+        ] {
+            let done = sqlx::query(sql)
+                .bind(n)
+                .bind(pseudonym)
+                .execute(&mut *tx)
+                .await?;
+            changed += done.rows_affected() as usize;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+}

@@ -661,6 +661,31 @@ async fn subject_requests_over_http() {
         .await
         .unwrap();
     assert_eq!(after["recordings"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        after["sessions"].as_array().unwrap().len(),
+        2,
+        "still listed, closed and pseudonymised: {after}"
+    );
+    assert!(
+        after["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["open"] == false)
+    );
+    assert_eq!(done["sessions_closed"].as_array().unwrap().len(), 2);
+    assert!(
+        done["erased"]["number_replaced_in_rows"].as_u64().unwrap() >= 4,
+        "{done}"
+    );
+    for id in [&s.id, &s2.id] {
+        let stored = db.store.get_session(id).await.unwrap().unwrap();
+        assert!(stored.a.number.is_pseudonym(), "{:?}", stored.a.number);
+        assert!(
+            !stored.b.number.is_pseudonym(),
+            "the counterpart's own number is theirs, not the subject's"
+        );
+    }
     let audit = db.store.audit_events("subject.erase").await.unwrap();
     assert_eq!(audit.len(), 1);
     assert!(
