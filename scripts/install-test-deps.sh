@@ -3,10 +3,11 @@
 #   postgresql      the PostgreSQL half of the store tests
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   docker-compose  to validate docker-compose.yml (no engine needed)
+#   softhsm2        the PKCS#11 token of the HSM key store tests
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester docker-compose)
+packages=(postgresql sip-tester docker-compose softhsm2)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

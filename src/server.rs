@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{BlobLocation, Config, KeyStoreLocation};
-use crate::keys::{DirKeyStore, KeyStore, MasterKey};
+use crate::keys::{DirKeyStore, KeyStore, MasterKey, Pkcs11KeyStore};
 use crate::metrics::Metrics;
 use crate::recording::blob::{BlobStore, LocalBlobStore};
 use crate::recording::{Recorder, RecordingPolicy};
@@ -220,24 +220,26 @@ async fn start_sip(
     Ok(tokio::spawn(engine))
 }
 
-/// Opens the master key, the key store and the blob store, and builds the
-/// recorder from them.
+/// Opens the key store (a key directory with its master key, or a PKCS#11
+/// token) and the blob store, and builds the recorder from them.
 pub fn open_recorder(
     config: &Config,
     store: Store,
     clock: SharedClock,
 ) -> Result<Arc<Recorder>, ServeError> {
     let keys_err = |e: crate::keys::KeyError| ServeError::Keys(e.to_string());
-    let master =
-        MasterKey::load(&config.keys.master_key_file, config.keys.dev).map_err(keys_err)?;
     let keys: Arc<dyn KeyStore> = match &config.keys.store {
-        KeyStoreLocation::Dir(dir) => Arc::new(DirKeyStore::open(dir, master).map_err(keys_err)?),
-        KeyStoreLocation::Pkcs11 { .. } => {
-            return Err(ServeError::Keys(
-                "keys.store: the pkcs11 key store is not available in this version; use dir:"
-                    .into(),
-            ));
+        KeyStoreLocation::Dir(dir) => {
+            let master =
+                MasterKey::load(&config.keys.master_key_file, config.keys.dev).map_err(keys_err)?;
+            Arc::new(DirKeyStore::open(dir, master).map_err(keys_err)?)
         }
+        // The token holds the KEKs itself: no master key is involved.
+        KeyStoreLocation::Pkcs11 {
+            module,
+            slot,
+            pin_file,
+        } => Arc::new(Pkcs11KeyStore::open(module, *slot, pin_file.as_deref()).map_err(keys_err)?),
     };
     let blobs: Arc<dyn BlobStore> = match &config.store.recordings {
         BlobLocation::File(dir) => Arc::new(

@@ -31,12 +31,13 @@ fn recorder(state: &AppState) -> Result<&crate::recording::Recorder, Problem> {
 /// key exists; looking never creates it).
 fn stored_forms(state: &AppState, number: &E164) -> Result<Vec<String>, Problem> {
     let mut forms = vec![number.as_str().to_owned()];
-    if let Some(rec) = state.recorder.as_deref() {
-        let key = rec.pseudonym_key().map_err(|e| Problem::internal(&e))?;
-        if let Some(key) = key {
-            forms.push(crate::retention::pseudonym(&key, number));
-        }
-    }
+    let pseudonym = match state.recorder.as_deref() {
+        Some(rec) => rec
+            .existing_pseudonym(number)
+            .map_err(|e| Problem::internal(&e))?,
+        None => None,
+    };
+    forms.extend(pseudonym);
     Ok(forms)
 }
 

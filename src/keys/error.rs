@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in [`crate::keys`].
 ///
-/// Variants fall into four groups: operator/configuration problems
-/// (`MasterKey*`, `KeyDirInsecure`, `BadKeyId`, `KekExists`), corrupt stored
-/// data (`WrappedDekCorrupt`, `KekCorrupt`), cryptographic failures
-/// (`UnwrapFailed`, `Crypto`) and I/O (`Io`, always with the path).
+/// Variants fall into five groups: operator/configuration problems
+/// (`MasterKey*`, `KeyDirInsecure`, `BadKeyId`, `KekExists`, `KekNotFound`),
+/// corrupt stored data (`WrappedDekCorrupt`, `KekCorrupt`), cryptographic
+/// failures (`UnwrapFailed`, `Crypto`), I/O (`Io`, always with the path) and
+/// PKCS#11 token failures (`Pkcs11`, naming the module and slot, never the PIN).
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The master key file does not exist and development mode is off.
@@ -46,6 +47,13 @@ pub enum KeyError {
         /// The KEK id.
         id: String,
     },
+    /// A DEK was to be wrapped or unwrapped under a KEK that does not exist
+    /// (never created, or destroyed).
+    #[error("key {id} does not exist (never created, or destroyed)")]
+    KekNotFound {
+        /// The KEK id.
+        id: String,
+    },
     /// A stored KEK could not be parsed or authenticated.
     #[error("KEK {id} is corrupt: {detail}")]
     KekCorrupt {
@@ -67,6 +75,20 @@ pub enum KeyError {
     /// An internal cryptographic operation failed (should not happen).
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
+    /// A PKCS#11 module or token failed or refused an operation. The
+    /// message names the module, the slot and the operation (and the PIN
+    /// file for a login), never the PIN.
+    #[error("PKCS#11 module {module:?}, slot {slot}: {op}: {detail}")]
+    Pkcs11 {
+        /// Path of the PKCS#11 module.
+        module: PathBuf,
+        /// The slot id.
+        slot: u64,
+        /// What was being done.
+        op: String,
+        /// What the module said.
+        detail: String,
+    },
     /// A file system operation failed.
     #[error("I/O error on {path:?}: {source}")]
     Io {

@@ -5,19 +5,20 @@
 //! the raw bytes. Other modules use keys only through the operations here:
 //! [`wrap_dek`] / [`unwrap_dek`], [`Dek::derive_commitment`] and
 //! [`Dek::derive_aead_key`] (which hands out an opaque [`AeadKey`]), and
-//! [`Kek::hmac_sha256`] for keyed hashes (pseudonyms of phone numbers).
+//! [`KeyStore::prf`] for keyed pseudonyms of phone numbers.
 
 mod error;
 mod master;
+mod pkcs11;
 mod store;
 mod wrap;
 
 pub use error::KeyError;
+pub use pkcs11::Pkcs11KeyStore;
 pub use store::{DirKeyStore, KeyStore, validate_key_id};
 pub use wrap::{AeadKey, DekBinding, WrappedDek, unwrap_dek, wrap_dek};
 
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -86,17 +87,16 @@ impl Kek {
         Kek(Key32::random())
     }
 
-    /// HMAC-SHA256 of `data` under this KEK. The output is meant to be
-    /// public (a pseudonym), so it is returned; the key bytes are not.
-    pub fn hmac_sha256(&self, data: &[u8]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail
-        // for 32 bytes; the fallback keeps the code free of panics.
-        let mut mac = match Hmac::<Sha256>::new_from_slice(self.0.bytes()) {
-            Ok(m) => m,
-            Err(_) => return [0u8; 32],
-        };
-        mac.update(data);
-        mac.finalize().into_bytes().into()
+    /// AES-256 (this key) over the two 16-byte blocks of `input`; see
+    /// [`KeyStore::prf`].
+    pub(crate) fn aes_ecb_32(&self, input: &[u8; 32]) -> [u8; 32] {
+        use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
+        let cipher = aes::Aes256::new(GenericArray::from_slice(self.0.bytes()));
+        let mut out = *input;
+        for block in out.chunks_exact_mut(16) {
+            cipher.encrypt_block(GenericArray::from_mut_slice(block));
+        }
+        out
     }
 }
 
@@ -173,18 +173,6 @@ mod tests {
         let d = Dek::from_bytes(&mut b);
         assert_eq!(b, [0u8; 32]);
         assert_eq!(d.0.bytes(), &[7u8; 32]);
-    }
-
-    #[test]
-    fn hmac_is_keyed_and_deterministic() {
-        let kek = Kek(Key32([0x0b; 32]));
-        let mut mac = Hmac::<Sha256>::new_from_slice(&[0x0b; 32]).unwrap();
-        mac.update(b"Hi There");
-        let expect: [u8; 32] = mac.finalize().into_bytes().into();
-        assert_eq!(kek.hmac_sha256(b"Hi There"), expect);
-        assert_eq!(kek.hmac_sha256(b"x"), kek.hmac_sha256(b"x"));
-        assert_ne!(kek.hmac_sha256(b"x"), kek.hmac_sha256(b"y"));
-        assert_ne!(kek.hmac_sha256(b"x"), Kek::generate().hmac_sha256(b"x"));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
-use super::wrap::{OpenError, open_key, seal_key};
-use super::{Kek, KeyError, MasterKey};
+use super::wrap::{DekBinding, OpenError, WrappedDek, open_key, seal_key};
+use super::{Dek, Kek, KeyError, MasterKey};
 
 /// Label of the associated data of a KEK file: `"ansim/kek/v1" ‖ id`.
 const KEK_LABEL: &[u8] = b"ansim/kek/v1";
@@ -15,17 +15,44 @@ const KEK_EXT: &str = ".kek";
 
 /// Where KEKs live, separate from the database. Object-safe and synchronous.
 ///
+/// A KEK never leaves its store: callers only ask the store to wrap a DEK
+/// under a KEK ([`KeyStore::wrap_dek`]) or to unwrap one
+/// ([`KeyStore::unwrap_dek`]). [`DirKeyStore`] does that in software with
+/// the KEK read from its file; [`super::Pkcs11KeyStore`] does it inside the
+/// token (`C_Encrypt`/`C_Decrypt`), where the KEK is not extractable. Both
+/// produce the same [`WrappedDek`] format (AES-256-GCM, 12-byte random
+/// nonce, the binding as associated data).
+///
 /// Ids must match `[a-z0-9-]{1,80}` (e.g. `ep-dispute-3y-20581`, `hold-<uuid>`);
 /// anything else is [`KeyError::BadKeyId`].
 pub trait KeyStore: Send + Sync {
     /// Creates a fresh random KEK under `id`; fails with [`KeyError::KekExists`] if it exists.
-    fn create(&self, id: &str) -> Result<Kek, KeyError>;
-    /// Returns the KEK `id`, or `None` if it does not exist (e.g. destroyed).
-    fn get(&self, id: &str) -> Result<Option<Kek>, KeyError>;
+    fn create(&self, id: &str) -> Result<(), KeyError>;
+    /// Whether the KEK `id` exists (`false` once destroyed).
+    fn exists(&self, id: &str) -> Result<bool, KeyError>;
     /// Destroys the KEK `id`; `true` if it existed.
     fn destroy(&self, id: &str) -> Result<bool, KeyError>;
     /// Ids of all stored KEKs, sorted.
     fn list(&self) -> Result<Vec<String>, KeyError>;
+    /// Wraps `dek` under the KEK `id`, bound to `binding`.
+    /// [`KeyError::KekNotFound`] if that KEK does not exist.
+    fn wrap_dek(&self, id: &str, dek: &Dek, binding: &DekBinding) -> Result<WrappedDek, KeyError>;
+    /// Unwraps a DEK wrapped under the KEK `id`. [`KeyError::KekNotFound`]
+    /// if that KEK does not exist (destroyed: the DEK is gone for good);
+    /// [`KeyError::UnwrapFailed`] for a wrong binding or a modified
+    /// ciphertext; [`KeyError::WrappedDekCorrupt`] for a bad length/version.
+    fn unwrap_dek(
+        &self,
+        id: &str,
+        wrapped: &WrappedDek,
+        binding: &DekBinding,
+    ) -> Result<Dek, KeyError>;
+    /// A keyed pseudorandom function: AES-256 under the KEK `id` applied to
+    /// the two 16-byte halves of `input` (ECB of one 32-byte value, which is
+    /// a PRF for a fixed input length). Deterministic, so a pseudonym made
+    /// with it is the same every time; without the key it cannot be
+    /// computed or inverted. In a token, the key never leaves it.
+    fn prf(&self, id: &str, input: &[u8; 32]) -> Result<[u8; 32], KeyError>;
 }
 
 /// Checks that `id` matches `[a-z0-9-]{1,80}`.
@@ -114,8 +141,9 @@ fn open_options_0600() -> fs::OpenOptions {
     o
 }
 
-impl KeyStore for DirKeyStore {
-    fn create(&self, id: &str) -> Result<Kek, KeyError> {
+impl DirKeyStore {
+    /// Creates a fresh random KEK under `id` and returns it.
+    pub(super) fn create_kek(&self, id: &str) -> Result<Kek, KeyError> {
         validate_key_id(id)?;
         let target = self.path_of(id);
         if target.exists() {
@@ -150,7 +178,8 @@ impl KeyStore for DirKeyStore {
         Ok(kek)
     }
 
-    fn get(&self, id: &str) -> Result<Option<Kek>, KeyError> {
+    /// The KEK `id`, or `None` if it does not exist (e.g. destroyed).
+    pub(super) fn get_kek(&self, id: &str) -> Result<Option<Kek>, KeyError> {
         validate_key_id(id)?;
         let path = self.path_of(id);
         let bytes = match fs::read(&path) {
@@ -169,6 +198,45 @@ impl KeyStore for DirKeyStore {
                 detail: "authentication failed (file modified or renamed, or another master key)",
             }),
         }
+    }
+
+    /// The KEK `id`, or [`KeyError::KekNotFound`].
+    fn need_kek(&self, id: &str) -> Result<Kek, KeyError> {
+        self.get_kek(id)?
+            .ok_or_else(|| KeyError::KekNotFound { id: id.into() })
+    }
+}
+
+impl KeyStore for DirKeyStore {
+    fn create(&self, id: &str) -> Result<(), KeyError> {
+        self.create_kek(id).map(drop)
+    }
+
+    fn exists(&self, id: &str) -> Result<bool, KeyError> {
+        validate_key_id(id)?;
+        let path = self.path_of(id);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(KeyError::io(&path)(e)),
+        }
+    }
+
+    fn wrap_dek(&self, id: &str, dek: &Dek, binding: &DekBinding) -> Result<WrappedDek, KeyError> {
+        super::wrap::wrap_dek(&self.need_kek(id)?, dek, binding)
+    }
+
+    fn unwrap_dek(
+        &self,
+        id: &str,
+        wrapped: &WrappedDek,
+        binding: &DekBinding,
+    ) -> Result<Dek, KeyError> {
+        super::wrap::unwrap_dek(&self.need_kek(id)?, wrapped, binding)
+    }
+
+    fn prf(&self, id: &str, input: &[u8; 32]) -> Result<[u8; 32], KeyError> {
+        Ok(self.need_kek(id)?.aes_ecb_32(input))
     }
 
     fn destroy(&self, id: &str) -> Result<bool, KeyError> {
@@ -216,183 +284,5 @@ impl KeyStore for DirKeyStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::keys::Key32;
-
-    fn store() -> (tempfile::TempDir, DirKeyStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let master = MasterKey(Key32::random());
-        let s = DirKeyStore::open(&dir.path().join("keys"), master).unwrap();
-        (dir, s)
-    }
-
-    #[test]
-    fn create_get_list_destroy() {
-        let (_d, s) = store();
-        assert!(s.list().unwrap().is_empty());
-        let k1 = s.create("ep-dispute-3y-20581").unwrap();
-        let hold = format!("hold-{}", uuid::Uuid::new_v4());
-        let k2 = s.create(&hold).unwrap();
-        assert_ne!(k1.0.bytes(), k2.0.bytes());
-        let got = s.get("ep-dispute-3y-20581").unwrap().unwrap();
-        assert_eq!(got.0.bytes(), k1.0.bytes());
-        let mut expect = vec!["ep-dispute-3y-20581".to_string(), hold.clone()];
-        expect.sort();
-        assert_eq!(s.list().unwrap(), expect);
-        assert!(matches!(
-            s.create("ep-dispute-3y-20581"),
-            Err(KeyError::KekExists { .. })
-        ));
-        // Still the original after a refused create.
-        let again = s.get("ep-dispute-3y-20581").unwrap().unwrap();
-        assert_eq!(again.0.bytes(), k1.0.bytes());
-
-        assert!(s.destroy("ep-dispute-3y-20581").unwrap());
-        assert!(!s.path_of("ep-dispute-3y-20581").exists());
-        assert!(s.get("ep-dispute-3y-20581").unwrap().is_none());
-        assert!(!s.destroy("ep-dispute-3y-20581").unwrap());
-        assert_eq!(s.list().unwrap(), vec![hold]);
-        // No temp files left behind.
-        assert_eq!(fs::read_dir(&s.dir).unwrap().count(), 1);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn modes() {
-        use std::os::unix::fs::PermissionsExt;
-        let (_d, s) = store();
-        s.create("ep-1").unwrap();
-        let dmode = fs::metadata(&s.dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(dmode, 0o700);
-        let fmode = fs::metadata(s.path_of("ep-1"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(fmode, 0o600);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn insecure_dir_refused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let kd = dir.path().join("keys");
-        fs::create_dir(&kd).unwrap();
-        fs::set_permissions(&kd, fs::Permissions::from_mode(0o755)).unwrap();
-        let err = DirKeyStore::open(&kd, MasterKey(Key32::random())).unwrap_err();
-        assert!(matches!(err, KeyError::KeyDirInsecure { .. }));
-    }
-
-    #[test]
-    fn file_format_and_no_plain_key() {
-        let (_d, s) = store();
-        let k = s.create("ep-1").unwrap();
-        let raw = fs::read(s.path_of("ep-1")).unwrap();
-        assert_eq!(raw.len(), super::super::wrap::WRAPPED_LEN);
-        assert!(!raw.windows(32).any(|w| w == k.0.bytes()));
-    }
-
-    #[test]
-    fn destroy_overwrites_with_zeros() {
-        let (d, s) = store();
-        s.create("ep-z").unwrap();
-        // A second link to the same inode shows what destroy wrote.
-        let link = d.path().join("link");
-        fs::hard_link(s.path_of("ep-z"), &link).unwrap();
-        assert!(s.destroy("ep-z").unwrap());
-        assert_eq!(
-            fs::read(&link).unwrap(),
-            vec![0u8; super::super::wrap::WRAPPED_LEN]
-        );
-        assert!(s.get("ep-z").unwrap().is_none());
-        assert!(s.list().unwrap().is_empty());
-    }
-
-    #[test]
-    fn renamed_file_fails() {
-        let (_d, s) = store();
-        s.create("ep-a").unwrap();
-        fs::rename(s.path_of("ep-a"), s.path_of("ep-b")).unwrap();
-        assert!(matches!(s.get("ep-b"), Err(KeyError::KekCorrupt { .. })));
-    }
-
-    #[test]
-    fn corrupt_file_fails() {
-        let (_d, s) = store();
-        s.create("ep-a").unwrap();
-        let p = s.path_of("ep-a");
-        let mut raw = fs::read(&p).unwrap();
-        raw[30] ^= 0x10;
-        fs::write(&p, &raw).unwrap();
-        assert!(matches!(s.get("ep-a"), Err(KeyError::KekCorrupt { .. })));
-        fs::write(&p, &raw[..10]).unwrap();
-        let err = s.get("ep-a").unwrap_err();
-        assert!(matches!(
-            err,
-            KeyError::KekCorrupt {
-                detail: "wrong length",
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn other_master_key_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        let kd = dir.path().join("keys");
-        let s1 = DirKeyStore::open(&kd, MasterKey(Key32::random())).unwrap();
-        s1.create("ep-1").unwrap();
-        let s2 = DirKeyStore::open(&kd, MasterKey(Key32::random())).unwrap();
-        assert!(matches!(s2.get("ep-1"), Err(KeyError::KekCorrupt { .. })));
-    }
-
-    #[test]
-    fn bad_ids_refused() {
-        let (_d, s) = store();
-        let long = "a".repeat(81);
-        for id in [
-            "",
-            "../x",
-            "a/b",
-            "Ep-1",
-            "ep_1",
-            "ep.1",
-            "ep 1",
-            "ép",
-            long.as_str(),
-            "..",
-        ] {
-            assert!(
-                matches!(s.create(id), Err(KeyError::BadKeyId { .. })),
-                "{id}"
-            );
-            assert!(matches!(s.get(id), Err(KeyError::BadKeyId { .. })), "{id}");
-            assert!(
-                matches!(s.destroy(id), Err(KeyError::BadKeyId { .. })),
-                "{id}"
-            );
-        }
-        assert!(validate_key_id(&"a".repeat(80)).is_ok());
-        assert!(validate_key_id("0-9-z").is_ok());
-    }
-
-    #[test]
-    fn list_ignores_foreign_files() {
-        let (_d, s) = store();
-        s.create("ep-1").unwrap();
-        fs::write(s.dir.join("README"), b"x").unwrap();
-        fs::write(s.dir.join("UPPER.kek"), b"x").unwrap();
-        fs::write(s.dir.join(".ep-2.tmp-0000"), b"x").unwrap();
-        assert_eq!(s.list().unwrap(), vec!["ep-1".to_string()]);
-    }
-
-    #[test]
-    fn trait_is_object_safe() {
-        let (_d, s) = store();
-        let dynstore: &dyn KeyStore = &s;
-        assert!(dynstore.create("ep-x").is_ok());
-        assert!(dynstore.get("ep-x").unwrap().is_some());
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

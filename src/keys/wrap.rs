@@ -8,8 +8,8 @@ use zeroize::Zeroizing;
 use super::{Dek, Kek, Key32, KeyError};
 
 /// Version byte of [`WrappedDek`] and of KEK files.
-const WRAP_VERSION: u8 = 1;
-const NONCE_LEN: usize = 12;
+pub(super) const WRAP_VERSION: u8 = 1;
+pub(super) const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// version ‖ nonce ‖ 32-byte ciphertext ‖ tag.
 pub(super) const WRAPPED_LEN: usize = 1 + NONCE_LEN + 32 + TAG_LEN;

@@ -6,7 +6,7 @@ use super::crec_reader::{Completeness, CrecReader};
 use super::g711::Codec;
 use super::service::Recorder;
 use super::wav;
-use crate::keys::{DekBinding, WrappedDek, unwrap_dek};
+use crate::keys::{DekBinding, KeyError, WrappedDek};
 use crate::store::RecordingRow;
 
 /// Why a recording cannot be read.
@@ -75,17 +75,22 @@ impl Recorder {
         };
         let recording_id = uuid::Uuid::parse_str(&row.id)
             .map_err(|e| ExportError::Corrupt(row.id.clone(), e.to_string()))?;
-        let kek = self
-            .keys
-            .get(&row.epoch_id)?
-            .ok_or_else(|| ExportError::KeyDestroyed(row.id.clone(), row.epoch_id.clone()))?;
         let binding = DekBinding {
             call_id: row.call_id.clone(),
             recording_id,
             epoch_id: row.epoch_id.clone(),
         };
-        let dek = unwrap_dek(&kek, &WrappedDek(row.wrapped_dek.clone()), &binding)?;
-        drop(kek);
+        let wrapped = WrappedDek(row.wrapped_dek.clone());
+        let dek = match self.keys.unwrap_dek(&row.epoch_id, &wrapped, &binding) {
+            Ok(dek) => dek,
+            Err(KeyError::KekNotFound { .. }) => {
+                return Err(ExportError::KeyDestroyed(
+                    row.id.clone(),
+                    row.epoch_id.clone(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let bytes = self.blobs.read(&row.blob)?;
         let reader = CrecReader::open(&bytes, recording_id, &dek)?;
         let codec = match reader.header().codec {

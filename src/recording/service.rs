@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{SharedClock, Timestamp};
-use crate::keys::{Kek, KeyError, KeyStore};
+use crate::keys::{KeyError, KeyStore};
 use crate::recording::blob::BlobStore;
 use crate::recording::tap::RecordingTap;
 use crate::store::Store;
@@ -139,27 +139,26 @@ impl Recorder {
         tokio::spawn(async move { super::writer::run(this, meta, rx).await });
     }
 
-    /// The pseudonym key, if it has been created.
-    pub fn pseudonym_key(&self) -> Result<Option<Kek>, KeyError> {
-        self.keys.get(crate::retention::PSEUDONYM_KEY_ID)
+    /// The pseudonym of `number`, if the pseudonym key exists (looking
+    /// never creates it).
+    pub fn existing_pseudonym(
+        &self,
+        number: &crate::phone::E164,
+    ) -> Result<Option<String>, KeyError> {
+        if !self.keys.exists(crate::retention::PSEUDONYM_KEY_ID)? {
+            return Ok(None);
+        }
+        crate::retention::pseudonym(&*self.keys, number).map(Some)
     }
 
-    /// The KEK of `epoch_id`, created on first use. Two calls racing to
-    /// create it both end up with the one that won.
-    pub(crate) fn epoch_kek(&self, epoch_id: &str) -> Result<Kek, KeyError> {
-        if let Some(k) = self.keys.get(epoch_id)? {
-            return Ok(k);
+    /// Makes sure the KEK of `epoch_id` exists, creating it on first use.
+    /// Two calls racing to create it both end up using the one that won.
+    pub(crate) fn ensure_epoch_kek(&self, epoch_id: &str) -> Result<(), KeyError> {
+        if self.keys.exists(epoch_id)? {
+            return Ok(());
         }
         match self.keys.create(epoch_id) {
-            Ok(k) => Ok(k),
-            Err(KeyError::KekExists { .. }) => {
-                self.keys
-                    .get(epoch_id)?
-                    .ok_or_else(|| KeyError::KekCorrupt {
-                        id: epoch_id.to_owned(),
-                        detail: "created by another writer, then not found",
-                    })
-            }
+            Ok(()) | Err(KeyError::KekExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

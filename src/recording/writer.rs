@@ -18,7 +18,7 @@ use super::g711::Codec;
 use super::rtp_view::RtpView;
 use super::service::{Recorder, RecordingMeta};
 use super::tap::TapPacket;
-use crate::keys::{Dek, DekBinding, wrap_dek};
+use crate::keys::{Dek, DekBinding};
 use crate::store::RecordingRow;
 
 /// Audio per chunk at most.
@@ -103,15 +103,15 @@ async fn start(rec: &Recorder, meta: &RecordingMeta, codec: Codec) -> Result<Ope
         .epoch_for(&meta.retention_class, now)
         .ok_or_else(|| WriteError::Class(meta.retention_class.clone()))?;
     let recording_id = uuid::Uuid::new_v4();
-    let kek = rec.epoch_kek(&epoch_id)?;
+    rec.ensure_epoch_kek(&epoch_id)?;
     let dek = Dek::generate();
     let binding = DekBinding {
         call_id: meta.call_id.clone(),
         recording_id,
         epoch_id: epoch_id.clone(),
     };
-    let wrapped = wrap_dek(&kek, &dek, &binding)?;
-    drop(kek);
+    // The KEK stays in the key store (inside the token for PKCS#11).
+    let wrapped = rec.keys.wrap_dek(&epoch_id, &dek, &binding)?;
     let row = RecordingRow {
         id: recording_id.to_string(),
         call_id: meta.call_id.clone(),

@@ -18,25 +18,22 @@
 //!   destroying to keep that window as small as possible.
 
 use crate::clock::Timestamp;
-use crate::keys::{DekBinding, Kek, WrappedDek, unwrap_dek, wrap_dek};
+use crate::keys::{DekBinding, WrappedDek};
 use crate::phone::E164;
 use crate::recording::{Recorder, epoch_end, epoch_id};
 use crate::store::RecordingRow;
 
 use super::{NoFaults, RetentionError, erase_one};
 
-/// Moves `row`'s DEK under `to` (the KEK `to_id`), held by `held_by`.
+/// Moves `row`'s DEK under the KEK `to_id`, held by `held_by`. The DEK is
+/// unwrapped and wrapped again by the key store (inside the token for an
+/// HSM); only the key module ever holds it in the clear.
 async fn rewrap(
     rec: &Recorder,
     row: &RecordingRow,
-    to: &Kek,
     to_id: &str,
     held_by: Option<&str>,
 ) -> Result<(), RetentionError> {
-    let from = rec
-        .keys
-        .get(&row.epoch_id)?
-        .ok_or_else(|| RetentionError::KeyGone(row.epoch_id.clone()))?;
     let recording_id =
         uuid::Uuid::parse_str(&row.id).map_err(|_| RetentionError::KeyGone(row.id.clone()))?;
     let binding = |epoch: &str| DekBinding {
@@ -44,12 +41,17 @@ async fn rewrap(
         recording_id,
         epoch_id: epoch.to_owned(),
     };
-    let dek = unwrap_dek(
-        &from,
+    let dek = match rec.keys.unwrap_dek(
+        &row.epoch_id,
         &WrappedDek(row.wrapped_dek.clone()),
         &binding(&row.epoch_id),
-    )?;
-    let wrapped = wrap_dek(to, &dek, &binding(to_id))?;
+    ) {
+        Err(crate::keys::KeyError::KekNotFound { .. }) => {
+            return Err(RetentionError::KeyGone(row.epoch_id.clone()));
+        }
+        other => other?,
+    };
+    let wrapped = rec.keys.wrap_dek(to_id, &dek, &binding(to_id))?;
     rec.store
         .rewrap_recording(&row.id, to_id, wrapped.as_bytes(), held_by)
         .await?;
@@ -72,11 +74,11 @@ pub async fn hold(
     now: Timestamp,
 ) -> Result<String, RetentionError> {
     let id = format!("hold-{}", uuid::Uuid::new_v4().simple());
-    let kek = rec.keys.create(&id)?;
+    rec.keys.create(&id)?;
     rec.store.insert_hold(&id, reference, now).await?;
     for rid in recording_ids {
         let r = row(rec, rid).await?;
-        rewrap(rec, &r, &kek, &id, Some(&id)).await?;
+        rewrap(rec, &r, &id, Some(&id)).await?;
     }
     tracing::info!(hold = %id, recordings = recording_ids.len(), "legal hold placed");
     Ok(id)
@@ -107,8 +109,8 @@ pub async fn release(
             continue;
         }
         let target = live_epoch(rec, &r, now)?;
-        let kek = rec.epoch_kek(&target)?;
-        rewrap(rec, &r, &kek, &target, None).await?;
+        rec.ensure_epoch_kek(&target)?;
+        rewrap(rec, &r, &target, None).await?;
         out.returned.push((rid, target));
     }
     rec.keys.destroy(hold_id)?;
@@ -212,11 +214,9 @@ pub async fn erase_subject(
             out.rotated.push((e, new));
         }
     }
-    let key = rec.epoch_kek(super::PSEUDONYM_KEY_ID)?;
-    out.pseudonymised = rec
-        .store
-        .pseudonymise_number(number, &super::pseudonym(&key, number))
-        .await?;
+    rec.ensure_epoch_kek(super::PSEUDONYM_KEY_ID)?;
+    let pseudonym = super::pseudonym(&*rec.keys, number)?;
+    out.pseudonymised = rec.store.pseudonymise_number(number, &pseudonym).await?;
     Ok(out)
 }
 
@@ -226,7 +226,7 @@ pub async fn rotate(rec: &Recorder, old: &str) -> Result<Option<String>, Retenti
     let Some((class, end)) = epoch_end(old) else {
         return Ok(None);
     };
-    if rec.keys.get(old)?.is_none() {
+    if !rec.keys.exists(old)? {
         return Ok(None);
     }
     let base = epoch_id(&class, end);
@@ -239,7 +239,7 @@ pub async fn rotate(rec: &Recorder, old: &str) -> Result<Option<String>, Retenti
         .unwrap_or(0)
         + 1;
     let new = format!("{base}-g{generation}");
-    let kek = rec.keys.create(&new)?;
+    rec.keys.create(&new)?;
     // Re-wrap until nothing is left under the old KEK (a writer may have
     // added a DEK meanwhile), then destroy it.
     loop {
@@ -249,7 +249,7 @@ pub async fn rotate(rec: &Recorder, old: &str) -> Result<Option<String>, Retenti
         }
         for rid in left {
             let r = row(rec, &rid).await?;
-            rewrap(rec, &r, &kek, &new, r.held_by.as_deref()).await?;
+            rewrap(rec, &r, &new, r.held_by.as_deref()).await?;
         }
     }
     rec.keys.destroy(old)?;

@@ -35,7 +35,6 @@ pub use holds::{Kept, Released, SubjectErasure, erase_subject, hold, release, ro
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
-use crate::keys::Kek;
 use crate::phone::{E164, pseudonym_of_mac};
 use crate::recording::{Recorder, epoch_end};
 use crate::store::{RecordingRow, Tombstone};
@@ -164,8 +163,16 @@ pub async fn sweep(
 
 /// The pseudonym of `number` under the pseudonym key: `h:` and the hex
 /// HMAC-SHA256 of its E.164 text.
-pub fn pseudonym(key: &Kek, number: &E164) -> String {
-    pseudonym_of_mac(&key.hmac_sha256(number.as_str().as_bytes()))
+pub fn pseudonym(
+    keys: &dyn crate::keys::KeyStore,
+    number: &E164,
+) -> Result<String, crate::keys::KeyError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"ansim/pseudonym/v1");
+    h.update(number.as_str().as_bytes());
+    let input: [u8; 32] = h.finalize().into();
+    Ok(pseudonym_of_mac(&keys.prf(PSEUDONYM_KEY_ID, &input)?))
 }
 
 /// Replaces the real numbers whose retention has ended; returns how many
@@ -182,10 +189,11 @@ async fn pseudonymise(
         return Ok(due);
     }
     // `epoch_kek` is the key store's get-or-create; this key has no epoch.
-    let key = rec.epoch_kek(PSEUDONYM_KEY_ID)?;
+    rec.ensure_epoch_kek(PSEUDONYM_KEY_ID)?;
+    // A failed keyed hash gives "", which the store refuses as a pseudonym.
     let done = rec
         .store
-        .pseudonymise_closed(before, |n| pseudonym(&key, n))
+        .pseudonymise_closed(before, |n| pseudonym(&*rec.keys, n).unwrap_or_default())
         .await?;
     tracing::info!(
         sessions = done.sessions,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ansim::api::{self, AppState, auth};
-use ansim::keys::Kek;
+use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
 use ansim::metrics::Metrics;
 use ansim::phone::E164;
 use ansim::retention::pseudonym;
@@ -258,15 +258,20 @@ async fn pseudonymised_sessions_and_calls_read_through_the_api(db: Db) {
         .await;
     assert_eq!(st, StatusCode::OK);
 
-    let key = Kek::generate();
+    let key_dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::load(&key_dir.path().join("master.key"), true).unwrap();
+    let key = DirKeyStore::open(&key_dir.path().join("keys"), master).unwrap();
+    key.create(ansim::retention::PSEUDONYM_KEY_ID).unwrap();
     let done = store
-        .pseudonymise_closed(T0.saturating_add(DAY * 181), |n| pseudonym(&key, n))
+        .pseudonymise_closed(T0.saturating_add(DAY * 181), |n| {
+            pseudonym(&key, n).unwrap()
+        })
         .await
         .unwrap();
     assert_eq!((done.sessions, done.bindings, done.calls), (1, 2, 1));
     let (pc, pm) = (
-        pseudonym(&key, &E164::parse(C).unwrap()),
-        pseudonym(&key, &E164::parse(M).unwrap()),
+        pseudonym(&key, &E164::parse(C).unwrap()).unwrap(),
+        pseudonym(&key, &E164::parse(M).unwrap()).unwrap(),
     );
 
     let path = format!("/v1/sessions/{id}");

@@ -16,12 +16,40 @@ use ansim::store::{NewCall, RecordingRow, Store};
 
 use crate::harness::{DAY, Db, T0, TestDb, n, policy};
 use crate::on_both_databases;
+use crate::softhsm::Token;
 
-/// A recorder on `store` with its own key and blob directories.
+/// Which key store a rig's recorder uses.
+#[derive(Debug, Clone)]
+enum Keys {
+    /// A key directory (`<rig dir>/keys`) under a master key (`<rig dir>/master.key`).
+    Dir,
+    /// A private SoftHSM2 token.
+    SoftHsm(Token),
+}
+
+impl Keys {
+    fn softhsm() -> Keys {
+        Keys::SoftHsm(Token::create())
+    }
+
+    /// Opens the key store (again: each call is like a fresh process).
+    fn open(&self, dir: &std::path::Path) -> Arc<dyn KeyStore> {
+        match self {
+            Keys::Dir => {
+                let master = MasterKey::load(&dir.join("master.key"), true).unwrap();
+                Arc::new(DirKeyStore::open(&dir.join("keys"), master).unwrap())
+            }
+            Keys::SoftHsm(token) => Arc::new(token.open()),
+        }
+    }
+}
+
+/// A recorder on `store` with its own key store and blob directory.
 struct Rig {
     dir: tempfile::TempDir,
     store: Store,
     clock: ManualClock,
+    keys: Keys,
     recorder: Arc<Recorder>,
 }
 
@@ -32,9 +60,9 @@ fn recorder_on(
     dir: &std::path::Path,
     rec_dir: &str,
     clock: &ManualClock,
+    keys: &Keys,
 ) -> Arc<Recorder> {
-    let master = MasterKey::load(&dir.join("master.key"), true).unwrap();
-    let keys: Arc<dyn KeyStore> = Arc::new(DirKeyStore::open(&dir.join("keys"), master).unwrap());
+    let keys = keys.open(dir);
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&dir.join(rec_dir)).unwrap());
     let policy = RecordingPolicy {
         classes: policy().classes,
@@ -49,13 +77,18 @@ fn recorder_on(
 
 impl Rig {
     fn new(store: Store) -> Rig {
+        Rig::with_keys(store, Keys::Dir)
+    }
+
+    fn with_keys(store: Store, keys: Keys) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
-        let recorder = recorder_on(&store, dir.path(), "rec", &clock);
+        let recorder = recorder_on(&store, dir.path(), "rec", &clock, &keys);
         Rig {
             dir,
             store,
             clock,
+            keys,
             recorder,
         }
     }
@@ -116,11 +149,7 @@ impl Rig {
     }
 
     fn keks(&self) -> Vec<String> {
-        let master = MasterKey::load(&self.dir.path().join("master.key"), false).unwrap();
-        DirKeyStore::open(&self.dir.path().join("keys"), master)
-            .unwrap()
-            .list()
-            .unwrap()
+        self.keys.open(self.dir.path()).list().unwrap()
     }
 }
 
@@ -134,8 +163,18 @@ fn packet(seq: u16, fill: u8) -> Vec<u8> {
 }
 
 async fn time_travel_erases_and_destroys_the_epoch_key(db: Db) {
+    time_travel_erases_and_destroys_the_epoch_key_in(db, Keys::Dir).await
+}
+on_both_databases!(time_travel_erases_and_destroys_the_epoch_key);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_travel_erases_and_destroys_the_epoch_key_in_softhsm() {
+    time_travel_erases_and_destroys_the_epoch_key_in(Db::Sqlite, Keys::softhsm()).await
+}
+
+async fn time_travel_erases_and_destroys_the_epoch_key_in(db: Db, keys: Keys) {
     let db = TestDb::new(db).await;
-    let rig = Rig::new(db.store.clone());
+    let rig = Rig::with_keys(db.store.clone(), keys);
     let row = rig.record("ad-6m").await;
     assert_eq!(
         rig.recorder
@@ -196,7 +235,6 @@ async fn time_travel_erases_and_destroys_the_epoch_key(db: Db) {
         .unwrap();
     assert!(r.erased.is_empty() && r.keys_destroyed.is_empty() && r.orphan_blobs.is_empty());
 }
-on_both_databases!(time_travel_erases_and_destroys_the_epoch_key);
 
 async fn a_dry_run_changes_nothing(db: Db) {
     let db = TestDb::new(db).await;
@@ -304,8 +342,19 @@ on_both_databases!(an_interrupted_sweep_is_completed_by_the_next);
 /// the live key store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_backup_cannot_be_decrypted_after_the_epoch_key_is_destroyed() {
+    an_old_backup_cannot_be_decrypted_in(Keys::Dir).await
+}
+
+/// The same with the KEKs in a (SoftHSM2) token: destruction is the
+/// token's `C_DestroyObject`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_backup_cannot_be_decrypted_after_the_epoch_key_is_destroyed_in_softhsm() {
+    an_old_backup_cannot_be_decrypted_in(Keys::softhsm()).await
+}
+
+async fn an_old_backup_cannot_be_decrypted_in(keys: Keys) {
     let db = TestDb::new(Db::Sqlite).await;
-    let rig = Rig::new(db.store.clone());
+    let rig = Rig::with_keys(db.store.clone(), keys);
     let row = rig.record("ad-6m").await;
     // The backup: database (with its WAL) and recordings, before the sweep.
     let backup = rig.dir.path().join("backup");
@@ -343,7 +392,13 @@ async fn an_old_backup_cannot_be_decrypted_after_the_epoch_key_is_destroyed() {
         restored.find_recording(&row.id).await.unwrap().is_some(),
         "the backup still has the row"
     );
-    let old = recorder_on(&restored, rig.dir.path(), "backup/rec", &rig.clock);
+    let old = recorder_on(
+        &restored,
+        rig.dir.path(),
+        "backup/rec",
+        &rig.clock,
+        &rig.keys,
+    );
     match old.decrypt(&row.id).await {
         Err(ExportError::KeyDestroyed(id, key)) => {
             assert_eq!((id, key.as_str()), (row.id.clone(), row.epoch_id.as_str()));
@@ -535,7 +590,13 @@ async fn early_erasure_rotates_the_epoch_against_old_backups() {
     let restored = Store::connect(&format!("sqlite://{}", backup.display()))
         .await
         .unwrap();
-    let old = recorder_on(&restored, rig.dir.path(), "backup-rec", &rig.clock);
+    let old = recorder_on(
+        &restored,
+        rig.dir.path(),
+        "backup-rec",
+        &rig.clock,
+        &rig.keys,
+    );
     assert!(
         matches!(
             old.decrypt(&mine.id).await,
