@@ -130,7 +130,7 @@ pub const PSEUDONYM_PREFIX: &str = "h:";
 
 /// A party's number as the database holds it: the real number, or, once
 /// the personal-data retention period has passed, its pseudonym `h:<hex>`
-/// (HMAC-SHA256 of the number under the pseudonym key, which lives in the
+/// (a keyed PRF of the number under the pseudonym key, which lives in the
 /// key store). The same number always gets the same pseudonym, so records
 /// still group by party; nobody can tell the number from it without the key.
 ///

@@ -18,7 +18,7 @@
 //! 4. **personal data**: the real numbers of sessions that ended more than
 //!    `max([retention] personal_data, [routing] quarantine)` ago, of their
 //!    bindings and calls, and of refused calls that old, are replaced by
-//!    pseudonyms: `h:` and the hex HMAC-SHA256 of the number under the
+//!    pseudonyms: `h:` and the hex keyed PRF (AES-256 of SHA-256) of the number under the
 //!    pseudonym key [`PSEUDONYM_KEY_ID`], which lives in the key store (never
 //!    in the database) and is created on first use. The rows stay, for
 //!    statistics and disputes; the same number gets the same pseudonym.
@@ -162,7 +162,8 @@ pub async fn sweep(
 }
 
 /// The pseudonym of `number` under the pseudonym key: `h:` and the hex
-/// HMAC-SHA256 of its E.164 text.
+/// AES-256 (a keyed PRF computed by the key store, inside the token for an
+/// HSM) of the SHA-256 of its E.164 text.
 pub fn pseudonym(
     keys: &dyn crate::keys::KeyStore,
     number: &E164,
