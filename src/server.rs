@@ -92,6 +92,8 @@ pub async fn run(
         metrics: metrics.clone(),
         recorder: Some(recorder.clone()),
         legally_required: Arc::new(config.retention.legally_required.clone()),
+        four_eyes: config.api.four_eyes,
+        grant_ttl: config.api.grant_ttl,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

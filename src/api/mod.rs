@@ -4,6 +4,7 @@
 //! and answers errors as RFC 9457 problems ([`problem::Problem`]).
 
 pub mod auth;
+mod disputes;
 pub mod extract;
 mod numbers;
 mod ops;
@@ -31,6 +32,10 @@ pub struct AppState {
     pub recorder: Option<Arc<crate::recording::Recorder>>,
     /// Retention classes an erasure request does not cut short.
     pub legally_required: Arc<Vec<String>>,
+    /// Whether a grant needs a second person's approval (`[api] four_eyes`).
+    pub four_eyes: bool,
+    /// How long an approved grant lasts (`[api] grant_ttl`).
+    pub grant_ttl: std::time::Duration,
 }
 
 /// The API's routes.
@@ -46,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{number}", get(subjects::show))
         .route("/v1/subjects/{number}/erase", post(subjects::erase))
         .route("/v1/audit", get(subjects::audit))
+        .route("/v1/disputes", post(disputes::open))
+        .route("/v1/disputes/{id}/grants", post(disputes::request_grant))
+        .route("/v1/disputes/{id}/resolve", post(disputes::resolve))
+        .route("/v1/grants/{id}/approve", post(disputes::approve))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

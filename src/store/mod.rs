@@ -11,6 +11,7 @@
 
 mod audit;
 mod calls;
+mod disputes;
 mod numbers;
 #[cfg(test)]
 mod plan_tests;
@@ -31,6 +32,7 @@ use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, ChainBreak};
 pub use calls::{CallEnd, CallRecord, NewCall};
+pub use disputes::{Dispute, Grant};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::RecordingRow;

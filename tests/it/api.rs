@@ -40,6 +40,8 @@ impl Api {
             metrics: Arc::new(Metrics::default()),
             recorder: None,
             legally_required: Arc::new(vec!["contract-5y".to_owned()]),
+            four_eyes: true,
+            grant_ttl: std::time::Duration::from_secs(4 * 3600),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

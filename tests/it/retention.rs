@@ -650,6 +650,8 @@ async fn subject_requests_over_http() {
         metrics: Arc::new(ansim::metrics::Metrics::default()),
         recorder: Some(rig.recorder.clone()),
         legally_required: Arc::new(vec!["contract-5y".to_owned()]),
+        four_eyes: true,
+        grant_ttl: std::time::Duration::from_secs(4 * 3600),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -754,4 +756,194 @@ async fn subject_requests_over_http() {
         "the audit log holds the number masked: {}",
         audit[0].2
     );
+}
+
+/// Disputes and grants over HTTP: the hold, four-eyes, the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disputes_hold_recordings_and_grants_need_a_second_person() {
+    use ansim::api::{self, AppState, auth};
+    use ansim::store::Role;
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    db.store
+        .add_numbers(&crate::harness::pool_numbers(1), T0)
+        .await
+        .unwrap();
+    let new = ansim::store::NewSession {
+        a: n("+821011112222"),
+        b: n("+821055556666"),
+        ttl: DAY,
+        retention_class: "ad-6m".into(),
+        record: true,
+    };
+    let s = db.store.create_session(&new, T0, DAY).await.unwrap();
+    let rec = rig.record_in(&s.id, "ad-6m").await;
+
+    let mut tokens = std::collections::HashMap::new();
+    let mut ids = std::collections::HashMap::new();
+    for (name, role) in [
+        ("agent", Role::Support),
+        ("boss", Role::Supervisor),
+        ("app", Role::Provisioner),
+    ] {
+        let t = auth::new_token();
+        let m = db
+            .store
+            .add_staff(name, role, &auth::hash_token(&t), T0)
+            .await
+            .unwrap();
+        tokens.insert(name, t);
+        ids.insert(name, m.id);
+    }
+    let (routing, _) = crate::harness::routing(&db);
+    let state = AppState {
+        routing,
+        metrics: Arc::new(ansim::metrics::Metrics::default()),
+        recorder: Some(rig.recorder.clone()),
+        legally_required: Arc::new(vec![]),
+        four_eyes: true,
+        grant_ttl: Duration::from_secs(4 * 3600),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    let http = reqwest::Client::new();
+    let post = |path: &str, who: &str, body: Option<serde_json::Value>| {
+        let mut r = http.post(format!("{base}{path}")).bearer_auth(&tokens[who]);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        r.send()
+    };
+
+    let body = serde_json::json!({"call_ids": [rec.call_id], "ticket": "CS-123", "reason": "price disagreement"});
+    assert_eq!(
+        post("/v1/disputes", "app", Some(body.clone()))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let bad = serde_json::json!({"call_ids": ["cal_nope"], "ticket": "CS-1", "reason": "x"});
+    let r = post("/v1/disputes", "agent", Some(bad)).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["field"],
+        "call_ids[0]"
+    );
+    let r = post("/v1/disputes", "agent", Some(body)).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let opened: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(opened["held_recordings"], serde_json::json!([rec.id]));
+    let dispute = opened["dispute"]["id"].as_str().unwrap().to_owned();
+    assert!(
+        db.store
+            .find_recording(&rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .held_by
+            .is_some(),
+        "the recording is on hold"
+    );
+
+    let r = post(&format!("/v1/disputes/{dispute}/grants"), "agent", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let g: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(g["status"], "pending");
+    let grant = g["grant"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post(&format!("/v1/grants/{grant}/approve"), "agent", None)
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "support cannot approve"
+    );
+    // A supervisor may ask too, but never approve their own request.
+    let own: serde_json::Value = post(&format!("/v1/disputes/{dispute}/grants"), "boss", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let own_id = own["grant"]["id"].as_str().unwrap();
+    let r = post(&format!("/v1/grants/{own_id}/approve"), "boss", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.json::<serde_json::Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("four-eyes")
+    );
+
+    let r = post(&format!("/v1/grants/{grant}/approve"), "boss", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let approved: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(
+        approved["grant"]["approved_by"],
+        serde_json::json!(ids["boss"])
+    );
+    assert_eq!(
+        post(&format!("/v1/grants/{grant}/approve"), "boss", None)
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+
+    let r = post(&format!("/v1/disputes/{dispute}/resolve"), "agent", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let resolved: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        resolved["released"]["returned"].as_array().unwrap().len(),
+        1,
+        "not expired: back to a live epoch"
+    );
+    assert!(
+        db.store
+            .find_recording(&rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .held_by
+            .is_none()
+    );
+    assert_eq!(
+        post(&format!("/v1/disputes/{dispute}/grants"), "agent", None)
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+
+    let actions: Vec<String> = db
+        .store
+        .list_audit(T0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for a in [
+        "dispute.open",
+        "grant.request",
+        "grant.approve",
+        "dispute.resolve",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
+    }
+    assert!(db.store.verify_audit().await.unwrap().is_ok());
 }
