@@ -609,7 +609,6 @@ async fn early_erasure_rotates_the_epoch_against_old_backups() {
 /// The subject endpoints over HTTP, with a recorder behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_requests_over_http() {
-    use ansim::api::{self, AppState, auth};
     use ansim::store::Role;
     let db = TestDb::new(Db::Sqlite).await;
     let rig = Rig::new(db.store.clone());
@@ -635,27 +634,18 @@ async fn subject_requests_over_http() {
     let r1 = rig.record_in(&s.id, "ad-6m").await;
     let r2 = rig.record_in(&s2.id, "contract-5y").await;
 
-    let mut tokens = std::collections::HashMap::new();
-    for role in [Role::Admin, Role::Provisioner] {
-        let t = auth::new_token();
-        db.store
-            .add_staff(role.as_str(), role, &auth::hash_token(&t), T0)
-            .await
-            .unwrap();
-        tokens.insert(role, t);
-    }
-    let (routing, _) = crate::harness::routing(&db);
-    let state = AppState {
-        routing,
-        metrics: Arc::new(ansim::metrics::Metrics::default()),
-        recorder: Some(rig.recorder.clone()),
-        legally_required: Arc::new(vec!["contract-5y".to_owned()]),
-        four_eyes: true,
-        grant_ttl: std::time::Duration::from_secs(4 * 3600),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    let (base, staff) = rig
+        .serve_api(
+            &db,
+            &[("admin", Role::Admin), ("app", Role::Provisioner)],
+            &["contract-5y"],
+        )
+        .await;
+    let tokens: std::collections::HashMap<Role, String> = [
+        (Role::Admin, staff["admin"].0.clone()),
+        (Role::Provisioner, staff["app"].0.clone()),
+    ]
+    .into();
     let http = reqwest::Client::new();
     let url = |p: &str| format!("{base}/v1/subjects/{}{p}", subject.replace('+', "%2B"));
 
@@ -761,7 +751,6 @@ async fn subject_requests_over_http() {
 /// Disputes and grants over HTTP: the hold, four-eyes, the audit trail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disputes_hold_recordings_and_grants_need_a_second_person() {
-    use ansim::api::{self, AppState, auth};
     use ansim::store::Role;
     let db = TestDb::new(Db::Sqlite).await;
     let rig = Rig::new(db.store.clone());
@@ -779,34 +768,21 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
     let s = db.store.create_session(&new, T0, DAY).await.unwrap();
     let rec = rig.record_in(&s.id, "ad-6m").await;
 
-    let mut tokens = std::collections::HashMap::new();
-    let mut ids = std::collections::HashMap::new();
-    for (name, role) in [
-        ("agent", Role::Support),
-        ("boss", Role::Supervisor),
-        ("app", Role::Provisioner),
-    ] {
-        let t = auth::new_token();
-        let m = db
-            .store
-            .add_staff(name, role, &auth::hash_token(&t), T0)
-            .await
-            .unwrap();
-        tokens.insert(name, t);
-        ids.insert(name, m.id);
-    }
-    let (routing, _) = crate::harness::routing(&db);
-    let state = AppState {
-        routing,
-        metrics: Arc::new(ansim::metrics::Metrics::default()),
-        recorder: Some(rig.recorder.clone()),
-        legally_required: Arc::new(vec![]),
-        four_eyes: true,
-        grant_ttl: Duration::from_secs(4 * 3600),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(api::serve(listener, state, std::future::pending()));
+    let (base, staff) = rig
+        .serve_api(
+            &db,
+            &[
+                ("agent", Role::Support),
+                ("boss", Role::Supervisor),
+                ("app", Role::Provisioner),
+            ],
+            &[],
+        )
+        .await;
+    let tokens: std::collections::HashMap<&str, String> =
+        staff.iter().map(|(k, (t, _))| (*k, t.clone())).collect();
+    let ids: std::collections::HashMap<&str, String> =
+        staff.iter().map(|(k, (_, id))| (*k, id.clone())).collect();
     let http = reqwest::Client::new();
     let post = |path: &str, who: &str, body: Option<serde_json::Value>| {
         let mut r = http.post(format!("{base}{path}")).bearer_auth(&tokens[who]);
@@ -946,4 +922,43 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
         );
     }
     assert!(db.store.verify_audit().await.unwrap().is_ok());
+}
+
+/// Staff members of an API under test: name → (token, staff id).
+type Staff = std::collections::HashMap<&'static str, (String, String)>;
+
+impl Rig {
+    /// Serves the HTTP API over this rig's recorder, with these staff
+    /// members; returns its base URL and their tokens and ids.
+    async fn serve_api(
+        &self,
+        db: &TestDb,
+        staff: &[(&'static str, ansim::store::Role)],
+        legally_required: &[&str],
+    ) -> (String, Staff) {
+        use ansim::api::{self, AppState, auth};
+        let mut members = Staff::new();
+        for (name, role) in staff {
+            let t = auth::new_token();
+            let m = db
+                .store
+                .add_staff(name, *role, &auth::hash_token(&t), T0)
+                .await
+                .unwrap();
+            members.insert(name, (t, m.id));
+        }
+        let (routing, _) = crate::harness::routing(db);
+        let state = AppState {
+            routing,
+            metrics: Arc::new(ansim::metrics::Metrics::default()),
+            recorder: Some(self.recorder.clone()),
+            legally_required: Arc::new(legally_required.iter().map(|c| c.to_string()).collect()),
+            four_eyes: true,
+            grant_ttl: Duration::from_secs(4 * 3600),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        (base, members)
+    }
 }
