@@ -54,42 +54,14 @@ async fn announcement_plays_to_both_phones_before_the_bridge() {
         .map(|&s| ansim::recording::g711::linear_to_ulaw(s))
         .collect();
     let t = SipTest::start_with_announcement("127.0.0.1/32", &samples).await;
-    let phone_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let phone_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (port_a, port_b) = (
-        phone_a.local_addr().unwrap().port(),
-        phone_b.local_addr().unwrap().port(),
-    );
-    let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
-    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", 2500);
-    let callee = Sipp::spawn(
-        t.dir.path(),
-        &uas_file,
-        t.uas_port,
-        &["-key", "rtp_port", &port_b.to_string()],
-        "uas",
-    );
-    let target = t.sip.to_string();
-    let proxy = t.session.a.proxy_number.as_str().to_owned();
-    let caller = Sipp::spawn(
-        t.dir.path(),
-        &uac_file,
-        free_udp_port(),
-        &[
-            "-s",
-            &proxy,
-            "-key",
-            "caller",
-            CUSTOMER,
-            "-key",
-            "rtp_port",
-            &port_a.to_string(),
-            &target,
-        ],
-        "uac",
-    );
-    let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
-    let relay_b = port_in_log(&callee.messages, "INVITE").await;
+    let PhoneCall {
+        phone_a,
+        phone_b,
+        relay_a,
+        relay_b,
+        caller,
+        callee,
+    } = call_with_test_phones(&t).await;
 
     // Once the announcement has started, both phones talk: not relayed.
     let mut buf = [0u8; 2048];

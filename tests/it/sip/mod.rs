@@ -440,3 +440,54 @@ async fn receive_all(sock: &tokio::net::UdpSocket, count: usize) -> Vec<(Vec<u8>
     }
     got
 }
+
+/// A call between two phones that are the test's own UDP sockets (SIPp
+/// only signals), with ansim's relay port for each.
+pub(crate) struct PhoneCall {
+    /// The caller's RTP socket.
+    pub phone_a: tokio::net::UdpSocket,
+    /// The callee's RTP socket.
+    pub phone_b: tokio::net::UdpSocket,
+    /// ansim's port for the caller's leg, from the 200 the caller got.
+    pub relay_a: u16,
+    /// ansim's port for the callee's leg, from the INVITE the callee got.
+    pub relay_b: u16,
+    /// The signalling caller (still in the call for 2.5 s).
+    pub caller: Sipp,
+    /// The signalling callee.
+    pub callee: Sipp,
+}
+
+/// Places CUSTOMER → session's proxy with [`PhoneCall`] phones and waits
+/// until both legs are set up.
+pub(crate) async fn call_with_test_phones(t: &SipTest) -> PhoneCall {
+    let phone_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port_a = phone_a.local_addr().unwrap().port().to_string();
+    let port_b = phone_b.local_addr().unwrap().port().to_string();
+    let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
+    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", 2500);
+    let callee = Sipp::spawn(
+        t.dir.path(),
+        &uas_file,
+        t.uas_port,
+        &["-key", "rtp_port", &port_b],
+        "uas",
+    );
+    let target = t.sip.to_string();
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let args = [
+        "-s", &proxy, "-key", "caller", CUSTOMER, "-key", "rtp_port", &port_a, &target,
+    ];
+    let caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac");
+    let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
+    let relay_b = port_in_log(&callee.messages, "INVITE").await;
+    PhoneCall {
+        phone_a,
+        phone_b,
+        relay_a,
+        relay_b,
+        caller,
+        callee,
+    }
+}
