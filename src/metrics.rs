@@ -25,6 +25,9 @@ pub struct Metrics {
     pub calls_refused: AtomicU64,
     /// RTP/RTCP port pairs handed out by the media pool now.
     pub media_pairs_in_use: AtomicI64,
+    /// Recording chunks decrypted to serve playback: a Range request
+    /// should add only the chunks it covers, which this makes visible.
+    pub playback_chunks_decrypted: AtomicU64,
 }
 
 /// Gauges read at scrape time.
@@ -94,6 +97,12 @@ impl Metrics {
             "ansim_calls_refused_total",
             "INVITEs refused.",
             load(&self.calls_refused),
+        );
+        counter(
+            &mut out,
+            "ansim_playback_chunks_decrypted_total",
+            "Recording chunks decrypted for playback.",
+            load(&self.playback_chunks_decrypted),
         );
         let active = self.calls_active.load(Ordering::Relaxed);
         gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);

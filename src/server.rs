@@ -39,6 +39,9 @@ pub enum ServeError {
     /// The SIP transports could not start.
     #[error("sip: {0}")]
     Sip(crate::transport::TransportError),
+    /// The `[api.tls]` certificate or key could not be loaded.
+    #[error("api.tls: {0}")]
+    ApiTls(crate::transport::TransportError),
     /// The master key, key store or blob store could not be opened.
     #[error("{0}")]
     Keys(String),
@@ -121,13 +124,26 @@ pub async fn run(
             addr: config.api.listen.to_string(),
             source,
         })?;
-    tracing::info!(listen = %config.api.listen, "HTTP API listening");
-
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
-    let api = tokio::spawn(api::serve(listener, state, async move {
+    let api_shutdown = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
-    }));
+    };
+    let api = match &config.api.tls {
+        Some(files) => {
+            let tls = crate::transport::tls::server_config(files)
+                .await
+                .map_err(ServeError::ApiTls)?;
+            let listener = api::tls::TlsListener::new(listener, tls)
+                .map_err(|e| ServeError::Io("api", e))?;
+            tracing::info!(listen = %config.api.listen, "HTTPS API listening");
+            tokio::spawn(api::serve(listener, state, api_shutdown))
+        }
+        None => {
+            tracing::info!(listen = %config.api.listen, "HTTP API listening");
+            tokio::spawn(api::serve(listener, state, api_shutdown))
+        }
+    };
 
     shutdown.await;
     tracing::info!("shutting down: finishing requests in flight");

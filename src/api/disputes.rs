@@ -232,7 +232,7 @@ pub async fn resolve(
     ))
 }
 
-fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {
+pub(super) fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {
     let status = match (g.approved_at, g.expires_at) {
         (None, _) => "pending",
         (Some(_), Some(e)) if e <= now => "expired",

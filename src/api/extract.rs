@@ -104,24 +104,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(Problem::unauthorized(
-                "missing-token",
-                "send Authorization: Bearer <token>",
-            ));
+        let token = match parts.headers.get(header::AUTHORIZATION) {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    Problem::unauthorized("missing-token", "Authorization must be 'Bearer <token>'")
+                })?,
+            None => audio_cookie(parts).ok_or_else(|| {
+                Problem::unauthorized("missing-token", "send Authorization: Bearer <token>")
+            })?,
         };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Problem::unauthorized("missing-token", "Authorization must be 'Bearer <token>'")
-            })?;
         let member = state
             .routing
             .store()
@@ -136,4 +135,30 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller(member))
     }
+}
+
+/// Name of the cookie the web page sets so that the browser's audio player,
+/// which cannot send an `Authorization` header, can fetch a recording.
+pub const AUDIO_COOKIE: &str = "ansim_token";
+
+/// The token from [`AUDIO_COOKIE`], accepted only where the audio player
+/// needs it: a `GET` or `HEAD` of `/v1/recordings/{id}/audio`. The page sets
+/// it `SameSite=Strict` with `Path=/v1/recordings/`, so another site cannot
+/// make a browser send it, and it never authorises a change.
+fn audio_cookie(parts: &Parts) -> Option<&str> {
+    let read_only = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+    let path = parts.uri.path();
+    if !read_only || !path.starts_with("/v1/recordings/") || !path.ends_with("/audio") {
+        return None;
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == AUDIO_COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }

@@ -8,15 +8,17 @@ mod disputes;
 pub mod extract;
 mod numbers;
 mod ops;
+mod playback;
 pub mod problem;
 mod sessions;
 mod subjects;
+mod support;
+pub mod tls;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 use crate::routing::Routing;
@@ -51,10 +53,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subjects/{number}", get(subjects::show))
         .route("/v1/subjects/{number}/erase", post(subjects::erase))
         .route("/v1/audit", get(subjects::audit))
-        .route("/v1/disputes", post(disputes::open))
+        .route("/v1/me", get(support::me))
+        .route("/v1/disputes", post(disputes::open).get(support::list))
+        .route("/v1/disputes/{id}", get(support::show))
         .route("/v1/disputes/{id}/grants", post(disputes::request_grant))
         .route("/v1/disputes/{id}/resolve", post(disputes::resolve))
         .route("/v1/grants/{id}/approve", post(disputes::approve))
+        .route("/v1/recordings/{id}/audio", get(playback::audio))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
@@ -66,12 +71,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
+/// requests in flight finish. Plain HTTP, or HTTPS with a [`tls::TlsListener`].
+pub async fn serve<L>(
+    listener: L,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -153,7 +153,7 @@ pub struct CallsQuery {
 /// A call record; the caller's number (real, or its pseudonym `h:…` after
 /// the personal-data retention period) only for the provisioner.
 #[derive(Serialize)]
-pub struct CallView {
+pub(super) struct CallView {
     id: String,
     session_id: Option<String>,
     direction: String,
@@ -172,7 +172,7 @@ pub struct CallView {
 }
 
 impl CallView {
-    fn new(c: CallRecord, show_numbers: bool) -> Self {
+    pub(super) fn new(c: CallRecord, show_numbers: bool) -> Self {
         let duration_ms = match (c.answer_at, c.end_at) {
             (Some(a), Some(e)) => Some(e.as_millis() - a.as_millis()),
             _ => None,
@@ -219,6 +219,21 @@ pub async fn calls(
         .into_iter()
         .map(|c| CallView::new(c, show_numbers))
         .collect();
+    let recordings = calls.iter().filter(|c| c.recording_id.is_some()).count();
+    if recordings > 0 {
+        // Listing recordings is an access event like any other.
+        state
+            .routing
+            .store()
+            .insert_audit(
+                state.routing.now(),
+                &format!("staff:{}", me.id),
+                "recording.list",
+                &session,
+                &format!("recordings={recordings}"),
+            )
+            .await?;
+    }
     Ok(Json(
         serde_json::json!({ "session": session, "calls": calls }),
     ))

@@ -60,9 +60,41 @@ pub struct Decrypted {
     pub completeness: Completeness,
 }
 
+/// A recording's encrypted file with its unwrapped DEK, ready to be read
+/// (all of it with [`Recorder::decrypt`], or by range for playback). The
+/// ciphertext is in memory; nothing decrypted is kept here.
+pub struct Sealed {
+    /// The recording's row.
+    pub row: RecordingRow,
+    /// The recording id as written in the file's header.
+    pub recording_id: uuid::Uuid,
+    /// The encrypted CREC file.
+    pub bytes: Vec<u8>,
+    /// Its data key (zeroized on drop, redacted in `Debug`).
+    pub dek: crate::keys::Dek,
+}
+
+impl Sealed {
+    /// Opens the file: checks its header and key commitment, indexes its
+    /// chunks. Decrypts nothing yet.
+    pub fn reader(&self) -> Result<CrecReader<'_>, super::crec::CrecError> {
+        CrecReader::open(&self.bytes, self.recording_id, &self.dek)
+    }
+}
+
+/// The G.711 codec a recording's header names.
+pub fn codec_of(reader: &CrecReader<'_>) -> Codec {
+    match reader.header().codec {
+        super::crec::Codec::Pcmu => Codec::Pcmu,
+        super::crec::Codec::Pcma => Codec::Pcma,
+    }
+}
+
 impl Recorder {
-    /// Decrypts the recording `id` (a recording id, or a call id).
-    pub async fn decrypt(&self, id: &str) -> Result<Decrypted, ExportError> {
+    /// Finds the recording `id` (a recording id, or a call id), unwraps its
+    /// DEK and reads its encrypted file. Tells an erased recording (by its
+    /// tombstone, or by its destroyed epoch key) from one that never was.
+    pub async fn open_sealed(&self, id: &str) -> Result<Sealed, ExportError> {
         let Some(row) = self.store.find_recording(id).await? else {
             return Err(match self.store.find_tombstone(id).await? {
                 Some(t) => ExportError::Erased {
@@ -92,11 +124,19 @@ impl Recorder {
             Err(e) => return Err(e.into()),
         };
         let bytes = self.blobs.read(&row.blob)?;
-        let reader = CrecReader::open(&bytes, recording_id, &dek)?;
-        let codec = match reader.header().codec {
-            super::crec::Codec::Pcmu => Codec::Pcmu,
-            super::crec::Codec::Pcma => Codec::Pcma,
-        };
+        Ok(Sealed {
+            row,
+            recording_id,
+            bytes,
+            dek,
+        })
+    }
+
+    /// Decrypts the recording `id` (a recording id, or a call id).
+    pub async fn decrypt(&self, id: &str) -> Result<Decrypted, ExportError> {
+        let sealed = self.open_sealed(id).await?;
+        let reader = sealed.reader()?;
+        let codec = codec_of(&reader);
         let (chunks, completeness) = reader.read_all()?;
         let (mut caller, mut callee) = (Vec::new(), Vec::new());
         for chunk in chunks {
@@ -112,8 +152,9 @@ impl Recorder {
                 callee.push(frame[1]);
             }
         }
+        drop(reader);
         Ok(Decrypted {
-            row,
+            row: sealed.row,
             caller,
             callee,
             codec,

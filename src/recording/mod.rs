@@ -10,6 +10,7 @@
 //! | [`blob`] | where encrypted files live (local files; object storage later) |
 //! | `tap`, `writer` | from the relay's packets to sealed, synced chunks |
 //! | [`export`] | decrypting a recording back into a WAV |
+//! | [`playback`] | the same WAV by byte range, decrypting only the chunks a range needs |
 //!
 //! Keys come from [`crate::keys`]: a fresh DEK per recording, wrapped by
 //! the KEK of its retention epoch, which lives in the key store.
@@ -22,6 +23,7 @@ pub mod crec_reader;
 mod crec_tests;
 pub mod export;
 pub mod g711;
+pub mod playback;
 pub mod rtp_view;
 mod service;
 mod tap;

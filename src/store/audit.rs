@@ -193,6 +193,27 @@ impl Store {
             .collect())
     }
 
+    /// Audit events of one action on one object, oldest first:
+    /// `(at, actor, detail)`. (Who listened to a recording.)
+    pub async fn audit_events_on(
+        &self,
+        action: &str,
+        object: &str,
+    ) -> Result<Vec<(Timestamp, String, String)>, StoreError> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT at, actor, detail FROM audit_events WHERE action = $1 AND object = $2 \
+             ORDER BY seq",
+        )
+        .bind(action)
+        .bind(object)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, actor, detail)| (Timestamp::from_millis(at), actor, detail))
+            .collect())
+    }
+
     /// Recomputes the whole chain: the number of events if it holds, or the
     /// first event that breaks it.
     pub async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {

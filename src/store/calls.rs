@@ -65,6 +65,19 @@ impl Store {
         .await?;
         rows.into_iter().map(call).collect()
     }
+
+    /// One call record.
+    pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(
+            "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
+                    end_at, result, sip_status, hangup_side, recording_id \
+             FROM calls WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(call).transpose()
+    }
 }
 
 fn call(r: CallRow) -> Result<CallRecord, StoreError> {

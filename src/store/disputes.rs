@@ -211,14 +211,106 @@ impl Store {
         .bind(id)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| Grant {
-            id: r.0,
-            dispute_id: r.1,
-            requested_by: r.2,
-            requested_at: Timestamp::from_millis(r.3),
-            approved_by: r.4,
-            approved_at: r.5.map(Timestamp::from_millis),
-            expires_at: r.6.map(Timestamp::from_millis),
-        }))
+        Ok(row.map(grant))
+    }
+}
+
+const GRANT_COLUMNS: &str =
+    "g.id, g.dispute_id, g.requested_by, g.requested_at, g.approved_by, g.approved_at, g.expires_at";
+
+fn grant(r: GrantRow) -> Grant {
+    Grant {
+        id: r.0,
+        dispute_id: r.1,
+        requested_by: r.2,
+        requested_at: Timestamp::from_millis(r.3),
+        approved_by: r.4,
+        approved_at: r.5.map(Timestamp::from_millis),
+        expires_at: r.6.map(Timestamp::from_millis),
+    }
+}
+
+/// A grant a staff member holds on a call, and whether its dispute is
+/// still open (a resolved dispute gives no more access).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantOnCall {
+    /// The grant.
+    pub grant: Grant,
+    /// Whether its dispute has been resolved.
+    pub dispute_resolved: bool,
+}
+
+impl Store {
+    /// Disputes, newest first (at most `limit`); only open ones unless
+    /// `include_resolved`.
+    pub async fn list_disputes(
+        &self,
+        include_resolved: bool,
+        limit: i64,
+    ) -> Result<Vec<Dispute>, StoreError> {
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM disputes WHERE ($1 = 1 OR resolved_at IS NULL) \
+             ORDER BY opened_at DESC, id LIMIT $2",
+        )
+        .bind(i64::from(include_resolved))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            if let Some(d) = self.get_dispute(&id).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The grants of a dispute, oldest first.
+    pub async fn grants_of_dispute(&self, dispute_id: &str) -> Result<Vec<Grant>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.dispute_id = $1 \
+             ORDER BY g.requested_at, g.id"
+        ));
+        let rows: Vec<GrantRow> = sqlx::query_as(sql)
+            .bind(dispute_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(grant).collect())
+    }
+
+    /// The grants `staff_id` requested on any dispute that covers `call_id`.
+    pub async fn grants_on_call(
+        &self,
+        staff_id: &str,
+        call_id: &str,
+    ) -> Result<Vec<GrantOnCall>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS}, d.resolved_at FROM grants g \
+             JOIN dispute_calls dc ON dc.dispute_id = g.dispute_id \
+             JOIN disputes d ON d.id = g.dispute_id \
+             WHERE g.requested_by = $1 AND dc.call_id = $2 ORDER BY g.requested_at, g.id"
+        ));
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(sql)
+            .bind(staff_id)
+            .bind(call_id)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| GrantOnCall {
+                dispute_resolved: r.7.is_some(),
+                grant: grant((r.0, r.1, r.2, r.3, r.4, r.5, r.6)),
+            })
+            .collect())
     }
 }

@@ -32,7 +32,7 @@ use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, ChainBreak};
 pub use calls::{CallEnd, CallRecord, NewCall};
-pub use disputes::{Dispute, Grant};
+pub use disputes::{Dispute, Grant, GrantOnCall};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::RecordingRow;

@@ -6,7 +6,7 @@
 //! Nothing here parses SIP beyond stream framing.
 
 mod tcp;
-mod tls;
+pub mod tls;
 #[cfg(test)]
 mod tls_tests;
 

@@ -25,6 +25,12 @@ pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Loads the PEM certificate chain and private key named by `files` and
 /// builds the acceptor for `tls:` listeners. Errors name the file at fault.
 pub(super) async fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TransportError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(files).await?)))
+}
+
+/// The rustls server configuration for the certificate and key in
+/// `files` (also used by the HTTPS API). Errors name the file at fault.
+pub async fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TransportError> {
     let certs = load_certs(&files.cert).await?;
     let key = load_key(&files.key).await?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -40,7 +46,7 @@ pub(super) async fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TransportE
             );
             tls_error(&files.key, reason)
         })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
 }
 
 fn tls_error(path: &Path, reason: String) -> TransportError {

@@ -1,0 +1,187 @@
+//! What support staff read: who they are, the disputes, and for one
+//! dispute its calls (without real numbers), recordings, grants and who
+//! has listened. Listing a dispute's recordings is an audit event
+//! (`recording.list`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::disputes::grant_view;
+use super::extract::Caller;
+use super::problem::Problem;
+use super::sessions::CallView;
+use crate::clock::Timestamp;
+use crate::store::{Role, Store};
+
+/// `GET /v1/me` (any role): the caller's own staff record, so a client
+/// (the web page) knows which role it acts as.
+pub async fn me(caller: Caller) -> Json<Value> {
+    Json(json!({ "staff": caller.0 }))
+}
+
+/// Query of `GET /v1/disputes`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Include resolved disputes (`true`/`false`, default false).
+    all: Option<bool>,
+}
+
+/// `GET /v1/disputes[?all=true]` (support, supervisor): open disputes
+/// (or all), newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(&[Role::Support, Role::Supervisor])?;
+    let disputes = state
+        .routing
+        .store()
+        .list_disputes(q.all.unwrap_or(false), 500)
+        .await?;
+    Ok(Json(json!({ "disputes": disputes })))
+}
+
+/// A recording of a disputed call, as support sees it.
+#[derive(Serialize)]
+struct RecordingView {
+    id: String,
+    call_id: String,
+    /// `recording`, `complete`, `truncated` or `erased`.
+    state: String,
+    duration_ms: Option<i64>,
+    /// When it was erased, if it was.
+    erased_at: Option<Timestamp>,
+    /// Who has listened: one entry per staff member.
+    listened: Vec<Listener>,
+}
+
+/// One staff member's playback of a recording.
+#[derive(Serialize)]
+struct Listener {
+    staff_id: String,
+    name: Option<String>,
+    first_at: Timestamp,
+    last_at: Timestamp,
+    /// Audio requests (a player seeking makes several).
+    requests: u64,
+}
+
+/// Who listened to `recording_id`, from the audit log.
+async fn listeners(
+    store: &Store,
+    recording_id: &str,
+    names: &HashMap<String, String>,
+) -> Result<Vec<Listener>, Problem> {
+    let mut by: BTreeMap<String, Listener> = BTreeMap::new();
+    for (at, actor, _) in store
+        .audit_events_on("recording.play", recording_id)
+        .await?
+    {
+        let staff_id = actor.strip_prefix("staff:").unwrap_or(&actor).to_owned();
+        let l = by.entry(staff_id.clone()).or_insert_with(|| Listener {
+            name: names.get(&staff_id).cloned(),
+            staff_id,
+            first_at: at,
+            last_at: at,
+            requests: 0,
+        });
+        l.last_at = at;
+        l.requests += 1;
+    }
+    Ok(by.into_values().collect())
+}
+
+/// The recording of `call_id`, live or erased, if it had one.
+async fn recording_of(
+    store: &Store,
+    call_id: &str,
+    names: &HashMap<String, String>,
+) -> Result<Option<RecordingView>, Problem> {
+    let view = if let Some(r) = store.find_recording(call_id).await? {
+        RecordingView {
+            listened: listeners(store, &r.id, names).await?,
+            id: r.id,
+            call_id: r.call_id,
+            state: r.state,
+            duration_ms: r.duration_ms,
+            erased_at: None,
+        }
+    } else if let Some(t) = store.find_tombstone(call_id).await? {
+        RecordingView {
+            listened: listeners(store, &t.recording_id, names).await?,
+            id: t.recording_id,
+            call_id: t.call_id,
+            state: "erased".into(),
+            duration_ms: None,
+            erased_at: Some(t.erased_at),
+        }
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(view))
+}
+
+/// `GET /v1/disputes/{id}` (support, supervisor): the dispute, its calls
+/// (no real numbers), their recordings with who listened, and its grants.
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
+    let store = state.routing.store();
+    let d = store
+        .get_dispute(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found("dispute", &id))?;
+    let names: HashMap<String, String> = store
+        .list_staff()
+        .await?
+        .into_iter()
+        .map(|s| (s.id, s.name))
+        .collect();
+    let mut calls = Vec::new();
+    let mut recordings = Vec::new();
+    for call_id in &d.call_ids {
+        if let Some(c) = store.get_call(call_id).await? {
+            calls.push(CallView::new(c, false));
+        }
+        if let Some(r) = recording_of(store, call_id, &names).await? {
+            recordings.push(r);
+        }
+    }
+    let now = state.routing.now();
+    let grants: Vec<Value> = store
+        .grants_of_dispute(&d.id)
+        .await?
+        .iter()
+        .map(|g| {
+            let mut v = grant_view(g, now);
+            v["requested_by_name"] = json!(names.get(&g.requested_by));
+            v["approved_by_name"] = json!(g.approved_by.as_ref().and_then(|a| names.get(a)));
+            v
+        })
+        .collect();
+    store
+        .insert_audit(
+            now,
+            &format!("staff:{}", me.id),
+            "recording.list",
+            &d.id,
+            &format!("recordings={}", recordings.len()),
+        )
+        .await?;
+    Ok(Json(json!({
+        "dispute": d,
+        "calls": calls,
+        "recordings": recordings,
+        "grants": grants,
+    })))
+}

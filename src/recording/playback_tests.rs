@@ -1,0 +1,181 @@
+//! Tests of the WAV layout and of range reads over a CREC file.
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::{ByteRange, WavLayout};
+use crate::keys::Dek;
+use crate::recording::crec::{self, CrecHeader, CrecWriter};
+use crate::recording::crec_reader::CrecReader;
+use crate::recording::g711::Codec;
+use crate::recording::wav;
+
+const ID: u128 = 42;
+
+fn dek() -> Dek {
+    Dek::from_bytes(&mut [9; 32])
+}
+
+/// Chunks of `(media_start_ms, frames)`; frame `j` of chunk `i` carries
+/// bytes that differ per chunk, frame and side.
+fn file(parts: &[(u64, usize)]) -> (Vec<u8>, Vec<u8>) {
+    let header = CrecHeader {
+        recording_id: Uuid::from_u128(ID),
+        call_id: "cal_x".into(),
+        epoch_id: "ep-x".into(),
+        codec: crec::Codec::Pcmu,
+        sample_rate: 8000,
+        channels: 2,
+        created_ms: 0,
+    };
+    let (mut w, mut bytes) = CrecWriter::new(&header, &dek()).unwrap();
+    // The WAV a full export makes: silence for gaps, then the frames.
+    let (mut caller, mut callee) = (Vec::new(), Vec::new());
+    for (i, (ms, frames)) in parts.iter().enumerate() {
+        let mut plain = Vec::with_capacity(frames * 2);
+        for j in 0..*frames {
+            plain.push((i * 31 + j) as u8);
+            plain.push((i * 17 + j * 3 + 1) as u8);
+        }
+        while caller.len() < (*ms * 8) as usize {
+            caller.push(Codec::Pcmu.silence());
+            callee.push(Codec::Pcmu.silence());
+        }
+        for f in plain.chunks_exact(2) {
+            caller.push(f[0]);
+            callee.push(f[1]);
+        }
+        bytes.extend(w.seal_chunk(*ms, &plain, i + 1 == parts.len()).unwrap());
+    }
+    let pcm = wav::interleave_pcm16(&caller, &callee, Codec::Pcmu);
+    let mut full = wav::wav_header(2, 8000, pcm.len() as u32).to_vec();
+    full.extend(pcm);
+    (bytes, full)
+}
+
+/// Ten 2-second chunks, with a 500 ms gap before the eighth.
+fn long() -> Vec<(u64, usize)> {
+    (0..10u64)
+        .map(|i| (i * 2000 + if i >= 7 { 500 } else { 0 }, 16_000))
+        .collect()
+}
+
+fn read(reader: &CrecReader<'_>, layout: &WavLayout, start: u64, end: u64) -> Vec<u8> {
+    layout
+        .range(reader, start, end)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+        .concat()
+}
+
+#[test]
+fn the_whole_range_is_the_export() {
+    let (bytes, full) = file(&long());
+    let d = dek();
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    assert_eq!(reader.decryptions(), 0, "laying out decrypts nothing");
+    assert_eq!(layout.len(), full.len() as u64);
+    assert_eq!(layout.duration_ms(), 20_500);
+    assert_eq!(read(&reader, &layout, 0, layout.len()), full);
+}
+
+#[test]
+fn a_middle_range_decrypts_only_its_chunks() {
+    let (bytes, full) = file(&long());
+    let d = dek();
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    // 10.5 s to 11.5 s: inside chunk 5 (10 s..12 s) alone.
+    let at = |ms: u64| 44 + ms * 32;
+    let got = read(&reader, &layout, at(10_500), at(11_500));
+    assert_eq!(got, full[at(10_500) as usize..at(11_500) as usize]);
+    assert_eq!(reader.decryptions(), 1);
+    // Across a chunk boundary: two chunks.
+    let got = read(&reader, &layout, at(11_900), at(12_100));
+    assert_eq!(got, full[at(11_900) as usize..at(12_100) as usize]);
+    assert_eq!(reader.decryptions(), 3);
+    // Inside the gap: silence, nothing decrypted.
+    let got = read(&reader, &layout, at(14_100), at(14_400));
+    assert_eq!(got, full[at(14_100) as usize..at(14_400) as usize]);
+    assert_eq!(reader.decryptions(), 3);
+    // The header alone.
+    assert_eq!(read(&reader, &layout, 0, 44), full[..44]);
+    assert_eq!(reader.decryptions(), 3);
+}
+
+#[test]
+fn a_tampered_chunk_fails_the_range_that_needs_it() {
+    let (mut bytes, _) = file(&long());
+    let d = dek();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1; // inside the last chunk
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    let len = layout.len();
+    let first: Result<Vec<_>, _> = layout.range(&reader, 0, 1000).collect();
+    assert!(first.is_ok(), "the start is intact");
+    let last: Result<Vec<_>, _> = layout.range(&reader, len - 10, len).collect();
+    assert!(matches!(
+        last,
+        Err(crec::CrecError::ChunkModified { index: 9 })
+    ));
+}
+
+#[test]
+fn an_empty_recording_is_a_header() {
+    let (bytes, full) = file(&[]);
+    let d = dek();
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    assert!(layout.is_empty());
+    assert_eq!(read(&reader, &layout, 0, u64::MAX), full);
+}
+
+#[test]
+fn range_headers() {
+    use ByteRange::*;
+    assert_eq!(ByteRange::parse("bytes=0-99"), Some(From(0, Some(99))));
+    assert_eq!(ByteRange::parse("bytes=100-"), Some(From(100, None)));
+    assert_eq!(ByteRange::parse("bytes=-500"), Some(Suffix(500)));
+    assert_eq!(ByteRange::parse(" bytes= 5 - 9 "), Some(From(5, Some(9))));
+    for junk in [
+        "bytes=9-5",
+        "bytes=0-1,5-9",
+        "items=0-9",
+        "bytes=-",
+        "bytes=a-9",
+        "bytes=+1-9",
+        "bytes=99999999999999999999999-",
+        "",
+    ] {
+        assert_eq!(ByteRange::parse(junk), None, "{junk}");
+    }
+    assert_eq!(From(0, Some(99)).resolve(50), Some((0, 50)));
+    assert_eq!(From(10, None).resolve(50), Some((10, 50)));
+    assert_eq!(From(50, None).resolve(50), None);
+    assert_eq!(Suffix(10).resolve(50), Some((40, 50)));
+    assert_eq!(Suffix(99).resolve(50), Some((0, 50)));
+    assert_eq!(Suffix(0).resolve(50), None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Any range is the same bytes as the full file at that offset.
+    #[test]
+    fn any_range_is_a_slice_of_the_whole(
+        sizes in proptest::collection::vec(0usize..900, 0..6),
+        a in 0u64..12_000,
+        n in 0u64..6_000,
+    ) {
+        let parts: Vec<(u64, usize)> = sizes.iter().enumerate().map(|(i, s)| (i as u64 * 100, *s)).collect();
+        let (bytes, full) = file(&parts);
+        let d = dek();
+        let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+        let layout = WavLayout::new(&reader, Codec::Pcmu);
+        prop_assert_eq!(layout.len(), full.len() as u64);
+        let (start, end) = (a.min(layout.len()), (a + n).min(layout.len()));
+        let got = read(&reader, &layout, start, end);
+        prop_assert_eq!(&got[..], &full[start as usize..end as usize]);
+    }
+}
