@@ -14,6 +14,7 @@ mod sessions;
 mod subjects;
 mod support;
 pub mod tls;
+mod web;
 
 use std::sync::Arc;
 
@@ -60,6 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/disputes/{id}/resolve", post(disputes::resolve))
         .route("/v1/grants/{id}/approve", post(disputes::approve))
         .route("/v1/recordings/{id}/audio", get(playback::audio))
+        .route("/", get(web::index))
+        .route("/assets/app.js", get(web::script))
+        .route("/assets/app.css", get(web::style))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

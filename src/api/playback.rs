@@ -188,7 +188,15 @@ fn stream(
                 return;
             }
         };
+        let mut counted = 0;
         for piece in layout.range(&reader, start, end) {
+            // Counted before the bytes go out, so a client that has them
+            // also sees them in /metrics.
+            let done = reader.decryptions();
+            metrics
+                .playback_chunks_decrypted
+                .fetch_add(done - counted, Ordering::Relaxed);
+            counted = done;
             let piece = piece.map(Bytes::from).map_err(|e| {
                 tracing::error!(recording = %sealed.row.id, error = %e, "playback stopped");
                 std::io::Error::other(e.to_string())
@@ -197,9 +205,6 @@ fn stream(
                 break; // the client went away
             }
         }
-        metrics
-            .playback_chunks_decrypted
-            .fetch_add(reader.decryptions(), Ordering::Relaxed);
     });
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|piece| (piece, rx))

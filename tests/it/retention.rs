@@ -1,166 +1,17 @@
 //! Retention and cryptographic erasure, with a clock the test moves.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ansim::clock::{Clock, ManualClock, SharedClock};
-use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
-use ansim::media::{Direction, MediaTap, PacketKind};
-use ansim::recording::blob::{BlobStore, LocalBlobStore};
+use ansim::clock::Clock;
 use ansim::recording::export::ExportError;
-use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy, RecordingTap};
 use ansim::retention::{
     FaultPoint, NoFaults, RetentionError, Step, erase_subject, hold, release, sweep,
 };
-use ansim::store::{NewCall, RecordingRow, Store};
+use ansim::store::Store;
 
-use crate::harness::{DAY, Db, T0, TestDb, n, policy};
+use crate::harness::{DAY, Db, T0, TestDb, n};
 use crate::on_both_databases;
-use crate::softhsm::Token;
-
-/// Which key store a rig's recorder uses.
-#[derive(Debug, Clone)]
-enum Keys {
-    /// A key directory (`<rig dir>/keys`) under a master key (`<rig dir>/master.key`).
-    Dir,
-    /// A private SoftHSM2 token.
-    SoftHsm(Token),
-}
-
-impl Keys {
-    fn softhsm() -> Keys {
-        Keys::SoftHsm(Token::create())
-    }
-
-    /// Opens the key store (again: each call is like a fresh process).
-    fn open(&self, dir: &std::path::Path) -> Arc<dyn KeyStore> {
-        match self {
-            Keys::Dir => {
-                let master = MasterKey::load(&dir.join("master.key"), true).unwrap();
-                Arc::new(DirKeyStore::open(&dir.join("keys"), master).unwrap())
-            }
-            Keys::SoftHsm(token) => Arc::new(token.open()),
-        }
-    }
-}
-
-/// A recorder on `store` with its own key store and blob directory.
-struct Rig {
-    dir: tempfile::TempDir,
-    store: Store,
-    clock: ManualClock,
-    keys: Keys,
-    recorder: Arc<Recorder>,
-}
-
-const MAX_CALL: Duration = Duration::from_secs(4 * 3600);
-
-fn recorder_on(
-    store: &Store,
-    dir: &std::path::Path,
-    rec_dir: &str,
-    clock: &ManualClock,
-    keys: &Keys,
-) -> Arc<Recorder> {
-    let keys = keys.open(dir);
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&dir.join(rec_dir)).unwrap());
-    let policy = RecordingPolicy {
-        classes: policy().classes,
-        epoch: DAY,
-        max_call: MAX_CALL,
-        personal_data: DAY * 180,
-        quarantine: policy().quarantine,
-    };
-    let shared: SharedClock = Arc::new(clock.clone());
-    Arc::new(Recorder::new(store.clone(), keys, blobs, policy, shared))
-}
-
-impl Rig {
-    fn new(store: Store) -> Rig {
-        Rig::with_keys(store, Keys::Dir)
-    }
-
-    fn with_keys(store: Store, keys: Keys) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::new(T0);
-        let recorder = recorder_on(&store, dir.path(), "rec", &clock, &keys);
-        Rig {
-            dir,
-            store,
-            clock,
-            keys,
-            recorder,
-        }
-    }
-
-    /// Records one second of a call (tones both ways) of `class`.
-    async fn record(&self, class: &str) -> RecordingRow {
-        self.record_in("ses_test", class).await
-    }
-
-    /// As [`Rig::record`], for a call of session `session`.
-    async fn record_in(&self, session: &str, class: &str) -> RecordingRow {
-        let call_id = ansim::store::new_id("cal");
-        let call = NewCall {
-            id: call_id.clone(),
-            // A real session when there is one (the call's foreign key).
-            session_id: (session != "ses_test").then(|| session.to_owned()),
-            direction: "a_to_b",
-            caller: n("+821012345678"),
-            dialled: n("+82505000001"),
-            invite_at: self.clock.now(),
-        };
-        self.store.insert_call(&call).await.unwrap();
-        let tap = RecordingTap::default();
-        let meta = RecordingMeta {
-            call_id: call_id.clone(),
-            session_id: session.into(),
-            retention_class: class.into(),
-        };
-        self.recorder.begin(&tap, meta);
-        let start = Instant::now();
-        for i in 0..50u16 {
-            let at = start + Duration::from_millis(20 * u64::from(i));
-            tap.on_packet(Direction::AtoB, PacketKind::Rtp, &packet(i, 0x11), at);
-            tap.on_packet(Direction::BtoA, PacketKind::Rtp, &packet(i, 0x22), at);
-        }
-        tokio::task::yield_now().await;
-        tap.switch_off();
-        for _ in 0..250 {
-            if let Some(r) = self
-                .store
-                .find_recording(&call_id)
-                .await
-                .unwrap()
-                .filter(|r| r.state == "complete")
-            {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("recording of {call_id} did not complete");
-    }
-
-    fn blobs(&self) -> Vec<String> {
-        LocalBlobStore::new(&self.dir.path().join("rec"))
-            .unwrap()
-            .list()
-            .unwrap()
-    }
-
-    fn keks(&self) -> Vec<String> {
-        self.keys.open(self.dir.path()).list().unwrap()
-    }
-}
-
-fn packet(seq: u16, fill: u8) -> Vec<u8> {
-    let mut p = vec![0x80, 0x00];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, u32::from(fill) as u8]);
-    p.extend(std::iter::repeat_n(fill, 160));
-    p
-}
+use crate::rig::{Keys, Rig, recorder_on};
 
 async fn time_travel_erases_and_destroys_the_epoch_key(db: Db) {
     time_travel_erases_and_destroys_the_epoch_key_in(db, Keys::Dir).await
@@ -922,43 +773,4 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
         );
     }
     assert!(db.store.verify_audit().await.unwrap().is_ok());
-}
-
-/// Staff members of an API under test: name → (token, staff id).
-type Staff = std::collections::HashMap<&'static str, (String, String)>;
-
-impl Rig {
-    /// Serves the HTTP API over this rig's recorder, with these staff
-    /// members; returns its base URL and their tokens and ids.
-    async fn serve_api(
-        &self,
-        db: &TestDb,
-        staff: &[(&'static str, ansim::store::Role)],
-        legally_required: &[&str],
-    ) -> (String, Staff) {
-        use ansim::api::{self, AppState, auth};
-        let mut members = Staff::new();
-        for (name, role) in staff {
-            let t = auth::new_token();
-            let m = db
-                .store
-                .add_staff(name, *role, &auth::hash_token(&t), T0)
-                .await
-                .unwrap();
-            members.insert(name, (t, m.id));
-        }
-        let (routing, _) = crate::harness::routing(db);
-        let state = AppState {
-            routing,
-            metrics: Arc::new(ansim::metrics::Metrics::default()),
-            recorder: Some(self.recorder.clone()),
-            legally_required: Arc::new(legally_required.iter().map(|c| c.to_string()).collect()),
-            four_eyes: true,
-            grant_ttl: Duration::from_secs(4 * 3600),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(api::serve(listener, state, std::future::pending()));
-        (base, members)
-    }
 }
