@@ -134,8 +134,8 @@ pub async fn run(
             let tls = crate::transport::tls::server_config(files)
                 .await
                 .map_err(ServeError::ApiTls)?;
-            let listener = api::tls::TlsListener::new(listener, tls)
-                .map_err(|e| ServeError::Io("api", e))?;
+            let listener =
+                api::tls::TlsListener::new(listener, tls).map_err(|e| ServeError::Io("api", e))?;
             tracing::info!(listen = %config.api.listen, "HTTPS API listening");
             tokio::spawn(api::serve(listener, state, api_shutdown))
         }

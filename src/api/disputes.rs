@@ -211,11 +211,14 @@ pub async fn resolve(
         ));
     }
     let released = match (&state.recorder, &d.hold_id) {
-        (Some(rec), Some(hold)) => Some(
-            crate::retention::release(rec, hold, now)
-                .await
-                .map_err(|e| Problem::internal(&e))?,
-        ),
+        (Some(rec), Some(hold)) => {
+            hand_over(rec, &d.id, hold).await?;
+            Some(
+                crate::retention::release(rec, hold, now)
+                    .await
+                    .map_err(|e| Problem::internal(&e))?,
+            )
+        }
         _ => None,
     };
     store
@@ -230,6 +233,28 @@ pub async fn resolve(
     Ok(Json(
         json!({ "dispute": store.get_dispute(&id).await?, "released": released }),
     ))
+}
+
+/// Before dispute `dispute`'s hold is released: each of its recordings
+/// whose call another open dispute still covers moves under that
+/// dispute's hold instead of going back to retention.
+async fn hand_over(
+    rec: &crate::recording::Recorder,
+    dispute: &str,
+    hold: &str,
+) -> Result<(), Problem> {
+    let store = &rec.store;
+    for rid in store.recordings_in_epoch(hold).await? {
+        let Some(row) = store.find_recording(&rid).await? else {
+            continue;
+        };
+        if let Some(other) = store.other_open_hold(&row.call_id, dispute).await? {
+            crate::retention::move_to_hold(rec, &rid, &other)
+                .await
+                .map_err(|e| Problem::internal(&e))?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {

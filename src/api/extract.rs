@@ -146,7 +146,8 @@ pub const AUDIO_COOKIE: &str = "ansim_token";
 /// it `SameSite=Strict` with `Path=/v1/recordings/`, so another site cannot
 /// make a browser send it, and it never authorises a change.
 fn audio_cookie(parts: &Parts) -> Option<&str> {
-    let read_only = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+    let read_only =
+        parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
     let path = parts.uri.path();
     if !read_only || !path.starts_with("/v1/recordings/") || !path.ends_with("/audio") {
         return None;

@@ -32,7 +32,11 @@ const PIPELINE: usize = 2;
 /// The grant that lets `me` listen to `call_id` now, or why there is none.
 async fn live_grant(state: &AppState, me: &StaffMember, call_id: &str) -> Result<Grant, Problem> {
     let now = state.routing.now();
-    let grants = state.routing.store().grants_on_call(&me.id, call_id).await?;
+    let grants = state
+        .routing
+        .store()
+        .grants_on_call(&me.id, call_id)
+        .await?;
     let live = |g: &GrantOnCall| {
         !g.dispute_resolved && g.grant.approved_at.is_some() && g.grant.expires_at > Some(now)
     };
@@ -142,7 +146,9 @@ pub async fn audio(
         response = response.header(header::CONTENT_RANGE, value);
     }
     if method == Method::HEAD {
-        return response.body(Body::empty()).map_err(|e| Problem::internal(&e));
+        return response
+            .body(Body::empty())
+            .map_err(|e| Problem::internal(&e));
     }
     let detail = format!("grant={} bytes={start}-{end}/{len}", grant.id);
     let actor = format!("staff:{}", me.id);

@@ -70,7 +70,9 @@ impl WavLayout {
             let Some(info) = reader.chunk_info(index) else {
                 break;
             };
-            let at = info.media_start_ms.saturating_mul(u64::from(SAMPLE_RATE) / 1000);
+            let at = info
+                .media_start_ms
+                .saturating_mul(u64::from(SAMPLE_RATE) / 1000);
             if at > frames {
                 push(Fill::Silence, at - frames, &mut pos);
                 frames = at;

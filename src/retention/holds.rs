@@ -84,6 +84,19 @@ pub async fn hold(
     Ok(id)
 }
 
+/// Moves one held recording under another hold (`hold_id`), as when a
+/// dispute is resolved while another open dispute still covers the call.
+pub async fn move_to_hold(
+    rec: &Recorder,
+    recording_id: &str,
+    hold_id: &str,
+) -> Result<(), RetentionError> {
+    let r = row(rec, recording_id).await?;
+    rewrap(rec, &r, hold_id, Some(hold_id)).await?;
+    tracing::info!(hold = %hold_id, recording = %recording_id, "recording moved to another hold");
+    Ok(())
+}
+
 /// What releasing a hold did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Released {

@@ -30,7 +30,9 @@
 
 mod holds;
 
-pub use holds::{Kept, Released, SubjectErasure, erase_subject, hold, release, rotate};
+pub use holds::{
+    Kept, Released, SubjectErasure, erase_subject, hold, move_to_hold, release, rotate,
+};
 
 use sha2::{Digest, Sha256};
 

@@ -215,8 +215,7 @@ impl Store {
     }
 }
 
-const GRANT_COLUMNS: &str =
-    "g.id, g.dispute_id, g.requested_by, g.requested_at, g.approved_by, g.approved_at, g.expires_at";
+const GRANT_COLUMNS: &str = "g.id, g.dispute_id, g.requested_by, g.requested_at, g.approved_by, g.approved_at, g.expires_at";
 
 fn grant(r: GrantRow) -> Grant {
     Grant {
@@ -263,6 +262,26 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The hold of the oldest open dispute other than `except` that covers
+    /// `call_id`, if there is one.
+    pub async fn other_open_hold(
+        &self,
+        call_id: &str,
+        except: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT d.hold_id FROM disputes d JOIN dispute_calls dc ON dc.dispute_id = d.id \
+             WHERE dc.call_id = $1 AND d.id <> $2 AND d.resolved_at IS NULL \
+               AND d.hold_id IS NOT NULL \
+             ORDER BY d.opened_at, d.id LIMIT 1",
+        )
+        .bind(call_id)
+        .bind(except)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(h,)| h))
     }
 
     /// The grants of a dispute, oldest first.

@@ -2,6 +2,7 @@
 
 mod api;
 mod audit;
+mod authz;
 mod cli;
 mod harness;
 mod hsm;

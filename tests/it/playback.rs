@@ -73,7 +73,11 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(h["accept-ranges"], "bytes");
     assert_eq!(h["cache-control"], "no-store");
     let full = r.bytes().await.unwrap();
-    assert_eq!(full.len(), 44 + 20 * 32_000, "20 s of 16-bit stereo at 8 kHz");
+    assert_eq!(
+        full.len(),
+        44 + 20 * 32_000,
+        "20 s of 16-bit stereo at 8 kHz"
+    );
     assert_eq!(h["content-length"], full.len().to_string().as_str());
     assert_eq!(&full[..4], b"RIFF");
     let all_chunks = decrypted(&api);
@@ -105,7 +109,11 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     let before = decrypted(&api);
     let (start, end) = (44 + 11_900 * 32, 44 + 12_100 * 32);
     let r = api
-        .get(&path, "agent", &[("range", &format!("bytes={start}-{}", end - 1))])
+        .get(
+            &path,
+            "agent",
+            &[("range", &format!("bytes={start}-{}", end - 1))],
+        )
         .await;
     assert_eq!(r.bytes().await.unwrap(), full[start as usize..end as usize]);
     let needed = chunks_of(&rig, &rec, start, end).await;
@@ -118,7 +126,9 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(r.bytes().await.unwrap(), full[full.len() - 100..]);
     let r = api.get(&path, "agent", &[("range", "bytes=640000-")]).await;
     assert_eq!(r.bytes().await.unwrap(), full[640_000..]);
-    let r = api.get(&path, "agent", &[("range", "bytes=999999999-")]).await;
+    let r = api
+        .get(&path, "agent", &[("range", "bytes=999999999-")])
+        .await;
     assert_eq!(r.status(), 416);
     assert_eq!(
         r.headers()["content-range"],
@@ -198,4 +208,40 @@ async fn an_erased_recording_is_gone_not_missing() {
         .unwrap();
     assert_eq!(v["recordings"][0]["state"], "erased", "{v}");
     assert_eq!(decrypted(&api), 0);
+}
+
+/// Two open disputes on one call: resolving either keeps the recording
+/// held for the other; resolving both releases it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_stays_held_while_any_dispute_on_it_is_open() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    let rec = rig.record_long("ses_test", "ad-6m", 50).await;
+    let api = rig.api(&db, STAFF, &[], true).await;
+    let held = || async {
+        db.store
+            .find_recording(&rec.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .held_by
+    };
+    let first = open_dispute(&api, &rec.call_id).await;
+    let second = open_dispute(&api, &rec.call_id).await;
+    api.post_ok(
+        &format!("/v1/disputes/{second}/resolve"),
+        "agent",
+        None,
+        200,
+    )
+    .await;
+    let hold = held().await.expect("still held for the first dispute");
+    let d = db.store.get_dispute(&first).await.unwrap().unwrap();
+    assert_eq!(Some(hold), d.hold_id);
+    grant(&api, &first, "agent", "boss").await;
+    let path = format!("/v1/recordings/{}/audio", rec.id);
+    assert_eq!(api.get(&path, "agent", &[]).await.status(), 200);
+    api.post_ok(&format!("/v1/disputes/{first}/resolve"), "agent", None, 200)
+        .await;
+    assert_eq!(held().await, None, "released with the last dispute");
 }

@@ -97,7 +97,8 @@ impl Rig {
 
     /// As [`Rig::record`], for a call of session `session`.
     pub async fn record_in(&self, session: &str, class: &str) -> RecordingRow {
-        self.record_media(session, class, 50, |_| (0x11, 0x22)).await
+        self.record_media(session, class, 50, |_| (0x11, 0x22))
+            .await
     }
 
     /// Records a call of `packets` × 20 ms whose record says it was
@@ -111,7 +112,10 @@ impl Rig {
             })
             .await;
         let answered = self.clock.now();
-        self.store.call_answered(&r.call_id, answered).await.unwrap();
+        self.store
+            .call_answered(&r.call_id, answered)
+            .await
+            .unwrap();
         let end = ansim::store::CallEnd {
             at: answered.saturating_add(Duration::from_millis(20 * u64::from(packets))),
             result: "answered",
@@ -223,7 +227,12 @@ impl Api {
     }
 
     /// `POST path` as `who`, with an optional JSON body.
-    pub async fn post(&self, path: &str, who: &str, body: Option<serde_json::Value>) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        path: &str,
+        who: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
         let mut r = self
             .http
             .post(format!("{}{path}", self.base))
@@ -248,7 +257,13 @@ impl Api {
 
     /// `POST path` as `who`, answering the JSON body; panics unless the
     /// status is `want`.
-    pub async fn post_ok(&self, path: &str, who: &str, body: Option<serde_json::Value>, want: u16) -> serde_json::Value {
+    pub async fn post_ok(
+        &self,
+        path: &str,
+        who: &str,
+        body: Option<serde_json::Value>,
+        want: u16,
+    ) -> serde_json::Value {
         let r = self.post(path, who, body).await;
         let status = r.status().as_u16();
         let v: serde_json::Value = r.json().await.unwrap_or_default();
