@@ -4,10 +4,11 @@
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   docker-compose  to validate docker-compose.yml (no engine needed)
 #   softhsm2        the PKCS#11 token of the HSM key store tests
+#   chromium, chromium-driver  the support page test (headless, WebDriver)
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester docker-compose softhsm2)
+packages=(postgresql sip-tester docker-compose softhsm2 chromium chromium-driver)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -3,9 +3,11 @@
 mod api;
 mod audit;
 mod authz;
+mod browser;
 mod cli;
 mod harness;
 mod hsm;
+mod https;
 mod playback;
 mod pseudonyms;
 mod retention;
@@ -14,3 +16,4 @@ mod routing;
 mod sip;
 mod softhsm;
 mod store;
+mod webdriver;
