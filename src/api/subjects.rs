@@ -48,7 +48,7 @@ pub async fn show(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    caller.require(&[Role::Admin])?;
+    let me = caller.require(&[Role::Admin])?.clone();
     let number = subject(&raw)?;
     let store = state.routing.store();
     let now = state.routing.now();
@@ -94,6 +94,16 @@ pub async fn show(
             "legally_required": state.legally_required.contains(&r.retention_class),
         }));
     }
+    // Listing recordings is an access event; the subject appears masked.
+    store
+        .insert_audit(
+            now,
+            &format!("staff:{}", me.id),
+            "recording.list",
+            &number.masked(),
+            &format!("recordings={}", recordings.len()),
+        )
+        .await?;
     Ok(Json(
         json!({ "number": number, "sessions": sessions, "calls": calls, "recordings": recordings }),
     ))

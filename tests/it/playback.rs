@@ -208,6 +208,31 @@ async fn an_erased_recording_is_gone_not_missing() {
         .unwrap();
     assert_eq!(v["recordings"][0]["state"], "erased", "{v}");
     assert_eq!(decrypted(&api), 0);
+
+    // The chain holds across the erasure, and names ids, never the number.
+    let events = db
+        .store
+        .list_audit(ansim::clock::Timestamp::from_millis(0), 1000)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "recording.erase",
+        "dispute.open",
+        "grant.request",
+        "grant.approve",
+        "recording.list",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    assert!(db.store.verify_audit().await.unwrap().is_ok());
+    for e in &events {
+        let text = format!("{} {} {}", e.actor, e.object, e.detail);
+        assert!(
+            !text.contains("1012345678"),
+            "a real number in the audit log: {text}"
+        );
+    }
 }
 
 /// Two open disputes on one call: resolving either keeps the recording
