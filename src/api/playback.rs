@@ -1,7 +1,7 @@
 //! `GET /v1/recordings/{id}/audio`: a recording as a 2-channel WAV,
 //! decrypted on the fly, with HTTP Range support.
 //!
-//! Only a support user holding a live grant (approved, not expired, on an
+//! Only a support user (or supervisor) holding a live grant (approved, not expired, on an
 //! open dispute that covers the recording's call, requested by that user)
 //! may listen. Every request that sends audio is an audit event
 //! (`recording.play`). The ciphertext is read into memory and decrypted
@@ -80,7 +80,8 @@ fn erased(detail: String) -> Problem {
     )
 }
 
-/// `GET|HEAD /v1/recordings/{id}/audio` (support with a live grant).
+/// `GET|HEAD /v1/recordings/{id}/audio` (support or supervisor, with a
+/// live grant of their own).
 pub async fn audio(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,7 +89,8 @@ pub async fn audio(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let me = caller.require(&[Role::Support])?.clone();
+    // Supervisors may ask for grants too (then someone else approves).
+    let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
     let recorder = state.recorder.clone().ok_or_else(|| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

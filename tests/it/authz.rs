@@ -130,8 +130,8 @@ impl Ep {
             Ep::DisputeList | Ep::DisputeShow => (Some(&[Support, Supervisor]), 200),
             Ep::GrantRequest => (Some(&[Support, Supervisor]), 201),
             Ep::GrantApprove => (Some(&[Supervisor]), 200),
-            // Support with a live grant: in the matrix only "agent" holds one.
-            Ep::Audio => (Some(&[Support]), 200),
+            // With a live grant of one's own: in the matrix only "agent" holds one.
+            Ep::Audio => (Some(&[Support, Supervisor]), 200),
             Ep::Resolve => (Some(&[Support, Supervisor]), 200),
             Ep::SubjectShow | Ep::SubjectErase => (Some(&[Admin]), 200),
             Ep::Audit => (Some(&[Auditor]), 200),

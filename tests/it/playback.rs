@@ -89,6 +89,20 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(sample(at), Codec::Pcmu.decode((500 % 97) as u8 + 1));
     assert_eq!(sample(at + 2), Codec::Pcmu.decode((500 % 89) as u8 + 128));
 
+    // HEAD: the same headers, no audio, nothing decrypted, nothing audited.
+    let r = reqwest::Client::new()
+        .head(format!("{}{path}", api.base))
+        .bearer_auth(api.token("agent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-length"],
+        full.len().to_string().as_str()
+    );
+    assert_eq!(decrypted(&api), all_chunks);
+
     // One second from the middle: exactly the full download's bytes there,
     // for the one chunk it covers.
     let (start, end) = (44 + 10_500 * 32, 44 + 11_500 * 32);

@@ -157,9 +157,9 @@ function recordingBlock(r, canPlay) {
   } else {
     const p = document.createElement("p");
     p.className = "muted";
-    p.textContent = me.role === "support"
-      ? "Playback needs an approved grant of yours."
-      : "Playback is for the support user who holds an approved grant.";
+    p.textContent = ["support", "supervisor"].includes(me.role)
+      ? "Playback needs an approved grant of yours on this open dispute."
+      : "Playback is for support staff who hold an approved grant.";
     div.appendChild(p);
   }
   const h = document.createElement("h4");
@@ -206,7 +206,7 @@ async function showDispute(id) {
   for (const g of data.grants) grants.appendChild(grantRow(g));
 
   const mine = data.grants.some((g) => g.status === "approved" && g.grant.requested_by === me.id);
-  const canPlay = open && me.role === "support" && mine;
+  const canPlay = open && mine;
   const recs = $("recordings");
   for (const a of recs.querySelectorAll("audio")) a.pause();
   recs.replaceChildren(...data.recordings.map((r) => recordingBlock(r, canPlay)));
