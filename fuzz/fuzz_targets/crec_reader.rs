@@ -9,9 +9,9 @@
 //!   past the key commitment).
 #![no_main]
 
-use crec::keys::Dek;
-use crec::recording::crec::{Codec, CrecHeader, CrecWriter};
-use crec::recording::crec_reader::CrecReader;
+use ansim::keys::Dek;
+use ansim::recording::crec::{Codec, CrecHeader, CrecWriter};
+use ansim::recording::crec_reader::CrecReader;
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
 
@@ -54,6 +54,11 @@ fuzz_target!(|data: &[u8]| {
         head.extend_from_slice(rest);
         (head, ID)
     };
+    // Reading at offsets (as playback does) must agree with reading from
+    // memory, whatever the input.
+    let mem = CrecReader::open(&bytes, id, &dek).and_then(|r| r.read_all());
+    let at = CrecReader::open_at(&bytes, id, &dek).and_then(|r| r.read_all());
+    assert_eq!(format!("{mem:?}"), format!("{at:?}"));
     let Ok(reader) = CrecReader::open(&bytes, id, &dek) else {
         return;
     };

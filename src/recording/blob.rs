@@ -10,6 +10,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::crec_source::ReadAt;
+
 /// Errors of blob storage.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -57,6 +59,11 @@ pub trait BlobStore: Send + Sync {
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Reads a whole blob.
     fn read(&self, name: &str) -> Result<Vec<u8>, BlobError>;
+    /// Opens a blob for reads at any offset (playback reads only the parts
+    /// it needs). The default reads it whole.
+    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>, BlobError> {
+        Ok(Box::new(self.read(name)?))
+    }
     /// Deletes a blob; `true` if it existed.
     fn delete(&self, name: &str) -> Result<bool, BlobError>;
     /// Names of all blobs, sorted.
@@ -142,6 +149,25 @@ impl BlobWriter for LocalWriter {
     }
 }
 
+/// A blob file read at offsets (`pread`), its size fixed at opening.
+#[cfg(unix)]
+struct LocalReader {
+    file: fs::File,
+    size: u64,
+}
+
+#[cfg(unix)]
+impl ReadAt for LocalReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
 impl BlobStore for LocalBlobStore {
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>, BlobError> {
         let path = self.path_of(name)?;
@@ -170,6 +196,17 @@ impl BlobStore for LocalBlobStore {
             std::io::ErrorKind::NotFound => BlobError::NotFound(name.into()),
             _ => io(&path)(e),
         })
+    }
+
+    #[cfg(unix)]
+    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>, BlobError> {
+        let path = self.path_of(name)?;
+        let file = fs::File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BlobError::NotFound(name.into()),
+            _ => io(&path)(e),
+        })?;
+        let size = file.metadata().map_err(io(&path))?.len();
+        Ok(Box::new(LocalReader { file, size }))
     }
 
     fn delete(&self, name: &str) -> Result<bool, BlobError> {

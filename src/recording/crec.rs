@@ -183,6 +183,9 @@ pub enum CrecError {
     /// Key derivation or sealing failed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The file could not be read (only when read piece by piece).
+    #[error("reading the recording failed: {0}")]
+    Read(String),
 }
 
 /// Header fields plus the per-file randomness, as stored.

@@ -16,6 +16,7 @@ use super::crec::{
     COMMITMENT_LEN, CrecError, CrecHeader, MAX_CHUNK_LEN, MIN_CHUNK_LEN, ParsedHeader, chunk_ad,
     commitment, file_key, nonce, parse_header,
 };
+use super::crec_source::{ReadAt, Source};
 use crate::keys::{AeadKey, Dek};
 
 /// One authentic, decrypted chunk.
@@ -68,7 +69,7 @@ enum Tail {
 /// A CREC file opened with its DEK.
 #[derive(Debug)]
 pub struct CrecReader<'a> {
-    bytes: &'a [u8],
+    source: Source<'a>,
     parsed: ParsedHeader,
     key: AeadKey,
     index: Vec<ChunkInfo>,
@@ -88,35 +89,42 @@ fn be_u64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Scans chunk lengths from `pos`; never allocates per chunk payload.
-fn scan(bytes: &[u8], mut pos: usize) -> (Vec<ChunkInfo>, Tail) {
+/// Scans chunk lengths from `pos` (reading 16 bytes a chunk: length,
+/// counter, media start); never reads a chunk's payload.
+fn scan(source: Source<'_>, mut pos: usize) -> Result<(Vec<ChunkInfo>, Tail), CrecError> {
+    let total = source.len();
     let mut index = Vec::new();
     loop {
-        let rest = &bytes[pos..];
-        if rest.is_empty() {
-            return (index, Tail::Clean);
+        let rest = total.saturating_sub(pos);
+        if rest == 0 {
+            return Ok((index, Tail::Clean));
         }
-        if rest.len() < 4 {
-            return (index, Tail::Partial);
+        if rest < 4 {
+            return Ok((index, Tail::Partial));
         }
-        let len = be_u32(rest);
+        let head = source.get(pos, rest.min(16))?;
+        let len = be_u32(&head);
         let body = len as usize;
         if !(MIN_CHUNK_LEN..=MAX_CHUNK_LEN).contains(&body) {
             let i = index.len();
-            return (index, Tail::BadLength { index: i, len });
+            return Ok((index, Tail::BadLength { index: i, len }));
         }
-        if rest.len() - 4 < body {
-            return (index, Tail::Partial);
+        if rest - 4 < body {
+            return Ok((index, Tail::Partial));
         }
         index.push(ChunkInfo {
             offset: pos,
             len: 4 + body,
-            counter: be_u32(&rest[4..]),
-            media_start_ms: be_u64(&rest[8..]),
+            counter: be_u32(&head[4..]),
+            media_start_ms: be_u64(&head[8..]),
         });
         pos += 4 + body;
     }
 }
+
+/// Longest header a CREC file can have (two u16-length strings and fixed
+/// fields), rounded up: what is read to parse it.
+const MAX_HEADER_READ: usize = 1 << 18;
 
 /// Constant-time equality of two 32-byte values.
 fn ct_eq(a: &[u8; COMMITMENT_LEN], b: &[u8; COMMITMENT_LEN]) -> bool {
@@ -133,7 +141,26 @@ impl<'a> CrecReader<'a> {
         expected_recording_id: Uuid,
         dek: &Dek,
     ) -> Result<CrecReader<'a>, CrecError> {
-        let parsed = parse_header(file_bytes)?;
+        Self::open_source(Source::Bytes(file_bytes), expected_recording_id, dek)
+    }
+
+    /// As [`CrecReader::open`], reading the file piece by piece from
+    /// `file`: its header, each chunk's length fields, and later only the
+    /// chunks decrypted.
+    pub fn open_at(
+        file: &'a dyn ReadAt,
+        expected_recording_id: Uuid,
+        dek: &Dek,
+    ) -> Result<CrecReader<'a>, CrecError> {
+        Self::open_source(Source::At(file), expected_recording_id, dek)
+    }
+
+    fn open_source(
+        source: Source<'a>,
+        expected_recording_id: Uuid,
+        dek: &Dek,
+    ) -> Result<CrecReader<'a>, CrecError> {
+        let parsed = parse_header(&source.get(0, source.len().min(MAX_HEADER_READ))?)?;
         if parsed.header.recording_id != expected_recording_id {
             return Err(CrecError::HeaderMismatch {
                 expected: expected_recording_id,
@@ -147,9 +174,9 @@ impl<'a> CrecReader<'a> {
             return Err(CrecError::WrongKey);
         }
         let key = file_key(dek, &parsed.salt, &parsed.h)?;
-        let (index, tail) = scan(file_bytes, parsed.len);
+        let (index, tail) = scan(source, parsed.len)?;
         Ok(CrecReader {
-            bytes: file_bytes,
+            source,
             parsed,
             key,
             index,
@@ -198,7 +225,7 @@ impl<'a> CrecReader<'a> {
     /// chunk is the last one is learnt from which nonce authenticates it.
     pub fn decrypt_chunk(&self, index: usize) -> Result<Chunk, CrecError> {
         let info = self.index.get(index).ok_or(CrecError::NoSuchChunk(index))?;
-        let chunk = &self.bytes[info.offset..info.offset + info.len];
+        let chunk = self.source.get(info.offset, info.len)?;
         if chunk[16..24] != self.parsed.h[..8] {
             return Err(CrecError::ChunkFromAnotherRecording { index });
         }

@@ -3,6 +3,7 @@
 //! is written anywhere but the caller's output.
 
 use super::crec_reader::{Completeness, CrecReader};
+use super::crec_source::ReadAt;
 use super::g711::Codec;
 use super::service::Recorder;
 use super::wav;
@@ -62,14 +63,15 @@ pub struct Decrypted {
 
 /// A recording's encrypted file with its unwrapped DEK, ready to be read
 /// (all of it with [`Recorder::decrypt`], or by range for playback). The
-/// ciphertext is in memory; nothing decrypted is kept here.
+/// file is read piece by piece as chunks are needed; nothing decrypted is
+/// kept here.
 pub struct Sealed {
     /// The recording's row.
     pub row: RecordingRow,
     /// The recording id as written in the file's header.
     pub recording_id: uuid::Uuid,
-    /// The encrypted CREC file.
-    pub bytes: Vec<u8>,
+    /// The encrypted CREC file, read at offsets on demand.
+    pub file: Box<dyn ReadAt>,
     /// Its data key (zeroized on drop, redacted in `Debug`).
     pub dek: crate::keys::Dek,
 }
@@ -78,7 +80,7 @@ impl Sealed {
     /// Opens the file: checks its header and key commitment, indexes its
     /// chunks. Decrypts nothing yet.
     pub fn reader(&self) -> Result<CrecReader<'_>, super::crec::CrecError> {
-        CrecReader::open(&self.bytes, self.recording_id, &self.dek)
+        CrecReader::open_at(&*self.file, self.recording_id, &self.dek)
     }
 }
 
@@ -123,11 +125,11 @@ impl Recorder {
             }
             Err(e) => return Err(e.into()),
         };
-        let bytes = self.blobs.read(&row.blob)?;
+        let file = self.blobs.open(&row.blob)?;
         Ok(Sealed {
             row,
             recording_id,
-            bytes,
+            file,
             dek,
         })
     }

@@ -19,6 +19,7 @@ pub mod align;
 pub mod blob;
 pub mod crec;
 pub mod crec_reader;
+pub mod crec_source;
 #[cfg(test)]
 mod crec_tests;
 pub mod export;

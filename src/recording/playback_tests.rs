@@ -179,3 +179,67 @@ proptest! {
         prop_assert_eq!(&got[..], &full[start as usize..end as usize]);
     }
 }
+
+/// A file read at offsets that counts what it reads.
+struct Counting(Vec<u8>, std::sync::atomic::AtomicU64);
+
+impl crate::recording::crec_source::ReadAt for Counting {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.1
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.0.read_exact_at(offset, buf)
+    }
+}
+
+#[test]
+fn read_at_offsets_a_middle_range_reads_little_of_the_file() {
+    use crate::recording::crec_source::ReadAt as _;
+    let (bytes, full) = file(&long());
+    let total = bytes.len() as u64;
+    let f = Counting(bytes, Default::default());
+    let d = dek();
+    let reader = CrecReader::open_at(&f, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    let indexed = f.1.load(std::sync::atomic::Ordering::Relaxed);
+    // The header read is capped by the file's size; then 16 bytes a chunk.
+    assert!(indexed <= total.min(1 << 18) + 10 * 16, "{indexed}");
+    let at = |ms: u64| 44 + ms * 32;
+    let before = f.1.load(std::sync::atomic::Ordering::Relaxed);
+    let got = read(&reader, &layout, at(10_500), at(11_500));
+    assert_eq!(got, full[at(10_500) as usize..at(11_500) as usize]);
+    let chunk_read = f.1.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(
+        chunk_read < 33_000,
+        "one chunk, not the file: {chunk_read} of {f_len}",
+        f_len = f.size()
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Reading at offsets and reading from memory agree, however the file
+    /// was damaged.
+    #[test]
+    fn read_at_offsets_agrees_with_memory(
+        sizes in proptest::collection::vec(0usize..300, 0..4),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        damage in 0u8..3,
+    ) {
+        let parts: Vec<(u64, usize)> = sizes.iter().enumerate().map(|(i, s)| (i as u64 * 40, *s)).collect();
+        let (mut bytes, _) = file(&parts);
+        match damage {
+            0 => bytes.truncate(cut.index(bytes.len() + 1)),
+            1 => { let i = flip.index(bytes.len()); bytes[i] ^= 0x40; }
+            _ => {}
+        }
+        let d = dek();
+        let id = Uuid::from_u128(ID);
+        let mem = CrecReader::open(&bytes, id, &d).and_then(|r| r.read_all());
+        let at = CrecReader::open_at(&bytes, id, &d).and_then(|r| r.read_all());
+        prop_assert_eq!(format!("{mem:?}"), format!("{at:?}"));
+    }
+}
