@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::problem::Problem;
-use crate::store::{Grant, Role};
+use crate::store::{Dispute, Grant, Role};
 
 /// Body of `POST /v1/disputes`.
 #[derive(Deserialize)]
@@ -111,10 +111,7 @@ pub async fn request_grant(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
     let store = state.routing.store();
-    let d = store
-        .get_dispute(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found("dispute", &id))?;
+    let d = dispute(store, &id).await?;
     if d.resolved_at.is_some() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -197,10 +194,7 @@ pub async fn resolve(
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
     let store = state.routing.store();
-    let d = store
-        .get_dispute(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found("dispute", &id))?;
+    let d = dispute(store, &id).await?;
     let now = state.routing.now();
     if !store.resolve_dispute(&d.id, &me.id, now).await? {
         return Err(Problem::new(
@@ -255,6 +249,14 @@ async fn hand_over(
         }
     }
     Ok(())
+}
+
+/// The dispute `id`, or 404.
+pub(super) async fn dispute(store: &crate::store::Store, id: &str) -> Result<Dispute, Problem> {
+    store
+        .get_dispute(id)
+        .await?
+        .ok_or_else(|| Problem::not_found("dispute", id))
 }
 
 pub(super) fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {

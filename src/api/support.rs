@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::disputes::grant_view;
+use super::disputes::{dispute, grant_view};
 use super::extract::Caller;
 use super::problem::Problem;
 use super::sessions::CallView;
@@ -137,10 +137,7 @@ pub async fn show(
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
     let store = state.routing.store();
-    let d = store
-        .get_dispute(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found("dispute", &id))?;
+    let d = dispute(store, &id).await?;
     let names: HashMap<String, String> = store
         .list_staff()
         .await?

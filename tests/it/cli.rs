@@ -1,9 +1,7 @@
 //! The `ansim` binary as an operator uses it.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::process::{Command, Output};
 
 use crate::harness::{Db, TestDb};
 
@@ -297,24 +295,13 @@ async fn serve_runs_on_defaults_and_stops_gracefully() {
         .port();
     let listen = format!("127.0.0.1:{port}");
 
-    let mut child = tokio::process::Command::new(BIN)
-        .current_dir(d)
-        .args(["--log-format", "json", "serve"])
-        .env("ANSIM_API__LISTEN", &listen)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("HTTP API listening") {
-            break;
-        }
-    }
+    let served = crate::harness::start_serve(
+        d,
+        &["--log-format", "json", "serve"],
+        &[("ANSIM_API__LISTEN", listen.as_ref())],
+    )
+    .await;
+    let (mut child, mut log, mut lines) = (served.child, served.log, served.lines);
     assert!(
         log.contains("HTTP API listening"),
         "serve did not start:\n{log}"

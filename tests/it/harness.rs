@@ -174,3 +174,43 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// A running `ansim serve` (killed on drop) and its log.
+pub struct Served {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// What it logged until its API listened.
+    pub log: String,
+    /// The rest of its stderr.
+    pub lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Starts `ansim <args…>` (ending in `serve`) in `dir` with `env` added,
+/// and waits until it logs that its API is listening.
+pub async fn start_serve(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Served {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ansim"))
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut log = String::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("API listening") {
+            return Served { child, log, lines };
+        }
+    }
+    panic!("serve did not start:\n{log}");
+}

@@ -1,16 +1,13 @@
 //! `ansim serve` with `[api.tls]`: the API answers over HTTPS (rustls,
 //! ALPN http/1.1) and a plain-HTTP request on that port gets no answer.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ansim");
 
 fn client(cert: rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
@@ -38,28 +35,20 @@ async fn the_api_serves_https_with_api_tls() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(BIN)
-        .current_dir(d)
-        .arg("serve")
-        .env("ANSIM_API__LISTEN", &listen)
-        .env("ANSIM_API__TLS__CERT", d.join("api.crt"))
-        .env("ANSIM_API__TLS__KEY", d.join("api.key"))
-        .env("ANSIM_SIP__LISTEN", "[\"udp:127.0.0.1:0\"]")
-        .env("ANSIM_MEDIA__PORTS", "41900-41909")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("API listening") {
-            break;
-        }
-    }
+    let (cert, key) = (d.join("api.crt"), d.join("api.key"));
+    let served = crate::harness::start_serve(
+        d,
+        &["serve"],
+        &[
+            ("ANSIM_API__LISTEN", listen.as_ref()),
+            ("ANSIM_API__TLS__CERT", cert.as_os_str()),
+            ("ANSIM_API__TLS__KEY", key.as_os_str()),
+            ("ANSIM_SIP__LISTEN", "[\"udp:127.0.0.1:0\"]".as_ref()),
+            ("ANSIM_MEDIA__PORTS", "41900-41909".as_ref()),
+        ],
+    )
+    .await;
+    let (mut child, log) = (served.child, served.log);
     assert!(log.contains("HTTPS API listening"), "{log}");
 
     let tcp = TcpStream::connect(&listen).await.unwrap();
