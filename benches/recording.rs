@@ -32,6 +32,8 @@ use ansim::media::{Direction, MediaTap, PacketKind};
 use ansim::recording::align::{AlignConfig, Aligner, Block};
 use ansim::recording::blob::{BlobStore, BlobWriter, LocalBlobStore};
 use ansim::recording::crec::{Codec as CrecCodec, CrecHeader, CrecWriter};
+use ansim::recording::crec_reader::CrecReader;
+use ansim::recording::crec_source::ReadAt;
 use ansim::recording::g711::Codec;
 use ansim::recording::{CHUNK_MEDIA, RecordingTap};
 use tokio::sync::mpsc;
@@ -110,6 +112,24 @@ fn main() {
             raw_aes_gcm(m, size)
         });
     }
+
+    b.section("4. playback of a long recording (read at offsets, decrypt, PCM)");
+    let hours = if full { "4 h" } else { "1 min" };
+    let long = LongRecording::write(&b.dir, if full { 7200 } else { 30 });
+    b.run(&format!("playback/open+index {hours} file"), "open", |m| {
+        long.open_index(m)
+    });
+    b.run(
+        &format!("playback/1 s range mid-file {hours}"),
+        "request",
+        |m| long.middle_range(m),
+    );
+    b.run_bytes("playback/stream WAV, 60 s ranges", |m| long.stream(m));
+    b.run(
+        &format!("playback/read whole {hours} file (for comparison)"),
+        "read",
+        |m| long.read_whole(m),
+    );
     let _ = std::fs::remove_dir_all(&b.dir);
 }
 
@@ -647,4 +667,105 @@ fn stage_append(m: &mut Meter, dir: &Path, fsync: bool) {
     }
     drop(blob);
     remove_blob(dir, &name);
+}
+
+// ---------------------------------------------------------------------------
+// 4. Playback
+
+/// A recording of 2-second chunks on disk, as playback finds it.
+struct LongRecording {
+    store: LocalBlobStore,
+    name: String,
+    id: uuid::Uuid,
+    dek: Dek,
+}
+
+impl LongRecording {
+    /// Writes `chunks` chunks of 32,000 bytes (not timed).
+    fn write(dir: &Path, chunks: u64) -> LongRecording {
+        let store = LocalBlobStore::new(dir).expect("blob dir");
+        let h = header();
+        let dek = Dek::generate();
+        let name = format!("{}.crec", h.recording_id);
+        let (mut crec, head) = CrecWriter::new(&h, &dek).expect("crec header");
+        let mut blob = store.create(&name).expect("blob create");
+        blob.append(&head).expect("append");
+        let audio: Vec<u8> = (0..CHUNK_BYTES).map(|i| (i * 7) as u8).collect();
+        for i in 0..chunks {
+            let sealed = crec
+                .seal_chunk(i * 2000, &audio, i + 1 == chunks)
+                .expect("seal");
+            blob.append(&sealed).expect("append");
+        }
+        blob.sync().expect("sync");
+        LongRecording {
+            store,
+            name,
+            id: h.recording_id,
+            dek,
+        }
+    }
+
+    /// What every audio request does first: open the file, check the
+    /// header and key commitment, index the chunks, lay out the WAV.
+    fn layout(&self) -> (Box<dyn ReadAt>, ansim::recording::playback::WavLayout) {
+        let file = self.store.open(&self.name).expect("open");
+        let layout = {
+            let reader = CrecReader::open_at(&*file, self.id, &self.dek).expect("reader");
+            ansim::recording::playback::WavLayout::new(&reader, Codec::Pcmu)
+        };
+        (file, layout)
+    }
+
+    fn open_index(&self, m: &mut Meter) {
+        while m.more() {
+            m.start();
+            black_box(self.layout());
+            m.stop(1);
+        }
+    }
+
+    /// One request for one second from the middle, from opening the file
+    /// to the last PCM byte.
+    fn middle_range(&self, m: &mut Meter) {
+        while m.more() {
+            m.start();
+            let (file, layout) = self.layout();
+            let reader = CrecReader::open_at(&*file, self.id, &self.dek).expect("reader");
+            let mid = layout.len() / 2 / 4 * 4;
+            for piece in layout.range(&reader, mid, mid + 32_000) {
+                black_box(piece.expect("piece"));
+            }
+            m.stop(1);
+        }
+    }
+
+    /// Reading the whole file, as playback did before it read at offsets.
+    fn read_whole(&self, m: &mut Meter) {
+        while m.more() {
+            m.start();
+            black_box(self.store.read(&self.name).expect("read"));
+            m.stop(1);
+        }
+    }
+
+    /// WAV bytes produced per second while streaming.
+    fn stream(&self, m: &mut Meter) {
+        let (file, layout) = self.layout();
+        let reader = CrecReader::open_at(&*file, self.id, &self.dek).expect("reader");
+        let span = (60 * 32_000).min(layout.len() - 44);
+        let mut at = 44;
+        while m.more() {
+            if at + span > layout.len() {
+                at = 44;
+            }
+            m.start();
+            let mut n = 0;
+            for piece in layout.range(&reader, at, at + span) {
+                n += black_box(piece.expect("piece")).len() as u64;
+            }
+            m.stop(n);
+            at += span;
+        }
+    }
 }

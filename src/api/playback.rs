@@ -1,16 +1,18 @@
 //! `GET /v1/recordings/{id}/audio`: a recording as a 2-channel WAV,
 //! decrypted on the fly, with HTTP Range support.
 //!
-//! Only a support user (or supervisor) holding a live grant (approved, not expired, on an
-//! open dispute that covers the recording's call, requested by that user)
-//! may listen. Every request that sends audio is an audit event
-//! (`recording.play`). The ciphertext is read into memory and decrypted
-//! chunk by chunk on a blocking thread, which feeds the response body
-//! through a small channel; a Range request decrypts only the chunks it
-//! overlaps ([`crate::recording::playback`]). Nothing decrypted is written
-//! to disk, and the response forbids caching (`Cache-Control: no-store`) so
-//! the browser does not write it either.
+//! Only a support user (or a supervisor) holding a live grant (approved,
+//! not expired, on an open dispute that covers the recording's call,
+//! requested by that user) may listen. Every request that sends audio is
+//! an audit event (`recording.play`). A blocking thread opens the encrypted
+//! file, reads its header and chunk index at offsets, and then reads and
+//! decrypts one chunk at a time, feeding the response body through a small
+//! channel; a Range request touches only the chunks it overlaps
+//! ([`crate::recording::playback`]). Nothing decrypted is written to disk,
+//! and the response forbids caching (`Cache-Control: no-store`) so the
+//! browser does not write it either.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::{Body, Bytes};
@@ -18,9 +20,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::AppState;
 use super::extract::Caller;
 use super::problem::Problem;
+use crate::metrics::Metrics;
+use crate::recording::crec::CrecError;
+use crate::recording::crec_reader::CrecReader;
 use crate::recording::export::{ExportError, Sealed, codec_of};
 use crate::recording::playback::{ByteRange, WavLayout};
 use crate::store::{Grant, GrantOnCall, Role, StaffMember};
@@ -119,11 +126,9 @@ pub async fn audio(
         Err(e @ ExportError::KeyDestroyed(..)) => return Err(erased(e.to_string())),
         Err(e) => return Err(Problem::internal(&e)),
     };
-    let layout = {
-        let reader = sealed.reader().map_err(|e| Problem::internal(&e))?;
-        WavLayout::new(&reader, codec_of(&reader))
-    };
-    let len = layout.len();
+    let row_id = sealed.row.id.clone();
+    let mut player = Player::start(sealed, state.metrics.clone());
+    let len = player.len().await?;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -156,10 +161,11 @@ pub async fn audio(
     let actor = format!("staff:{}", me.id);
     let now = state.routing.now();
     store
-        .insert_audit(now, &actor, "recording.play", &sealed.row.id, &detail)
+        .insert_audit(now, &actor, "recording.play", &row_id, &detail)
         .await?;
-    let body = stream(sealed, layout, start, end, state.metrics.clone());
-    response.body(body).map_err(|e| Problem::internal(&e))
+    response
+        .body(player.play(start, end))
+        .map_err(|e| Problem::internal(&e))
 }
 
 /// 416 with the length the client should have asked within.
@@ -177,44 +183,105 @@ fn unsatisfiable(len: u64) -> Response {
     r
 }
 
-/// The body: bytes `[start, end)` decrypted on a blocking thread, a piece
-/// at a time. A chunk that fails authentication ends the body with an error
-/// (the client sees a cut connection, never forged audio).
-fn stream(
-    sealed: Sealed,
-    layout: WavLayout,
-    start: u64,
-    end: u64,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(PIPELINE);
-    tokio::task::spawn_blocking(move || {
-        let reader = match sealed.reader() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+type Piece = Result<Bytes, std::io::Error>;
+
+/// One recording being played: a blocking thread opens it (header, key
+/// commitment, chunk index: once per request), reports the WAV's length,
+/// then waits for the byte range to send, if any.
+struct Player {
+    /// The WAV's length, or why the file cannot be read.
+    len: Option<oneshot::Receiver<Result<u64, CrecError>>>,
+    /// The range to send; dropping it ends the thread (HEAD, 416).
+    go: oneshot::Sender<(u64, u64)>,
+    /// The decrypted pieces, in order.
+    pieces: mpsc::Receiver<Piece>,
+}
+
+impl Player {
+    fn start(sealed: Sealed, metrics: Arc<Metrics>) -> Player {
+        let (len_tx, len) = oneshot::channel();
+        let (go, go_rx) = oneshot::channel();
+        let (tx, pieces) = mpsc::channel(PIPELINE);
+        tokio::task::spawn_blocking(move || {
+            let reader = match sealed.reader() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = len_tx.send(Err(e));
+                    return;
+                }
+            };
+            let layout = WavLayout::new(&reader, codec_of(&reader));
+            if len_tx.send(Ok(layout.len())).is_err() {
                 return;
             }
-        };
-        let mut counted = 0;
-        for piece in layout.range(&reader, start, end) {
-            // Counted before the bytes go out, so a client that has them
-            // also sees them in /metrics.
-            let done = reader.decryptions();
-            metrics
-                .playback_chunks_decrypted
-                .fetch_add(done - counted, Ordering::Relaxed);
-            counted = done;
-            let piece = piece.map(Bytes::from).map_err(|e| {
-                tracing::error!(recording = %sealed.row.id, error = %e, "playback stopped");
-                std::io::Error::other(e.to_string())
-            });
-            if tx.blocking_send(piece).is_err() {
-                break; // the client went away
-            }
+            let Ok((start, end)) = go_rx.blocking_recv() else {
+                return;
+            };
+            send(
+                &reader,
+                &layout,
+                (start, end),
+                &tx,
+                &metrics,
+                &sealed.row.id,
+            );
+        });
+        Player {
+            len: Some(len),
+            go,
+            pieces,
         }
-    });
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|piece| (piece, rx))
-    }))
+    }
+
+    /// The WAV's length in bytes.
+    async fn len(&mut self) -> Result<u64, Problem> {
+        let rx = self
+            .len
+            .take()
+            .ok_or_else(|| Problem::internal(&"length asked twice"))?;
+        match rx.await {
+            Ok(Ok(len)) => Ok(len),
+            Ok(Err(e)) => Err(Problem::internal(&e)),
+            Err(e) => Err(Problem::internal(&e)),
+        }
+    }
+
+    /// The body: bytes `[start, end)`, decrypted a chunk at a time.
+    fn play(self, start: u64, end: u64) -> Body {
+        let _ = self.go.send((start, end));
+        Body::from_stream(futures_util::stream::unfold(
+            self.pieces,
+            |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) },
+        ))
+    }
+}
+
+/// Sends the range's pieces until done or the client goes away. A chunk
+/// that fails authentication ends the body with an error (the client sees
+/// a cut connection, never forged audio).
+fn send(
+    reader: &CrecReader<'_>,
+    layout: &WavLayout,
+    (start, end): (u64, u64),
+    tx: &mpsc::Sender<Piece>,
+    metrics: &Metrics,
+    recording: &str,
+) {
+    let mut counted = 0;
+    for piece in layout.range(reader, start, end) {
+        // Counted before the bytes go out, so a client that has them also
+        // sees them in /metrics.
+        let done = reader.decryptions();
+        metrics
+            .playback_chunks_decrypted
+            .fetch_add(done - counted, Ordering::Relaxed);
+        counted = done;
+        let piece = piece.map(Bytes::from).map_err(|e| {
+            tracing::error!(%recording, error = %e, "playback stopped");
+            std::io::Error::other(e.to_string())
+        });
+        if tx.blocking_send(piece).is_err() {
+            break; // the client went away
+        }
+    }
 }

@@ -125,6 +125,8 @@ fn scan(source: Source<'_>, mut pos: usize) -> Result<(Vec<ChunkInfo>, Tail), Cr
 /// Longest header a CREC file can have (two u16-length strings and fixed
 /// fields), rounded up: what is read to parse it.
 const MAX_HEADER_READ: usize = 1 << 18;
+/// What is read first to parse a header.
+const FIRST_HEADER_READ: usize = 4096;
 
 /// Constant-time equality of two 32-byte values.
 fn ct_eq(a: &[u8; COMMITMENT_LEN], b: &[u8; COMMITMENT_LEN]) -> bool {
@@ -160,7 +162,14 @@ impl<'a> CrecReader<'a> {
         expected_recording_id: Uuid,
         dek: &Dek,
     ) -> Result<CrecReader<'a>, CrecError> {
-        let parsed = parse_header(&source.get(0, source.len().min(MAX_HEADER_READ))?)?;
+        // Headers are ~150 bytes; read more only for one that needs it.
+        let first = source.get(0, source.len().min(FIRST_HEADER_READ))?;
+        let parsed = match parse_header(&first) {
+            Err(CrecError::HeaderTruncated) if source.len() > FIRST_HEADER_READ => {
+                parse_header(&source.get(0, source.len().min(MAX_HEADER_READ))?)?
+            }
+            other => other?,
+        };
         if parsed.header.recording_id != expected_recording_id {
             return Err(CrecError::HeaderMismatch {
                 expected: expected_recording_id,
