@@ -113,12 +113,7 @@ pub async fn request_grant(
     let store = state.routing.store();
     let d = dispute(store, &id).await?;
     if d.resolved_at.is_some() {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "dispute-resolved",
-            "Dispute resolved",
-            "a resolved dispute gives no more access",
-        ));
+        return Err(resolved("a resolved dispute gives no more access"));
     }
     let now = state.routing.now();
     let mut g = store.create_grant(&d.id, &me.id, now).await?;
@@ -157,6 +152,9 @@ pub async fn approve(
         return Err(Problem::forbidden(
             "four-eyes: a grant must be approved by someone other than its requester",
         ));
+    }
+    if dispute(store, &g.dispute_id).await?.resolved_at.is_some() {
+        return Err(resolved("a grant on a resolved dispute cannot be approved"));
     }
     let now = state.routing.now();
     if !store
@@ -197,12 +195,7 @@ pub async fn resolve(
     let d = dispute(store, &id).await?;
     let now = state.routing.now();
     if !store.resolve_dispute(&d.id, &me.id, now).await? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "dispute-resolved",
-            "Dispute resolved",
-            "this dispute was resolved before",
-        ));
+        return Err(resolved("this dispute was resolved before"));
     }
     let released = match (&state.recorder, &d.hold_id) {
         (Some(rec), Some(hold)) => {
@@ -249,6 +242,16 @@ async fn hand_over(
         }
     }
     Ok(())
+}
+
+/// 409: the dispute is resolved.
+fn resolved(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "dispute-resolved",
+        "Dispute resolved",
+        detail,
+    )
 }
 
 /// The dispute `id`, or 404.

@@ -424,6 +424,12 @@ async fn grants_are_narrow(db: Db) {
     let r = w.api.get(&audio, "agent", &[]).await;
     assert_eq!(r.status(), 403);
     assert_eq!(slug(r.json().await.unwrap()), "dispute-resolved");
+    // "other"'s request from before can no longer be approved.
+    let v = w
+        .api
+        .post_ok(&format!("/v1/grants/{pending}/approve"), "boss", None, 409)
+        .await;
+    assert_eq!(slug(v), "dispute-resolved");
     assert!(w.db.store.verify_audit().await.unwrap().is_ok());
 }
 on_both_databases!(grants_are_narrow);
