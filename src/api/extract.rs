@@ -73,6 +73,28 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// Query parameters, parsed into `T`; a bad one is a 422 problem naming
+/// it (axum's `Query` would answer plain text).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Params)
+            .map_err(|e| {
+                let field = match e.path().to_string() {
+                    p if p == "." => "query".to_owned(),
+                    p => p,
+                };
+                Problem::invalid_field(field, strip_position(&e.inner().to_string()))
+            })
+    }
+}
+
 /// serde_json appends " at line 1 column 7"; the field name says more.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {

@@ -1,13 +1,13 @@
 //! `/v1/sessions` and `/v1/calls`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::extract::{Caller, JsonBody};
+use super::extract::{Caller, JsonBody, Params};
 use super::problem::Problem;
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
@@ -200,7 +200,7 @@ impl CallView {
 pub async fn calls(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<CallsQuery>,
+    Params(q): Params<CallsQuery>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let me = caller.require(&[Role::Provisioner, Role::Support])?;
     let show_numbers = me.role == Role::Provisioner;

@@ -184,7 +184,7 @@ pub struct AuditQuery {
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
-    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+    super::extract::Params(q): super::extract::Params<AuditQuery>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Auditor])?;
     let since = match q.since.as_deref() {

@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::disputes::{dispute, grant_view};
-use super::extract::Caller;
+use super::extract::{Caller, Params};
 use super::problem::Problem;
 use super::sessions::CallView;
 use crate::clock::Timestamp;
@@ -37,7 +37,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Support, Role::Supervisor])?;
     let disputes = state

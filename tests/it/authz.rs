@@ -451,3 +451,22 @@ async fn without_four_eyes_a_request_is_approved_at_once() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// A bad query parameter is a problem naming it, not plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_parameters_are_named() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    let api = rig.api(&db, STAFF, &[], true).await;
+    for (path, who, field) in [
+        ("/v1/disputes?all=maybe", "agent", "all"),
+        ("/v1/disputes?al=true", "agent", "al"),
+        ("/v1/audit?limit=lots", "aud", "limit"),
+    ] {
+        let r = api.get(path, who, &[]).await;
+        assert_eq!(r.status(), 422, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["field"], field, "{path}: {v}");
+    }
+}
