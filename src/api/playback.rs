@@ -4,10 +4,9 @@
 //! Only a support user (or a supervisor) holding a live grant (approved,
 //! not expired, on an open dispute that covers the recording's call,
 //! requested by that user) may listen. Every request that sends audio is
-//! an audit event (`recording.play`). A blocking thread opens the encrypted
-//! file, reads its header and chunk index at offsets, and then reads and
-//! decrypts one chunk at a time, feeding the response body through a small
-//! channel; a Range request touches only the chunks it overlaps
+//! an audit event (`recording.play`). A task opens the encrypted file,
+//! reads its header and chunk index at offsets, and then reads and decrypts
+//! one chunk at a time, feeding the response body through a small channel; a Range request touches only the chunks it overlaps
 //! ([`crate::recording::playback`]). Nothing decrypted is written to disk,
 //! and the response forbids caching (`Cache-Control: no-store`) so the
 //! browser does not write it either.
@@ -29,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::recording::crec::CrecError;
 use crate::recording::crec_reader::CrecReader;
 use crate::recording::export::{ExportError, Sealed, codec_of};
-use crate::recording::playback::{ByteRange, WavLayout};
+use crate::recording::playback::{ByteRange, RangeReader, WavLayout};
 use crate::store::{Grant, GrantOnCall, Role, StaffMember};
 
 /// Pieces in flight between the decrypting thread and the socket: enough
@@ -185,16 +184,29 @@ fn unsatisfiable(len: u64) -> Response {
 
 type Piece = Result<Bytes, std::io::Error>;
 
-/// One recording being played: a blocking thread opens it (header, key
-/// commitment, chunk index: once per request), reports the WAV's length,
-/// then waits for the byte range to send, if any.
+/// One recording being played: a task opens it (header, key commitment,
+/// chunk index: once per request), reports the WAV's length, then waits
+/// for the byte range to send, if any. File reads and decryption run in
+/// `block_in_place`, a chunk at a time; while the client is not reading
+/// (a paused audio player keeps its connection open) the task just waits,
+/// holding no thread.
 struct Player {
     /// The WAV's length, or why the file cannot be read.
     len: Option<oneshot::Receiver<Result<u64, CrecError>>>,
-    /// The range to send; dropping it ends the thread (HEAD, 416).
+    /// The range to send; dropping it ends the task (HEAD, 416).
     go: oneshot::Sender<(u64, u64)>,
     /// The decrypted pieces, in order.
     pieces: mpsc::Receiver<Piece>,
+}
+
+/// Runs blocking work (a file read, a chunk's decryption) on this worker
+/// thread, telling the runtime to move its other tasks elsewhere.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 impl Player {
@@ -202,29 +214,27 @@ impl Player {
         let (len_tx, len) = oneshot::channel();
         let (go, go_rx) = oneshot::channel();
         let (tx, pieces) = mpsc::channel(PIPELINE);
-        tokio::task::spawn_blocking(move || {
-            let reader = match sealed.reader() {
+        tokio::spawn(async move {
+            let opened = blocking(|| {
+                let reader = sealed.reader()?;
+                let layout = WavLayout::new(&reader, codec_of(&reader));
+                Ok::<_, CrecError>((reader, layout))
+            });
+            let (reader, layout) = match opened {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = len_tx.send(Err(e));
                     return;
                 }
             };
-            let layout = WavLayout::new(&reader, codec_of(&reader));
             if len_tx.send(Ok(layout.len())).is_err() {
                 return;
             }
-            let Ok((start, end)) = go_rx.blocking_recv() else {
+            let Ok((start, end)) = go_rx.await else {
                 return;
             };
-            send(
-                &reader,
-                &layout,
-                (start, end),
-                &tx,
-                &metrics,
-                &sealed.row.id,
-            );
+            let pieces = layout.range(&reader, start, end);
+            send(&reader, pieces, &tx, &metrics, &sealed.row.id).await;
         });
         Player {
             len: Some(len),
@@ -259,16 +269,15 @@ impl Player {
 /// Sends the range's pieces until done or the client goes away. A chunk
 /// that fails authentication ends the body with an error (the client sees
 /// a cut connection, never forged audio).
-fn send(
+async fn send(
     reader: &CrecReader<'_>,
-    layout: &WavLayout,
-    (start, end): (u64, u64),
+    mut pieces: RangeReader<'_, '_, '_>,
     tx: &mpsc::Sender<Piece>,
     metrics: &Metrics,
     recording: &str,
 ) {
     let mut counted = 0;
-    for piece in layout.range(reader, start, end) {
+    while let Some(piece) = blocking(|| pieces.next()) {
         // Counted before the bytes go out, so a client that has them also
         // sees them in /metrics.
         let done = reader.decryptions();
@@ -280,7 +289,7 @@ fn send(
             tracing::error!(%recording, error = %e, "playback stopped");
             std::io::Error::other(e.to_string())
         });
-        if tx.blocking_send(piece).is_err() {
+        if tx.send(piece).await.is_err() {
             break; // the client went away
         }
     }
