@@ -3,7 +3,6 @@
 mod api;
 mod audit;
 mod authz;
-mod browser;
 mod cli;
 mod harness;
 mod hsm;

@@ -6,6 +6,7 @@
 //! logs are kept, so a test can read exactly what each side received.
 
 mod announcement;
+mod browser;
 mod calls;
 mod crash;
 mod edge;
