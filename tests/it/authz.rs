@@ -87,9 +87,11 @@ enum Ep {
     Metrics,
     Healthz,
     Page,
+    Script,
+    Style,
 }
 
-const ALL: [Ep; 20] = [
+const ALL: [Ep; 22] = [
     Ep::NumbersAdd,
     Ep::NumbersList,
     Ep::SessionCreate,
@@ -110,6 +112,8 @@ const ALL: [Ep; 20] = [
     Ep::Metrics,
     Ep::Healthz,
     Ep::Page,
+    Ep::Script,
+    Ep::Style,
 ];
 
 impl Ep {
@@ -135,7 +139,7 @@ impl Ep {
             Ep::Resolve => (Some(&[Support, Supervisor]), 200),
             Ep::SubjectShow | Ep::SubjectErase => (Some(&[Admin]), 200),
             Ep::Audit => (Some(&[Auditor]), 200),
-            Ep::Metrics | Ep::Healthz | Ep::Page => (None, 200),
+            Ep::Metrics | Ep::Healthz | Ep::Page | Ep::Script | Ep::Style => (None, 200),
         }
     }
 
@@ -195,6 +199,8 @@ impl Ep {
             Ep::Metrics => get("/metrics".into()),
             Ep::Healthz => get("/healthz".into()),
             Ep::Page => get("/".into()),
+            Ep::Script => get("/assets/app.js".into()),
+            Ep::Style => get("/assets/app.css".into()),
         }
     }
 
