@@ -476,3 +476,31 @@ async fn bad_query_parameters_are_named() {
         assert_eq!(v["field"], field, "{path}: {v}");
     }
 }
+
+/// The page and its assets come from the binary, under a strict policy:
+/// no inline script can run, nothing can frame it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_is_served_under_a_strict_policy() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let rig = Rig::new(db.store.clone());
+    let api = rig.api(&db, STAFF, &[], true).await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let r = reqwest::get(format!("{}{path}", api.base)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let h = r.headers().clone();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind));
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let body = r.text().await.unwrap();
+        if path == "/" {
+            assert!(body.contains("<script src=\"/assets/app.js\" defer></script>"));
+            assert_eq!(body.matches("<script").count(), 1, "no inline script");
+        }
+    }
+}
