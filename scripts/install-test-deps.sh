@@ -4,11 +4,12 @@
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   docker-compose  to validate docker-compose.yml (no engine needed)
 #   softhsm2        the PKCS#11 token of the HSM key store tests
-#   chromium, chromium-driver  the support page test (headless, WebDriver)
+#   chromium, chromium-driver, fonts-liberation  the support page test
+#                   (headless, WebDriver; the font so screenshots show text)
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester docker-compose softhsm2 chromium chromium-driver)
+packages=(postgresql sip-tester docker-compose softhsm2 chromium chromium-driver fonts-liberation)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
