@@ -137,7 +137,7 @@ pub async fn run(
             let listener =
                 api::tls::TlsListener::new(listener, tls).map_err(|e| ServeError::Io("api", e))?;
             tracing::info!(listen = %config.api.listen, "HTTPS API listening");
-            tokio::spawn(api::serve(listener, state, api_shutdown))
+            tokio::spawn(api::serve_https(listener, state, api_shutdown))
         }
         None => {
             tracing::info!(listen = %config.api.listen, "HTTP API listening");

@@ -89,3 +89,24 @@ where
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// As [`serve`], over TLS: every answer also tells browsers to use HTTPS
+/// only for this host from now on (`Strict-Transport-Security`).
+pub async fn serve_https(
+    listener: tls::TlsListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).layer(axum::middleware::map_response(
+        |mut r: axum::response::Response| async move {
+            r.headers_mut().insert(
+                axum::http::header::STRICT_TRANSPORT_SECURITY,
+                axum::http::HeaderValue::from_static("max-age=31536000"),
+            );
+            r
+        },
+    ));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -65,6 +65,12 @@ async fn the_api_serves_https_with_api_tls() {
     tls.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"database\":\"ok\""), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
+        "{answer}"
+    );
 
     // Plain HTTP on the HTTPS port: no HTTP answer, only a TLS alert or a
     // closed connection.
