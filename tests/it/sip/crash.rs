@@ -76,7 +76,8 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
             &sip.to_string(),
         ],
         "uac",
-    );
+    )
+    .movable();
 
     // Wait until at least two chunks (4 s of audio) are on disk.
     let rec_dir = dir.join("rec");

@@ -78,10 +78,13 @@ async fn a_caller_on_tcp_reaches_a_callee_on_udp() {
     let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
     let target = t.sip.to_string();
     let proxy = t.session.a.proxy_number.as_str().to_owned();
+    // Its first port is taken already (as another process may take a port
+    // between picking and binding): SIPp must start again on a fresh one.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let caller = Sipp::spawn(
         t.dir.path(),
         &scenario("uac_call.xml"),
-        free_udp_port(),
+        taken.local_addr().unwrap().port(),
         &[
             "-t",
             "t1",
@@ -95,7 +98,8 @@ async fn a_caller_on_tcp_reaches_a_callee_on_udp() {
             &target,
         ],
         "uac",
-    );
+    )
+    .movable();
     let (uac_ok, uac_log) = caller.finish().await;
     let (uas_ok, uas_log) = callee.finish().await;
     assert!(uac_ok, "caller over TCP failed:\n{uac_log}");

@@ -209,6 +209,13 @@ async fn wait_for_options(sip: SocketAddr) {
 pub(crate) struct Sipp {
     pub messages: PathBuf,
     child: tokio::process::Child,
+    /// How it was started, to start it again on other ports.
+    dir: PathBuf,
+    scenario: PathBuf,
+    extra: Vec<String>,
+    /// Whether its ports were picked freely (a caller's), so a run that
+    /// could not bind them may be repeated on fresh ones.
+    movable: bool,
 }
 
 fn scenario(name: &str) -> PathBuf {
@@ -217,51 +224,112 @@ fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
+fn spawn_sipp(
+    dir: &Path,
+    scenario_file: &Path,
+    port: u16,
+    extra: &[String],
+    messages: &Path,
+) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("sipp");
+    cmd.current_dir(dir)
+        .arg("-sf")
+        .arg(scenario_file)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "1",
+            "-nostdin",
+        ])
+        .args([
+            "-timeout",
+            "15s",
+            "-timeout_error",
+            "-trace_msg",
+            "-trace_err",
+        ])
+        .arg("-message_file")
+        .arg(messages)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd.spawn()
+        .expect("sipp is installed (apt-get install sip-tester)")
+}
+
 impl Sipp {
     /// Starts SIPp with `scenario` on `port`, logging messages to `log`.
     pub fn spawn(dir: &Path, scenario_file: &Path, port: u16, extra: &[&str], log: &str) -> Sipp {
         let messages = dir.join(format!("{log}_messages.log"));
-        let mut cmd = tokio::process::Command::new("sipp");
-        cmd.current_dir(dir)
-            .arg("-sf")
-            .arg(scenario_file)
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                "1",
-                "-nostdin",
-            ])
-            .args([
-                "-timeout",
-                "15s",
-                "-timeout_error",
-                "-trace_msg",
-                "-trace_err",
-            ])
-            .arg("-message_file")
-            .arg(&messages)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .expect("sipp is installed (apt-get install sip-tester)");
-        Sipp { messages, child }
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        let child = spawn_sipp(dir, scenario_file, port, &extra, &messages);
+        Sipp {
+            messages,
+            child,
+            dir: dir.to_path_buf(),
+            scenario: scenario_file.to_path_buf(),
+            extra,
+            movable: false,
+        }
     }
 
-    /// Waits for SIPp to finish; returns whether every call passed (exit 0).
-    pub async fn finish(mut self) -> (bool, String) {
-        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("sipp hung")
-            .unwrap();
-        let log = std::fs::read_to_string(&self.messages).unwrap_or_default();
-        (status.success(), log)
+    /// Marks a caller whose ports were picked freely: if another process
+    /// takes one of them between picking and binding, SIPp starts again
+    /// on fresh ports.
+    pub fn movable(mut self) -> Sipp {
+        self.movable = true;
+        self
     }
+
+    /// Waits for SIPp to finish; returns whether every call passed (exit
+    /// 0) and its message log (with its errors when it failed).
+    pub async fn finish(mut self) -> (bool, String) {
+        for attempt in 0.. {
+            let child = std::mem::replace(&mut self.child, placeholder());
+            let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .expect("sipp hung")
+                .unwrap();
+            let log = std::fs::read_to_string(&self.messages).unwrap_or_default();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let unbound = stderr.contains("Unable to bind");
+            if out.status.success() || !(unbound && self.movable && attempt < 4) {
+                let log = if out.status.success() {
+                    log
+                } else {
+                    format!("{log}\n--- sipp stderr ---\n{stderr}")
+                };
+                return (out.status.success(), log);
+            }
+            eprintln!("sipp could not bind its ports; again on fresh ones");
+            for (i, arg) in self.extra.clone().iter().enumerate() {
+                if arg == "-mp" && i + 1 < self.extra.len() {
+                    self.extra[i + 1] = free_udp_port().to_string();
+                }
+            }
+            self.child = spawn_sipp(
+                &self.dir,
+                &self.scenario,
+                free_udp_port(),
+                &self.extra,
+                &self.messages,
+            );
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// A finished process standing in for SIPp's while it is being replaced.
+fn placeholder() -> tokio::process::Child {
+    tokio::process::Command::new("true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("true runs")
 }
 
 /// The UAC placing a call from `caller` to `dialled` through ansim.
@@ -283,6 +351,7 @@ fn uac(t: &SipTest, scenario_file: &Path, caller: &str, dialled: &str, log: &str
         ],
         log,
     )
+    .movable()
 }
 
 /// The UAS answering as the callee behind the trunk.
@@ -480,7 +549,7 @@ pub(crate) async fn call_with_test_phones(t: &SipTest) -> PhoneCall {
     let args = [
         "-s", &proxy, "-key", "caller", CUSTOMER, "-key", "rtp_port", &port_a, &target,
     ];
-    let caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac");
+    let caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac").movable();
     let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
     let relay_b = port_in_log(&callee.messages, "INVITE").await;
     PhoneCall {
