@@ -106,22 +106,29 @@ pub async fn audio(
         )
     })?;
     let store = state.routing.store();
-    let call_id = match store.find_recording(&id).await? {
-        Some(row) if row.id == id => row.call_id,
+    // The live row, or the tombstone of an erased recording: either names
+    // the call the grant must cover.
+    let (row, call_id) = match store.find_recording(&id).await? {
+        Some(row) if row.id == id => {
+            let call = row.call_id.clone();
+            (Ok(row), call)
+        }
         _ => match store.find_tombstone(&id).await? {
-            Some(t) => t.call_id,
+            Some(t) => (Err(t.clone()), t.call_id),
             None => return Err(Problem::not_found("recording", &id)),
         },
     };
     let grant = live_grant(&state, &me, &call_id).await?;
-    let sealed = match recorder.open_sealed(&id).await {
+    let row = row.map_err(|t| {
+        erased(format!(
+            "recording {} was erased at {} ({})",
+            t.recording_id,
+            t.erased_at.to_rfc3339(),
+            t.reason
+        ))
+    })?;
+    let sealed = match recorder.unseal(row) {
         Ok(s) => s,
-        Err(ExportError::Erased { id, at, reason }) => {
-            return Err(erased(format!(
-                "recording {id} was erased at {} ({reason})",
-                at.to_rfc3339()
-            )));
-        }
         Err(e @ ExportError::KeyDestroyed(..)) => return Err(erased(e.to_string())),
         Err(e) => return Err(Problem::internal(&e)),
     };

@@ -107,6 +107,11 @@ impl Recorder {
                 None => ExportError::NotFound(id.to_owned()),
             });
         };
+        self.unseal(row)
+    }
+
+    /// As [`Recorder::open_sealed`], for a recording row already found.
+    pub fn unseal(&self, row: RecordingRow) -> Result<Sealed, ExportError> {
         let recording_id = uuid::Uuid::parse_str(&row.id)
             .map_err(|e| ExportError::Corrupt(row.id.clone(), e.to_string()))?;
         let binding = DekBinding {
