@@ -288,11 +288,7 @@ async fn serve_runs_on_defaults_and_stops_gracefully() {
     )
     .trim()
     .to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::harness::free_tcp_port();
     let listen = format!("127.0.0.1:{port}");
 
     let served = crate::harness::start_serve(

@@ -214,3 +214,13 @@ pub async fn start_serve(
     }
     panic!("serve did not start:\n{log}");
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a process that
+/// binds it itself; another may take it in between).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -29,11 +29,7 @@ async fn the_api_serves_https_with_api_tls() {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(d.join("api.crt"), certified.cert.pem()).unwrap();
     std::fs::write(d.join("api.key"), certified.signing_key.serialize_pem()).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::harness::free_tcp_port();
     let listen = format!("127.0.0.1:{port}");
     let (cert, key) = (d.join("api.crt"), d.join("api.key"));
     let served = crate::harness::start_serve(

@@ -19,14 +19,6 @@ pub struct Driver {
     profiles: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The Chromium executable itself (Debian's `/usr/bin/chromium` is a
 /// wrapper script).
 fn chromium() -> PathBuf {
@@ -46,7 +38,7 @@ impl Driver {
             "the browser test needs Debian's chromium and chromium-driver \
              (scripts/install-test-deps.sh installs them)"
         );
-        let port = free_port();
+        let port = crate::harness::free_tcp_port();
         let child = tokio::process::Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

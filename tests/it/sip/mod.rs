@@ -109,11 +109,7 @@ impl SipTest {
         for _attempt in 0..5 {
             let sip_port = free_udp_port();
             let uas_port = free_udp_port();
-            let api_port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let api_port = crate::harness::free_tcp_port();
             let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
             let toml = format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
