@@ -27,18 +27,20 @@
 //! when a latch or direction changes. No database, no logging per packet.
 //! A full send buffer drops the packet rather than waiting.
 //!
-//! # Latching (symmetric RTP)
-//! Until a leg's party sends, its media goes to the address from its SDP
-//! ([`MediaHandle::set_remote`]; RTCP to the port above). The first valid
-//! packet received on a leg's socket latches its source: from then on media
-//! for that leg goes there, whatever SDP said (NAT). RTP and RTCP latch
-//! separately, each on its own socket. A packet from another source does not
-//! move the latch unless the latched source has sent nothing for
-//! [`RelayConfig::relatch_idle`] (2 s): this lets a phone that really moved
-//! (new NAT binding, re-INVITE) take over quickly, but a stranger spraying
-//! packets at our port cannot hijack an active call's media. Packets from
-//! a non-latched source are still relayed (like rtpengine without
-//! strict-source).
+//! # Who may send (the source check)
+//! Every datagram is first checked against its socket's latch
+//! ([`SourcePolicy`], `[media] source`), before it is classified, relayed or
+//! tapped: with `sdp` (the default) a leg admits only the IP its SDP
+//! connection line names, and from the first valid packet on only that
+//! `ip:port`; with `learn` (NATed peers) the first valid packet within
+//! `[media] learn_window` after each offer/answer latches its source, and no
+//! other is admitted afterwards. Anything else is foreign: dropped and
+//! counted ([`Counters::foreign`], [`RelayTotals::foreign_packets`]), so a
+//! stranger spraying the port range reaches neither the other party nor
+//! the recording. Until a leg's party has sent, its media goes to the
+//! address from its SDP ([`MediaHandle::set_remote`]; RTCP to the port
+//! above); from then on to the latched source. RTP and RTCP latch
+//! separately, each on its own socket. See `latch.rs` for the policy.
 //!
 //! # Validation
 //! On an RTP socket: valid RTP (version 2, header, CSRCs, extension and
@@ -100,10 +102,11 @@ mod tap;
 mod relay_tests;
 
 pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
+pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
 pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
 pub use rtp::{RtpHeader, is_rtcp};
-pub use stats::{Counters, LegStats, MediaStats};
+pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
 pub use tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
 
 use std::net::SocketAddr;

@@ -1,5 +1,11 @@
 //! The RTP port pool: even RTP ports, RTCP on RTP+1, bound on allocation and
 //! returned to the pool when the [`PortPair`] is dropped.
+//!
+//! Pairs are handed out **at random** from the free ones, so nobody can
+//! guess which port the next call gets (an attacker who could would aim
+//! its packets there), and a freed port is rarely reused at once (late
+//! packets of the old call would reach the new one — where the source
+//! check drops them anyway).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +37,11 @@ struct PoolInner {
 
 #[derive(Debug)]
 struct Slots {
-    /// `in_use[i]` is true while port `base + 2 * i` is handed out.
-    in_use: Vec<bool>,
-    /// Next slot to try: allocation goes round the pool so a freed port is
-    /// not reused at once (late packets of the old call would reach the new).
-    cursor: usize,
+    /// Number of slots; slot `i` is port `base + 2 * i`.
+    capacity: usize,
+    /// The slots not handed out, in no particular order (a random one is
+    /// taken with `swap_remove`; a freed one is pushed back).
+    free: Vec<usize>,
 }
 
 /// A bound RTP/RTCP socket pair. The port goes back to the pool when the
@@ -62,9 +68,7 @@ struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(used) = self.pool.lock().in_use.get_mut(self.slot) {
-            *used = false;
-        }
+        self.pool.lock().free.push(self.slot);
     }
 }
 
@@ -97,8 +101,8 @@ impl PortPool {
             first,
             last,
             slots: Mutex::new(Slots {
-                in_use: vec![false; pairs],
-                cursor: 0,
+                capacity: pairs,
+                free: (0..pairs).collect(),
             }),
         };
         Ok(PortPool {
@@ -109,21 +113,17 @@ impl PortPool {
     /// Number of port pairs in the pool.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.inner.lock().in_use.len()
+        self.inner.lock().capacity
     }
 
     /// Number of port pairs currently handed out.
     #[must_use]
     pub fn in_use(&self) -> usize {
-        self.inner
-            .lock()
-            .in_use
-            .iter()
-            .filter(|used| **used)
-            .count()
+        let slots = self.inner.lock();
+        slots.capacity - slots.free.len()
     }
 
-    /// Binds the next free even port and the one above it.
+    /// Binds a free even port, picked at random, and the one above it.
     ///
     /// Ports the OS refuses with `EADDRINUSE` (taken by another program) are
     /// skipped, not marked, and tried again on later allocations.
@@ -137,16 +137,18 @@ impl PortPool {
             return Err(MediaError::NoRuntime);
         }
         let mut slots = self.inner.lock();
-        let count = slots.in_use.len();
+        let count = slots.free.len();
+        let start = if count == 0 {
+            0
+        } else {
+            rand::random_range(0..count)
+        };
         for step in 0..count {
-            let slot = (slots.cursor + step) % count;
-            if slots.in_use[slot] {
-                continue;
-            }
+            let position = (start + step) % count;
+            let slot = slots.free[position];
             let port = self.port_of(slot);
             if let Some((rtp, rtcp)) = self.bind_pair(port)? {
-                slots.in_use[slot] = true;
-                slots.cursor = (slot + 1) % count;
+                slots.free.swap_remove(position);
                 return Ok(PortPair {
                     rtp,
                     rtcp,
@@ -165,7 +167,7 @@ impl PortPool {
     }
 
     fn port_of(&self, slot: usize) -> u16 {
-        // slot < in_use.len() <= (last - base + 1) / 2, so this fits in u16.
+        // slot < capacity <= (last - base + 1) / 2, so this fits in u16.
         let offset = u16::try_from(slot * 2).unwrap_or(u16::MAX);
         self.inner.base.saturating_add(offset)
     }
@@ -284,7 +286,31 @@ mod tests {
         // Skipped ports were not marked: once free, they are used again.
         drop((squatter_rtp, squatter_rtcp));
         let next = pool.allocate().unwrap();
-        assert_eq!(next.port, 31130);
+        let last = pool.allocate().unwrap();
+        let mut got = [next.port, last.port];
+        got.sort_unstable();
+        assert_eq!(got, [31130, 31132]);
+    }
+
+    #[tokio::test]
+    async fn pairs_are_handed_out_at_random() {
+        let pool = PortPool::new(LOCALHOST, 31150, 31349).unwrap(); // 100 pairs
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let pairs: Vec<PortPair> = (0..10).map(|_| pool.allocate().unwrap()).collect();
+            let ports: Vec<u16> = pairs.iter().map(|p| p.port).collect();
+            let mut unique = ports.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), 10, "{ports:?}");
+            runs.push(ports);
+        }
+        // In order, every run would be consecutive ports from the same
+        // starting point; at random, three runs of ten from 100 pairs
+        // coincide or come out sorted with negligible probability.
+        assert!(runs.iter().any(|r| !r.windows(2).all(|w| w[1] == w[0] + 2)));
+        assert!(runs[0] != runs[1] || runs[1] != runs[2]);
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[tokio::test]

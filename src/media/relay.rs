@@ -5,8 +5,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -14,10 +15,11 @@ use tokio::task::JoinHandle;
 
 use super::announcement::Announcement;
 use super::latch::Latch;
+use super::latch::SourcePolicy;
 use super::playback::Playback;
 use super::ports::PortPair;
 use super::rtp::{RtpHeader, is_rtcp};
-use super::stats::{MediaStats, SharedStats};
+use super::stats::{MediaStats, RelayTotals, SharedStats};
 use super::tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
 use crate::recording::g711::Codec;
 
@@ -29,20 +31,12 @@ pub const MAX_DATAGRAM: usize = 2048;
 const BATCH: usize = 16;
 
 /// Relay settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RelayConfig {
-    /// How long a latched source must be silent before a packet from another
-    /// source re-latches (default 2 s). `Duration::ZERO`: always follow the
-    /// newest source.
-    pub relatch_idle: Duration,
-}
-
-impl Default for RelayConfig {
-    fn default() -> RelayConfig {
-        RelayConfig {
-            relatch_idle: Duration::from_secs(2),
-        }
-    }
+    /// Which source each leg admits (`[media] source`, `learn_window`).
+    pub source: SourcePolicy,
+    /// Process-wide counters shared by every relay (for `/metrics`).
+    pub totals: Arc<RelayTotals>,
 }
 
 /// Starts per-call relays.
@@ -73,12 +67,7 @@ impl MediaSession {
         let stats = Arc::new(SharedStats::default());
         let (control, commands) = mpsc::unbounded_channel();
         let ports = [a.port, b.port];
-        let latch = || {
-            [
-                Latch::new(config.relatch_idle),
-                Latch::new(config.relatch_idle),
-            ]
-        };
+        let latch = || [Latch::new(config.source), Latch::new(config.source)];
         let state = RelayState {
             sdp: [[None; 2]; 2],
             latches: [latch(), latch()],
@@ -87,6 +76,7 @@ impl MediaSession {
             buf: vec![0; MAX_DATAGRAM + 1].into_boxed_slice(),
             codec: None,
             playback: None,
+            totals: config.totals,
         };
         let task = tokio::spawn(run([a, b], state, commands));
         MediaHandle {
@@ -112,15 +102,20 @@ pub struct MediaHandle {
 #[derive(Debug)]
 enum Command {
     Remote(Leg, PacketKind, Option<SocketAddr>),
+    /// An offer/answer: `leg`'s SDP named this address.
+    OfferAnswer(Leg, SocketAddr),
     Direction(Leg, MediaDirection),
     Play(Arc<Announcement>),
 }
 
 impl MediaHandle {
-    /// Sets `leg`'s address from its SDP: RTP goes to `addr`, RTCP to the
-    /// port above. Used until latching learns where the party really sends
-    /// from; a latched address wins. Call [`MediaHandle::set_remote_rtcp`]
-    /// afterwards if the SDP has `a=rtcp`.
+    /// Sets `leg`'s address from its SDP (an offer or an answer): RTP goes
+    /// to `addr`, RTCP to the port above, until latching learns where the
+    /// party really sends from (a latched address wins). It is also an
+    /// offer/answer for the source policy: with `sdp`, `leg` admits media
+    /// from `addr`'s IP only, its port learnt again; with `learn`, both legs
+    /// learn for a window. Call [`MediaHandle::set_remote_rtcp`] afterwards
+    /// if the SDP has `a=rtcp`.
     pub fn set_remote(&self, leg: Leg, addr: SocketAddr) {
         let rtcp = addr
             .port()
@@ -128,6 +123,7 @@ impl MediaHandle {
             .map(|port| SocketAddr::new(addr.ip(), port));
         self.send(Command::Remote(leg, PacketKind::Rtp, Some(addr)));
         self.send(Command::Remote(leg, PacketKind::Rtcp, rtcp));
+        self.send(Command::OfferAnswer(leg, addr));
     }
 
     /// Sets `leg`'s RTCP address explicitly (SDP `a=rtcp`, RFC 3605).
@@ -211,6 +207,8 @@ struct RelayState {
     codec: Option<Codec>,
     /// The announcement being played, if any: nothing is relayed meanwhile.
     playback: Option<Playback>,
+    /// Process-wide counters (foreign packets).
+    totals: Arc<RelayTotals>,
 }
 
 /// The four sockets of a call in polling order: `[leg][kind]` flattened.
@@ -311,6 +309,15 @@ impl RelayState {
     fn apply(&mut self, command: Command) {
         match command {
             Command::Remote(leg, kind, addr) => self.sdp[leg.index()][kind.index()] = addr,
+            Command::OfferAnswer(leg, addr) => {
+                let now = Instant::now();
+                for latch in &mut self.latches[leg.index()] {
+                    latch.offer_answer(Some(addr.ip()), now);
+                }
+                for latch in &mut self.latches[leg.other().index()] {
+                    latch.offer_answer(None, now);
+                }
+            }
             Command::Direction(leg, direction) => {
                 if let Some(tap) = &self.tap {
                     tap.on_media_direction(leg, direction);
@@ -391,15 +398,21 @@ impl RelayState {
         src: SocketAddr,
     ) {
         let counters = self.stats.counters(leg, socket_kind);
+        let arrival = Instant::now();
+        let latch = &mut self.latches[leg.index()][socket_kind.index()];
+        // The edge check: a stranger's datagram is not even classified.
+        if !latch.admits(src, arrival) {
+            counters.foreign();
+            self.totals.foreign_packets.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         counters.received(len);
         let data = &self.buf[..len];
         let Some(kind) = classify(socket_kind, data) else {
             counters.dropped();
             return;
         };
-        let arrival = Instant::now();
-        let latch = &mut self.latches[leg.index()][socket_kind.index()];
-        if latch.observe(src, arrival) {
+        if latch.latch(src, arrival) {
             self.stats.set_latched(leg, socket_kind, src);
             tracing::debug!(?leg, kind = ?socket_kind, %src, "media latched");
         }

@@ -4,6 +4,7 @@
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,7 @@ async fn relays_rtp_both_ways_unchanged() {
             packets_out: 50,
             bytes_out: bytes,
             dropped: 0,
+            foreign: 0,
         };
         assert_eq!(leg.rtp, expect);
         assert_eq!(leg.rtcp, Counters::default());
@@ -143,9 +145,29 @@ async fn relays_rtp_both_ways_unchanged() {
     assert_eq!(stats.a.rtcp_latched, None);
 }
 
+/// Waits (bounded) until the relay's counters satisfy `done`.
+async fn until(relay: &MediaHandle, done: impl Fn(&MediaStats) -> bool) {
+    timeout(GUARD, async {
+        while !done(&relay.stats()) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("hang guard");
+}
+
+/// A socket on another loopback address (Linux routes 127.0.0.0/8 to lo).
+async fn stranger(host: u8) -> UdpSocket {
+    UdpSocket::bind((Ipv4Addr::new(127, 0, 0, host), 0))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn latches_to_real_source_over_sdp_address() {
-    let c = call(31220, RelayConfig::default(), None);
+async fn sdp_policy_admits_the_sdp_ip_and_latches_its_port() {
+    let config = RelayConfig::default();
+    let totals = config.totals.clone();
+    let c = call(31220, config, None);
     let decoy = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     c.relay.set_remote(Leg::B, addr(&decoy)); // SDP says decoy; B sends from phone_b
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
@@ -157,6 +179,7 @@ async fn latches_to_real_source_over_sdp_address() {
         rtp(1, 0xa),
         "before latching: SDP address"
     );
+    // Same IP as the SDP, another port: admitted until a port is latched.
     send(&c.phone_b.rtp, &rtp(1, 0xb), to_b).await;
     assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(1, 0xb));
     send(&c.phone_a.rtp, &rtp(2, 0xa), to_a).await;
@@ -168,41 +191,71 @@ async fn latches_to_real_source_over_sdp_address() {
     assert_nothing_pending(&decoy);
     assert_eq!(c.relay.stats().b.rtp_latched, Some(addr(&c.phone_b.rtp)));
 
-    // A stranger sending to B's port is relayed but does not steal the latch.
-    let stranger = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    send(&stranger, &rtp(9, 0x5), to_b).await;
-    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(9, 0x5));
+    // A stranger on another address, and one on the SDP's address but
+    // another port, are dropped before anything else: not relayed.
+    let outsider = stranger(2).await;
+    send(&outsider, &rtp(9, 0x5), to_b).await;
+    let same_ip = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    send(&same_ip, &rtp(9, 0x6), to_b).await;
+    send(&c.phone_b.rtp, &rtp(2, 0xb), to_b).await;
+    assert_eq!(
+        recv(&c.phone_a.rtp).await.0,
+        rtp(2, 0xb),
+        "the strangers' packets, sent first, were not relayed"
+    );
+    let stats = c.relay.stats();
+    assert_eq!((stats.b.rtp.foreign, stats.b.rtp.packets_in), (2, 2));
+    assert_eq!(stats.b.rtp_latched, Some(addr(&c.phone_b.rtp)));
+    assert_eq!(totals.foreign_packets.load(Ordering::Relaxed), 2);
+    assert_nothing_pending(&outsider);
+    assert_nothing_pending(&same_ip);
+
+    // A new SDP naming another address: only that address is admitted.
+    let moved = stranger(3).await;
+    c.relay.set_remote(Leg::B, addr(&moved));
+    send(&c.phone_b.rtp, &rtp(3, 0xb), to_b).await;
+    send(&moved, &rtp(1, 0xc), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(1, 0xc));
     send(&c.phone_a.rtp, &rtp(3, 0xa), to_a).await;
-    assert_eq!(recv(&c.phone_b.rtp).await.0, rtp(3, 0xa));
-    assert_nothing_pending(&stranger);
-    // A new SDP address does not override a latch either.
-    c.relay.set_remote(Leg::B, addr(&decoy));
-    send(&c.phone_a.rtp, &rtp(4, 0xa), to_a).await;
-    assert_eq!(recv(&c.phone_b.rtp).await.0, rtp(4, 0xa));
-    assert_nothing_pending(&decoy);
+    assert_eq!(recv(&moved).await.0, rtp(3, 0xa));
+    assert_nothing_pending(&c.phone_b.rtp);
+    assert_eq!(c.relay.stats().b.rtp.foreign, 3);
 }
 
 #[tokio::test]
-async fn relatches_when_policy_allows() {
-    // Idle time zero: the newest source always wins (the 2 s clock is tested
-    // with an injected clock in latch.rs).
+async fn learn_policy_latches_the_first_source_after_an_offer_answer() {
     let config = RelayConfig {
-        relatch_idle: Duration::ZERO,
+        source: SourcePolicy::Learn {
+            window: Duration::from_secs(30),
+        },
+        ..RelayConfig::default()
     };
     let c = call(31240, config, None);
     let (to_a, to_b) = (
         c.relay_addr(Leg::A, PacketKind::Rtp),
         c.relay_addr(Leg::B, PacketKind::Rtp),
     );
-    send(&c.phone_b.rtp, &rtp(1, 0xb), to_b).await;
-    recv(&c.phone_a.rtp).await;
-    let moved = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    send(&moved, &rtp(2, 0xc), to_b).await;
-    recv(&c.phone_a.rtp).await;
+    // Behind NAT: B really sends from another address than its SDP's.
+    let natted = stranger(4).await;
+    send(&natted, &rtp(1, 0xb), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(1, 0xb));
     send(&c.phone_a.rtp, &rtp(1, 0xa), to_a).await;
-    assert_eq!(recv(&moved).await.0, rtp(1, 0xa));
-    assert_nothing_pending(&c.phone_b.rtp);
+    assert_eq!(recv(&natted).await.0, rtp(1, 0xa), "latched");
+    // Strict from now on: not even the SDP's own address.
+    send(&c.phone_b.rtp, &rtp(9, 0x9), to_b).await;
+    send(&natted, &rtp(2, 0xb), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(2, 0xb));
+    assert_eq!(c.relay.stats().b.rtp.foreign, 1);
+    // A new offer/answer (on either leg) lets B's source be learnt again.
+    c.relay.set_remote(Leg::A, addr(&c.phone_a.rtp));
+    let moved = stranger(5).await;
+    send(&moved, &rtp(1, 0xc), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(1, 0xc));
+    send(&natted, &rtp(3, 0xb), to_b).await;
+    send(&moved, &rtp(2, 0xc), to_b).await;
+    assert_eq!(recv(&c.phone_a.rtp).await.0, rtp(2, 0xc));
     assert_eq!(c.relay.stats().b.rtp_latched, Some(addr(&moved)));
+    assert_eq!(c.relay.stats().b.rtp.foreign, 2);
 }
 
 #[tokio::test]
@@ -279,23 +332,29 @@ async fn drops_and_counts_garbage_and_keeps_working() {
 }
 
 #[tokio::test]
-async fn drops_when_no_target_is_known() {
+async fn admits_nothing_before_sdp_and_drops_when_no_target_is_known() {
     let pool = PortPool::new(LOCALHOST, 31320, 31329).unwrap();
     let relay = MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
     let phone = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
-    send(&phone, &rtp(1, 1), to_a).await;
-    send(&phone, &rtp(2, 1), to_a).await;
-    // B sends: A was latched by its packets, so this one gets through.
     let phone_b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    send(
-        &phone_b,
-        &rtp(1, 2),
-        SocketAddr::new(LOCALHOST, relay.local_port(Leg::B)),
-    )
-    .await;
-    assert_eq!(recv(&phone).await.0, rtp(1, 2));
+    let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
+    let to_b = SocketAddr::new(LOCALHOST, relay.local_port(Leg::B));
+    // No SDP for either leg yet: nobody is admitted.
+    send(&phone, &rtp(1, 1), to_a).await;
+    send(&phone_b, &rtp(1, 2), to_b).await;
+    // (Commands overtake packets still in the socket: wait for these two.)
+    until(&relay, |s| s.a.rtp.foreign + s.b.rtp.foreign == 2).await;
+    // A's SDP: A is admitted, but B's address is unknown: dropped.
+    relay.set_remote(Leg::A, SocketAddr::new(LOCALHOST, 9));
+    send(&phone, &rtp(2, 1), to_a).await;
+    send(&phone, &rtp(3, 1), to_a).await;
+    until(&relay, |s| s.a.rtp.dropped == 2).await;
+    // B's SDP: B gets through to A, latched by its packets.
+    relay.set_remote(Leg::B, addr(&phone_b));
+    send(&phone_b, &rtp(2, 2), to_b).await;
+    assert_eq!(recv(&phone).await.0, rtp(2, 2));
     let stats = relay.stats();
+    assert_eq!((stats.a.rtp.foreign, stats.b.rtp.foreign), (1, 1));
     assert_eq!((stats.a.rtp.packets_in, stats.a.rtp.dropped), (2, 2));
     assert_eq!(stats.a.rtp_latched, Some(addr(&phone)));
 }
@@ -345,6 +404,8 @@ async fn tap_sees_every_relayed_packet() {
             Rtcp => (&from.rtcp, &to.rtcp),
         };
         send(out, &[0x00, 0x01], c.relay_addr(leg, kind)).await; // garbage: not tapped
+        let intruder = stranger(6).await;
+        send(&intruder, &packet, c.relay_addr(leg, kind)).await; // foreign: not tapped
         send(out, &packet, c.relay_addr(leg, kind)).await;
         recv(inn).await;
         expected.push((Direction::from_leg(leg), kind, packet));
@@ -419,6 +480,7 @@ async fn concurrent_calls_share_a_pool() {
                 MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
             let a = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
             let b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+            relay.set_remote(Leg::A, addr(&a));
             relay.set_remote(Leg::B, addr(&b));
             let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
             for seq in 0..20 {

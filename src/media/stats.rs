@@ -14,7 +14,8 @@ use super::tap::{Leg, MediaDirection, PacketKind};
 /// Counters of one socket (RTP or RTCP) of one leg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Datagrams received on this socket from the leg's party (any content).
+    /// Datagrams received on this socket from the leg's admitted source
+    /// (any content).
     pub packets_in: u64,
     /// Bytes of those datagrams.
     pub bytes_in: u64,
@@ -25,6 +26,10 @@ pub struct Counters {
     /// Received datagrams not relayed: not RTP/RTCP (garbage, too short,
     /// too long), no target known yet for the other leg, or send failed.
     pub dropped: u64,
+    /// Datagrams from a source the leg does not admit (see
+    /// [`crate::media::SourcePolicy`]): dropped unread, never relayed or
+    /// tapped, and not counted in `packets_in`.
+    pub foreign: u64,
 }
 
 /// A snapshot of one leg.
@@ -90,6 +95,7 @@ pub(crate) struct AtomicCounters {
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
     dropped: AtomicU64,
+    foreign: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: usize) {
@@ -114,6 +120,11 @@ impl AtomicCounters {
         add(&self.dropped, 1);
     }
 
+    /// A datagram from a source the leg does not admit was dropped.
+    pub(crate) fn foreign(&self) {
+        add(&self.foreign, 1);
+    }
+
     fn snapshot(&self) -> Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Counters {
@@ -122,8 +133,20 @@ impl AtomicCounters {
             packets_out: get(&self.packets_out),
             bytes_out: get(&self.bytes_out),
             dropped: get(&self.dropped),
+            foreign: get(&self.foreign),
         }
     }
+}
+
+/// Counters of every relay of the process, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RelayTotals {
+    /// Datagrams dropped because their source is not the leg's own
+    /// (`ansim_media_foreign_packets_total`).
+    pub foreign_packets: AtomicU64,
+    /// RTCP datagrams dropped because they could not be scrubbed of
+    /// identity (malformed compound packets).
+    pub rtcp_unscrubbable: AtomicU64,
 }
 
 /// Rarely changing per-leg facts.

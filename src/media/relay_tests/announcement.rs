@@ -114,8 +114,10 @@ async fn plays_to_both_legs_then_bridges() {
 async fn uses_the_codec_seen_and_drops_without_target() {
     let pool = PortPool::new(LOCALHOST, 31480, 31489).unwrap();
     let relay = MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
-    // Only A is known, by latching a PCMA packet (B's SDP is not known yet).
+    // Only A is known, by its SDP and a latched PCMA packet (B's SDP is
+    // not known yet).
     let phone_a = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
+    relay.set_remote(Leg::A, SocketAddr::new(LOCALHOST, 9));
     let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
     let mut pcma = rtp(1, 0xa);
     pcma[1] = 8;
