@@ -25,6 +25,7 @@
 //! | [`retention`] | the sweeper: erasing expired recordings, destroying spent epoch keys |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
+//! | [`fd_limit`] | file descriptors the configuration needs, raised at start-up |
 //! | [`cli`] | the `ansim` command line |
 //!
 //! ## Design rules
@@ -42,6 +43,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod duration;
+pub mod fd_limit;
 pub mod keys;
 pub mod logging;
 pub mod media;

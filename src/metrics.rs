@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use crate::media::RelayTotals;
 use crate::routing::RoutingCounters;
+use crate::transport::TransportCounters;
 
 /// HTTP request counts by (method, route template, status).
 #[derive(Debug, Default)]
@@ -28,6 +30,32 @@ pub struct Metrics {
     /// Recording chunks decrypted to serve playback: a Range request
     /// should add only the chunks it covers, which this makes visible.
     pub playback_chunks_decrypted: AtomicU64,
+    /// INVITEs refused with `503` because `[limits] max_calls` were up.
+    pub calls_over_limit: AtomicU64,
+    /// SIP transactions (server and client) open now.
+    pub sip_transactions: AtomicI64,
+    /// The configured limits, shown so a dashboard can relate usage to
+    /// them (set once at start-up).
+    pub limits: Limits,
+    /// What the SIP transports did (outsiders, connections, shedding).
+    pub transport: Arc<TransportCounters>,
+    /// What the media relays did (foreign packets).
+    pub media: Arc<RelayTotals>,
+}
+
+/// The configured capacity limits, as gauges.
+#[derive(Debug, Default)]
+pub struct Limits {
+    /// `[limits] max_calls`.
+    pub max_calls: AtomicI64,
+    /// `[limits] max_transactions`.
+    pub max_transactions: AtomicI64,
+    /// `[limits] inbound_queue`.
+    pub inbound_queue: AtomicI64,
+    /// `[sip] max_tcp_connections`.
+    pub max_tcp_connections: AtomicI64,
+    /// Media port pairs in the pool.
+    pub media_port_pairs: AtomicI64,
 }
 
 /// Gauges read at scrape time.
@@ -104,6 +132,7 @@ impl Metrics {
             "Recording chunks decrypted for playback.",
             load(&self.playback_chunks_decrypted),
         );
+        self.render_edge(&mut out);
         let active = self.calls_active.load(Ordering::Relaxed);
         gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);
         let pairs = self.media_pairs_in_use.load(Ordering::Relaxed);
@@ -145,5 +174,106 @@ impl Metrics {
             );
         }
         out
+    }
+
+    /// The hostile-network counters and the limits.
+    fn render_edge(&self, out: &mut String) {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
+        let t = &self.transport;
+        let counters: [(&str, &str, u64); 9] = [
+            (
+                "ansim_sip_outsider_dropped_total",
+                "Datagrams from sources outside [trunk] allow dropped unanswered.",
+                load(&t.outsider_dropped),
+            ),
+            (
+                "ansim_sip_outsider_replies_total",
+                "403s sent to sources outside [trunk] allow.",
+                load(&t.outsider_replies),
+            ),
+            (
+                "ansim_sip_outsider_connections_total",
+                "TCP/TLS connections from outside [trunk] allow closed at accept.",
+                load(&t.outsider_connections),
+            ),
+            (
+                "ansim_sip_connections_over_limit_total",
+                "TCP/TLS connections closed at accept: [sip] max_tcp_connections open.",
+                load(&t.connections_over_limit),
+            ),
+            (
+                "ansim_sip_connections_idle_closed_total",
+                "TCP/TLS connections closed after [sip] tcp_idle_timeout.",
+                load(&t.connections_idle_closed),
+            ),
+            (
+                "ansim_sip_connections_bad_framing_total",
+                "TCP/TLS connections closed: unframeable or oversized message.",
+                load(&t.connections_bad_framing),
+            ),
+            (
+                "ansim_sip_inbound_shed_total",
+                "New SIP requests dropped because their queue was full.",
+                load(&t.inbound_shed),
+            ),
+            (
+                "ansim_calls_over_limit_total",
+                "INVITEs answered 503 because [limits] max_calls were in progress.",
+                load(&self.calls_over_limit),
+            ),
+            (
+                "ansim_media_foreign_packets_total",
+                "Media datagrams dropped because they came from a source the leg does not admit.",
+                load(&self.media.foreign_packets),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let l = &self.limits;
+        let gauges: [(&str, &str, i64); 7] = [
+            (
+                "ansim_sip_connections_open",
+                "SIP TCP/TLS connections open.",
+                t.open_connections(),
+            ),
+            (
+                "ansim_sip_transactions",
+                "SIP transactions open.",
+                loadi(&self.sip_transactions),
+            ),
+            (
+                "ansim_limit_max_calls",
+                "[limits] max_calls.",
+                loadi(&l.max_calls),
+            ),
+            (
+                "ansim_limit_max_transactions",
+                "[limits] max_transactions.",
+                loadi(&l.max_transactions),
+            ),
+            (
+                "ansim_limit_inbound_queue",
+                "[limits] inbound_queue (each of the two SIP queues).",
+                loadi(&l.inbound_queue),
+            ),
+            (
+                "ansim_limit_max_tcp_connections",
+                "[sip] max_tcp_connections.",
+                loadi(&l.max_tcp_connections),
+            ),
+            (
+                "ansim_limit_media_port_pairs",
+                "RTP/RTCP port pairs in [media] ports.",
+                loadi(&l.media_port_pairs),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
     }
 }

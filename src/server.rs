@@ -20,6 +20,9 @@ use crate::store::{Store, StoreError};
 /// How often open sessions are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Connections the API may hold open (counted into the descriptor limit).
+const API_CONNECTIONS: u64 = 1024;
+
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -51,6 +54,9 @@ pub enum ServeError {
     /// The announcement file is missing or unusable.
     #[error("{0}")]
     Announcement(#[from] crate::media::AnnouncementError),
+    /// The file descriptor limit is too low for the configuration.
+    #[error("{0}")]
+    FdLimit(#[from] crate::fd_limit::FdLimitError),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -80,6 +86,13 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let fds = crate::fd_limit::ensure(&config, API_CONNECTIONS)?;
+    tracing::info!(
+        needed = fds.needed,
+        soft = fds.soft,
+        hard = fds.hard,
+        "file descriptor limit"
+    );
     let store = open_store(&config).await?;
     tracing::info!(database = %config.store.database_url.redacted(), "store ready");
     let clock: SharedClock = Arc::new(SystemClock);
@@ -195,10 +208,25 @@ async fn start_sip(
             "calls left open by an earlier run marked interrupted"
         );
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    let counters = metrics.transport.clone();
+    let (tx, rx) = crate::transport::inbound_queues(config.limits.inbound_queue, counters.clone());
+    let gate = crate::transport::SourceGate::new(
+        config.trunk.allow.clone(),
+        vec![config.trunk.address.ip()],
+        config.sip.outsider_replies_per_second,
+        counters.clone(),
+    );
+    let transport_settings = crate::transport::TransportSettings {
+        gate: Arc::new(gate),
+        max_connections: config.sip.max_tcp_connections,
+        idle_timeout: config.sip.tcp_idle_timeout,
+        max_message_size: config.sip.max_message_size,
+        counters,
+    };
     let transports = crate::transport::Transports::bind(
         &config.sip.listen,
         config.sip.tls.as_ref(),
+        transport_settings,
         tx,
         stop.clone(),
     )
@@ -207,15 +235,31 @@ async fn start_sip(
     let ports = &config.media.ports;
     let pool = crate::media::PortPool::new(config.media.bind, ports.first, ports.last)
         .map_err(|e| ServeError::Media(e.to_string()))?;
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let limits = &metrics.limits;
+    limits
+        .inbound_queue
+        .store(config.limits.inbound_queue as i64, relaxed);
+    limits
+        .max_tcp_connections
+        .store(config.sip.max_tcp_connections as i64, relaxed);
+    limits
+        .media_port_pairs
+        .store(pool.capacity() as i64, relaxed);
     let settings = crate::b2bua::SipSettings {
         domain: config.sip.domain.clone(),
         trunk: config.trunk.address,
-        allow: config.trunk.allow.clone(),
         advertise: config.media.advertise,
         unknown_caller_status: config.routing.unknown_caller_status,
         max_duration: config.sip.max_call_duration,
         no_answer_timeout: config.sip.no_answer_timeout,
         announcement,
+        relay: crate::media::RelayConfig {
+            source: config.media.source,
+            totals: metrics.media.clone(),
+        },
+        max_calls: config.limits.max_calls,
+        max_transactions: config.limits.max_transactions,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");

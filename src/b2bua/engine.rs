@@ -13,13 +13,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
 use rsip::{Request, Response, SipMessage};
 use tokio::sync::{mpsc, watch};
 
 use super::{Call, Leg};
 use crate::clock::SharedClock;
-use crate::media::{Announcement, MediaHandle, PortPool};
+use crate::media::{Announcement, MediaHandle, PortPool, RelayConfig};
 use crate::metrics::Metrics;
 use crate::recording::{Recorder, RecordingMeta, RecordingTap};
 use crate::routing::Routing;
@@ -27,7 +26,7 @@ use crate::sip::{
     ClientTransaction, ServerTransaction, Timers, TransactionKey, TwoXxRetransmitter,
 };
 use crate::store::Store;
-use crate::transport::{Flow, Inbound, Transports};
+use crate::transport::{Flow, FlowLease, InboundReceiver, Transports};
 
 /// What the engine needs to know from the configuration.
 #[derive(Debug, Clone)]
@@ -36,8 +35,6 @@ pub struct SipSettings {
     pub domain: String,
     /// Where B-leg requests go.
     pub trunk: SocketAddr,
-    /// Sources allowed to send us requests.
-    pub allow: Vec<IpNet>,
     /// Our media address, written into SDP; also our Via/Contact host when
     /// the SIP socket is bound to a wildcard address.
     pub advertise: IpAddr,
@@ -50,6 +47,12 @@ pub struct SipSettings {
     /// Played to both parties when the call is answered, before they are
     /// bridged (`[media] announcement`).
     pub announcement: Option<Arc<Announcement>>,
+    /// How each call's relay admits media sources.
+    pub relay: RelayConfig,
+    /// Most calls at once (routed or being routed); more get `503`.
+    pub max_calls: usize,
+    /// Most transactions at once; new requests beyond get `503`.
+    pub max_transactions: usize,
 }
 
 /// Events the engine's task handles, besides inbound messages.
@@ -67,6 +70,8 @@ pub(super) struct ServerEntry {
     pub flow: Flow,
     /// The call and leg it belongs to, once known.
     pub owner: Option<(u64, Leg)>,
+    /// Keeps a TCP/TLS flow's connection open while the transaction lives.
+    pub _lease: Option<FlowLease>,
 }
 
 /// A client transaction and the call leg that sent it.
@@ -74,6 +79,8 @@ pub(super) struct ClientEntry {
     pub txn: ClientTransaction,
     pub flow: Flow,
     pub owner: (u64, Leg),
+    /// Keeps a TCP/TLS flow's connection open while the transaction lives.
+    pub _lease: Option<FlowLease>,
 }
 
 /// One call in progress.
@@ -81,6 +88,8 @@ pub(super) struct CallEntry {
     pub call: Call,
     /// Where the caller's requests came from; A-leg requests go back there.
     pub a_flow: Flow,
+    /// Keeps the caller's TCP/TLS connection open for the whole call.
+    pub _a_lease: Option<FlowLease>,
     /// The relay; dropping it frees the ports.
     pub media: Option<MediaHandle>,
     /// The call record's id.
@@ -120,8 +129,8 @@ impl Ord for TransactionKeyOrd {
 pub struct EngineParts {
     /// The bound SIP sockets.
     pub transports: Transports,
-    /// Messages the transports received.
-    pub inbound: mpsc::Receiver<Inbound>,
+    /// Messages the transports received from the trunk.
+    pub inbound: InboundReceiver,
     /// Route lookups.
     pub routing: Arc<Routing>,
     /// Call records.
@@ -160,8 +169,9 @@ pub struct Engine {
     /// Ordered call-record writes ([`super::actions::cdr_writer`]).
     pub(super) cdr: mpsc::UnboundedSender<super::actions::CdrOp>,
     pub(super) next_call: u64,
-    /// When the last "source not allowed" line was logged (rate limit).
-    pub(super) last_refusal_log: Option<Instant>,
+    /// INVITEs whose route lookup is running: they count against
+    /// `max_calls` like the calls they may become.
+    pub(super) routing_pending: usize,
 }
 
 impl Engine {
@@ -207,8 +217,16 @@ impl Engine {
             events,
             cdr,
             next_call: 1,
-            last_refusal_log: None,
+            routing_pending: 0,
         };
+        let limits = &engine.metrics.limits;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        limits
+            .max_calls
+            .store(engine.settings.max_calls as i64, relaxed);
+        limits
+            .max_transactions
+            .store(engine.settings.max_transactions as i64, relaxed);
         tracing::info!(local = %engine.local_sip, trunk = %engine.settings.trunk, "SIP engine running");
         loop {
             let next = engine.deadlines.peek().map(|Reverse((t, _))| *t);
@@ -227,6 +245,7 @@ impl Engine {
                 _ = sleep => engine.on_timers(Instant::now()),
                 _ = stop.wait_for(|s| *s) => break,
             }
+            engine.update_gauges();
         }
         engine.shutdown();
     }
@@ -285,9 +304,21 @@ impl Engine {
         }
     }
 
-    /// Whether `ip` may send us requests.
-    pub(super) fn allowed(&self, ip: IpAddr) -> bool {
-        self.settings.allow.iter().any(|net| net.contains(&ip))
+    /// Publishes the table sizes to `/metrics`.
+    fn update_gauges(&self) {
+        let transactions = (self.servers.len() + self.clients.len()) as i64;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.metrics.sip_transactions.store(transactions, relaxed);
+    }
+
+    /// Whether the transaction table is full: new requests get `503`.
+    pub(super) fn transactions_full(&self) -> bool {
+        self.servers.len() + self.clients.len() >= self.settings.max_transactions
+    }
+
+    /// Whether another call would pass `max_calls`.
+    pub(super) fn calls_full(&self) -> bool {
+        self.calls.len() + self.routing_pending >= self.settings.max_calls
     }
 
     /// Sends a message on a flow.

@@ -1,7 +1,8 @@
-//! Inbound messages: parse, check the source, match a transaction or a
-//! dialog, and hand the request or response to its owner.
+//! Inbound messages: parse, match a transaction or a dialog, and hand the
+//! request or response to its owner. (Only the trunk's messages arrive
+//! here: the transports have already dropped or answered outsiders.)
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rsip::{Method, Request, Response, SipMessage, StatusCode};
 
@@ -13,8 +14,22 @@ use crate::sip::{
 };
 use crate::transport::{Flow, Inbound};
 
-/// At most one "source not allowed" log line per this long.
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Seconds a caller refused for capacity is asked to wait (`Retry-After`).
+pub(super) const RETRY_AFTER_SECS: u32 = 5;
+
+/// A `503 Service Unavailable` for `req`, with `Retry-After`.
+pub(super) fn unavailable(req: &Request) -> Response {
+    let mut resp = response_to(
+        req,
+        StatusCode::ServiceUnavailable,
+        Some(&crate::sip::new_tag()),
+    );
+    resp.headers.push(rsip::Header::Other(
+        "Retry-After".into(),
+        RETRY_AFTER_SECS.to_string(),
+    ));
+    resp
+}
 
 impl Engine {
     pub(super) fn on_inbound(&mut self, now: Instant, inbound: Inbound) {
@@ -32,10 +47,6 @@ impl Engine {
     }
 
     fn on_request(&mut self, now: Instant, flow: Flow, req: Request) {
-        if !self.allowed(flow.remote().ip()) {
-            self.refuse_source(now, &flow, req);
-            return;
-        }
         let Ok(key) = TransactionKey::server(&req) else {
             self.respond_stateless(&flow, response_to(&req, StatusCode::BadRequest, None));
             return;
@@ -44,6 +55,11 @@ impl Engine {
             // A retransmission, or the ACK of a non-2xx final response.
             entry.txn.handle_request(now, req);
             self.drain_server(now, &key);
+            return;
+        }
+        if self.transactions_full() && !self.is_about_existing(&key, &req) {
+            tracing::warn!(method = %req.method, "transaction table full: 503");
+            self.respond_stateless(&flow, unavailable(&req));
             return;
         }
         match req.method {
@@ -64,24 +80,17 @@ impl Engine {
         }
     }
 
-    fn refuse_source(&mut self, now: Instant, flow: &Flow, req: Request) {
-        let due = self
-            .last_refusal_log
-            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY);
-        if due {
-            self.last_refusal_log = Some(now);
-            tracing::warn!(remote = %flow.remote(), method = %req.method, "request from a source not in [trunk] allow: 403");
-        }
-        if req.method == Method::Invite {
-            self.metrics
-                .calls_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        if req.method != Method::Ack {
-            self.respond_stateless(
-                flow,
-                response_to(&req, StatusCode::Forbidden, Some(&crate::sip::new_tag())),
-            );
+    /// Whether `req` belongs to something that exists (an ACK, a request
+    /// in a dialog of ours, a CANCEL of a transaction of ours): such
+    /// requests are taken even when the transaction table is full, so a
+    /// call in progress can always end.
+    fn is_about_existing(&self, key: &TransactionKey, req: &Request) -> bool {
+        match req.method {
+            Method::Ack => true,
+            Method::Cancel => key
+                .cancel_target()
+                .is_some_and(|t| self.servers.contains_key(&t)),
+            _ => self.dialog_of(req).is_some(),
         }
     }
 
@@ -111,8 +120,14 @@ impl Engine {
     ) -> Option<TransactionKey> {
         match ServerTransaction::new(req, now, flow.is_reliable(), self.timers) {
             Ok(txn) => {
-                self.servers
-                    .insert(key.clone(), ServerEntry { txn, flow, owner });
+                let _lease = self.transports.lease(&flow);
+                let entry = ServerEntry {
+                    txn,
+                    flow,
+                    owner,
+                    _lease,
+                };
+                self.servers.insert(key.clone(), entry);
                 self.drain_server(now, &key);
                 Some(key)
             }
@@ -254,8 +269,14 @@ impl Engine {
         match crate::sip::ClientTransaction::new(req, now, flow.is_reliable(), self.timers) {
             Ok(txn) => {
                 let key = txn.key().clone();
-                self.clients
-                    .insert(key.clone(), ClientEntry { txn, flow, owner });
+                let _lease = self.transports.lease(&flow);
+                let entry = ClientEntry {
+                    txn,
+                    flow,
+                    owner,
+                    _lease,
+                };
+                self.clients.insert(key.clone(), entry);
                 self.drain_client(now, &key);
             }
             Err(e) => tracing::warn!(error = %e, "cannot start client transaction"),

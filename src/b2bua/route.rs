@@ -49,9 +49,25 @@ impl Engine {
             .and_then(uri_user)
             .and_then(user_number);
         let dialled = uri_user(&req.uri.to_string()).and_then(user_number);
+        if self.calls_full() {
+            tracing::warn!(
+                max_calls = self.settings.max_calls,
+                "call limit reached: 503"
+            );
+            self.metrics.calls_refused.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .calls_over_limit
+                .fetch_add(1, Ordering::Relaxed);
+            let resp = super::inbound::unavailable(&req);
+            if let Some(key) = self.open_server(now, flow, key, req, None) {
+                self.respond_on(now, &key, resp);
+            }
+            return;
+        }
         let Some(key) = self.open_server(now, flow, key, req, None) else {
             return;
         };
+        self.routing_pending += 1;
         let routing = self.routing.clone();
         let events = self.events.clone();
         let at = self.now_ts();
@@ -79,6 +95,7 @@ impl Engine {
     }
 
     pub(super) fn on_routed(&mut self, now: Instant, key: TransactionKey, outcome: Outcome) {
+        self.routing_pending = self.routing_pending.saturating_sub(1);
         // Cancelled (or timed out) while the lookup ran: nothing to do.
         let Some(invite) = self.request_of(&key).cloned() else {
             return;
@@ -186,6 +203,7 @@ impl Engine {
         if let Some(entry) = self.servers.get_mut(&key) {
             entry.owner = Some((id, Leg::A));
         }
+        let a_lease = self.transports.lease(&a_flow);
         self.by_call_id
             .insert(call.a_call_id().to_owned(), (id, Leg::A));
         self.by_call_id
@@ -202,7 +220,7 @@ impl Engine {
         let tap = recording
             .as_ref()
             .map(|(t, _)| t.clone() as Arc<dyn crate::media::MediaTap>);
-        let media = crate::media::MediaSession::start(a, b, tap);
+        let media = crate::media::MediaSession::start_with(self.settings.relay.clone(), a, b, tap);
         let record = NewCall {
             id: cdr.clone(),
             session_id: Some(route.session_id.clone()),
@@ -227,6 +245,7 @@ impl Engine {
             CallEntry {
                 call,
                 a_flow,
+                _a_lease: a_lease,
                 media: Some(media),
                 cdr,
                 two_xx: Vec::new(),

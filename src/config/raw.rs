@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub retention: RawRetention,
     /// `[api]`
     pub api: RawApi,
+    /// `[limits]`
+    pub limits: RawLimits,
 }
 
 /// `[sip]`: where we listen for SIP and under which domain.
@@ -43,6 +45,16 @@ pub struct RawSip {
     pub no_answer_timeout: String,
     /// Longest answered call before both legs are hung up (duration).
     pub max_call_duration: String,
+    /// 403s per second per source outside `[trunk] allow` (0 = never).
+    pub outsider_replies_per_second: i64,
+    /// Most SIP TCP/TLS connections open at once.
+    pub max_tcp_connections: i64,
+    /// A TCP/TLS connection with no message and no transaction or dialog
+    /// for this long is closed (duration).
+    pub tcp_idle_timeout: String,
+    /// Largest SIP message (bytes): a UDP datagram, or what one TCP/TLS
+    /// connection may buffer for one message.
+    pub max_message_size: i64,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -55,6 +67,10 @@ impl Default for RawSip {
             domain: "ansim.local".into(),
             no_answer_timeout: "60s".into(),
             max_call_duration: "4h".into(),
+            outsider_replies_per_second: 2,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout: "120s".into(),
+            max_message_size: 65_535,
             tls: None,
         }
     }
@@ -104,6 +120,11 @@ pub struct RawMedia {
     pub ports: String,
     /// WAV path, or `""` for none.
     pub announcement: String,
+    /// `"sdp"` or `"learn"`: who may send media on a leg.
+    pub source: String,
+    /// With `source = "learn"`: how long after an offer/answer a leg
+    /// latches its first source (duration).
+    pub learn_window: String,
 }
 
 impl Default for RawMedia {
@@ -113,6 +134,8 @@ impl Default for RawMedia {
             advertise: "127.0.0.1".into(),
             ports: "20000-29999".into(),
             announcement: String::new(),
+            source: "sdp".into(),
+            learn_window: "10s".into(),
         }
     }
 }
@@ -250,6 +273,30 @@ impl Default for RawApi {
             grant_ttl: "4h".into(),
             tls: None,
             allow_plain_http: false,
+        }
+    }
+}
+
+/// `[limits]`: capacity bounds, so a flood meets a precise refusal instead
+/// of exhausting memory or file descriptors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Most calls at once; absent = what `[media] ports` carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<i64>,
+    /// Most SIP transactions (server and client) at once.
+    pub max_transactions: i64,
+    /// SIP messages waiting for the engine, per queue.
+    pub inbound_queue: i64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_calls: None,
+            max_transactions: 20_000,
+            inbound_queue: 4096,
         }
     }
 }

@@ -42,6 +42,10 @@ pub(crate) const ROOT: &[Field] = &[
             f("domain", Str),
             f("no_answer_timeout", Str),
             f("max_call_duration", Str),
+            f("outsider_replies_per_second", Int),
+            f("max_tcp_connections", Int),
+            f("tcp_idle_timeout", Str),
+            f("max_message_size", Int),
             f("tls", Kind::Table(TLS)),
         ]),
     ),
@@ -56,6 +60,8 @@ pub(crate) const ROOT: &[Field] = &[
             f("advertise", Str),
             f("ports", Str),
             f("announcement", Str),
+            f("source", Str),
+            f("learn_window", Str),
         ]),
     ),
     f(
@@ -95,6 +101,14 @@ pub(crate) const ROOT: &[Field] = &[
             f("grant_ttl", Str),
             f("tls", Kind::Table(TLS)),
             f("allow_plain_http", Bool),
+        ]),
+    ),
+    f(
+        "limits",
+        Kind::Table(&[
+            f("max_calls", Int),
+            f("max_transactions", Int),
+            f("inbound_queue", Int),
         ]),
     ),
 ];
@@ -215,6 +229,7 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.sip.tls = Some(tls.clone());
         raw.api.tls = Some(tls);
+        raw.limits.max_calls = Some(1);
         Table::try_from(raw).expect("serializes")
     }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[api]`: the management HTTP API.
     pub api: ApiConfig,
+    /// `[limits]`: capacity bounds.
+    pub limits: LimitsConfig,
 }
 
 /// `[sip]`
@@ -40,6 +42,15 @@ pub struct SipConfig {
     pub no_answer_timeout: Duration,
     /// Longest answered call; both legs are hung up then.
     pub max_call_duration: Duration,
+    /// 403s per second per source outside `[trunk] allow`; 0 = never.
+    pub outsider_replies_per_second: u32,
+    /// Most SIP TCP/TLS connections open at once (>= 1).
+    pub max_tcp_connections: usize,
+    /// Idle TCP/TLS connections (no message, no transaction or dialog)
+    /// are closed after this long (> 0).
+    pub tcp_idle_timeout: Duration,
+    /// Largest SIP message in bytes (UDP datagram, TCP/TLS framing buffer).
+    pub max_message_size: usize,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -95,6 +106,21 @@ pub struct MediaConfig {
     /// bridged, if any (`""` in the file = none); see
     /// [`crate::media::Announcement`].
     pub announcement: Option<PathBuf>,
+    /// Who may send media on a leg (`source`, `learn_window`).
+    pub source: crate::media::SourcePolicy,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Most calls at once (>= 1, at most what `[media] ports` carries);
+    /// INVITEs beyond get `503` with `Retry-After`.
+    pub max_calls: usize,
+    /// Most SIP transactions at once; new requests beyond get `503`.
+    pub max_transactions: usize,
+    /// Capacity of each inbound SIP queue (new requests; in-dialog
+    /// requests and responses).
+    pub inbound_queue: usize,
 }
 
 /// An inclusive port range, written `first-last`. Both ends are >= 1024 and
@@ -121,6 +147,17 @@ impl PortRange {
     /// Whether `port` lies in the range.
     pub fn contains(&self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
+    }
+
+    /// RTP/RTCP pairs the range holds: even ports `p` with `p + 1` in it.
+    pub fn pairs(&self) -> u32 {
+        let base = u32::from(self.first) + u32::from(self.first % 2);
+        (u32::from(self.last) + 1).saturating_sub(base) / 2
+    }
+
+    /// Calls the range carries: two pairs (four ports) each.
+    pub fn calls(&self) -> u32 {
+        self.pairs() / 2
     }
 }
 
@@ -330,6 +367,10 @@ impl Config {
                 domain: "ansim.local".into(),
                 no_answer_timeout: Duration::from_secs(60),
                 max_call_duration: Duration::from_secs(4 * 3600),
+                outsider_replies_per_second: 2,
+                max_tcp_connections: 1024,
+                tcp_idle_timeout: Duration::from_secs(120),
+                max_message_size: 65_535,
                 tls: None,
             },
             trunk: TrunkConfig {
@@ -344,6 +385,7 @@ impl Config {
                     last: 29999,
                 },
                 announcement: None,
+                source: crate::media::SourcePolicy::Sdp,
             },
             routing: RoutingConfig {
                 unknown_caller_status: 404,
@@ -371,6 +413,11 @@ impl Config {
                 grant_ttl: Duration::from_secs(4 * 3_600),
                 tls: None,
                 allow_plain_http: false,
+            },
+            limits: LimitsConfig {
+                max_calls: 2500,
+                max_transactions: 20_000,
+                inbound_queue: 4096,
             },
         }
     }

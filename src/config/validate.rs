@@ -6,23 +6,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::{
-    RawApi, RawConfig, RawKeys, RawMedia, RawRetention, RawRouting, RawSip, RawStore, RawTls,
-    RawTrunk,
+    RawApi, RawConfig, RawKeys, RawLimits, RawMedia, RawRetention, RawRouting, RawSip, RawStore,
+    RawTls, RawTrunk,
 };
 use super::{
-    ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, MediaConfig, RetentionConfig,
-    RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, TrunkConfig, parse,
+    ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig, PortRange,
+    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, TrunkConfig,
+    parse,
 };
 use crate::duration::parse_duration;
+use crate::media::SourcePolicy;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 /// Validates `raw` into a typed [`Config`].
 pub fn validate(raw: RawConfig) -> Result<Config> {
+    let media = media(raw.media)?;
     Ok(Config {
         sip: sip(raw.sip)?,
         trunk: trunk(raw.trunk)?,
-        media: media(raw.media)?,
+        limits: limits(raw.limits, media.ports)?,
+        media,
         routing: routing(raw.routing)?,
         store: store(raw.store)?,
         keys: keys(raw.keys)?,
@@ -126,6 +130,20 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         domain: raw.domain,
         no_answer_timeout,
         max_call_duration,
+        outsider_replies_per_second: int_in(
+            "sip.outsider_replies_per_second",
+            raw.outsider_replies_per_second,
+            0,
+            1000,
+        )?,
+        max_tcp_connections: int_in(
+            "sip.max_tcp_connections",
+            raw.max_tcp_connections,
+            1,
+            1 << 20,
+        )?,
+        tcp_idle_timeout: positive_duration("sip.tcp_idle_timeout", &raw.tcp_idle_timeout)?,
+        max_message_size: int_in("sip.max_message_size", raw.max_message_size, 4096, 1 << 20)?,
         tls,
     })
 }
@@ -150,11 +168,55 @@ fn media(raw: RawMedia) -> Result<MediaConfig> {
         let reason = format!("'{advertise}' cannot be written into SDP; give a reachable IP");
         return Err(ConfigError::invalid("media.advertise", reason));
     }
+    let learn_window = positive_duration("media.learn_window", &raw.learn_window)?;
+    let source = match raw.source.as_str() {
+        "sdp" => SourcePolicy::Sdp,
+        "learn" => SourcePolicy::Learn {
+            window: learn_window,
+        },
+        other => {
+            let reason = format!("'{other}' is not a media source policy (sdp or learn)");
+            return Err(ConfigError::invalid("media.source", reason));
+        }
+    };
     Ok(MediaConfig {
         bind: at("media.bind", parse::ip_addr(&raw.bind))?,
         advertise,
         ports: at("media.ports", parse::port_range(&raw.ports))?,
         announcement: (!raw.announcement.is_empty()).then(|| PathBuf::from(raw.announcement)),
+        source,
+    })
+}
+
+/// An integer setting within `min..=max`, as the type the code uses.
+fn int_in<T: TryFrom<i64>>(key: &str, value: i64, min: i64, max: i64) -> Result<T> {
+    if !(min..=max).contains(&value) {
+        let reason = format!("{value} is out of range ({min}..={max})");
+        return Err(ConfigError::invalid(key, reason));
+    }
+    T::try_from(value).map_err(|_| ConfigError::invalid(key, format!("{value} is too large")))
+}
+
+fn limits(raw: RawLimits, ports: PortRange) -> Result<LimitsConfig> {
+    let carried = i64::from(ports.calls());
+    let max_calls = match raw.max_calls {
+        None => carried,
+        Some(n) if n > carried => {
+            let reason = format!(
+                "{n} calls need {} media ports (4 each), but media.ports '{}-{}' carries {carried} calls; \
+                 widen media.ports or lower limits.max_calls",
+                n * 4,
+                ports.first,
+                ports.last
+            );
+            return Err(ConfigError::invalid("limits.max_calls", reason));
+        }
+        Some(n) => n,
+    };
+    Ok(LimitsConfig {
+        max_calls: int_in("limits.max_calls", max_calls, 1, carried.max(1))?,
+        max_transactions: int_in("limits.max_transactions", raw.max_transactions, 16, 1 << 24)?,
+        inbound_queue: int_in("limits.inbound_queue", raw.inbound_queue, 16, 1 << 20)?,
     })
 }
 

@@ -37,6 +37,14 @@ pub enum FramingError {
     /// Content-Length that is not a number, or several that disagree.
     #[error("invalid Content-Length")]
     InvalidContentLength,
+    /// Head and body together above the cap on one message.
+    #[error("message of {length} bytes exceeds {limit} bytes")]
+    MessageTooLarge {
+        /// The message's length (head plus Content-Length).
+        length: usize,
+        /// The cap in force.
+        limit: usize,
+    },
 }
 
 /// Splits a byte stream into whole SIP messages by Content-Length.
@@ -53,6 +61,8 @@ pub struct StreamFramer {
     failed: bool,
     max_header: usize,
     max_body: usize,
+    /// Cap on head and body together.
+    max_total: usize,
 }
 
 impl Default for StreamFramer {
@@ -76,6 +86,16 @@ impl StreamFramer {
             failed: false,
             max_header,
             max_body,
+            max_total: max_header.saturating_add(max_body),
+        }
+    }
+
+    /// A framer that buffers at most `max` bytes for one message, head and
+    /// body together (what a connection may make us hold).
+    pub fn with_max_message(max: usize) -> Self {
+        Self {
+            max_total: max,
+            ..Self::with_limits(max, max)
         }
     }
 
@@ -137,7 +157,14 @@ impl StreamFramer {
                     limit: self.max_body,
                 });
             }
-            Ok(head_end + length)
+            let total = head_end.saturating_add(length);
+            if total > self.max_total {
+                return Err(FramingError::MessageTooLarge {
+                    length: total,
+                    limit: self.max_total,
+                });
+            }
+            Ok(total)
         }))
     }
 

@@ -45,6 +45,7 @@ pub mod build;
 pub mod framing;
 pub mod headers;
 pub mod parse;
+pub mod peek;
 pub mod reply;
 pub mod transaction;
 pub mod wire;

@@ -1,10 +1,23 @@
 //! SIP transports: UDP sockets, TCP connections and TLS connections.
 //!
-//! Transports only move bytes. Every received datagram, or every message
-//! framed out of a TCP or TLS stream, goes to the engine as an [`Inbound`]
-//! with the [`Flow`] it came on; the engine answers on the same flow.
-//! Nothing here parses SIP beyond stream framing.
+//! Transports move bytes, and guard the door. Every received datagram is
+//! first checked against the [`SourceGate`] (is it the trunk?) before
+//! anything else is done with it; a TCP/TLS connection is checked at
+//! accept. The trunk's datagrams, and the messages framed out of its
+//! streams, go to the engine as [`Inbound`]s with the [`Flow`] they came
+//! on, through the two queues of [`queue`]; the engine answers on the same
+//! flow. Outsiders never reach the engine: within a small budget they get
+//! a `403` built right here (the only place this module parses SIP),
+//! otherwise silence.
+//!
+//! Stream connections are bounded: at most `[sip] max_tcp_connections`
+//! at once (more are closed at accept), at most `[sip] max_message_size`
+//! bytes buffered for one message, and closed after `[sip]
+//! tcp_idle_timeout` without a message when no transaction or dialog uses
+//! them ([`FlowLease`]).
 
+pub mod gate;
+pub mod queue;
 mod tcp;
 pub mod tls;
 #[cfg(test)]
@@ -13,14 +26,57 @@ mod tls_tests;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use rsip::{Method, SipMessage, StatusCode};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+
+pub use gate::{SourceGate, Verdict};
+pub use queue::{InboundReceiver, InboundSender, inbound_queues};
+pub use tcp::FlowLease;
 
 use crate::config::{ListenAddr, TlsFiles, Transport};
 
-/// Largest UDP datagram we read.
-const MAX_DATAGRAM: usize = 65_535;
+/// Counters of the transports, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    /// Datagrams from outsiders dropped unanswered
+    /// (`ansim_sip_outsider_dropped_total`).
+    pub outsider_dropped: AtomicU64,
+    /// `403`s sent to outsiders (`ansim_sip_outsider_replies_total`).
+    pub outsider_replies: AtomicU64,
+    /// TCP/TLS connections from outsiders closed at accept.
+    pub outsider_connections: AtomicU64,
+    /// Trunk connections closed at accept because `max_tcp_connections`
+    /// were open.
+    pub connections_over_limit: AtomicU64,
+    /// Connections closed for idleness.
+    pub connections_idle_closed: AtomicU64,
+    /// Connections closed because a message overflowed `max_message_size`
+    /// or could not be framed.
+    pub connections_bad_framing: AtomicU64,
+    /// TCP/TLS connections open now (handshakes included).
+    pub connections_open: AtomicI64,
+    /// New requests shed because their queue was full.
+    pub inbound_shed: AtomicU64,
+}
+
+/// How the transports behave (from `[sip]`, `[trunk]` and `[limits]`).
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Who is the trunk; shared by every socket.
+    pub gate: Arc<SourceGate>,
+    /// Most TCP/TLS connections open at once.
+    pub max_connections: usize,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Largest message (a datagram, or one framed stream message).
+    pub max_message_size: usize,
+    /// What the transports did.
+    pub counters: Arc<TransportCounters>,
+}
 
 /// Where a message came from, and so where its answers go.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,26 +165,54 @@ pub enum TransportError {
     NoUdp,
 }
 
+impl TransportSettings {
+    /// Settings for tests: loopback is the trunk, defaults otherwise.
+    #[cfg(test)]
+    pub(crate) fn loopback_for_tests() -> TransportSettings {
+        let counters = Arc::new(TransportCounters::default());
+        let allow = vec!["127.0.0.0/8".parse().expect("a network")];
+        TransportSettings {
+            gate: Arc::new(SourceGate::new(allow, Vec::new(), 2, counters.clone())),
+            max_connections: 64,
+            idle_timeout: Duration::from_secs(120),
+            max_message_size: 65_535,
+            counters,
+        }
+    }
+}
+
+/// What every receive task shares.
+#[derive(Debug, Clone)]
+struct Shared {
+    /// Settings and counters.
+    settings: TransportSettings,
+    /// Where the trunk's messages go.
+    inbound: InboundSender,
+    /// Open stream connections.
+    conns: tcp::Connections,
+}
+
 /// The bound transports; cheap to clone, shared by the engine.
 #[derive(Clone)]
 pub struct Transports {
     /// UDP sockets, in `sip.listen` order.
     udp: Vec<Arc<UdpSocket>>,
-    /// Writers of the open TCP and TLS connections, by connection id.
-    tcp: tcp::Writers,
+    /// The open TCP and TLS connections, by connection id.
+    tcp: tcp::Connections,
     /// Local addresses of the TLS listeners, in `sip.listen` order.
     tls: Vec<SocketAddr>,
 }
 
 impl Transports {
     /// Binds every listen address and starts their receive tasks, which
-    /// forward messages to `inbound` until `stop` turns true. `tls` holds
-    /// the certificate and key for `tls:` listeners; they are loaded before
-    /// anything is bound.
+    /// forward the trunk's messages to `inbound` until `stop` turns true.
+    /// `tls` holds the certificate and key for `tls:` listeners; they are
+    /// loaded before anything is bound.
     pub async fn bind(
         listen: &[ListenAddr],
         tls: Option<&TlsFiles>,
-        inbound: mpsc::Sender<Inbound>,
+        settings: TransportSettings,
+        inbound: InboundSender,
         stop: watch::Receiver<bool>,
     ) -> Result<Transports, TransportError> {
         let acceptor = match listen.iter().find(|l| l.transport == Transport::Tls) {
@@ -138,9 +222,15 @@ impl Transports {
                 Some(tls::acceptor(files).await?)
             }
         };
+        let conns = tcp::Connections::new(settings.max_connections);
+        let shared = Shared {
+            settings,
+            inbound,
+            conns: conns.clone(),
+        };
         let mut transports = Transports {
             udp: Vec::new(),
-            tcp: Arc::default(),
+            tcp: conns,
             tls: Vec::new(),
         };
         for l in listen {
@@ -153,19 +243,13 @@ impl Transports {
                     let socket = Arc::new(UdpSocket::bind(l.addr).await.map_err(bind_err)?);
                     let index = transports.udp.len();
                     transports.udp.push(socket.clone());
-                    tokio::spawn(udp_loop(index, socket, inbound.clone(), stop.clone()));
+                    tokio::spawn(udp_loop(index, socket, shared.clone(), stop.clone()));
                 }
                 Transport::Tcp => {
                     let listener = tokio::net::TcpListener::bind(l.addr)
                         .await
                         .map_err(bind_err)?;
-                    let conns = transports.tcp.clone();
-                    tokio::spawn(tcp::accept_loop(
-                        listener,
-                        conns,
-                        inbound.clone(),
-                        stop.clone(),
-                    ));
+                    tokio::spawn(tcp::accept_loop(listener, shared.clone(), stop.clone()));
                 }
                 Transport::Tls => {
                     let Some(acceptor) = acceptor.clone() else {
@@ -181,8 +265,7 @@ impl Transports {
                         listener,
                         acceptor,
                         tls::HANDSHAKE_TIMEOUT,
-                        transports.tcp.clone(),
-                        inbound.clone(),
+                        shared.clone(),
                         stop.clone(),
                     ));
                 }
@@ -217,6 +300,16 @@ impl Transports {
         Flow::Udp { socket: 0, remote }
     }
 
+    /// Marks `flow`'s connection as used by a transaction or dialog until
+    /// the lease is dropped: a used connection is never closed for
+    /// idleness. `None` for UDP, or a connection already gone.
+    pub fn lease(&self, flow: &Flow) -> Option<FlowLease> {
+        match flow {
+            Flow::Udp { .. } => None,
+            Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => self.tcp.lease(*conn),
+        }
+    }
+
     /// Sends one message on `flow`. Never waits: a full socket buffer or a
     /// closed connection drops the message (SIP retransmission covers UDP
     /// loss; a lost TCP or TLS peer ends its transactions by timeout).
@@ -231,13 +324,7 @@ impl Transports {
                 }
             }
             Flow::Tcp { conn, remote } | Flow::Tls { conn, remote } => {
-                let writer = self
-                    .tcp
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(conn)
-                    .cloned();
-                match writer {
+                match self.tcp.writer(*conn) {
                     Some(w) => {
                         if w.try_send(bytes).is_err() {
                             tracing::debug!(%remote, transport = flow.transport_name(), "connection busy or closed; message dropped");
@@ -255,33 +342,77 @@ impl Transports {
 async fn udp_loop(
     index: usize,
     socket: Arc<UdpSocket>,
-    inbound: mpsc::Sender<Inbound>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // One byte more than the largest message: a datagram that fills the
+    // buffer was cut short by the kernel.
+    let mut buf = vec![0u8; shared.settings.max_message_size + 1];
+    let gate = &shared.settings.gate;
     loop {
         let received = tokio::select! {
             r = socket.recv_from(&mut buf) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
-        match received {
-            Ok((n, remote)) => {
-                // Keep-alives (CRLF) and stray bytes are not messages.
-                if buf[..n].iter().all(|b| b.is_ascii_whitespace()) {
-                    continue;
-                }
-                let msg = Inbound {
-                    flow: Flow::Udp {
-                        socket: index,
-                        remote,
-                    },
-                    data: buf[..n].to_vec(),
-                };
-                if inbound.send(msg).await.is_err() {
-                    return;
-                }
+        let (n, remote) = match received {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive failed");
+                continue;
             }
-            Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+        };
+        let data = &buf[..n];
+        match gate.datagram(remote.ip(), data, Instant::now()) {
+            Verdict::Pass => {}
+            Verdict::Refuse => {
+                refuse_outsider(&socket, remote, data, gate);
+                continue;
+            }
+            Verdict::Drop => continue,
         }
+        // Keep-alives (CRLF) and stray bytes are not messages.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let msg = Inbound {
+            flow: Flow::Udp {
+                socket: index,
+                remote,
+            },
+            data: data.to_vec(),
+        };
+        if shared.inbound.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers an outsider's request, within its budget, with `403`. Only
+/// requests that can be parsed can be answered; anything else (and an
+/// ACK) is dropped.
+fn refuse_outsider(socket: &UdpSocket, remote: SocketAddr, data: &[u8], gate: &SourceGate) {
+    let request = match crate::sip::parse_datagram(data) {
+        Ok(SipMessage::Request(r)) if r.method != Method::Ack => r,
+        _ => {
+            gate.count_dropped();
+            return;
+        }
+    };
+    if gate.should_log(Instant::now()) {
+        tracing::warn!(%remote, method = %request.method, "request from a source not in [trunk] allow: 403 (further ones rate-limited)");
+    }
+    let tag = crate::sip::new_tag();
+    let response = crate::sip::response_to(&request, StatusCode::Forbidden, Some(&tag));
+    let bytes = crate::sip::to_bytes(&SipMessage::Response(response));
+    match socket.try_send_to(&bytes, remote) {
+        Ok(_) => gate.count_reply(),
+        Err(_) => gate.count_dropped(),
+    }
+}
+
+impl TransportCounters {
+    /// The number of stream connections open now.
+    pub fn open_connections(&self) -> i64 {
+        self.connections_open.load(Ordering::Relaxed)
     }
 }

@@ -12,11 +12,11 @@ use std::time::Duration;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::tcp::{self, Writers};
-use super::{Flow, Inbound, TransportError};
+use super::tcp::{self, Slot};
+use super::{Flow, Shared, TransportError};
 use crate::config::TlsFiles;
 
 /// Longest a TLS handshake may take before the connection is closed.
@@ -92,14 +92,14 @@ async fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError>
 
 /// Accepts TCP connections on `listener` and serves each one, after its
 /// TLS handshake, as a [`Flow::Tls`] connection, until `stop` turns true.
-/// A failed or slow handshake (over `handshake_timeout`) closes only that
-/// connection.
+/// Outsiders and connections over the cap are closed before any
+/// handshake; a failed or slow handshake (over `handshake_timeout`)
+/// closes only that connection.
 pub(super) async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -109,18 +109,25 @@ pub(super) async fn accept_loop(
         };
         match accepted {
             Ok((stream, remote)) => {
+                let Some(slot) = shared.conns.admit(&shared, remote) else {
+                    drop(stream);
+                    continue;
+                };
                 let served = serve(
                     stream,
                     remote,
                     acceptor.clone(),
                     handshake_timeout,
-                    writers.clone(),
-                    inbound.clone(),
+                    slot,
+                    shared.clone(),
                     stop.clone(),
                 );
                 tokio::spawn(served);
             }
-            Err(e) => tracing::debug!(error = %e, "TLS listener: TCP accept failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS listener: TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -131,8 +138,8 @@ async fn serve(
     remote: std::net::SocketAddr,
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
-    writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    slot: Slot,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
     let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
@@ -157,8 +164,8 @@ async fn serve(
         reader,
         writer,
         Flow::Tls { conn, remote },
-        writers,
-        inbound,
+        slot,
+        shared,
         stop,
     )
     .await;

@@ -10,11 +10,14 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::{Flow, Inbound, TransportError, Transports, tls};
+use super::{
+    Flow, InboundReceiver, Shared, TransportError, TransportSettings, Transports, inbound_queues,
+    tls,
+};
 use crate::config::{ListenAddr, TlsFiles, Transport};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -73,16 +76,17 @@ fn listen(transport: Transport) -> ListenAddr {
 
 struct Running {
     transports: Transports,
-    inbound: mpsc::Receiver<Inbound>,
+    inbound: InboundReceiver,
     _stop: watch::Sender<bool>,
     tls_addr: SocketAddr,
 }
 
 async fn bind(files: &TlsFiles) -> Result<Running, TransportError> {
-    let (tx, inbound) = mpsc::channel(16);
+    let (tx, inbound) = inbound_queues(16, Arc::default());
     let (stop_tx, stop) = watch::channel(false);
     let addrs = [listen(Transport::Udp), listen(Transport::Tls)];
-    let transports = Transports::bind(&addrs, Some(files), tx, stop).await?;
+    let settings = TransportSettings::loopback_for_tests();
+    let transports = Transports::bind(&addrs, Some(files), settings, tx, stop).await?;
     let tls_addr = transports.tls_local_addrs()[0];
     Ok(Running {
         transports,
@@ -137,7 +141,7 @@ async fn round_trip(run: &mut Running, client: &mut TlsStream<TcpStream>) {
     );
     assert!(got.flow.is_reliable());
     assert_eq!(got.flow.remote(), local);
-    assert!(run.inbound.try_recv().is_err(), "exactly one message");
+    assert!(run.inbound.try_recv().is_none(), "exactly one message");
 
     run.transports.send(&got.flow, RESPONSE.to_vec());
     let mut answer = vec![0u8; RESPONSE.len()];
@@ -185,13 +189,16 @@ async fn silent_client_is_dropped_after_handshake_timeout() {
     let acceptor = tls::acceptor(&cert.files).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, mut inbound) = mpsc::channel(16);
+    let (tx, mut inbound) = inbound_queues(16, Arc::default());
     let (_stop_tx, stop) = watch::channel(false);
-    let writers = super::tcp::Writers::default();
+    let settings = TransportSettings::loopback_for_tests();
+    let shared = Shared {
+        conns: super::tcp::Connections::new(settings.max_connections),
+        settings,
+        inbound: tx,
+    };
     let timeout = Duration::from_millis(300);
-    tokio::spawn(tls::accept_loop(
-        listener, acceptor, timeout, writers, tx, stop,
-    ));
+    tokio::spawn(tls::accept_loop(listener, acceptor, timeout, shared, stop));
 
     let mut silent = TcpStream::connect(addr).await.unwrap();
     // Meanwhile a proper client is served.
@@ -278,9 +285,10 @@ async fn key_of_another_certificate_is_refused() {
 
 #[tokio::test]
 async fn tls_listener_without_files_is_refused() {
-    let (tx, _inbound) = mpsc::channel(1);
+    let (tx, _inbound) = inbound_queues(1, Arc::default());
     let (_stop_tx, stop) = watch::channel(false);
     let addrs = [listen(Transport::Udp), listen(Transport::Tls)];
-    let result = Transports::bind(&addrs, None, tx, stop).await;
+    let settings = TransportSettings::loopback_for_tests();
+    let result = Transports::bind(&addrs, None, settings, tx, stop).await;
     assert!(matches!(result, Err(TransportError::NoTlsFiles(_))));
 }
