@@ -119,6 +119,12 @@ impl Engine {
         }
         let mut terminated = false;
         for ev in events {
+            if matches!(ev, ClientEvent::Terminated) {
+                // Also when its call has ended meanwhile: the transaction
+                // must go whoever it belonged to.
+                terminated = true;
+                continue;
+            }
             let Some(c) = self.calls.get_mut(&call) else {
                 continue;
             };
@@ -132,7 +138,7 @@ impl Engine {
                 (ClientEvent::Timeout | ClientEvent::TransportError, _) => {
                     c.call.handle_transaction_timeout(now, leg, method)
                 }
-                (ClientEvent::Terminated, _) => terminated = true,
+                (ClientEvent::Terminated, _) => {}
             }
         }
         if terminated {
