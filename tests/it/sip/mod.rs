@@ -6,6 +6,7 @@
 //! logs are kept, so a test can read exactly what each side received.
 
 mod announcement;
+mod attack;
 mod browser;
 mod calls;
 mod crash;
@@ -47,6 +48,8 @@ pub(crate) struct SipTest {
     /// The HTTP API (for `/metrics`).
     pub api: SocketAddr,
     pub uas_port: u16,
+    /// The media port range ansim relays on (first, last).
+    pub media_ports: (u16, u16),
     pub session: SessionRecord,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -60,29 +63,49 @@ impl SipTest {
 
     /// As [`SipTest::start`], with more `[sip]` settings (TOML lines).
     pub async fn start_with(allow: &str, sip_extra: &str) -> SipTest {
-        SipTest::start_configured(allow, sip_extra, |_| String::new()).await
+        SipTest::start_configured(allow, sip_extra, |_| String::new(), "").await
+    }
+
+    /// As [`SipTest::start_with`], with `[media]` lines and whole extra
+    /// sections (e.g. `"[limits]\nmax_calls = 1\n"`) after the rest.
+    pub async fn start_sections(
+        allow: &str,
+        sip_extra: &str,
+        media_extra: &str,
+        sections: &str,
+    ) -> SipTest {
+        let media_extra = format!("{media_extra}\n");
+        SipTest::start_configured(allow, sip_extra, |_| media_extra, sections).await
     }
 
     /// As [`SipTest::start`], with `[media] announcement` naming a WAV of
     /// `samples` (16-bit mono, 8 kHz) written in the test's directory.
     pub async fn start_with_announcement(allow: &str, samples: &[i16]) -> SipTest {
-        SipTest::start_configured(allow, "", |dir| {
-            let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-            let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
-            wav.extend(data);
-            let path = dir.join("announcement.wav");
-            std::fs::write(&path, wav).unwrap();
-            format!("announcement = \"{}\"\n", path.display())
-        })
+        SipTest::start_configured(
+            allow,
+            "",
+            |dir| {
+                let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                let mut wav =
+                    ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
+                wav.extend(data);
+                let path = dir.join("announcement.wav");
+                std::fs::write(&path, wav).unwrap();
+                format!("announcement = \"{}\"\n", path.display())
+            },
+            "",
+        )
         .await
     }
 
-    /// Starts ansim with more `[sip]` lines and the `[media]` lines that
-    /// `media_extra` writes (given the test's directory).
+    /// Starts ansim with more `[sip]` lines, the `[media]` lines that
+    /// `media_extra` writes (given the test's directory) and whole
+    /// `sections` at the end of the file.
     async fn start_configured(
         allow: &str,
         sip_extra: &str,
         media_extra: impl FnOnce(&Path) -> String,
+        sections: &str,
     ) -> SipTest {
         let dir = tempfile::tempdir().unwrap();
         let media_extra = media_extra(dir.path());
@@ -117,7 +140,7 @@ impl SipTest {
                  [media]\nports = \"{block}-{}\"\n{media_extra}\
                  [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
                  [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
-                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n",
+                 [api]\nlisten = \"127.0.0.1:{api_port}\"\n{sections}",
                 block + 39,
                 d = dir.path().display()
             );
@@ -146,6 +169,7 @@ impl SipTest {
                 store,
                 sip,
                 uas_port,
+                media_ports: (block, block + 39),
                 session,
                 stop: Some(stop),
                 server: Some(server),
@@ -556,4 +580,21 @@ pub(crate) async fn call_with_test_phones(t: &SipTest) -> PhoneCall {
         caller,
         callee,
     }
+}
+
+/// ansim's `/metrics` text.
+pub(crate) async fn metrics_text(t: &SipTest) -> String {
+    reqwest::get(format!("http://{}/metrics", t.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the metric line `name` (no labels) in `text`.
+pub(crate) fn metric(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
 }
