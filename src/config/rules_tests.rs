@@ -291,3 +291,75 @@ fn mangled_shipped_file_never_panics() {
         }
     }
 }
+
+#[test]
+fn media_source_policy() {
+    let c = Config::from_toml_str(
+        "[media]\nsource = \"learn\"\nlearn_window = \"3s\"",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.media.source,
+        crate::media::SourcePolicy::Learn {
+            window: Duration::from_secs(3)
+        }
+    );
+    assert_eq!(
+        Config::default_dev().media.source,
+        crate::media::SourcePolicy::Sdp
+    );
+    assert_rejected("[media]\nsource = \"any\"", "media.source", "sdp or learn");
+    assert_rejected(
+        "[media]\nlearn_window = \"0s\"",
+        "media.learn_window",
+        "greater than 0s",
+    );
+}
+
+#[test]
+fn max_calls_defaults_to_what_the_ports_carry_and_no_more() {
+    let c = Config::from_toml_str("[media]\nports = \"30000-30399\"", no_env()).unwrap();
+    assert_eq!(c.limits.max_calls, 100, "400 ports, 4 a call");
+    let c = Config::from_toml_str(
+        "[media]\nports = \"30000-30399\"\n[limits]\nmax_calls = 60",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_calls, 60);
+    let e = err("[media]\nports = \"30000-30399\"\n[limits]\nmax_calls = 101");
+    assert_eq!(e.key().as_deref(), Some("limits.max_calls"));
+    assert!(e.to_string().contains("carries 100 calls"), "{e}");
+    assert_rejected(
+        "[limits]\nmax_calls = 0",
+        "limits.max_calls",
+        "out of range",
+    );
+}
+
+#[test]
+fn edge_limits_are_bounded() {
+    for (toml, key) in [
+        (
+            "[sip]\noutsider_replies_per_second = -1",
+            "sip.outsider_replies_per_second",
+        ),
+        (
+            "[sip]\noutsider_replies_per_second = 1001",
+            "sip.outsider_replies_per_second",
+        ),
+        ("[sip]\nmax_tcp_connections = 0", "sip.max_tcp_connections"),
+        ("[sip]\nmax_message_size = 100", "sip.max_message_size"),
+        ("[limits]\nmax_transactions = 1", "limits.max_transactions"),
+        ("[limits]\ninbound_queue = 0", "limits.inbound_queue"),
+    ] {
+        assert_rejected(toml, key, "out of range");
+    }
+    assert_rejected(
+        "[sip]\ntcp_idle_timeout = \"0s\"",
+        "sip.tcp_idle_timeout",
+        "greater than 0s",
+    );
+    let c = Config::from_toml_str("[sip]\noutsider_replies_per_second = 0", no_env()).unwrap();
+    assert_eq!(c.sip.outsider_replies_per_second, 0, "0 means never answer");
+}

@@ -132,3 +132,70 @@ async fn rtp_flows_both_ways_through_ansim_unchanged() {
     assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
     t.stop().await;
 }
+
+/// Phones behind NAT send from another address than their SDP's: with
+/// `[media] source = "sdp"` they are strangers, with `"learn"` they are
+/// latched in the window after the offer/answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natted_phones_are_heard_only_with_the_learn_policy() {
+    for (policy, heard) in [("sdp", false), ("learn", true)] {
+        let media = format!("source = \"{policy}\"");
+        let t = SipTest::start_sections("127.0.0.1/32", "", &media, "").await;
+        let call = call_with_phones_at(&t, "127.0.0.41", "127.0.0.42").await;
+        // Until a natted phone has sent, nothing can reach it (its SDP
+        // names an address it does not receive on): both say hello first.
+        let hello = rtp_packet(999, 0xC, 0);
+        call.phone_a
+            .send_to(&hello, ("127.0.0.1", call.relay_a))
+            .await
+            .unwrap();
+        call.phone_b
+            .send_to(&hello, ("127.0.0.1", call.relay_b))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut buf = [0u8; 2048];
+        while call.phone_a.try_recv_from(&mut buf).is_ok()
+            || call.phone_b.try_recv_from(&mut buf).is_ok()
+        {}
+        let from_b: Vec<_> = (0..20).map(|s| rtp_packet(s, 0xB, 0xAA)).collect();
+        let from_a: Vec<_> = (0..20).map(|s| rtp_packet(s, 0xA, 0x55)).collect();
+        for p in &from_b {
+            call.phone_b
+                .send_to(p, ("127.0.0.1", call.relay_b))
+                .await
+                .unwrap();
+        }
+        for p in &from_a {
+            call.phone_a
+                .send_to(p, ("127.0.0.1", call.relay_a))
+                .await
+                .unwrap();
+        }
+        let at_b = receive_all(&call.phone_b, from_a.len()).await;
+        let at_a = receive_all(&call.phone_a, from_b.len()).await;
+        if heard {
+            assert_eq!(
+                at_b.len(),
+                from_a.len(),
+                "{policy}: callee hears the caller"
+            );
+            assert_eq!(
+                at_a.len(),
+                from_b.len(),
+                "{policy}: caller hears the callee"
+            );
+        } else {
+            assert!(
+                at_a.is_empty() && at_b.is_empty(),
+                "{policy}: strangers relayed"
+            );
+            let text = metrics_text(&t).await;
+            assert!(metric(&text, "ansim_media_foreign_packets_total") >= 40);
+        }
+        let (uac_ok, uac_log) = call.caller.finish().await;
+        let (uas_ok, uas_log) = call.callee.finish().await;
+        assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+        t.stop().await;
+    }
+}

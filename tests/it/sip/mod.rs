@@ -551,8 +551,14 @@ pub(crate) struct PhoneCall {
 /// Places CUSTOMER → session's proxy with [`PhoneCall`] phones and waits
 /// until both legs are set up.
 pub(crate) async fn call_with_test_phones(t: &SipTest) -> PhoneCall {
-    let phone_a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let phone_b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    call_with_phones_at(t, "127.0.0.1", "127.0.0.1").await
+}
+
+/// As [`call_with_test_phones`], the phones' sockets on `ip_a` and `ip_b`
+/// while the SDP still says 127.0.0.1 (phones behind NAT, when they differ).
+pub(crate) async fn call_with_phones_at(t: &SipTest, ip_a: &str, ip_b: &str) -> PhoneCall {
+    let phone_a = tokio::net::UdpSocket::bind((ip_a, 0)).await.unwrap();
+    let phone_b = tokio::net::UdpSocket::bind((ip_b, 0)).await.unwrap();
     let port_a = phone_a.local_addr().unwrap().port().to_string();
     let port_b = phone_b.local_addr().unwrap().port().to_string();
     let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
