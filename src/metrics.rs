@@ -28,6 +28,14 @@ pub struct Metrics {
     /// Recording chunks decrypted to serve playback: a Range request
     /// should add only the chunks it covers, which this makes visible.
     pub playback_chunks_decrypted: AtomicU64,
+    /// API connections open now (TLS handshakes included).
+    pub http_connections_open: AtomicI64,
+    /// API connections closed at accept because `[api] max_connections`
+    /// were open: a rising count means a flood, or a limit set too low.
+    pub http_connections_refused: AtomicU64,
+    /// `[api] max_connections`, shown next to the open count so that an
+    /// alert can compare the two; set when the API starts serving.
+    pub limit_api_max_connections: AtomicI64,
 }
 
 /// Gauges read at scrape time.
@@ -103,6 +111,24 @@ impl Metrics {
             "ansim_playback_chunks_decrypted_total",
             "Recording chunks decrypted for playback.",
             load(&self.playback_chunks_decrypted),
+        );
+        counter(
+            &mut out,
+            "ansim_http_connections_refused_total",
+            "API connections closed at accept: max_connections were open.",
+            load(&self.http_connections_refused),
+        );
+        gauge(
+            &mut out,
+            "ansim_http_connections_open",
+            "API connections open now.",
+            self.http_connections_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ansim_limit_api_max_connections",
+            "Most API connections open at once ([api] max_connections).",
+            self.limit_api_max_connections.load(Ordering::Relaxed),
         );
         let active = self.calls_active.load(Ordering::Relaxed);
         gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);

@@ -129,19 +129,19 @@ pub async fn run(
     let api_shutdown = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
     };
+    let limits = api::ConnectionLimits::from_config(&config.api);
     let api = match &config.api.tls {
         Some(files) => {
             let tls = crate::transport::tls::server_config(files)
                 .await
                 .map_err(ServeError::ApiTls)?;
-            let listener =
-                api::tls::TlsListener::new(listener, tls).map_err(|e| ServeError::Io("api", e))?;
+            let tls = api::tls::Acceptor::new(tls);
             tracing::info!(listen = %config.api.listen, "HTTPS API listening");
-            tokio::spawn(api::serve_https(listener, state, api_shutdown))
+            tokio::spawn(api::serve_https(listener, tls, state, limits, api_shutdown))
         }
         None => {
             tracing::info!(listen = %config.api.listen, "HTTP API listening");
-            tokio::spawn(api::serve(listener, state, api_shutdown))
+            tokio::spawn(api::serve(listener, state, limits, api_shutdown))
         }
     };
 
@@ -154,11 +154,7 @@ pub async fn run(
     let _ = sweeper.await;
     store.close().await;
     tracing::info!("stopped");
-    match api_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Io("api", e)),
-        Err(e) => Err(ServeError::Io("api", std::io::Error::other(e.to_string()))),
-    }
+    api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
 }
 
 /// Binds the SIP transports and the media port pool, and starts the engine.

@@ -2,8 +2,11 @@
 //!
 //! Every handler authenticates with [`extract::Caller`], checks its role,
 //! and answers errors as RFC 9457 problems ([`problem::Problem`]).
+//! [`connections`] serves it through hyper, with a header-read timeout and
+//! a connection cap.
 
 pub mod auth;
+mod connections;
 mod disputes;
 pub mod extract;
 mod numbers;
@@ -20,6 +23,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+pub use connections::ConnectionLimits;
 
 use crate::metrics::Metrics;
 use crate::routing::Routing;
@@ -74,29 +80,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets
-/// requests in flight finish. Plain HTTP, or HTTPS with a [`tls::TlsListener`].
-pub async fn serve<L>(
-    listener: L,
+/// Serves the API over plain HTTP on `listener` until `shutdown` completes,
+/// then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let metrics = state.metrics.clone();
+    connections::serve(listener, None, router(state), limits, metrics, shutdown).await;
 }
 
 /// As [`serve`], over TLS: every answer also tells browsers to use HTTPS
 /// only for this host from now on (`Strict-Transport-Security`).
 pub async fn serve_https(
-    listener: tls::TlsListener,
+    listener: TcpListener,
+    tls: tls::Acceptor,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let metrics = state.metrics.clone();
     let app = router(state).layer(axum::middleware::map_response(
         |mut r: axum::response::Response| async move {
             r.headers_mut().insert(
@@ -106,7 +111,5 @@ pub async fn serve_https(
             r
         },
     ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve(listener, Some(tls), app, limits, metrics, shutdown).await;
 }

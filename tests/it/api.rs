@@ -46,7 +46,8 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(api::serve(listener, state, async move {
+        let limits = api::ConnectionLimits::default();
+        tokio::spawn(api::serve(listener, state, limits, async move {
             let _ = stopped.await;
         }));
         Api {

@@ -316,7 +316,8 @@ impl Rig {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        let limits = api::ConnectionLimits::default();
+        tokio::spawn(api::serve(listener, state, limits, std::future::pending()));
         Api {
             base,
             staff: members,
