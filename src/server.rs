@@ -97,6 +97,7 @@ pub async fn run(
         legally_required: Arc::new(config.retention.legally_required.clone()),
         four_eyes: config.api.four_eyes,
         grant_ttl: config.api.grant_ttl,
+        body_limit: config.api.body_limit,
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

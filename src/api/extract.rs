@@ -2,21 +2,19 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::problem::Problem;
 use crate::store::{Role, StaffMember};
 
-/// Largest JSON body accepted.
-const MAX_BODY: usize = 1 << 20;
-
 /// A JSON request body, read but not yet parsed: handlers check the
 /// caller's role first and parse after, so a caller without the right role
 /// learns nothing about the body's validity. Parse errors name the JSON
-/// path of the bad field.
+/// path of the bad field. Its size is bounded by `[api] body_limit`,
+/// enforced around the whole router (see [`super::router`]).
 pub struct JsonBody {
     /// Whether `Content-Type` said JSON.
     is_json: bool,
@@ -50,10 +48,10 @@ impl JsonBody {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -63,12 +61,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::bad_request(format!("cannot read body: {e}")))?;
-        if bytes.len() > MAX_BODY {
-            return Err(Problem::bad_request("body larger than 1 MiB"));
-        }
+        // A body without Content-Length (chunked) that grows past the
+        // limit is cut off while it is read: the same 413 as a declared one.
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::payload_too_large(state.body_limit)
+            } else {
+                Problem::bad_request(format!("cannot read body: {e}"))
+            }
+        })?;
         Ok(JsonBody { is_json, bytes })
     }
 }

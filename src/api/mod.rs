@@ -2,8 +2,9 @@
 //!
 //! Every handler authenticates with [`extract::Caller`], checks its role,
 //! and answers errors as RFC 9457 problems ([`problem::Problem`]).
-//! [`connections`] serves it through hyper, with a header-read timeout and
-//! a connection cap.
+//! [`connections`] serves it through hyper, with the defences of a server
+//! on a hostile network: a header-read timeout, a connection cap, a body
+//! limit (here, around the router).
 
 pub mod auth;
 mod connections;
@@ -22,8 +23,10 @@ mod web;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
 
 pub use connections::ConnectionLimits;
 
@@ -45,6 +48,9 @@ pub struct AppState {
     pub four_eyes: bool,
     /// How long an approved grant lasts (`[api] grant_ttl`).
     pub grant_ttl: std::time::Duration,
+    /// Largest request body in bytes (`[api] body_limit`): enforced around
+    /// the router, named in the 413 problem.
+    pub body_limit: usize,
 }
 
 /// The API's routes.
@@ -73,6 +79,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        // The body limit: a declared Content-Length over it is refused
+        // before the handler runs, a longer chunked body is cut off while
+        // it is read (axum's own 2 MB default is off: one limit, ours).
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(state.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::payload_too_large,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::count_requests,

@@ -102,6 +102,16 @@ impl Problem {
         )
     }
 
+    /// 413: the body is larger than `[api] body_limit` (`limit` bytes).
+    pub fn payload_too_large(limit: usize) -> Self {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
     /// 500/503: we failed. The detail stays generic; the cause is logged.
     pub fn internal(err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "request failed");

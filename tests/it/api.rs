@@ -42,6 +42,7 @@ impl Api {
             legally_required: Arc::new(vec!["contract-5y".to_owned()]),
             four_eyes: true,
             grant_ttl: std::time::Duration::from_secs(4 * 3600),
+            body_limit: 1 << 20,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -313,6 +313,7 @@ impl Rig {
             legally_required: Arc::new(legally_required.iter().map(|c| c.to_string()).collect()),
             four_eyes,
             grant_ttl: Duration::from_secs(4 * 3600),
+            body_limit: 1 << 20,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
