@@ -33,6 +33,9 @@ pub struct Metrics {
     /// API connections closed at accept because `[api] max_connections`
     /// were open: a rising count means a flood, or a limit set too low.
     pub http_connections_refused: AtomicU64,
+    /// Requests refused with 429 because their address sent too many bad
+    /// tokens (`[api] auth_failures_per_minute`): someone is guessing.
+    pub http_auth_throttled: AtomicU64,
     /// `[api] max_connections`, shown next to the open count so that an
     /// alert can compare the two; set when the API starts serving.
     pub limit_api_max_connections: AtomicI64,
@@ -117,6 +120,12 @@ impl Metrics {
             "ansim_http_connections_refused_total",
             "API connections closed at accept: max_connections were open.",
             load(&self.http_connections_refused),
+        );
+        counter(
+            &mut out,
+            "ansim_http_auth_throttled_total",
+            "API requests refused because their address sent too many bad tokens.",
+            load(&self.http_auth_throttled),
         );
         gauge(
             &mut out,

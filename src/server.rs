@@ -98,6 +98,9 @@ pub async fn run(
         four_eyes: config.api.four_eyes,
         grant_ttl: config.api.grant_ttl,
         body_limit: config.api.body_limit,
+        auth_throttle: Arc::new(api::throttle::AuthThrottle::new(
+            config.api.auth_failures_per_minute,
+        )),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -4,7 +4,8 @@
 //! and answers errors as RFC 9457 problems ([`problem::Problem`]).
 //! [`connections`] serves it through hyper, with the defences of a server
 //! on a hostile network: a header-read timeout, a connection cap, a body
-//! limit (here, around the router).
+//! limit (here, around the router) and a throttle on failed tokens
+//! ([`throttle`]).
 
 pub mod auth;
 mod connections;
@@ -17,6 +18,7 @@ pub mod problem;
 mod sessions;
 mod subjects;
 mod support;
+pub mod throttle;
 pub mod tls;
 mod web;
 
@@ -32,6 +34,7 @@ pub use connections::ConnectionLimits;
 
 use crate::metrics::Metrics;
 use crate::routing::Routing;
+use throttle::AuthThrottle;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -51,6 +54,9 @@ pub struct AppState {
     /// Largest request body in bytes (`[api] body_limit`): enforced around
     /// the router, named in the 413 problem.
     pub body_limit: usize,
+    /// Failed token attempts per client address (`[api]
+    /// auth_failures_per_minute`), consulted before a token is looked up.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
 
 /// The API's routes.

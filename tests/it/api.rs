@@ -43,6 +43,7 @@ impl Api {
             four_eyes: true,
             grant_ttl: std::time::Duration::from_secs(4 * 3600),
             body_limit: 1 << 20,
+            auth_throttle: Arc::new(api::throttle::AuthThrottle::new(10)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
