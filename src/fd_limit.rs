@@ -61,31 +61,31 @@ pub enum FdLimitError {
 }
 
 /// The parts of what `config` needs: (ports, sip, api, calls, rest).
-fn parts(config: &Config, api_connections: u64) -> (u64, u64, u64, u64, u64) {
+fn parts(config: &Config) -> (u64, u64, u64, u64, u64) {
     (
         u64::from(config.media.ports.len()),
         config.sip.max_tcp_connections as u64,
-        api_connections,
+        config.api.max_connections as u64,
         config.limits.max_calls as u64,
         DATABASE + SLACK,
     )
 }
 
-/// Descriptors `config` needs, `api_connections` being the API's cap.
-pub fn needed(config: &Config, api_connections: u64) -> u64 {
-    let (a, b, c, d, e) = parts(config, api_connections);
+/// Descriptors `config` needs.
+pub fn needed(config: &Config) -> u64 {
+    let (a, b, c, d, e) = parts(config);
     a + b + c + d + e
 }
 
 /// Raises the soft limit to what `config` needs, or says why it cannot.
-pub fn ensure(config: &Config, api_connections: u64) -> Result<FdLimit, FdLimitError> {
-    let needed = needed(config, api_connections);
+pub fn ensure(config: &Config) -> Result<FdLimit, FdLimitError> {
+    let needed = needed(config);
     let (soft, hard) = get()?;
     if soft >= needed {
         return Ok(FdLimit { needed, soft, hard });
     }
     if hard < needed {
-        let (ports, sip, api, calls, rest) = parts(config, api_connections);
+        let (ports, sip, api, calls, rest) = parts(config);
         return Err(FdLimitError::TooLow {
             needed,
             hard,
@@ -143,7 +143,7 @@ mod tests {
         let config = Config::default_dev();
         // 10,000 media ports, 1,024 SIP connections, 1,024 API, 2,500
         // recordings, 320 more.
-        assert_eq!(needed(&config, 1024), 10_000 + 1024 + 1024 + 2500 + 320);
+        assert_eq!(needed(&config), 10_000 + 1024 + 1024 + 2500 + 320);
     }
 
     #[test]
@@ -155,8 +155,9 @@ mod tests {
         };
         config.limits.max_calls = 1;
         config.sip.max_tcp_connections = 1;
+        config.api.max_connections = 1;
         let (soft, _) = get().unwrap();
-        let got = ensure(&config, 1).unwrap();
+        let got = ensure(&config).unwrap();
         assert_eq!(got.needed, 4 + 1 + 1 + 1 + 320);
         assert_eq!(got.soft, soft.max(got.needed));
     }
@@ -165,10 +166,10 @@ mod tests {
     fn a_hard_limit_too_low_is_refused_with_what_is_needed() {
         let mut config = Config::default_dev();
         config.sip.max_tcp_connections = 1 << 40;
-        let err = ensure(&config, 1).unwrap_err();
+        let err = ensure(&config).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("needs 1099511640") && text.contains("hard limit"),
+            text.contains("needs 1099511641620") && text.contains("hard limit"),
             "{text}"
         );
     }

@@ -30,6 +30,17 @@ pub struct Metrics {
     /// Recording chunks decrypted to serve playback: a Range request
     /// should add only the chunks it covers, which this makes visible.
     pub playback_chunks_decrypted: AtomicU64,
+    /// API connections open now (TLS handshakes included).
+    pub http_connections_open: AtomicI64,
+    /// API connections closed at accept because `[api] max_connections`
+    /// were open: a rising count means a flood, or a limit set too low.
+    pub http_connections_refused: AtomicU64,
+    /// Requests refused with 429 because their address sent too many bad
+    /// tokens (`[api] auth_failures_per_minute`): someone is guessing.
+    pub http_auth_throttled: AtomicU64,
+    /// `[api] max_connections`, shown next to the open count so that an
+    /// alert can compare the two; set when the API starts serving.
+    pub limit_api_max_connections: AtomicI64,
     /// INVITEs refused with `503` because `[limits] max_calls` were up.
     pub calls_over_limit: AtomicU64,
     /// SIP transactions (server and client) open now.
@@ -133,6 +144,30 @@ impl Metrics {
             load(&self.playback_chunks_decrypted),
         );
         self.render_edge(&mut out);
+        counter(
+            &mut out,
+            "ansim_http_connections_refused_total",
+            "API connections closed at accept: max_connections were open.",
+            load(&self.http_connections_refused),
+        );
+        counter(
+            &mut out,
+            "ansim_http_auth_throttled_total",
+            "API requests refused because their address sent too many bad tokens.",
+            load(&self.http_auth_throttled),
+        );
+        gauge(
+            &mut out,
+            "ansim_http_connections_open",
+            "API connections open now.",
+            self.http_connections_open.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "ansim_limit_api_max_connections",
+            "Most API connections open at once ([api] max_connections).",
+            self.limit_api_max_connections.load(Ordering::Relaxed),
+        );
         let active = self.calls_active.load(Ordering::Relaxed);
         gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);
         let pairs = self.media_pairs_in_use.load(Ordering::Relaxed);

@@ -20,9 +20,6 @@ use crate::store::{Store, StoreError};
 /// How often open sessions are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Connections the API may hold open (counted into the descriptor limit).
-const API_CONNECTIONS: u64 = 1024;
-
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -86,7 +83,7 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let fds = crate::fd_limit::ensure(&config, API_CONNECTIONS)?;
+    let fds = crate::fd_limit::ensure(&config)?;
     tracing::info!(
         needed = fds.needed,
         soft = fds.soft,
@@ -110,6 +107,10 @@ pub async fn run(
         legally_required: Arc::new(config.retention.legally_required.clone()),
         four_eyes: config.api.four_eyes,
         grant_ttl: config.api.grant_ttl,
+        body_limit: config.api.body_limit,
+        auth_throttle: Arc::new(api::throttle::AuthThrottle::new(
+            config.api.auth_failures_per_minute,
+        )),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -142,19 +143,19 @@ pub async fn run(
     let api_shutdown = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
     };
+    let limits = api::ConnectionLimits::from_config(&config.api);
     let api = match &config.api.tls {
         Some(files) => {
             let tls = crate::transport::tls::server_config(files)
                 .await
                 .map_err(ServeError::ApiTls)?;
-            let listener =
-                api::tls::TlsListener::new(listener, tls).map_err(|e| ServeError::Io("api", e))?;
+            let tls = api::tls::Acceptor::new(tls);
             tracing::info!(listen = %config.api.listen, "HTTPS API listening");
-            tokio::spawn(api::serve_https(listener, state, api_shutdown))
+            tokio::spawn(api::serve_https(listener, tls, state, limits, api_shutdown))
         }
         None => {
             tracing::info!(listen = %config.api.listen, "HTTP API listening");
-            tokio::spawn(api::serve(listener, state, api_shutdown))
+            tokio::spawn(api::serve(listener, state, limits, api_shutdown))
         }
     };
 
@@ -167,11 +168,7 @@ pub async fn run(
     let _ = sweeper.await;
     store.close().await;
     tracing::info!("stopped");
-    match api_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServeError::Io("api", e)),
-        Err(e) => Err(ServeError::Io("api", std::io::Error::other(e.to_string()))),
-    }
+    api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
 }
 
 /// Binds the SIP transports and the media port pool, and starts the engine.

@@ -1,22 +1,23 @@
 //! Request extractors that fail with problem documents naming the field.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::problem::Problem;
 use crate::store::{Role, StaffMember};
 
-/// Largest JSON body accepted.
-const MAX_BODY: usize = 1 << 20;
-
 /// A JSON request body, read but not yet parsed: handlers check the
 /// caller's role first and parse after, so a caller without the right role
 /// learns nothing about the body's validity. Parse errors name the JSON
-/// path of the bad field.
+/// path of the bad field. Its size is bounded by `[api] body_limit`,
+/// enforced around the whole router (see [`super::router`]).
 pub struct JsonBody {
     /// Whether `Content-Type` said JSON.
     is_json: bool,
@@ -50,10 +51,10 @@ impl JsonBody {
     }
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<AppState> for JsonBody {
     type Rejection = Problem;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -63,12 +64,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 mime == "application/json" || mime.ends_with("+json")
             })
             .unwrap_or(false);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::bad_request(format!("cannot read body: {e}")))?;
-        if bytes.len() > MAX_BODY {
-            return Err(Problem::bad_request("body larger than 1 MiB"));
-        }
+        // A body without Content-Length (chunked) that grows past the
+        // limit is cut off while it is read: the same 413 as a declared one.
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::payload_too_large(state.body_limit)
+            } else {
+                Problem::bad_request(format!("cannot read body: {e}"))
+            }
+        })?;
         Ok(JsonBody { is_json, bytes })
     }
 }
@@ -125,38 +129,69 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
+    /// Finds the token, refuses it unchecked if its address is throttled
+    /// ([`super::throttle`]), and otherwise looks it up; an unknown or
+    /// disabled token counts as a failure of that address.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let token = match parts.headers.get(header::AUTHORIZATION) {
-            Some(value) => value
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| {
-                    Problem::unauthorized("missing-token", "Authorization must be 'Bearer <token>'")
-                })?,
-            None => audio_cookie(parts).ok_or_else(|| {
-                Problem::unauthorized("missing-token", "send Authorization: Bearer <token>")
-            })?,
-        };
+        let token = bearer_token(parts)?;
+        let ip = peer_ip(parts);
+        let now = state.routing.now();
+        if let Err(throttled) = state.auth_throttle.check(ip, now) {
+            state
+                .metrics
+                .http_auth_throttled
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Problem::too_many_auth_failures(throttled.retry_after));
+        }
         let member = state
             .routing
             .store()
             .staff_by_token_hash(&super::auth::hash_token(token))
-            .await?
-            .ok_or_else(|| Problem::unauthorized("invalid-token", "the token is not valid"))?;
-        if member.disabled_at.is_some() {
-            return Err(Problem::unauthorized(
-                "token-disabled",
-                "the token has been disabled",
-            ));
-        }
-        Ok(Caller(member))
+            .await?;
+        let refusal = match member {
+            None => Problem::unauthorized("invalid-token", "the token is not valid"),
+            Some(m) if m.disabled_at.is_some() => {
+                Problem::unauthorized("token-disabled", "the token has been disabled")
+            }
+            Some(m) => return Ok(Caller(m)),
+        };
+        state.auth_throttle.record_failure(ip, now);
+        Err(refusal)
     }
+}
+
+/// The request's token: from `Authorization: Bearer …`, or else from the
+/// audio cookie where that is accepted. A missing or malformed one is a 401
+/// that does not count as a failed attempt (nothing was guessed).
+fn bearer_token(parts: &Parts) -> Result<&str, Problem> {
+    match parts.headers.get(header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Problem::unauthorized("missing-token", "Authorization must be 'Bearer <token>'")
+            }),
+        None => audio_cookie(parts).ok_or_else(|| {
+            Problem::unauthorized("missing-token", "send Authorization: Bearer <token>")
+        }),
+    }
+}
+
+/// The client's IP address, as the API server put it in the request
+/// ([`super::connections`]). A request without one (a router served some
+/// other way) counts under `0.0.0.0`, so its failures are still throttled.
+fn peer_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Name of the cookie the web page sets so that the browser's audio player,

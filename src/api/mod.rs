@@ -2,8 +2,13 @@
 //!
 //! Every handler authenticates with [`extract::Caller`], checks its role,
 //! and answers errors as RFC 9457 problems ([`problem::Problem`]).
+//! [`connections`] serves it through hyper, with the defences of a server
+//! on a hostile network: a header-read timeout, a connection cap, a body
+//! limit (here, around the router) and a throttle on failed tokens
+//! ([`throttle`]).
 
 pub mod auth;
+mod connections;
 mod disputes;
 pub mod extract;
 mod numbers;
@@ -13,16 +18,23 @@ pub mod problem;
 mod sessions;
 mod subjects;
 mod support;
+pub mod throttle;
 pub mod tls;
 mod web;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use connections::ConnectionLimits;
 
 use crate::metrics::Metrics;
 use crate::routing::Routing;
+use throttle::AuthThrottle;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -39,6 +51,12 @@ pub struct AppState {
     pub four_eyes: bool,
     /// How long an approved grant lasts (`[api] grant_ttl`).
     pub grant_ttl: std::time::Duration,
+    /// Largest request body in bytes (`[api] body_limit`): enforced around
+    /// the router, named in the 413 problem.
+    pub body_limit: usize,
+    /// Failed token attempts per client address (`[api]
+    /// auth_failures_per_minute`), consulted before a token is looked up.
+    pub auth_throttle: Arc<AuthThrottle>,
 }
 
 /// The API's routes.
@@ -67,6 +85,15 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        // The body limit: a declared Content-Length over it is refused
+        // before the handler runs, a longer chunked body is cut off while
+        // it is read (axum's own 2 MB default is off: one limit, ours).
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(state.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::payload_too_large,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::count_requests,
@@ -74,29 +101,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets
-/// requests in flight finish. Plain HTTP, or HTTPS with a [`tls::TlsListener`].
-pub async fn serve<L>(
-    listener: L,
+/// Serves the API over plain HTTP on `listener` until `shutdown` completes,
+/// then lets requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let metrics = state.metrics.clone();
+    connections::serve(listener, None, router(state), limits, metrics, shutdown).await;
 }
 
 /// As [`serve`], over TLS: every answer also tells browsers to use HTTPS
 /// only for this host from now on (`Strict-Transport-Security`).
 pub async fn serve_https(
-    listener: tls::TlsListener,
+    listener: TcpListener,
+    tls: tls::Acceptor,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let metrics = state.metrics.clone();
     let app = router(state).layer(axum::middleware::map_response(
         |mut r: axum::response::Response| async move {
             r.headers_mut().insert(
@@ -106,7 +132,5 @@ pub async fn serve_https(
             r
         },
     ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    connections::serve(listener, Some(tls), app, limits, metrics, shutdown).await;
 }

@@ -59,6 +59,24 @@ pub async fn not_found(req: Request) -> Problem {
     )
 }
 
+/// Turns the bare 413 of the body limit (tower-http's, plain text) into
+/// the `payload-too-large` problem; 413 problems pass unchanged.
+pub async fn payload_too_large(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/problem+json");
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return Problem::payload_too_large(state.body_limit).into_response();
+    }
+    resp
+}
+
 /// Counts every request by route template and status.
 pub async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();

@@ -22,6 +22,9 @@ pub struct Problem {
     pub detail: String,
     /// The request field at fault, if one is (`a`, `numbers[2]`, `ttl`).
     pub field: Option<String>,
+    /// How long the client should wait before trying again, sent as
+    /// `Retry-After` in whole seconds (429 answers).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +52,7 @@ impl Problem {
             title,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -102,6 +106,34 @@ impl Problem {
         )
     }
 
+    /// 413: the body is larger than `[api] body_limit` (`limit` bytes).
+    pub fn payload_too_large(limit: usize) -> Self {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 429: this client address sent too many unknown or disabled tokens;
+    /// its token requests are refused, unchecked, for `retry_after`.
+    pub fn too_many_auth_failures(retry_after: std::time::Duration) -> Self {
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-auth-failures",
+                "Too many failed authentication attempts",
+                format!(
+                    "too many requests with an invalid token came from your address; \
+                     try again in {} s",
+                    retry_after.as_secs()
+                ),
+            )
+        }
+    }
+
     /// 500/503: we failed. The detail stays generic; the cause is logged.
     pub fn internal(err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "request failed");
@@ -142,6 +174,9 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(wait) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -1,95 +1,54 @@
-//! HTTPS for the API (`[api.tls]`): a listener that hands axum connections
-//! only after their rustls handshake.
+//! HTTPS for the API (`[api.tls]`): the rustls handshake of one connection.
 //!
-//! Handshakes run on their own tasks, each bounded by
-//! [`HANDSHAKE_TIMEOUT`], so a slow or silent client never holds up the
-//! accept loop; a failed handshake closes only that connection.
+//! [`super::connections`] runs each handshake on the connection's own task,
+//! bounded by [`HANDSHAKE_TIMEOUT`] and counted against `[api]
+//! max_connections`, so a slow or silent client never holds up the accept
+//! loop; a failed handshake closes only that connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// Longest a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connections whose handshake finished but that axum has not taken yet.
-const READY: usize = 64;
-
-/// A TCP listener whose connections come out TLS-wrapped.
-pub struct TlsListener {
-    /// Finished handshakes, in completion order.
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    /// The bound address (for logs and tests).
-    local: SocketAddr,
-    /// The accept loop; stopped when the listener is dropped.
-    task: JoinHandle<()>,
+/// Completes TLS handshakes with the API's certificate. Cheap to clone.
+#[derive(Clone)]
+pub struct Acceptor {
+    /// rustls, with ALPN set to HTTP/1.1 (the only protocol served).
+    inner: tokio_rustls::TlsAcceptor,
 }
 
-impl TlsListener {
-    /// Wraps `listener`, serving `config` (whose ALPN is set to HTTP/1.1).
-    pub fn new(listener: TcpListener, mut config: rustls::ServerConfig) -> std::io::Result<Self> {
+impl Acceptor {
+    /// Serves `config`, offering ALPN `http/1.1`.
+    pub fn new(mut config: rustls::ServerConfig) -> Self {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(READY);
-        let task = tokio::spawn(accept_loop(listener, acceptor, tx));
-        Ok(TlsListener { ready, local, task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, go on.
-                tracing::warn!(error = %e, "HTTPS accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept loop never ends while the listener lives.
-            None => std::future::pending().await,
+        Acceptor {
+            inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    /// Runs the handshake on `tcp`, from `peer`. `None` when it fails or
+    /// takes longer than [`HANDSHAKE_TIMEOUT`]; the connection is then
+    /// dropped, which closes it.
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<TlsStream<TcpStream>> {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.inner.accept(tcp)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 }

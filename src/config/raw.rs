@@ -263,6 +263,14 @@ pub struct RawApi {
     pub tls: Option<RawTls>,
     /// Allow plain HTTP on a non-loopback address.
     pub allow_plain_http: bool,
+    /// Longest a client may take to send a request's headers (duration).
+    pub header_timeout: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: i64,
+    /// Most API connections open at once.
+    pub max_connections: i64,
+    /// Failed bearer-token attempts allowed per client address per minute.
+    pub auth_failures_per_minute: i64,
 }
 
 impl Default for RawApi {
@@ -273,6 +281,10 @@ impl Default for RawApi {
             grant_ttl: "4h".into(),
             tls: None,
             allow_plain_http: false,
+            header_timeout: "10s".into(),
+            body_limit: 1_048_576,
+            max_connections: 1024,
+            auth_failures_per_minute: 10,
         }
     }
 }

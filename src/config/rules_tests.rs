@@ -130,6 +130,7 @@ fn bad_duration_for_each_duration_key() {
         ("retention", "sweep_interval"),
         ("retention", "personal_data"),
         ("api", "grant_ttl"),
+        ("api", "header_timeout"),
     ];
     for (section, key) in keys {
         let toml = format!("[{section}]\n{key} = \"7 days\"");
@@ -253,6 +254,35 @@ fn plain_http_on_public_address_refused_unless_allowed() {
 }
 
 #[test]
+fn api_limits_reject_values_that_make_no_sense() {
+    let key = "api.header_timeout";
+    assert_rejected("[api]\nheader_timeout = \"0s\"", key, "greater than 0s");
+    let key = "api.body_limit";
+    assert_rejected("[api]\nbody_limit = 0", key, "from 1024");
+    assert_rejected("[api]\nbody_limit = 1023", key, "not 1023");
+    let key = "api.max_connections";
+    assert_rejected("[api]\nmax_connections = 0", key, "from 1");
+    assert_rejected("[api]\nmax_connections = -5", key, "not -5");
+    let key = "api.auth_failures_per_minute";
+    assert_rejected("[api]\nauth_failures_per_minute = 0", key, "from 1");
+    let e = with_env("", &[("ANSIM_API__BODY_LIMIT", "12")]).unwrap_err();
+    assert_eq!(e.env_var(), Some("ANSIM_API__BODY_LIMIT"));
+
+    let toml = "[api]\nheader_timeout = \"1s\"\nbody_limit = 1024\n\
+                max_connections = 1\nauth_failures_per_minute = 1";
+    let c = Config::from_toml_str(toml, no_env()).unwrap();
+    assert_eq!(c.api.header_timeout, Duration::from_secs(1));
+    assert_eq!(
+        (
+            c.api.body_limit,
+            c.api.max_connections,
+            c.api.auth_failures_per_minute
+        ),
+        (1024, 1, 1)
+    );
+}
+
+#[test]
 fn api_tls_needs_cert() {
     assert_rejected("[api.tls]\nkey = \"k\"", "api.tls.cert", "required");
 }
@@ -333,7 +363,7 @@ fn max_calls_defaults_to_what_the_ports_carry_and_no_more() {
     assert_rejected(
         "[limits]\nmax_calls = 0",
         "limits.max_calls",
-        "out of range",
+        "must be from",
     );
 }
 
@@ -353,7 +383,7 @@ fn edge_limits_are_bounded() {
         ("[limits]\nmax_transactions = 1", "limits.max_transactions"),
         ("[limits]\ninbound_queue = 0", "limits.inbound_queue"),
     ] {
-        assert_rejected(toml, key, "out of range");
+        assert_rejected(toml, key, "must be from");
     }
     assert_rejected(
         "[sip]\ntcp_idle_timeout = \"0s\"",

@@ -101,6 +101,10 @@ pub(crate) const ROOT: &[Field] = &[
             f("grant_ttl", Str),
             f("tls", Kind::Table(TLS)),
             f("allow_plain_http", Bool),
+            f("header_timeout", Str),
+            f("body_limit", Int),
+            f("max_connections", Int),
+            f("auth_failures_per_minute", Int),
         ]),
     ),
     f(

@@ -91,6 +91,10 @@ fn default_values() {
     assert!(c.retention.is_legally_required("contract-5y"));
     assert_eq!(c.routing.route_cache_ttl, Duration::from_secs(30));
     assert_eq!(c.api.grant_ttl, Duration::from_secs(4 * 3600));
+    assert_eq!(c.api.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.api.body_limit, 1 << 20);
+    assert_eq!(c.api.max_connections, 1024);
+    assert_eq!(c.api.auth_failures_per_minute, 10);
 }
 
 #[test]

@@ -316,6 +316,19 @@ pub struct ApiConfig {
     pub tls: Option<TlsFiles>,
     /// Allow plain HTTP on a non-loopback `listen` address.
     pub allow_plain_http: bool,
+    /// Longest a client may take to send a request's headers, and how long
+    /// an idle connection stays open: slow or silent clients (slowloris)
+    /// cannot hold connections for longer (> 0).
+    pub header_timeout: Duration,
+    /// Largest request body accepted, in bytes (at least 1024); larger
+    /// ones get 413 before the body is read.
+    pub body_limit: usize,
+    /// Most API connections open at once, TLS handshakes included (≥ 1);
+    /// beyond it a new connection is closed at once.
+    pub max_connections: usize,
+    /// Failed bearer-token attempts (unknown or disabled token) allowed per
+    /// client address per minute before its token requests get 429 (≥ 1).
+    pub auth_failures_per_minute: u32,
 }
 
 impl fmt::Display for Transport {
@@ -413,6 +426,10 @@ impl Config {
                 grant_ttl: Duration::from_secs(4 * 3_600),
                 tls: None,
                 allow_plain_http: false,
+                header_timeout: Duration::from_secs(10),
+                body_limit: 1_048_576,
+                max_connections: 1024,
+                auth_failures_per_minute: 10,
             },
             limits: LimitsConfig {
                 max_calls: 2500,

@@ -56,6 +56,17 @@ fn positive_duration(key: &str, value: &str) -> Result<Duration> {
     Ok(d)
 }
 
+/// An integer setting that must lie in `min..=max`, converted to the type
+/// the program uses.
+fn int_in<T: TryFrom<i64>>(key: &str, value: i64, min: i64, max: i64) -> Result<T> {
+    if value < min || value > max {
+        let reason = format!("must be from {min} to {max}, not {value}");
+        return Err(ConfigError::invalid(key, reason));
+    }
+    T::try_from(value)
+        .map_err(|_| ConfigError::invalid(key, format!("{value} does not fit this machine")))
+}
+
 fn non_empty_path(key: &str, value: &str) -> Result<PathBuf> {
     if value.is_empty() {
         return Err(ConfigError::invalid(key, "must not be empty"));
@@ -188,15 +199,6 @@ fn media(raw: RawMedia) -> Result<MediaConfig> {
     })
 }
 
-/// An integer setting within `min..=max`, as the type the code uses.
-fn int_in<T: TryFrom<i64>>(key: &str, value: i64, min: i64, max: i64) -> Result<T> {
-    if !(min..=max).contains(&value) {
-        let reason = format!("{value} is out of range ({min}..={max})");
-        return Err(ConfigError::invalid(key, reason));
-    }
-    T::try_from(value).map_err(|_| ConfigError::invalid(key, format!("{value} is too large")))
-}
-
 fn limits(raw: RawLimits, ports: PortRange) -> Result<LimitsConfig> {
     let carried = i64::from(ports.calls());
     let max_calls = match raw.max_calls {
@@ -327,5 +329,14 @@ fn api(raw: RawApi) -> Result<ApiConfig> {
         grant_ttl: positive_duration("api.grant_ttl", &raw.grant_ttl)?,
         tls,
         allow_plain_http: raw.allow_plain_http,
+        header_timeout: positive_duration("api.header_timeout", &raw.header_timeout)?,
+        body_limit: int_in("api.body_limit", raw.body_limit, 1024, 1 << 30)?,
+        max_connections: int_in("api.max_connections", raw.max_connections, 1, 1_000_000)?,
+        auth_failures_per_minute: int_in(
+            "api.auth_failures_per_minute",
+            raw.auth_failures_per_minute,
+            1,
+            1_000_000,
+        )?,
     })
 }

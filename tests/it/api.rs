@@ -42,11 +42,14 @@ impl Api {
             legally_required: Arc::new(vec!["contract-5y".to_owned()]),
             four_eyes: true,
             grant_ttl: std::time::Duration::from_secs(4 * 3600),
+            body_limit: 1 << 20,
+            auth_throttle: Arc::new(api::throttle::AuthThrottle::new(10)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(api::serve(listener, state, async move {
+        let limits = api::ConnectionLimits::default();
+        tokio::spawn(api::serve(listener, state, limits, async move {
             let _ = stopped.await;
         }));
         Api {

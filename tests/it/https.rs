@@ -9,7 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-fn client(cert: rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
+/// A TLS client that trusts only `cert` and offers ALPN http/1.1.
+pub(crate) fn client(cert: rustls::pki_types::CertificateDer<'static>) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, shared harness (the hickory-dns layout).
 
 mod api;
+mod api_limits;
 mod audit;
 mod authz;
 mod cli;

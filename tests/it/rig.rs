@@ -313,10 +313,15 @@ impl Rig {
             legally_required: Arc::new(legally_required.iter().map(|c| c.to_string()).collect()),
             four_eyes,
             grant_ttl: Duration::from_secs(4 * 3600),
+            body_limit: 1 << 20,
+            // The authorisation matrix sends hundreds of unknown and
+            // disabled tokens from 127.0.0.1 on purpose.
+            auth_throttle: Arc::new(api::throttle::AuthThrottle::new(1_000_000)),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(api::serve(listener, state, std::future::pending()));
+        let limits = api::ConnectionLimits::default();
+        tokio::spawn(api::serve(listener, state, limits, std::future::pending()));
         Api {
             base,
             staff: members,

@@ -138,7 +138,11 @@ async fn an_outsider_spraying_rtp_is_neither_heard_nor_recorded() {
 
 /// An OPTIONS or INVITE from `from`, numbered `i`.
 fn probe(i: u64, from: SocketAddr, to: SocketAddr) -> Vec<u8> {
-    let method = if i % 2 == 0 { "OPTIONS" } else { "INVITE" };
+    let method = if i.is_multiple_of(2) {
+        "OPTIONS"
+    } else {
+        "INVITE"
+    };
     format!(
         "{method} sip:+82505000001@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-flood-{i}\r\n\
          From: <sip:+821055550000@{from}>;tag=f{i}\r\nTo: <sip:+82505000001@{to}>\r\n\
