@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::media::RelayTotals;
+use crate::recording::RecordingCounters;
 use crate::routing::RoutingCounters;
 use crate::transport::TransportCounters;
 
@@ -52,6 +53,8 @@ pub struct Metrics {
     pub transport: Arc<TransportCounters>,
     /// What the media relays did (foreign packets).
     pub media: Arc<RelayTotals>,
+    /// How recordings ended.
+    pub recording: Arc<RecordingCounters>,
 }
 
 /// The configured capacity limits, as gauges.
@@ -216,7 +219,28 @@ impl Metrics {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
-        let counters: [(&str, &str, u64); 9] = [
+        let r = &self.recording;
+        let counters: [(&str, &str, u64); 13] = [
+            (
+                "ansim_recordings_complete_total",
+                "Recordings finished complete.",
+                load(&r.complete),
+            ),
+            (
+                "ansim_recordings_failed_write_error_total",
+                "Recordings ended failed: writing failed (keys, database, blob, full disk).",
+                load(&r.failed_write_error),
+            ),
+            (
+                "ansim_recordings_failed_unsupported_codec_total",
+                "Recordings ended failed: the call's codec cannot be recorded.",
+                load(&r.failed_unsupported_codec),
+            ),
+            (
+                "ansim_recordings_truncated_total",
+                "Recordings found without a writer and marked truncated.",
+                load(&r.truncated),
+            ),
             (
                 "ansim_sip_outsider_dropped_total",
                 "Datagrams from sources outside [trunk] allow dropped unanswered.",

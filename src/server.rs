@@ -20,6 +20,9 @@ use crate::store::{Store, StoreError};
 /// How often open sessions are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How often recordings left without a writer are looked for.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -99,7 +102,12 @@ pub async fn run(
         routing_policy(&config),
     ));
     let metrics = Arc::new(Metrics::default());
-    let recorder = open_recorder(&config, store.clone(), clock.clone())?;
+    let recorder = open_recorder_counting(
+        &config,
+        store.clone(),
+        clock.clone(),
+        metrics.recording.clone(),
+    )?;
     let state = AppState {
         routing: routing.clone(),
         metrics: metrics.clone(),
@@ -124,6 +132,7 @@ pub async fn run(
         stop_rx.clone(),
     )
     .await?;
+    let reconciler = tokio::spawn(reconcile_job(recorder.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(retention_job(
         recorder,
         clock.clone(),
@@ -166,6 +175,7 @@ pub async fn run(
     let _ = expiry.await;
     let _ = sip.await;
     let _ = sweeper.await;
+    let _ = reconciler.await;
     store.close().await;
     tracing::info!("stopped");
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
@@ -190,12 +200,9 @@ async fn start_sip(
         }
         None => None,
     };
-    let classes = config.retention.classes.clone();
-    let period_of = |class: &str| classes.get(class).copied().unwrap_or_default();
-    let truncated = store
-        .truncate_unfinished_recordings(clock.now(), period_of)
-        .await?;
-    for r in &truncated {
+    // Nothing is being recorded yet: every row still in `recording` was
+    // left by an earlier run.
+    for r in &recorder.reconcile().await? {
         tracing::warn!(recording = %r.id, call = %r.call_id, "recording left unfinished by an earlier run: marked truncated");
     }
     let interrupted = store.interrupt_open_calls(clock.now()).await?;
@@ -286,6 +293,16 @@ pub fn open_recorder(
     store: Store,
     clock: SharedClock,
 ) -> Result<Arc<Recorder>, ServeError> {
+    open_recorder_counting(config, store, clock, Arc::default())
+}
+
+/// As [`open_recorder`], counting how recordings end into `counters`.
+fn open_recorder_counting(
+    config: &Config,
+    store: Store,
+    clock: SharedClock,
+    counters: Arc<crate::recording::RecordingCounters>,
+) -> Result<Arc<Recorder>, ServeError> {
     let keys_err = |e: crate::keys::KeyError| ServeError::Keys(e.to_string());
     let keys: Arc<dyn KeyStore> = match &config.keys.store {
         KeyStoreLocation::Dir(dir) => {
@@ -318,7 +335,8 @@ pub fn open_recorder(
         personal_data: config.retention.personal_data,
         quarantine: config.routing.quarantine,
     };
-    Ok(Arc::new(Recorder::new(store, keys, blobs, policy, clock)))
+    let recorder = Recorder::new(store, keys, blobs, policy, clock).with_counters(counters);
+    Ok(Arc::new(recorder))
 }
 
 /// Runs the retention sweep every `interval` (the first one at start-up).
@@ -346,6 +364,29 @@ async fn retention_job(
                 "retention sweep erased"
             ),
             Err(e) => tracing::warn!(error = %e, "retention sweep failed; the next one continues"),
+        }
+    }
+}
+
+/// Marks `truncated`, every [`RECONCILE_INTERVAL`], recordings left in
+/// `recording` whose writer is gone (one that could not finish its row),
+/// so no recording stays in `recording` for good.
+async fn reconcile_job(recorder: Arc<Recorder>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(RECONCILE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // start-up has just reconciled
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match recorder.reconcile().await {
+            Ok(rows) => {
+                for r in rows {
+                    tracing::warn!(recording = %r.id, call = %r.call_id, "recording without a writer: marked truncated");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "recording reconciliation failed; will retry"),
         }
     }
 }

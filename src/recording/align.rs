@@ -30,6 +30,11 @@
 //! (packets straddling the boundary keep their unemitted tail). A silent
 //! channel (hold, sendonly, no packets yet) is filled with silence, so a
 //! one-sided call still produces blocks and the other side is never shifted.
+//! Time also moves the head without packets: [`Aligner::advance`] (the
+//! writer calls it on its flush timer) sets it to the position of `now`,
+//! so a long silence on both sides (hold without music, a network cut)
+//! comes out as silent blocks while it lasts, not all at once when the
+//! next packet arrives.
 //! [`Aligner::finish`] makes everything buffered final: the last block ends
 //! at the end of the latest buffered audio, rounded up to a whole
 //! millisecond, so it may be shorter than `block`. After `finish`, pushes are
@@ -371,6 +376,27 @@ impl Aligner {
         self.stats.clone()
     }
 
+    /// The timeline position of `at`, in samples since the origin.
+    fn position_of(&self, origin: Instant, at: Instant) -> i64 {
+        let nanos = at.saturating_duration_since(origin).as_nanos();
+        i64::try_from(nanos / 125_000)
+            .unwrap_or(i64::MAX / 4)
+            .min(i64::MAX / 4)
+    }
+
+    /// Moves the head to `now` without a packet: blocks whose time has
+    /// passed become final (silence where nothing arrived). Does nothing
+    /// before the first packet (the timeline has no origin yet) or after
+    /// [`finish`](Self::finish).
+    pub fn advance(&mut self, now: Instant) {
+        if self.flush_to.is_some() {
+            return;
+        }
+        if let Some(origin) = self.origin {
+            self.head = self.head.max(self.position_of(origin, now));
+        }
+    }
+
     /// Feeds one datagram relayed in `channel`'s direction, received at
     /// `arrival`. Never panics; anything unusable is counted and ignored.
     pub fn push(&mut self, channel: Channel, packet: &[u8], arrival: Instant) {
@@ -379,10 +405,7 @@ impl Aligner {
             return;
         }
         let origin = *self.origin.get_or_insert(arrival);
-        let nanos = arrival.saturating_duration_since(origin).as_nanos();
-        let now = i64::try_from(nanos / 125_000)
-            .unwrap_or(i64::MAX / 4)
-            .min(i64::MAX / 4);
+        let now = self.position_of(origin, arrival);
         self.head = self.head.max(now);
         let Some(rtp) = self.classify(packet) else {
             return;

@@ -9,6 +9,7 @@
 //! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
 //! | [`blob`] | where encrypted files live (local files; object storage later) |
 //! | `tap`, `writer` | from the relay's packets to sealed, synced chunks |
+//! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
 //! | [`export`] | decrypting a recording back into a WAV |
 //! | [`playback`] | the same WAV by byte range, decrypting only the chunks a range needs |
 //!
@@ -25,12 +26,16 @@ mod crec_tests;
 pub mod export;
 pub mod g711;
 pub mod playback;
+pub mod rewrap;
 pub mod rtp_view;
 mod service;
 mod tap;
 pub mod wav;
 mod writer;
 
-pub use service::{Recorder, RecordingMeta, RecordingPolicy, epoch_end, epoch_id};
+pub use service::{
+    LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy, epoch_end, epoch_id,
+};
 pub use tap::{RecordingTap, TapPacket};
-pub use writer::{CHUNK_MEDIA, FLUSH_EVERY};
+pub use writer::Failure;
+pub use writer::{CHUNK_MEDIA, EARLY_PACKETS, FLUSH_EVERY};

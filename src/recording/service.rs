@@ -1,8 +1,9 @@
 //! The recording service: keys, blobs and the database, and starting a
 //! writer for each answered call.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{SharedClock, Timestamp};
@@ -52,6 +53,99 @@ impl RecordingPolicy {
         let index = bound.as_millis().div_euclid(width);
         let end = Timestamp::from_millis(index.saturating_add(1).saturating_mul(width));
         Some((epoch_id(class, end), end))
+    }
+
+    /// The epoch of a recording of `class` that expires at `expires_at`:
+    /// the one ending at the first epoch boundary after the expiry (as
+    /// [`RecordingPolicy::epoch_for`] counts them), so its KEK is destroyed
+    /// within one epoch width of it.
+    pub fn epoch_of_expiry(&self, class: &str, expires_at: Timestamp) -> String {
+        let width = i64::try_from(self.epoch.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let index = expires_at.as_millis().div_euclid(width);
+        let end = index.saturating_add(1).saturating_mul(width);
+        epoch_id(class, Timestamp::from_millis(end))
+    }
+
+    /// How long recordings of `class` are kept (0 for an unknown class).
+    pub fn period_of(&self, class: &str) -> Duration {
+        self.classes.get(class).copied().unwrap_or_default()
+    }
+}
+
+/// The recordings this process is writing now, so reconciliation can tell
+/// a live recording from one whose writer is gone.
+#[derive(Debug, Default)]
+pub struct LiveWriters {
+    /// Recording ids with a writer task.
+    ids: Mutex<HashSet<String>>,
+}
+
+/// Removes its recording from [`LiveWriters`] when dropped.
+#[derive(Debug)]
+pub struct LiveGuard<'a> {
+    writers: &'a LiveWriters,
+    id: String,
+}
+
+impl LiveWriters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks `id` as being written until the guard is dropped.
+    pub fn register(&self, id: String) -> LiveGuard<'_> {
+        self.lock().insert(id.clone());
+        LiveGuard { writers: self, id }
+    }
+
+    /// Whether a writer of this process writes `id` now.
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains(id)
+    }
+
+    /// How many recordings are being written now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no recording is being written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for LiveGuard<'_> {
+    fn drop(&mut self) {
+        self.writers.lock().remove(&self.id);
+    }
+}
+
+/// How recordings ended, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecordingCounters {
+    /// Recordings finished `complete`.
+    pub complete: AtomicU64,
+    /// Recordings ended `failed` because writing failed.
+    pub failed_write_error: AtomicU64,
+    /// Recordings ended `failed` because their codec cannot be stored.
+    pub failed_unsupported_codec: AtomicU64,
+    /// Recordings found without a writer and marked `truncated`.
+    pub truncated: AtomicU64,
+}
+
+impl RecordingCounters {
+    pub(super) fn completed(&self) {
+        self.complete.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn failed(&self, why: super::Failure) {
+        let counter = match why {
+            super::Failure::WriteError => &self.failed_write_error,
+            super::Failure::UnsupportedCodec => &self.failed_unsupported_codec,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -111,6 +205,10 @@ pub struct Recorder {
     pub(crate) policy: RecordingPolicy,
     /// Wall-clock time for rows and epochs.
     pub(crate) clock: SharedClock,
+    /// Recordings being written now.
+    writers: LiveWriters,
+    /// How recordings ended.
+    counters: Arc<RecordingCounters>,
 }
 
 impl Recorder {
@@ -128,7 +226,64 @@ impl Recorder {
             blobs,
             policy,
             clock,
+            writers: LiveWriters::default(),
+            counters: Arc::default(),
         }
+    }
+
+    /// The same recorder counting into `counters` (shared with `/metrics`).
+    pub fn with_counters(mut self, counters: Arc<RecordingCounters>) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// The retention settings recordings start with.
+    pub fn policy(&self) -> &RecordingPolicy {
+        &self.policy
+    }
+
+    /// How recordings ended so far.
+    pub fn counters(&self) -> &RecordingCounters {
+        &self.counters
+    }
+
+    /// The recordings being written now.
+    pub fn writers(&self) -> &LiveWriters {
+        &self.writers
+    }
+
+    /// How long recordings of `class` are kept.
+    pub(crate) fn period_of(&self, class: &str) -> Duration {
+        self.policy.period_of(class)
+    }
+
+    /// Marks `truncated` every recording left in state `recording` that no
+    /// writer of this process is writing: one of a process that died, or
+    /// one whose writer could not finish it. A recording cannot have run
+    /// longer than the longest call, so it is taken to have ended at
+    /// `min(now, start + max_call)` and expires a retention period after
+    /// that, inside the epoch its DEK was wrapped for. Returns them.
+    pub async fn reconcile(
+        &self,
+    ) -> Result<Vec<crate::store::RecordingRow>, crate::store::StoreError> {
+        let now = self.clock.now();
+        let truncated = self
+            .store
+            .truncate_unfinished_recordings(
+                |id| self.writers.contains(id),
+                |row| {
+                    let ended = now.min(row.started_at.saturating_add(self.policy.max_call));
+                    (
+                        ended,
+                        ended.saturating_add(self.period_of(&row.retention_class)),
+                    )
+                },
+            )
+            .await?;
+        self.counters
+            .truncated
+            .fetch_add(truncated.len() as u64, Ordering::Relaxed);
+        Ok(truncated)
     }
 
     /// Switches the call's tap on and starts its writer task. Failures are

@@ -5,9 +5,28 @@
 //! the blob exists, then aligns both directions and seals a chunk at least
 //! every [`CHUNK_MEDIA`] of audio and every [`FLUSH_EVERY`] of wall time,
 //! syncing the blob each time: a crash loses at most that much audio.
+//!
+//! It never gets stuck and never holds more than it must:
+//! - silence is released by time ([`Aligner::advance`] on the flush timer),
+//!   and chunks are cut at [`CHUNK_MEDIA`] of audio whatever came out at
+//!   once, so a long hold neither piles up in memory nor makes an
+//!   oversized chunk;
+//! - while waiting for the codec it keeps at most [`EARLY_PACKETS`]; audio
+//!   in a codec it cannot store (anything but PCMU/PCMA) ends the
+//!   recording `failed` with reason `unsupported-codec` at once, with
+//!   nothing buffered;
+//! - any write error (key store, database, blob, full disk) ends it
+//!   `failed` with reason `write-error`, while the call goes on; what was
+//!   synced before stays readable;
+//! - a row it cannot finish (the database down at the end) stays in
+//!   `recording` only until the reconciliation ([`Recorder::reconcile`])
+//!   sees no live writer for it and marks it `truncated`.
+//!
+//! When it finishes, the DEK moves to the KEK of the epoch that holds the
+//! recording's real expiry (see [`super::rewrap`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -19,12 +38,37 @@ use super::rtp_view::RtpView;
 use super::service::{Recorder, RecordingMeta};
 use super::tap::TapPacket;
 use crate::keys::{Dek, DekBinding};
-use crate::store::RecordingRow;
+use crate::store::{RecordingEnd, RecordingRow};
 
 /// Audio per chunk at most.
 pub const CHUNK_MEDIA: Duration = Duration::from_secs(2);
 /// Wall time between flushes at most, even when no audio flows (hold).
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Packets kept while the codec is not known yet (about 3 s of telephone
+/// events, comfort noise or the like at 50 packets a second).
+pub const EARLY_PACKETS: usize = 150;
+
+/// Bytes of one full chunk: two interleaved channels, one byte a sample.
+const CHUNK_BYTES: usize = 2 * 8 * CHUNK_MEDIA.as_millis() as usize;
+
+/// Why a recording failed: the reason stored with state `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Writing failed (keys, database, blob, full disk).
+    WriteError,
+    /// The call's audio is in a codec the recorder cannot store.
+    UnsupportedCodec,
+}
+
+impl Failure {
+    /// The reason as stored (`write-error`, `unsupported-codec`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::WriteError => "write-error",
+            Failure::UnsupportedCodec => "unsupported-codec",
+        }
+    }
+}
 
 /// Why a recording stopped early (logged; the call goes on).
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +83,8 @@ enum WriteError {
     Crec(#[from] super::crec::CrecError),
     #[error("unknown retention class '{0}'")]
     Class(String),
+    #[error("moving the DEK to its expiry's epoch: {0}")]
+    Rewrap(#[from] super::rewrap::RewrapError),
     #[error("blob task failed: {0}")]
     Join(String),
 }
@@ -56,53 +102,103 @@ struct Open {
     samples: u64,
 }
 
+/// What the first packets said about the codec.
+enum Start {
+    /// Audio in this codec, with the packets seen so far.
+    Codec(Codec, Vec<TapPacket>),
+    /// Audio in a codec we cannot store.
+    Unsupported,
+    /// The tap closed before any audio (an empty recording).
+    Ended,
+}
+
 /// Runs the writer until the tap is switched off.
 pub(super) async fn run(
     rec: Arc<Recorder>,
     meta: RecordingMeta,
     mut rx: mpsc::Receiver<TapPacket>,
 ) {
-    let mut early = Vec::new();
-    let codec = loop {
-        match rx.recv().await {
-            Some(p) => {
-                let codec =
-                    RtpView::parse(&p.data).and_then(|v| Codec::from_payload_type(v.payload_type));
-                early.push(p);
-                if let Some(c) = codec {
-                    break c;
-                }
-            }
-            None => break Codec::Pcmu,
+    let recording_id = uuid::Uuid::new_v4();
+    // Registered before its row exists, so reconciliation never takes a
+    // live recording for an orphan.
+    let _live = rec.writers().register(recording_id.to_string());
+    let (codec, early) = match wait_for_codec(&mut rx).await {
+        Start::Codec(codec, early) => (codec, early),
+        Start::Ended => (Codec::Pcmu, Vec::new()),
+        Start::Unsupported => {
+            drop(rx); // nothing more is buffered: the tap's sends now fail fast
+            unsupported(&rec, &meta, recording_id).await;
+            return;
         }
     };
-    let mut open = match start(&rec, &meta, codec).await {
+    let mut open = match start(&rec, &meta, recording_id, codec).await {
         Ok(o) => o,
-        Err(e) => {
+        Err((e, row)) => {
             tracing::error!(call = %meta.call_id, error = %e, "recording could not start");
+            rec.counters().failed(Failure::WriteError);
+            if let Some(row) = row {
+                end_failed(&rec, &row, 0, Failure::WriteError).await;
+            }
             return;
         }
     };
     if let Err(e) = record(&mut open, early, &mut rx).await {
-        tracing::error!(call = %meta.call_id, error = %e, "recording stopped early");
+        drop(rx);
+        tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording write failed: recording ends failed, the call goes on");
+        rec.counters().failed(Failure::WriteError);
+        end_failed(&rec, &open.row, open.samples, Failure::WriteError).await;
+        return;
     }
     match finish(&rec, &mut open).await {
         Ok(()) => {
-            tracing::info!(call = %meta.call_id, recording = %open.row.id, seconds = open.samples / 8000, "recording complete")
+            rec.counters().completed();
+            tracing::info!(call = %meta.call_id, recording = %open.row.id, seconds = open.samples / 8000, "recording complete");
         }
         Err(e) => {
-            tracing::error!(call = %meta.call_id, error = %e, "recording could not be finished")
+            tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording could not be finished");
+            rec.counters().failed(Failure::WriteError);
+            end_failed(&rec, &open.row, open.samples, Failure::WriteError).await;
         }
     }
 }
 
-async fn start(rec: &Recorder, meta: &RecordingMeta, codec: Codec) -> Result<Open, WriteError> {
+/// Reads packets until one names the codec, keeping at most
+/// [`EARLY_PACKETS`] of them.
+async fn wait_for_codec(rx: &mut mpsc::Receiver<TapPacket>) -> Start {
+    let mut early = Vec::new();
+    while let Some(p) = rx.recv().await {
+        let Some(view) = RtpView::parse(&p.data) else {
+            continue;
+        };
+        if let Some(codec) = Codec::from_payload_type(view.payload_type) {
+            early.push(p);
+            return Start::Codec(codec, early);
+        }
+        // Comfort noise (13) and dynamic types (telephone events, or audio
+        // in a dynamic codec) may precede the audio; any other static type
+        // is audio we cannot store.
+        let maybe_later = view.payload_type == 13 || view.payload_type >= 96;
+        if !maybe_later || early.len() >= EARLY_PACKETS {
+            return Start::Unsupported;
+        }
+        early.push(p);
+    }
+    Start::Ended
+}
+
+/// A new row for `recording_id` with its DEK wrapped under the start
+/// epoch, in state `recording`; the DEK goes back to the caller.
+fn new_row(
+    rec: &Recorder,
+    meta: &RecordingMeta,
+    recording_id: uuid::Uuid,
+    codec: &str,
+) -> Result<(RecordingRow, Dek), WriteError> {
     let now = rec.clock.now();
     let (epoch_id, _) = rec
         .policy
         .epoch_for(&meta.retention_class, now)
         .ok_or_else(|| WriteError::Class(meta.retention_class.clone()))?;
-    let recording_id = uuid::Uuid::new_v4();
     rec.ensure_epoch_kek(&epoch_id)?;
     let dek = Dek::generate();
     let binding = DekBinding {
@@ -117,32 +213,87 @@ async fn start(rec: &Recorder, meta: &RecordingMeta, codec: Codec) -> Result<Ope
         call_id: meta.call_id.clone(),
         session_id: meta.session_id.clone(),
         retention_class: meta.retention_class.clone(),
-        epoch_id: epoch_id.clone(),
+        epoch_id,
         wrapped_dek: wrapped.as_bytes().to_vec(),
         blob: format!("{recording_id}.crec"),
-        codec: codec_name(codec).to_owned(),
+        codec: codec.to_owned(),
         state: "recording".to_owned(),
+        failure: None,
         started_at: now,
         ended_at: None,
         duration_ms: None,
         expires_at: None,
         held_by: None,
     };
+    Ok((row, dek))
+}
+
+/// Audio in a codec we cannot store: a row that says so (no blob is ever
+/// written), so the call record names a recording and its outcome.
+async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::Uuid) {
+    tracing::warn!(call = %meta.call_id, "the call's codec cannot be recorded: recording ends failed (unsupported-codec)");
+    rec.counters().failed(Failure::UnsupportedCodec);
+    let row = match new_row(rec, meta, recording_id, "unsupported") {
+        Ok((row, _dek)) => row,
+        Err(e) => {
+            tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
+            return;
+        }
+    };
+    if let Err(e) = rec.store.insert_recording(&row).await {
+        tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
+        return;
+    }
+    end_failed(rec, &row, 0, Failure::UnsupportedCodec).await;
+}
+
+/// Marks `row` failed for `why`, with what was written (`samples`).
+async fn end_failed(rec: &Recorder, row: &RecordingRow, samples: u64, why: Failure) {
+    let ended_at = rec.clock.now();
+    let end = RecordingEnd {
+        state: "failed",
+        failure: Some(why.as_str()),
+        ended_at,
+        duration_ms: Some(i64::try_from(samples / 8).unwrap_or(i64::MAX)),
+        expires_at: ended_at.saturating_add(rec.period_of(&row.retention_class)),
+    };
+    if let Err(e) = rec.store.finish_recording(&row.id, &end).await {
+        // Left in `recording`: reconciliation truncates it once this
+        // writer is gone.
+        tracing::error!(recording = %row.id, error = %e, "recording's failure could not be stored");
+    }
+}
+
+/// Creates the row, then the blob with its header. On failure, the row if
+/// it was stored (it must then be marked failed).
+async fn start(
+    rec: &Recorder,
+    meta: &RecordingMeta,
+    recording_id: uuid::Uuid,
+    codec: Codec,
+) -> Result<Open, (WriteError, Option<RecordingRow>)> {
+    let (row, dek) = new_row(rec, meta, recording_id, codec_name(codec)).map_err(|e| (e, None))?;
     // The row first: a blob never exists without the row that explains it.
-    rec.store.insert_recording(&row).await?;
+    rec.store
+        .insert_recording(&row)
+        .await
+        .map_err(|e| (e.into(), None))?;
     let header = CrecHeader {
         recording_id,
         call_id: meta.call_id.clone(),
-        epoch_id,
+        epoch_id: row.epoch_id.clone(),
         codec: match codec {
             Codec::Pcmu => CrecCodec::Pcmu,
             Codec::Pcma => CrecCodec::Pcma,
         },
         sample_rate: 8000,
         channels: 2,
-        created_ms: now.as_millis(),
+        created_ms: row.started_at.as_millis(),
     };
-    let (crec, header_bytes) = CrecWriter::new(&header, &dek)?;
+    let (crec, header_bytes) = match CrecWriter::new(&header, &dek) {
+        Ok(w) => w,
+        Err(e) => return Err((e.into(), Some(row))),
+    };
     drop(dek);
     let blobs = rec.blobs.clone();
     let name = row.blob.clone();
@@ -152,13 +303,16 @@ async fn start(rec: &Recorder, meta: &RecordingMeta, codec: Codec) -> Result<Ope
         w.sync()?;
         Ok(w)
     })
-    .await?;
-    let aligner = Aligner::new(codec, AlignConfig::default());
+    .await;
+    let blob = match blob {
+        Ok(b) => b,
+        Err(e) => return Err((e, Some(row))),
+    };
     Ok(Open {
         row,
         crec,
         blob: Some(blob),
-        aligner,
+        aligner: Aligner::new(codec, AlignConfig::default()),
         pending: Vec::new(),
         pending_start_ms: 0,
         samples: 0,
@@ -182,17 +336,18 @@ async fn record(
                 None => return Ok(()),
             },
             _ = flush.tick() => {
+                // Time passes for the aligner too: silence comes out now.
+                open.aligner.advance(Instant::now());
                 collect(open);
+                seal_full(open).await?;
                 if !open.pending.is_empty() {
-                    seal(open, false).await?;
+                    seal(open, open.pending.len(), false).await?;
                 }
                 continue;
             }
         }
         collect(open);
-        if open.pending.len() as u64 >= 2 * 8 * CHUNK_MEDIA.as_millis() as u64 {
-            seal(open, false).await?;
-        }
+        seal_full(open).await?;
     }
 }
 
@@ -214,13 +369,23 @@ fn append_block(open: &mut Open, block: &Block) {
     open.samples += block.caller.len() as u64;
 }
 
-/// Seals the pending audio as one chunk, appends it and syncs the blob.
-async fn seal(open: &mut Open, last: bool) -> Result<(), WriteError> {
+/// Seals as many full chunks as are pending.
+async fn seal_full(open: &mut Open) -> Result<(), WriteError> {
+    while open.pending.len() >= CHUNK_BYTES {
+        seal(open, CHUNK_BYTES, false).await?;
+    }
+    Ok(())
+}
+
+/// Seals the first `len` pending bytes as one chunk (the last chunk of the
+/// file if `last`), appends it and syncs the blob.
+async fn seal(open: &mut Open, len: usize, last: bool) -> Result<(), WriteError> {
+    let len = len.min(open.pending.len());
     let chunk = open
         .crec
-        .seal_chunk(open.pending_start_ms, &open.pending, last)?;
-    open.pending_start_ms += (open.pending.len() / 16) as u64;
-    open.pending.clear();
+        .seal_chunk(open.pending_start_ms, &open.pending[..len], last)?;
+    open.pending_start_ms += (len / 16) as u64;
+    open.pending.drain(..len);
     let mut blob = open
         .blob
         .take()
@@ -238,24 +403,22 @@ async fn seal(open: &mut Open, last: bool) -> Result<(), WriteError> {
 async fn finish(rec: &Recorder, open: &mut Open) -> Result<(), WriteError> {
     open.aligner.finish();
     collect(open);
-    seal(open, true).await?;
-    let ended = rec.clock.now();
-    let period = rec
-        .policy
-        .classes
-        .get(&open.row.retention_class)
-        .copied()
-        .unwrap_or_default();
-    let duration_ms = i64::try_from(open.samples / 8).unwrap_or(i64::MAX);
-    rec.store
-        .finish_recording(
-            &open.row.id,
-            "complete",
-            ended,
-            duration_ms,
-            ended.saturating_add(period),
-        )
-        .await?;
+    seal_full(open).await?;
+    seal(open, open.pending.len(), true).await?;
+    let ended_at = rec.clock.now();
+    let expires_at = ended_at.saturating_add(rec.period_of(&open.row.retention_class));
+    // The DEK moves to the epoch of the real expiry before the row says
+    // complete: a crash in between leaves it `recording` (then truncated),
+    // never complete under the wrong epoch.
+    super::rewrap::to_expiry_epoch(rec, &open.row, expires_at).await?;
+    let end = RecordingEnd {
+        state: "complete",
+        failure: None,
+        ended_at,
+        duration_ms: Some(i64::try_from(open.samples / 8).unwrap_or(i64::MAX)),
+        expires_at,
+    };
+    rec.store.finish_recording(&open.row.id, &end).await?;
     Ok(())
 }
 

@@ -35,7 +35,7 @@ pub use calls::{CallEnd, CallRecord, NewCall};
 pub use disputes::{Dispute, Grant, GrantOnCall};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
-pub use recordings::RecordingRow;
+pub use recordings::{RecordingEnd, RecordingRow};
 pub use retention::Tombstone;
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,

@@ -23,8 +23,11 @@ pub struct RecordingRow {
     pub blob: String,
     /// `PCMU` or `PCMA`.
     pub codec: String,
-    /// `recording`, `complete` or `truncated`.
+    /// `recording`, `complete`, `truncated` or `failed` (see the README's
+    /// table of recording states).
     pub state: String,
+    /// Why it `failed` (`write-error`, `unsupported-codec`), else `None`.
+    pub failure: Option<String>,
     /// When recording started (the answer).
     pub started_at: Timestamp,
     /// When it ended, once it has.
@@ -46,6 +49,7 @@ impl std::fmt::Debug for RecordingRow {
             .field("call_id", &self.call_id)
             .field("epoch_id", &self.epoch_id)
             .field("state", &self.state)
+            .field("failure", &self.failure)
             .finish_non_exhaustive()
     }
 }
@@ -65,10 +69,11 @@ type Row = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
 );
 
 const COLUMNS: &str = "id, call_id, session_id, retention_class, epoch_id, wrapped_dek, blob, \
-     codec, state, started_at, ended_at, duration_ms, expires_at, held_by";
+     codec, state, started_at, ended_at, duration_ms, expires_at, held_by, failure";
 
 fn row(r: Row) -> RecordingRow {
     RecordingRow {
@@ -86,7 +91,23 @@ fn row(r: Row) -> RecordingRow {
         duration_ms: r.11,
         expires_at: r.12.map(Timestamp::from_millis),
         held_by: r.13,
+        failure: r.14,
     }
+}
+
+/// How a recording ended: what [`Store::finish_recording`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingEnd<'a> {
+    /// `complete`, `truncated` or `failed`.
+    pub state: &'a str,
+    /// Why it failed, for `failed`.
+    pub failure: Option<&'a str>,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// Audio written, when known.
+    pub duration_ms: Option<i64>,
+    /// When its retention ends.
+    pub expires_at: Timestamp,
 }
 
 impl Store {
@@ -117,27 +138,27 @@ impl Store {
         Ok(())
     }
 
-    /// Records how a recording ended.
+    /// Records how a recording ended. Only a recording still in state
+    /// `recording` ends: `false` if it had already (e.g. truncated by a
+    /// reconciliation that thought its writer gone).
     pub async fn finish_recording(
         &self,
         id: &str,
-        state: &str,
-        ended_at: Timestamp,
-        duration_ms: i64,
-        expires_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE recordings SET state = $2, ended_at = $3, duration_ms = $4, expires_at = $5 \
-             WHERE id = $1",
+        end: &RecordingEnd<'_>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE recordings SET state = $2, failure = $3, ended_at = $4, duration_ms = $5, \
+                expires_at = $6 WHERE id = $1 AND state = 'recording'",
         )
         .bind(id)
-        .bind(state)
-        .bind(ended_at.as_millis())
-        .bind(duration_ms)
-        .bind(expires_at.as_millis())
+        .bind(end.state)
+        .bind(end.failure)
+        .bind(end.ended_at.as_millis())
+        .bind(end.duration_ms)
+        .bind(end.expires_at.as_millis())
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// A recording by its id, or the latest recording of a call by the
@@ -154,32 +175,34 @@ impl Store {
         Ok(r.map(row))
     }
 
-    /// Recordings left in state `recording` by a process that died: they
-    /// are `truncated` now (their blobs decrypt up to the last flushed
-    /// chunk), ended at `at`, and expire `period_of(class)` after that.
-    /// Returns them.
+    /// Recordings in state `recording` that `is_live` says no writer is
+    /// writing any more (a process that died, a writer that could not
+    /// finish): they become `truncated` (their blobs decrypt up to the last
+    /// synced chunk), ended and expiring as `ends(row)` says (ended,
+    /// expires). Returns the rows it truncated.
     pub async fn truncate_unfinished_recordings(
         &self,
-        at: Timestamp,
-        period_of: impl Fn(&str) -> std::time::Duration,
+        is_live: impl Fn(&str) -> bool,
+        ends: impl Fn(&RecordingRow) -> (Timestamp, Timestamp),
     ) -> Result<Vec<RecordingRow>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM recordings WHERE state = 'recording'"
         ));
         let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(self.pool()).await?;
-        let rows: Vec<RecordingRow> = rows.into_iter().map(row).collect();
-        for r in &rows {
-            let expires = at.saturating_add(period_of(&r.retention_class));
-            sqlx::query(
-                "UPDATE recordings SET state = 'truncated', ended_at = $2, expires_at = $3 \
-                 WHERE id = $1 AND state = 'recording'",
-            )
-            .bind(&r.id)
-            .bind(at.as_millis())
-            .bind(expires.as_millis())
-            .execute(self.pool())
-            .await?;
+        let mut truncated = Vec::new();
+        for r in rows.into_iter().map(row).filter(|r| !is_live(&r.id)) {
+            let (ended_at, expires_at) = ends(&r);
+            let end = RecordingEnd {
+                state: "truncated",
+                failure: None,
+                ended_at,
+                duration_ms: None,
+                expires_at,
+            };
+            if self.finish_recording(&r.id, &end).await? {
+                truncated.push(r);
+            }
         }
-        Ok(rows)
+        Ok(truncated)
     }
 }

@@ -53,7 +53,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RecordingRow>, StoreError> {
         let ids: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM recordings WHERE expires_at <= $1 AND state IN ('complete', 'truncated') \
+            "SELECT id FROM recordings WHERE expires_at <= $1 AND state <> 'recording' \
                AND held_by IS NULL \
              ORDER BY expires_at LIMIT $2",
         )
@@ -215,6 +215,28 @@ impl Store {
             .await?;
         }
         Ok(())
+    }
+
+    /// Re-points recording `id`'s DEK from the KEK `from` to `to`, only if
+    /// it is still under `from` and held by nobody; `true` if it moved.
+    pub async fn move_unheld_dek(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        wrapped_dek: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE recordings SET epoch_id = $3, wrapped_dek = $4 \
+             WHERE id = $1 AND epoch_id = $2 AND held_by IS NULL",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .bind(wrapped_dek)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Ids of the recordings whose DEK the KEK `epoch_id` wraps.

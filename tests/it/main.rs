@@ -10,6 +10,7 @@ mod hsm;
 mod https;
 mod playback;
 mod pseudonyms;
+mod recording_states;
 mod retention;
 mod rig;
 mod routing;

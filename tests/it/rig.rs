@@ -59,8 +59,19 @@ pub fn recorder_on(
     clock: &ManualClock,
     keys: &Keys,
 ) -> Arc<Recorder> {
-    let keys = keys.open(dir);
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&dir.join(rec_dir)).unwrap());
+    recorder_with(store, dir, blobs, clock, keys)
+}
+
+/// A recorder on `store` writing into `blobs`, with its own key store.
+pub fn recorder_with(
+    store: &Store,
+    dir: &std::path::Path,
+    blobs: Arc<dyn BlobStore>,
+    clock: &ManualClock,
+    keys: &Keys,
+) -> Arc<Recorder> {
+    let keys = keys.open(dir);
     let policy = RecordingPolicy {
         classes: policy().classes,
         epoch: DAY,
@@ -126,6 +137,20 @@ impl Rig {
         r
     }
 
+    /// A rig whose recorder writes into `blobs` (e.g. one that fails).
+    pub fn with_blobs(store: Store, blobs: Arc<dyn BlobStore>) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(T0);
+        let recorder = recorder_with(&store, dir.path(), blobs, &clock, &Keys::Dir);
+        Rig {
+            dir,
+            store,
+            clock,
+            keys: Keys::Dir,
+            recorder,
+        }
+    }
+
     /// Records `packets` RTP packets each way through the recorder, with
     /// payload bytes `fill(seq)` (caller, callee), and waits until the
     /// recording is complete.
@@ -135,6 +160,26 @@ impl Rig {
         class: &str,
         packets: u16,
         fill: impl Fn(u16) -> (u8, u8),
+    ) -> RecordingRow {
+        let row = self
+            .record_packets(session, class, packets, |i| {
+                let (a, b) = fill(i);
+                (packet(i, a), packet(i, b))
+            })
+            .await;
+        assert_eq!(row.state, "complete", "{row:?}");
+        row
+    }
+
+    /// Feeds `packets` pairs `make(seq)` (caller's, callee's datagram)
+    /// through a tap to the recorder, switches the tap off and waits until
+    /// the recording has left state `recording`; returns its row.
+    pub async fn record_packets(
+        &self,
+        session: &str,
+        class: &str,
+        packets: u16,
+        make: impl Fn(u16) -> (Vec<u8>, Vec<u8>),
     ) -> RecordingRow {
         let call_id = ansim::store::new_id("cal");
         let call = NewCall {
@@ -157,25 +202,31 @@ impl Rig {
         let start = Instant::now();
         for i in 0..packets {
             let at = start + Duration::from_millis(20 * u64::from(i));
-            let (a, b) = fill(i);
-            tap.on_packet(Direction::AtoB, PacketKind::Rtp, &packet(i, a), at);
-            tap.on_packet(Direction::BtoA, PacketKind::Rtp, &packet(i, b), at);
+            let (a, b) = make(i);
+            tap.on_packet(Direction::AtoB, PacketKind::Rtp, &a, at);
+            tap.on_packet(Direction::BtoA, PacketKind::Rtp, &b, at);
         }
         tokio::task::yield_now().await;
         tap.switch_off();
+        self.finished(&call_id).await
+    }
+
+    /// Waits until the recording of `call_id` exists and has left state
+    /// `recording` (its writer is done); returns its row.
+    pub async fn finished(&self, call_id: &str) -> RecordingRow {
         for _ in 0..500 {
             if let Some(r) = self
                 .store
-                .find_recording(&call_id)
+                .find_recording(call_id)
                 .await
                 .unwrap()
-                .filter(|r| r.state == "complete")
+                .filter(|r| r.state != "recording" && self.recorder.writers().is_empty())
             {
                 return r;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("recording of {call_id} did not complete");
+        panic!("recording of {call_id} did not finish");
     }
 
     pub fn blobs(&self) -> Vec<String> {

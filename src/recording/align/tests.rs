@@ -482,3 +482,41 @@ proptest! {
         prop_assert!(al.poll_block().is_none());
     }
 }
+
+#[test]
+fn time_alone_turns_a_long_silence_into_blocks_as_it_passes() {
+    let t0 = Instant::now();
+    let mut al = Aligner::new(Codec::Pcmu, cfg());
+    let mut out = (Vec::new(), Vec::new());
+    // Before any packet, time moves nothing: there is no timeline yet.
+    al.advance(t0 + Duration::from_secs(5));
+    assert_eq!(drain(&mut al, &mut out), 0);
+    let packet = |seq: u16, ts: u32| build(PCMU, false, seq, ts, 7, &tone(440.0, 0, 160));
+    al.push(Channel::Caller, &packet(0, 0), t0);
+    // 70 s of hold with no packet at all, the flush timer ticking every 2 s:
+    // each tick releases about 2 s of silence, never the whole gap at once.
+    let mut largest = 0;
+    for tick in 1..=35u64 {
+        al.advance(t0 + Duration::from_secs(2 * tick));
+        let before = out.0.len();
+        drain(&mut al, &mut out);
+        largest = largest.max(out.0.len() - before);
+    }
+    assert!(
+        largest <= 2 * 8000 + 160,
+        "one tick released {largest} samples"
+    );
+    assert!(
+        out.0.len() >= 69 * 8000,
+        "only {} samples after 70 s",
+        out.0.len()
+    );
+    // The audio after the gap lands at its arrival time.
+    let after = t0 + Duration::from_secs(70);
+    al.push(Channel::Caller, &packet(1, 70 * 8000), after);
+    al.finish();
+    drain(&mut al, &mut out);
+    let at = 70 * 8000;
+    assert_eq!(&out.0[at..at + 160], &tone(440.0, 0, 160)[..]);
+    assert!(out.1.iter().all(|&b| b == Codec::Pcmu.silence()));
+}
