@@ -11,6 +11,7 @@ mod browser;
 mod calls;
 mod crash;
 mod edge;
+mod faults;
 mod media;
 mod recording;
 
@@ -264,13 +265,12 @@ fn spawn_sipp(
             "1",
             "-nostdin",
         ])
-        .args([
-            "-timeout",
-            "15s",
-            "-timeout_error",
-            "-trace_msg",
-            "-trace_err",
-        ])
+        .args(if extra.iter().any(|a| a == "-timeout") {
+            &[][..]
+        } else {
+            &["-timeout", "15s"][..]
+        })
+        .args(["-timeout_error", "-trace_msg", "-trace_err"])
         .arg("-message_file")
         .arg(messages)
         .args(extra)
@@ -305,12 +305,25 @@ impl Sipp {
         self
     }
 
+    /// How long SIPp may run before it is taken to have hung: its own
+    /// `-timeout` (default 15 s) and a margin.
+    fn hang_guard(&self) -> Duration {
+        let own = self
+            .extra
+            .iter()
+            .position(|a| a == "-timeout")
+            .and_then(|i| self.extra.get(i + 1))
+            .and_then(|t| t.trim_end_matches('s').parse().ok())
+            .unwrap_or(15);
+        Duration::from_secs(own + 15)
+    }
+
     /// Waits for SIPp to finish; returns whether every call passed (exit
     /// 0) and its message log (with its errors when it failed).
     pub async fn finish(mut self) -> (bool, String) {
         for attempt in 0.. {
             let child = std::mem::replace(&mut self.child, placeholder());
-            let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            let out = tokio::time::timeout(self.hang_guard(), child.wait_with_output())
                 .await
                 .expect("sipp hung")
                 .unwrap();
@@ -557,23 +570,31 @@ pub(crate) async fn call_with_test_phones(t: &SipTest) -> PhoneCall {
 /// As [`call_with_test_phones`], the phones' sockets on `ip_a` and `ip_b`
 /// while the SDP still says 127.0.0.1 (phones behind NAT, when they differ).
 pub(crate) async fn call_with_phones_at(t: &SipTest, ip_a: &str, ip_b: &str) -> PhoneCall {
+    call_lasting(t, ip_a, ip_b, 2500).await
+}
+
+/// As [`call_with_phones_at`], the caller hanging up `call_ms` after the
+/// answer (SIPp's own timeout grows with it).
+pub(crate) async fn call_lasting(t: &SipTest, ip_a: &str, ip_b: &str, call_ms: u32) -> PhoneCall {
     let phone_a = tokio::net::UdpSocket::bind((ip_a, 0)).await.unwrap();
     let phone_b = tokio::net::UdpSocket::bind((ip_b, 0)).await.unwrap();
     let port_a = phone_a.local_addr().unwrap().port().to_string();
     let port_b = phone_b.local_addr().unwrap().port().to_string();
     let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
-    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", 2500);
+    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", call_ms);
+    let timeout = format!("{}s", call_ms / 1000 + 15);
     let callee = Sipp::spawn(
         t.dir.path(),
         &uas_file,
         t.uas_port,
-        &["-key", "rtp_port", &port_b],
+        &["-key", "rtp_port", &port_b, "-timeout", &timeout],
         "uas",
     );
     let target = t.sip.to_string();
     let proxy = t.session.a.proxy_number.as_str().to_owned();
     let args = [
-        "-s", &proxy, "-key", "caller", CUSTOMER, "-key", "rtp_port", &port_a, &target,
+        "-s", &proxy, "-key", "caller", CUSTOMER, "-key", "rtp_port", &port_a, "-timeout",
+        &timeout, &target,
     ];
     let caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac").movable();
     let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
