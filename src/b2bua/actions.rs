@@ -286,8 +286,9 @@ impl Engine {
         let Some(mut entry) = self.calls.remove(&id) else {
             return;
         };
-        self.by_call_id.remove(entry.call.a_call_id());
-        self.by_call_id.remove(entry.call.b_call_id());
+        for leg in [Leg::A, Leg::B] {
+            self.dialogs.remove(&entry.call.dialog_id(leg));
+        }
         self.metrics.calls_active.fetch_sub(1, Ordering::Relaxed);
         if let Some((tap, _)) = &entry.recording {
             tap.switch_off();

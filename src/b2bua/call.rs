@@ -242,6 +242,19 @@ impl Call {
         &self.b.call_id
     }
 
+    /// Which dialog of ours `leg` is: its Call-ID and our tag in it.
+    /// Requests the other side sends in it carry our tag in `To`.
+    pub fn dialog_id(&self, leg: Leg) -> DialogId {
+        let d = match leg {
+            Leg::A => &self.a,
+            Leg::B => &self.b,
+        };
+        DialogId {
+            call_id: d.call_id.clone(),
+            local_tag: d.local_tag().to_owned(),
+        }
+    }
+
     fn handle_response(&mut self, now: Instant, leg: Leg, response: Response) {
         let Some((number, method)) = super::message::cseq(&response.headers) else {
             return;
@@ -431,4 +444,15 @@ fn uri(text: &str) -> Result<Uri, CallError> {
     // The text holds a real number: keep it out of the error.
     Uri::try_from(text)
         .map_err(|_| CallError::Local("cannot form a SIP URI from the configuration".into()))
+}
+
+/// A dialog of ours, as RFC 3261 §12 identifies it from our side: the
+/// Call-ID and our local tag (unique to the dialog, so the remote tag is not
+/// needed). Two callers reusing one Call-ID are two dialogs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    /// The dialog's Call-ID.
+    pub call_id: String,
+    /// Our tag in it.
+    pub local_tag: String,
 }

@@ -162,8 +162,8 @@ pub struct Engine {
     pub(super) servers: HashMap<TransactionKey, ServerEntry>,
     pub(super) clients: HashMap<TransactionKey, ClientEntry>,
     pub(super) calls: HashMap<u64, CallEntry>,
-    /// Call-ID of either leg → the call and which leg it names.
-    pub(super) by_call_id: HashMap<String, (u64, Leg)>,
+    /// Either leg's dialog → the call and which leg it is.
+    pub(super) dialogs: HashMap<super::DialogId, (u64, Leg)>,
     pub(super) deadlines: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     pub(super) events: mpsc::Sender<Event>,
     /// Ordered call-record writes ([`super::actions::cdr_writer`]).
@@ -212,7 +212,7 @@ impl Engine {
             servers: HashMap::new(),
             clients: HashMap::new(),
             calls: HashMap::new(),
-            by_call_id: HashMap::new(),
+            dialogs: HashMap::new(),
             deadlines: BinaryHeap::new(),
             events,
             cdr,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rsip::{Method, Request, Response, SipMessage, StatusCode};
 
+use super::DialogId;
 use super::call::Leg;
 use super::engine::{ClientEntry, Engine, ServerEntry, TimerRef, TransactionKeyOrd};
 use crate::sip::headers::core_values;
@@ -231,9 +232,15 @@ impl Engine {
         self.drain_call(now, call);
     }
 
+    /// The dialog a request from the other side belongs to: our tag is
+    /// in its `To`.
     fn dialog_of(&self, req: &Request) -> Option<(u64, Leg)> {
-        let call_id = core_values(&req.headers).call_id?;
-        self.by_call_id.get(call_id.trim()).copied()
+        let values = core_values(&req.headers);
+        let id = DialogId {
+            call_id: values.call_id?.trim().to_owned(),
+            local_tag: values.to.and_then(crate::sip::headers::tag_of)?.to_owned(),
+        };
+        self.dialogs.get(&id).copied()
     }
 
     fn on_response(&mut self, now: Instant, resp: Response) {
@@ -247,10 +254,16 @@ impl Engine {
         }
         // A retransmitted 2xx to an INVITE whose transaction has ended: the
         // call re-sends its ACK.
-        let call_id = core_values(&resp.headers)
+        // Our tag is in the `From` of a response to our request.
+        let values = core_values(&resp.headers);
+        let id = values
             .call_id
-            .map(|c| c.trim().to_owned());
-        if let Some((call, Leg::B)) = call_id.and_then(|c| self.by_call_id.get(&c).copied()) {
+            .zip(values.from.and_then(crate::sip::headers::tag_of));
+        let id = id.map(|(call_id, tag)| DialogId {
+            call_id: call_id.trim().to_owned(),
+            local_tag: tag.to_owned(),
+        });
+        if let Some((call, Leg::B)) = id.and_then(|id| self.dialogs.get(&id).copied()) {
             if let Some(entry) = self.calls.get_mut(&call) {
                 entry.call.handle_b_response(now, resp);
             }

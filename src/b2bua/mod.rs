@@ -57,7 +57,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use crate::media::sdp::{Direction, SdpError};
-pub use call::Call;
+pub use call::{Call, DialogId};
 pub use engine::{Engine, EngineParts, SipSettings};
 
 use crate::phone::E164;

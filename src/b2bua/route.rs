@@ -204,10 +204,9 @@ impl Engine {
             entry.owner = Some((id, Leg::A));
         }
         let a_lease = self.transports.lease(&a_flow);
-        self.by_call_id
-            .insert(call.a_call_id().to_owned(), (id, Leg::A));
-        self.by_call_id
-            .insert(call.b_call_id().to_owned(), (id, Leg::B));
+        for leg in [Leg::A, Leg::B] {
+            self.dialogs.insert(call.dialog_id(leg), (id, leg));
+        }
         let cdr = crate::store::new_id("cal");
         let recording = (route.record && self.recorder.is_some()).then(|| {
             let meta = RecordingMeta {

@@ -180,3 +180,119 @@ async fn ports_and_calls_are_released_however_calls_end() {
     }
     t.stop().await;
 }
+
+/// One dialog of a raw caller: its Call-ID, its From tag and the `To` it
+/// sends (with our tag once it is known).
+struct RawDialog<'a> {
+    call_id: &'a str,
+    tag: &'a str,
+    to: &'a str,
+}
+
+/// A request of the raw caller at `from` in `d`.
+fn caller_request(method: &str, t: &SipTest, from: SocketAddr, d: &RawDialog, cseq: u32) -> String {
+    let proxy = t.session.a.proxy_number.as_str();
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let body = if method == "INVITE" { sdp } else { "" };
+    let content_type = if method == "INVITE" {
+        "Content-Type: application/sdp\r\n"
+    } else {
+        ""
+    };
+    let (call_id, tag, to) = (d.call_id, d.tag, d.to);
+    format!(
+        "{method} sip:{proxy}@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-{method}-{tag}\r\n\
+         From: <sip:{CUSTOMER}@{from}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\nContact: <sip:{CUSTOMER}@{from}>\r\nMax-Forwards: 70\r\n\
+         {content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len(),
+        sip = t.sip
+    )
+}
+
+/// Waits for a final response to the request whose From tag is `tag`.
+async fn final_for(sock: &tokio::net::UdpSocket, tag: &str, method: &str) -> String {
+    let mut buf = [0u8; 8192];
+    loop {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no final response to the {method} of {tag}"))
+            .unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let is_final = !msg.starts_with("SIP/2.0 1");
+        if is_final && header(&msg, "From").contains(tag) && header(&msg, "CSeq").ends_with(method)
+        {
+            return msg;
+        }
+    }
+}
+
+/// Two callers' INVITEs with one Call-ID (different From tags) are two
+/// dialogs: each call is set up, ACKed and hung up on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dialogs_sharing_a_call_id_stay_apart() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let callee = Sipp::spawn(
+        t.dir.path(),
+        &scenario("uas_answer.xml"),
+        t.uas_port,
+        &["-mp", &free_udp_port().to_string(), "-m", "2"],
+        "uas",
+    );
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = sock.local_addr().unwrap();
+    let call_id = format!("shared-{}@127.0.0.1", uuid::Uuid::new_v4().simple());
+    let to = format!("<sip:{}@{}>", t.session.a.proxy_number.as_str(), t.sip);
+    let mut dialogs = Vec::new();
+    for tag in ["first", "second"] {
+        let d = RawDialog {
+            call_id: &call_id,
+            tag,
+            to: &to,
+        };
+        let invite = caller_request("INVITE", &t, me, &d, 1);
+        sock.send_to(invite.as_bytes(), t.sip).await.unwrap();
+    }
+    for tag in ["first", "second"] {
+        let ok = final_for(&sock, tag, "INVITE").await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        dialogs.push((tag, header(&ok, "To")));
+    }
+    assert_ne!(
+        dialogs[0].1, dialogs[1].1,
+        "each dialog has its own tag of ours"
+    );
+    for (tag, to) in &dialogs {
+        let d = RawDialog {
+            call_id: &call_id,
+            tag,
+            to,
+        };
+        let ack = caller_request("ACK", &t, me, &d, 1);
+        sock.send_to(ack.as_bytes(), t.sip).await.unwrap();
+    }
+    // Hang up the first only, then the second: each BYE ends its own call.
+    for (tag, to) in &dialogs {
+        let d = RawDialog {
+            call_id: &call_id,
+            tag,
+            to,
+        };
+        let bye = caller_request("BYE", &t, me, &d, 2);
+        sock.send_to(bye.as_bytes(), t.sip).await.unwrap();
+        let ok = final_for(&sock, tag, "BYE").await;
+        assert!(ok.starts_with("SIP/2.0 200"), "BYE of {tag}: {ok}");
+    }
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uas_ok, "callee:\n{uas_log}");
+    let calls = calls_of(&t).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for c in &calls {
+        assert_eq!(
+            (c.result.as_deref(), c.hangup_side.as_deref()),
+            (Some("answered"), Some("caller")),
+            "{c:?}"
+        );
+    }
+    t.stop().await;
+}
