@@ -352,7 +352,7 @@ async fn export(config: &Config, id: &str, out: &std::path::Path) -> Result<(), 
             &detail,
         )
         .await?;
-    std::fs::write(out, decrypted.to_wav()).map_err(|e| Failure {
+    write_private(out, &decrypted.to_wav()).map_err(|e| Failure {
         message: format!("--out {}: {e}", out.display()),
         code: 1,
     })?;
@@ -366,6 +366,28 @@ async fn export(config: &Config, id: &str, out: &std::path::Path) -> Result<(), 
     );
     store.close().await;
     Ok(())
+}
+
+/// Writes `bytes` to `path` readable by its owner only (0600, whatever the
+/// umask, and also when the file existed with a looser mode): a WAV export
+/// is the call in the clear.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// `ansim retention run [--dry-run]`: one sweep now.

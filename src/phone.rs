@@ -228,36 +228,45 @@ impl Serialize for PartyNumber {
     }
 }
 
-/// Masks every run of 7 or more digits in free text (optionally led by `+`).
+/// Masks whatever looks like a phone number in free text.
 ///
 /// The last line of defence for log output whose fields were not typed as
-/// [`E164`]: the logging layer passes every formatted line through it.
+/// [`E164`]: the logging layer passes every formatted line through it. A
+/// number is a run of at least 7 digits, optionally led by `+` or its URL
+/// encoding `%2B`, in which single `-` or spaces may separate groups of
+/// digits, as people write them (`010-1234-5678`, `+82 10 1234 5678`,
+/// `%2B821012345678`). Without a leading `+`, every group after the first
+/// must have at least 3 digits, so dates (`2026-12-01`) and clock times are
+/// left alone; dots never separate, so IP addresses are kept too. A run
+/// glued to a word (an id like `ses_0192…`) is not a number.
 pub fn mask_digits_in(text: &str) -> std::borrow::Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
-        let start = i;
-        let plus = bytes[i] == b'+';
-        let mut j = if plus { i + 1 } else { i };
-        while j < bytes.len() && bytes[j].is_ascii_digit() {
-            j += 1;
-        }
-        let run = j - if plus { i + 1 } else { i };
-        let prev_is_word = start > 0 && (bytes[start - 1].is_ascii_alphanumeric());
-        if run >= 7 && !prev_is_word {
-            out.push_str(&text[copied..start]);
-            let digits = &text[if plus { start + 1 } else { start }..j];
-            let keep = (digits.len() / 3).min(4);
-            out.push_str(if plus { "+" } else { "" });
-            out.push_str(&digits[..keep]);
-            out.push_str("****");
-            out.push_str(&digits[digits.len() - keep..]);
-            copied = j;
-            i = j;
-        } else {
-            i = if j > i { j } else { i + 1 };
+        let prev_is_word = i > 0 && bytes[i - 1].is_ascii_alphanumeric();
+        match phone_like(bytes, i) {
+            Some((prefix, end, digits)) if !prev_is_word => {
+                out.push_str(&text[copied..i]);
+                out.push_str(if prefix > 0 { "+" } else { "" });
+                let keep = (digits.len() / 3).min(4);
+                out.push_str(&digits[..keep]);
+                out.push_str("****");
+                out.push_str(&digits[digits.len() - keep..]);
+                copied = end;
+                i = end;
+            }
+            _ => {
+                // Skip a whole run of digits, so its tail is not a new start.
+                let mut j = i + 1;
+                while bytes.get(i).is_some_and(u8::is_ascii_digit)
+                    && bytes.get(j).is_some_and(u8::is_ascii_digit)
+                {
+                    j += 1;
+                }
+                i = j;
+            }
         }
     }
     if copied == 0 {
@@ -265,6 +274,36 @@ pub fn mask_digits_in(text: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&text[copied..]);
     std::borrow::Cow::Owned(out)
+}
+
+/// A phone-like run starting at `i`: (length of its `+`/`%2B` prefix, the
+/// index just past it, its digits).
+fn phone_like(bytes: &[u8], i: usize) -> Option<(usize, usize, String)> {
+    let prefix = match bytes.get(i..) {
+        Some([b'+', ..]) => 1,
+        Some([b'%', b'2', b'B' | b'b', ..]) => 3,
+        _ => 0,
+    };
+    let mut j = i + prefix;
+    let mut digits = String::new();
+    let mut groups = Vec::new();
+    loop {
+        let start = j;
+        while bytes.get(j).is_some_and(u8::is_ascii_digit) {
+            digits.push(char::from(bytes[j]));
+            j += 1;
+        }
+        groups.push(j - start);
+        // A single separator followed by a digit continues the number.
+        let sep = bytes.get(j).is_some_and(|&b| b == b'-' || b == b' ');
+        if j > start && sep && bytes.get(j + 1).is_some_and(u8::is_ascii_digit) {
+            j += 1;
+        } else {
+            break;
+        }
+    }
+    let grouped_like_a_number = prefix > 0 || groups.iter().skip(1).all(|&g| g >= 3);
+    (digits.len() >= 7 && grouped_like_a_number).then_some((prefix, j, digits))
 }
 
 #[cfg(test)]
@@ -329,6 +368,24 @@ mod tests {
         );
         assert_eq!(mask_digits_in("port 5060 id 123456"), "port 5060 id 123456");
         assert_eq!(mask_digits_in("ses_0192abc1234567"), "ses_0192abc1234567");
+        for (text, masked) in [
+            ("from 010-1234-5678.", "from 010****678."),
+            ("caller=%2B821012345678&x", "caller=+8210****5678&x"),
+            ("to %2b821012345678", "to +8210****5678"),
+            ("+82 10-1234-5678 rang", "+8210****5678 rang"),
+            ("dial 02 123 4567", "dial 021****567"),
+        ] {
+            assert_eq!(mask_digits_in(text), masked, "{text}");
+        }
+        // Dates, times, addresses and short numbers stay readable.
+        for kept in [
+            "2026-12-01T20:12:01.123Z",
+            "at 2026-12-01 20:12",
+            "remote=192.168.100.200:5060",
+            "port 5060 and 12 345",
+        ] {
+            assert_eq!(mask_digits_in(kept), kept);
+        }
     }
 
     #[test]

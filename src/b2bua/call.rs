@@ -121,7 +121,8 @@ impl Call {
         let sdp = b_origin.render(&rewritten, cfg.advertise);
         let b_invite = b_leg_invite(&mut b, invite, sdp);
         let mut call = Call {
-            no_answer_at: Some(now + cfg.no_answer_timeout),
+            // Config bounds these; an unbounded one never overflows.
+            no_answer_at: now.checked_add(cfg.no_answer_timeout),
             cfg,
             ports,
             phase: Phase::Calling,

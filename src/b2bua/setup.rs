@@ -156,7 +156,7 @@ impl Call {
         self.a_final = Some(code);
         self.phase = Phase::Confirmed;
         self.no_answer_at = None;
-        self.max_duration_at = Some(now + self.cfg.max_duration);
+        self.max_duration_at = now.checked_add(self.cfg.max_duration);
         self.outcome = Some(Outcome {
             result: CallResult::Answered,
             hangup: None,

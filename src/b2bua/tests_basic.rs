@@ -343,3 +343,17 @@ fn cancel_after_answer_only_gets_200() {
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200]);
     assert!(sent(&actions, Leg::B).is_empty() && events(&actions).is_empty());
 }
+
+#[test]
+fn unbounded_timers_never_overflow() {
+    // Validation bounds them; a call built with any duration still never
+    // panics on `Instant + Duration`.
+    let mut cfg = super::test_support::cfg();
+    cfg.no_answer_timeout = Duration::MAX;
+    cfg.max_duration = Duration::MAX;
+    let now = std::time::Instant::now();
+    let mut call = super::Call::new(now, &a_invite(), routing(), PORTS, cfg).unwrap();
+    while call.poll_action().is_some() {}
+    call.handle_timeout(now + Duration::from_secs(86_400));
+    assert!(!call.is_finished());
+}

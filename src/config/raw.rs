@@ -209,6 +209,9 @@ impl Default for RawKeys {
     }
 }
 
+/// What `[retention] legally_required` is when the file does not set it.
+pub const DEFAULT_LEGALLY_REQUIRED: &[&str] = &["contract-5y"];
+
 /// `[retention]`: how long recordings and personal data are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -217,8 +220,11 @@ pub struct RawRetention {
     pub default_class: String,
     /// Class name to duration string.
     pub classes: BTreeMap<String, String>,
-    /// Classes whose retention is a legal obligation.
-    pub legally_required: Vec<String>,
+    /// Classes whose retention is a legal obligation; absent = the
+    /// default ([`DEFAULT_LEGALLY_REQUIRED`], those of them that are
+    /// classes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legally_required: Option<Vec<String>>,
     /// Duration string.
     pub epoch: String,
     /// Duration string.
@@ -240,7 +246,7 @@ impl Default for RawRetention {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            legally_required: vec!["contract-5y".into()],
+            legally_required: None,
             epoch: "1d".into(),
             sweep_interval: "1h".into(),
             personal_data: "180d".into(),

@@ -393,3 +393,41 @@ fn edge_limits_are_bounded() {
     let c = Config::from_toml_str("[sip]\noutsider_replies_per_second = 0", no_env()).unwrap();
     assert_eq!(c.sip.outsider_replies_per_second, 0, "0 means never answer");
 }
+
+#[test]
+fn call_timers_are_bounded_so_the_engine_never_overflows() {
+    assert_rejected(
+        "[sip]\nmax_call_duration = \"100000d\"",
+        "sip.max_call_duration",
+        "at most 1d",
+    );
+    assert_rejected(
+        "[sip]\nno_answer_timeout = \"2h\"",
+        "sip.no_answer_timeout",
+        "at most 1h",
+    );
+    let c = Config::from_toml_str("[sip]\nmax_call_duration = \"24h\"", no_env()).unwrap();
+    assert_eq!(c.sip.max_call_duration, Duration::from_secs(86_400));
+}
+
+#[test]
+fn a_default_naming_a_removed_class_is_dropped_but_an_explicit_one_is_checked() {
+    // Classes of one's own without contract-5y: the default that names it
+    // is left out (with a warning), not an error on a key never written.
+    let own = "[retention]\nclasses = { short = \"30d\" }\ndefault_class = \"short\"";
+    let c = Config::from_toml_str(own, no_env()).unwrap();
+    assert!(c.retention.legally_required.is_empty());
+    assert!(!c.retention.is_legally_required("contract-5y"));
+    // Where the class exists, the default applies.
+    assert!(
+        Config::default_dev()
+            .retention
+            .is_legally_required("contract-5y")
+    );
+    // Written explicitly, a name that is no class is still an error.
+    assert_rejected(
+        &format!("{own}\nlegally_required = [\"contract-5y\"]"),
+        "retention.legally_required",
+        "not a class",
+    );
+}

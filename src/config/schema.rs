@@ -234,6 +234,7 @@ mod tests {
         raw.sip.tls = Some(tls.clone());
         raw.api.tls = Some(tls);
         raw.limits.max_calls = Some(1);
+        raw.retention.legally_required = Some(Vec::new());
         Table::try_from(raw).expect("serializes")
     }
 

@@ -263,8 +263,7 @@ fn env_overrides_nested_key() {
 
 #[test]
 fn classes_in_file_replace_the_defaults() {
-    let toml =
-        "[retention]\nclasses = { x = \"1d\" }\ndefault_class = \"x\"\nlegally_required = []";
+    let toml = "[retention]\nclasses = { x = \"1d\" }\ndefault_class = \"x\"";
     let c = Config::from_toml_str(toml, no_env()).unwrap();
     assert_eq!(c.retention.classes.len(), 1);
     let c = with_env(toml, &[("ANSIM_RETENTION__CLASSES__Y", "2d")]).unwrap();

@@ -19,6 +19,12 @@ use crate::media::SourcePolicy;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+/// Longest `[sip] no_answer_timeout`: a phone rings for minutes, not days.
+const MAX_NO_ANSWER: Duration = Duration::from_secs(3600);
+/// Longest `[sip] max_call_duration`: a day (the recording format bounds a
+/// recording's length too, and retention epochs count on it).
+const MAX_CALL_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Validates `raw` into a typed [`Config`].
 pub fn validate(raw: RawConfig) -> Result<Config> {
     let media = media(raw.media)?;
@@ -128,12 +134,20 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
     }
     let no_answer_timeout = duration("sip.no_answer_timeout", &raw.no_answer_timeout)?;
     let max_call_duration = duration("sip.max_call_duration", &raw.max_call_duration)?;
-    for (key, d) in [
-        ("sip.no_answer_timeout", no_answer_timeout),
-        ("sip.max_call_duration", max_call_duration),
+    for (key, d, most) in [
+        ("sip.no_answer_timeout", no_answer_timeout, MAX_NO_ANSWER),
+        (
+            "sip.max_call_duration",
+            max_call_duration,
+            MAX_CALL_DURATION,
+        ),
     ] {
         if d.is_zero() {
             return Err(ConfigError::invalid(key, "must be more than 0"));
+        }
+        if d > most {
+            let reason = format!("must be at most {}", crate::duration::format_duration(most));
+            return Err(ConfigError::invalid(key, reason));
         }
     }
     Ok(SipConfig {
@@ -293,9 +307,29 @@ fn retention(raw: RawRetention) -> Result<RetentionConfig> {
         Err(ConfigError::invalid(key, reason))
     };
     known("retention.default_class", &raw.default_class)?;
-    for name in &raw.legally_required {
-        known("retention.legally_required", name)?;
-    }
+    let legally_required = match raw.legally_required {
+        // Written by the user: every name must be a class.
+        Some(names) => {
+            for name in &names {
+                known("retention.legally_required", name)?;
+            }
+            names
+        }
+        // The default refers to classes the user may have replaced: keep
+        // those that exist, and say which were dropped.
+        None => {
+            let (kept, dropped): (Vec<&str>, Vec<&str>) = super::raw::DEFAULT_LEGALLY_REQUIRED
+                .iter()
+                .partition(|name| classes.contains_key(**name));
+            if !dropped.is_empty() {
+                tracing::warn!(
+                    dropped = ?dropped,
+                    "retention.legally_required is not set and its default names classes that retention.classes does not define: they are left out"
+                );
+            }
+            kept.into_iter().map(str::to_owned).collect()
+        }
+    };
     let epoch = duration("retention.epoch", &raw.epoch)?;
     if epoch < Duration::from_secs(1) {
         return Err(ConfigError::invalid(
@@ -306,7 +340,7 @@ fn retention(raw: RawRetention) -> Result<RetentionConfig> {
     Ok(RetentionConfig {
         default_class: raw.default_class,
         classes,
-        legally_required: raw.legally_required,
+        legally_required,
         epoch,
         sweep_interval: positive_duration("retention.sweep_interval", &raw.sweep_interval)?,
         personal_data: duration("retention.personal_data", &raw.personal_data)?,

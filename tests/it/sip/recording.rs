@@ -142,9 +142,15 @@ async fn a_recorded_call_exports_caller_left_callee_right() {
     );
 
     let out = t.dir.path().join("call.wav");
+    // Even over a file readable by all, the export is the owner's only.
+    std::fs::write(&out, b"old").unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let (code, stderr) = export(&t, &call.id, &out);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("complete"), "{stderr}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the clear WAV is readable by others");
     let (left, right) = read_wav(&out);
     assert!(
         dominated_by(&left, 440.0, 880.0),
