@@ -93,6 +93,7 @@ mod latch;
 mod playback;
 mod ports;
 mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 mod stats;
