@@ -26,7 +26,7 @@
 //! than ours), while dropping items, BYE reasons and APP packets makes the
 //! output shorter. To write the output over the input without overtaking
 //! bytes not read yet, [`sanitize`] makes two passes over the same code
-//! ([`Rewriter`]):
+//! (`Rewriter`):
 //! 1. **measure**: validate everything and compute, besides the output
 //!    length, the *lead*: how far the output ever gets ahead of the input at
 //!    the end of a packet or SDES chunk (`max(written − read)`, 0 if it
