@@ -250,14 +250,14 @@ pub fn rewrite(body: &[u8], target: Target) -> Result<Rewritten, SdpError> {
     let mut session = Session::default();
     let mut sections: Vec<Section> = Vec::new();
     for (number, line) in lines.iter().enumerate().skip(1) {
-        let bad = SdpError::BadLine(number + 1);
+        let bad = || SdpError::BadLine(number + 1);
         if line.contains(['\r', '\0']) {
-            return Err(bad);
+            return Err(bad());
         }
-        let (kind, value) = split_line(line).ok_or(bad)?;
+        let (kind, value) = split_line(line).ok_or_else(bad)?;
         if kind == 'm' {
             let relayed = !sections.iter().any(|s| s.relayed);
-            sections.push(media_section(value, target, relayed));
+            sections.push(media_section(value, target, relayed).ok_or_else(bad)?);
             continue;
         }
         match sections.last_mut() {
@@ -309,12 +309,18 @@ fn session_line(session: &mut Session, kind: char, value: &str, target: Target) 
     }
 }
 
-fn media_section(value: &str, target: Target, first_audio: bool) -> Section {
+/// Starts a media section from its `m=` line's value, `None` if that lacks
+/// the media, port or protocol field. The port is ours on the relayed
+/// stream (0 if the peer refused it), 0 on every other one; a port that is
+/// not a number counts as 0.
+fn media_section(value: &str, target: Target, first_audio: bool) -> Option<Section> {
     let fields: Vec<&str> = value.split_ascii_whitespace().collect();
-    let media = fields.first().copied().unwrap_or("");
-    let port = fields
-        .get(1)
-        .and_then(|p| p.split('/').next())
+    let [media, port, proto, formats @ ..] = fields.as_slice() else {
+        return None;
+    };
+    let port = port
+        .split('/')
+        .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     let relayed = first_audio && media.eq_ignore_ascii_case("audio");
@@ -323,13 +329,17 @@ fn media_section(value: &str, target: Target, first_audio: bool) -> Section {
     } else {
         0
     };
-    let rest = fields.get(2..).map(|f| f.join(" ")).unwrap_or_default();
-    Section {
-        lines: vec![format!("m={media} {new_port} {rest}").trim_end().to_owned()],
+    let mut line = format!("m={media} {new_port} {proto}");
+    for format in formats {
+        line.push(' ');
+        line.push_str(format);
+    }
+    Some(Section {
+        lines: vec![line],
         port,
         relayed,
         ..Section::default()
-    }
+    })
 }
 
 /// Takes in a line of a media section (see the module docs for what is
@@ -540,6 +550,16 @@ mod tests {
             rewrite(b"v=0\r\nm=video 1 RTP/AVP 96\r\n", target()),
             Err(SdpError::NoAudio)
         );
+        // An m= line without media, port and protocol (found by fuzzing:
+        // `m=` came out as `m= 0`, which reads back as media "0").
+        for m in ["m=", "m=audio", "m=audio 4000", "m= 4000 RTP/AVP"] {
+            let body = format!("v=0\r\ns=-\r\n{m}\r\n");
+            assert_eq!(
+                rewrite(body.as_bytes(), target()),
+                Err(SdpError::BadLine(3)),
+                "{m}"
+            );
+        }
     }
 
     /// An offer shaped like a WebRTC softphone's (Chrome, JsSIP, SIP.js):
