@@ -70,7 +70,10 @@ fn assert_scrubbed(out: &[u8], cname: &[u8]) {
                     let items = &out[at + 4 + c * chunk + 4..at + 4 + (c + 1) * chunk];
                     assert_eq!(&items[..2], &[1, cname.len() as u8], "not our CNAME");
                     assert_eq!(&items[2..2 + cname.len()], cname, "not our CNAME");
-                    assert!(items[2 + cname.len()..].iter().all(|&b| b == 0), "more items");
+                    assert!(
+                        items[2 + cname.len()..].iter().all(|&b| b == 0),
+                        "more items"
+                    );
                 }
             }
             203 => assert_eq!(len, 4 + 4 * count, "BYE with a reason"),

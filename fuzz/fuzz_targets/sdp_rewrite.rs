@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(text.starts_with("v=0\r\n") && text.ends_with("\r\n"));
     let ours = format!(" {address}");
     for line in text[..text.len() - 2].split("\r\n") {
-        assert!(!line.contains(['\r', '\n', '\0']), "line break inside {line:?}");
+        assert!(
+            !line.contains(['\r', '\n', '\0']),
+            "line break inside {line:?}"
+        );
         let (kind, value) = line.split_at_checked(2).expect("short line");
         match kind {
             "v=" | "s=" | "b=" | "t=" | "r=" | "z=" | "m=" => {}
@@ -66,5 +69,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let again = rewrite(&out, target).expect("our output is valid SDP");
-    assert_eq!(Origin::new(1).render(&again, address), out, "not a fixed point");
+    assert_eq!(
+        Origin::new(1).render(&again, address),
+        out,
+        "not a fixed point"
+    );
 });
