@@ -54,10 +54,12 @@ for target in $(cargo fuzz list); do
   else
     echo "$target FAILED:"
     # The panic or libFuzzer's verdict, and where the input was saved.
-    if grep -q -E 'panicked at|==ERROR: libFuzzer' "$log"; then
-      grep -E -A8 'panicked at|==ERROR: libFuzzer' "$log" | head -n 30 || true
+    # (Lines cut at 200 characters: the input's Debug dump is one line.)
+    verdict='panicked at|ERROR: libFuzzer'
+    if grep -q -E "$verdict" "$log"; then
+      grep -E -A8 "$verdict" "$log" | head -n 30 | cut -c1-200 || true
     else
-      tail -n 30 "$log"
+      tail -n 30 "$log" | cut -c1-200
     fi
     grep -E 'Test unit written to' "$log" || true
     exit 1
