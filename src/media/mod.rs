@@ -43,11 +43,18 @@
 //! separately, each on its own socket. See `latch.rs` for the policy.
 //!
 //! # Validation
-//! On an RTP socket: valid RTP (version 2, header, CSRCs, extension and
-//! padding within the datagram, payload type not in 64..=95) or RFC 5761
-//! multiplexed RTCP; on an RTCP socket: RTCP only (version 2, packet type
-//! 192..=223, first length within the datagram). Anything else is peer
-//! garbage: dropped and counted in [`Counters::dropped`], never an error.
+//! [`rtp::classify`] decides. On an RTP socket: valid RTP (version 2, header,
+//! CSRCs, extension and padding within the datagram, payload type not in
+//! 64..=95) or RFC 5761 multiplexed RTCP; on an RTCP socket: RTCP only
+//! (version 2, packet type 192..=223, first length within the datagram).
+//! Anything else is peer garbage: dropped and counted in
+//! [`Counters::dropped`], never an error.
+//!
+//! # RTCP identity scrubbing
+//! [`rtcp::sanitize`] rewrites an RTCP datagram in place before it goes to
+//! the other leg: SDES chunks carry only our per-leg [`rtcp::Cname`], BYE
+//! loses its reason, APP is removed; a malformed compound is dropped. See
+//! that module for what is kept and why.
 //!
 //! # SDP direction
 //! `sendonly`/`recvonly`/`inactive` (hold) do not filter media: whatever
@@ -93,6 +100,7 @@ mod latch;
 mod playback;
 mod ports;
 mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 mod stats;
@@ -105,7 +113,7 @@ pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
 pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
 pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
-pub use rtp::{RtpHeader, is_rtcp};
+pub use rtp::{RtpHeader, classify, is_rtcp};
 pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
 pub use tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
 

@@ -2,7 +2,11 @@
 //! (RFC 3550 §5.1, RFC 5761 §4).
 //!
 //! Every read is bounds-checked: truncated or garbage input yields `None` /
-//! `false`, never a panic.
+//! `false`, never a panic. [`classify`] is the relay's one decision on what
+//! a received datagram is.
+
+use super::relay::MAX_DATAGRAM;
+use super::tap::PacketKind;
 
 /// Length of the fixed RTP header (no CSRCs, no extension).
 pub const RTP_FIXED_HEADER_LEN: usize = 12;
@@ -108,6 +112,26 @@ pub fn is_rtcp(packet: &[u8]) -> bool {
     };
     let words = usize::from(u16::from_be_bytes([header[2], header[3]]));
     header[0] >> 6 == VERSION && is_rtcp_type(header[1]) && (words + 1) * 4 <= packet.len()
+}
+
+/// What a datagram received on a `socket_kind` socket is, `None` if it is
+/// not to be relayed. The RTP socket also passes RFC 5761 multiplexed RTCP.
+///
+/// In order: longer than [`MAX_DATAGRAM`] (the kernel filled the receive
+/// buffer, so it may have been cut) is refused; RTCP by [`is_rtcp`] is
+/// RTCP on either socket; on the RTP socket, what [`RtpHeader::parse`]
+/// accepts is RTP; everything else is refused.
+#[must_use]
+pub fn classify(socket_kind: PacketKind, data: &[u8]) -> Option<PacketKind> {
+    if data.len() > MAX_DATAGRAM {
+        None
+    } else if is_rtcp(data) {
+        Some(PacketKind::Rtcp)
+    } else if socket_kind == PacketKind::Rtp && RtpHeader::parse(data).is_some() {
+        Some(PacketKind::Rtp)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -219,5 +243,27 @@ mod tests {
         assert!(!is_rtcp(&[0x00, 201, 0, 1, 0, 0, 0, 0]));
         assert!(!is_rtcp(&[0x80, 201, 0, 2, 0, 0, 0, 0]));
         assert!(!is_rtcp(&[]));
+    }
+
+    #[test]
+    fn classify_by_socket() {
+        use PacketKind::{Rtcp, Rtp};
+        let media = rtp(1, &[0; 160]);
+        let rr = [0x80, 201, 0x00, 0x01, 1, 2, 3, 4];
+        assert_eq!(classify(Rtp, &media), Some(Rtp));
+        assert_eq!(classify(Rtp, &rr), Some(Rtcp), "RFC 5761 multiplexing");
+        assert_eq!(classify(Rtcp, &rr), Some(Rtcp));
+        assert_eq!(classify(Rtcp, &media), None, "RTP on the RTCP socket");
+        for garbage in [&[][..], &[0xff; 40], &media[..11]] {
+            assert_eq!(classify(Rtp, garbage), None);
+            assert_eq!(classify(Rtcp, garbage), None);
+        }
+        let mut longest = rtp(1, &[0; MAX_DATAGRAM - RTP_FIXED_HEADER_LEN]);
+        assert_eq!(classify(Rtp, &longest), Some(Rtp));
+        longest.push(0);
+        assert_eq!(classify(Rtp, &longest), None, "filled the receive buffer");
+        let mut long_rtcp = rr.to_vec();
+        long_rtcp.resize(MAX_DATAGRAM + 1, 0);
+        assert_eq!(classify(Rtcp, &long_rtcp), None);
     }
 }
