@@ -220,7 +220,12 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 13] = [
+        let counters: [(&str, &str, u64); 14] = [
+            (
+                "ansim_media_rtcp_unscrubbable_total",
+                "RTCP datagrams dropped because they could not be scrubbed of identity.",
+                load(&self.media.rtcp_unscrubbable),
+            ),
             (
                 "ansim_recordings_complete_total",
                 "Recordings finished complete.",

@@ -18,7 +18,8 @@ use super::latch::Latch;
 use super::latch::SourcePolicy;
 use super::playback::Playback;
 use super::ports::PortPair;
-use super::rtp::{RtpHeader, is_rtcp};
+use super::rtcp::{self, Cname};
+use super::rtp::{RtpHeader, classify};
 use super::stats::{MediaStats, RelayTotals, SharedStats};
 use super::tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
 use crate::recording::g711::Codec;
@@ -77,6 +78,7 @@ impl MediaSession {
             codec: None,
             playback: None,
             totals: config.totals,
+            cnames: [Cname::random(), Cname::random()],
         };
         let task = tokio::spawn(run([a, b], state, commands));
         MediaHandle {
@@ -209,6 +211,9 @@ struct RelayState {
     playback: Option<Playback>,
     /// Process-wide counters (foreign packets).
     totals: Arc<RelayTotals>,
+    /// Our RTCP CNAME toward each leg, `[leg]`: what that leg's party sees
+    /// in the RTCP relayed to it, instead of the other party's.
+    cnames: [Cname; 2],
 }
 
 /// The four sockets of a call in polling order: `[leg][kind]` flattened.
@@ -407,8 +412,7 @@ impl RelayState {
             return;
         }
         counters.received(len);
-        let data = &self.buf[..len];
-        let Some(kind) = classify(socket_kind, data) else {
+        let Some(kind) = classify(socket_kind, &self.buf[..len]) else {
             counters.dropped();
             return;
         };
@@ -416,6 +420,23 @@ impl RelayState {
             self.stats.set_latched(leg, socket_kind, src);
             tracing::debug!(?leg, kind = ?socket_kind, %src, "media latched");
         }
+        let out = leg.other();
+        let mut len = len;
+        if kind == PacketKind::Rtcp {
+            // What identifies the sender (SDES, BYE reasons, APP) is ours
+            // toward the other leg: scrubbed in place before anything sees it.
+            match rtcp::sanitize(&mut self.buf, len, self.cnames[out.index()].as_bytes()) {
+                Some(n) => len = n,
+                None => {
+                    counters.dropped();
+                    self.totals
+                        .rtcp_unscrubbable
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let data = &self.buf[..len];
         if let Some(tap) = &self.tap {
             tap.on_packet(Direction::from_leg(leg), kind, data, arrival);
         }
@@ -428,7 +449,6 @@ impl RelayState {
             self.stats.dropped_announcing(leg);
             return;
         }
-        let out = leg.other();
         let (o, k) = (out.index(), socket_kind.index());
         let Some(target) = self.latches[o][k].addr().or(self.sdp[o][k]) else {
             counters.dropped();
@@ -439,19 +459,5 @@ impl RelayState {
             Ok(sent) => self.stats.counters(out, socket_kind).sent(sent),
             Err(_) => counters.dropped(),
         }
-    }
-}
-
-/// What a datagram received on a `socket_kind` socket is, `None` if it is
-/// not to be relayed. The RTP socket also passes RFC 5761 multiplexed RTCP.
-fn classify(socket_kind: PacketKind, data: &[u8]) -> Option<PacketKind> {
-    if data.len() > MAX_DATAGRAM {
-        None
-    } else if is_rtcp(data) {
-        Some(PacketKind::Rtcp)
-    } else if socket_kind == PacketKind::Rtp && RtpHeader::parse(data).is_some() {
-        Some(PacketKind::Rtp)
-    } else {
-        None
     }
 }

@@ -497,3 +497,68 @@ async fn concurrent_calls_share_a_pool() {
 }
 
 mod announcement;
+
+/// An SR without report blocks followed by an SDES chunk of `items`
+/// (type, text), as a softphone sends them.
+fn sr_with_sdes(ssrc: u32, items: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&ssrc.to_be_bytes());
+    sr.extend([0x11; 20]);
+    let mut chunk = ssrc.to_be_bytes().to_vec();
+    for (kind, text) in items {
+        chunk.push(*kind);
+        chunk.push(u8::try_from(text.len()).unwrap());
+        chunk.extend_from_slice(text);
+    }
+    chunk.push(0);
+    while !chunk.len().is_multiple_of(4) {
+        chunk.push(0);
+    }
+    let words = u16::try_from(chunk.len() / 4).unwrap();
+    let mut sdes = vec![0x81, 202];
+    sdes.extend_from_slice(&words.to_be_bytes());
+    sdes.extend(chunk);
+    [sr, sdes].concat()
+}
+
+#[tokio::test]
+async fn rtcp_reaches_the_other_leg_without_the_senders_identity() {
+    let config = RelayConfig::default();
+    let totals = config.totals.clone();
+    let c = call(31520, config, None);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtcp);
+    let identity: [(u8, &[u8]); 4] = [
+        (1, b"kim@10.9.8.7"),
+        (2, b"Kim Minsu"),
+        (4, b"+821012345678"),
+        (6, b"KimPhone 1.0"),
+    ];
+    send(&c.phone_a.rtcp, &sr_with_sdes(0xa, &identity), to_a).await;
+    let (got, _) = recv(&c.phone_b.rtcp).await;
+    assert!(is_rtcp(&got));
+    for (_, text) in identity {
+        assert!(
+            !got.windows(text.len()).any(|w| w == text),
+            "{text:?} crossed"
+        );
+    }
+    assert_eq!(
+        &got[..28],
+        &sr_with_sdes(0xa, &identity)[..28],
+        "the SR itself is relayed"
+    );
+    // Twice the same CNAME of ours toward B (one per leg, kept for the call).
+    send(&c.phone_a.rtcp, &sr_with_sdes(0xa, &identity), to_a).await;
+    let (again, _) = recv(&c.phone_b.rtcp).await;
+    assert_eq!(got, again);
+    // Something that cannot be scrubbed (APP only) is dropped and counted.
+    let app = [0x80, 204, 0, 2, 0, 0, 0, 0xa, b'n', b'a', b'm', b'e'];
+    send(&c.phone_a.rtcp, &app, to_a).await;
+    send(&c.phone_a.rtcp, &rtcp(0xa), to_a).await;
+    assert_eq!(
+        recv(&c.phone_b.rtcp).await.0,
+        rtcp(0xa),
+        "the APP was not relayed"
+    );
+    assert_eq!(totals.rtcp_unscrubbable.load(Ordering::Relaxed), 1);
+}
