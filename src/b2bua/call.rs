@@ -62,6 +62,8 @@ pub(super) struct Relay {
 pub struct Call {
     pub(super) cfg: CallConfig,
     pub(super) ports: MediaPorts,
+    /// Whether the call is recorded ([`super::Routing::record`]).
+    pub(super) record: bool,
     pub(super) phase: Phase,
     pub(super) a: Dialog,
     pub(super) b: Dialog,
@@ -115,7 +117,10 @@ impl Call {
             address: cfg.advertise,
             audio_port: ports.b_side,
         };
-        let rewritten = rewrite(&offer, target).map_err(PeerError::from)?;
+        let mut rewritten = rewrite(&offer, target).map_err(PeerError::from)?;
+        if routing.record {
+            recordable_only(&mut rewritten);
+        }
         let mut b = b_dialog(&routing, &cfg)?;
         let mut b_origin = Origin::new(u64::from(rand::random::<u32>()));
         let sdp = b_origin.render(&rewritten, cfg.advertise);
@@ -125,6 +130,7 @@ impl Call {
             no_answer_at: now.checked_add(cfg.no_answer_timeout),
             cfg,
             ports,
+            record: routing.record,
             phase: Phase::Calling,
             a,
             b,
@@ -340,7 +346,10 @@ impl Call {
             address: self.cfg.advertise,
             audio_port,
         };
-        let rewritten = rewrite(sdp, target)?;
+        let mut rewritten = rewrite(sdp, target)?;
+        if self.record {
+            recordable_only(&mut rewritten);
+        }
         self.media(from, &rewritten);
         let origin = match to {
             Leg::A => &mut self.a_origin,
@@ -456,4 +465,20 @@ pub struct DialogId {
     pub call_id: String,
     /// Our tag in it.
     pub local_tag: String,
+}
+
+/// Narrows an SDP of a recorded call to what the recorder can store:
+/// PCMU (0) and PCMA (8), plus comfort noise and telephone events. An SDP
+/// offering neither PCMU nor PCMA is left as it is: the call goes on, and
+/// its recording ends `failed` (`unsupported-codec`).
+fn recordable_only(sdp: &mut Rewritten) {
+    let narrowed = sdp.retain_formats(
+        |pt, encoding| {
+            matches!(pt, 0 | 8 | 13) || matches!(encoding, Some("telephone-event" | "cn"))
+        },
+        |pt| pt == 0 || pt == 8,
+    );
+    if !narrowed {
+        tracing::info!("the SDP of a recorded call offers no codec the recorder can store");
+    }
 }

@@ -86,6 +86,10 @@ pub struct Routing {
     pub callee: E164,
     /// The number the callee sees: B-leg From user.
     pub caller_id: E164,
+    /// Whether the call is recorded: then every SDP crossing legs offers
+    /// only codecs the recorder can store (PCMU, PCMA; with comfort noise
+    /// and telephone events), where the offer has one of them.
+    pub record: bool,
 }
 
 /// Our relay ports for the call.

@@ -184,6 +184,7 @@ impl Engine {
         let routing = CallRouting {
             callee: route.callee.clone(),
             caller_id: route.caller_id.clone(),
+            record: route.record && self.recorder.is_some(),
         };
         let call = match Call::new(now, &invite, routing, ports, cfg) {
             Ok(c) => c,

@@ -39,6 +39,7 @@ pub(super) fn routing() -> Routing {
     Routing {
         callee: E164::parse("+821099990000").unwrap(),
         caller_id: E164::parse("+827070001111").unwrap(),
+        record: false,
     }
 }
 

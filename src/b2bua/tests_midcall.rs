@@ -241,3 +241,33 @@ fn new_refuses_garbage() {
 fn h_now() -> std::time::Instant {
     std::time::Instant::now()
 }
+
+#[test]
+fn a_recorded_call_offers_only_what_can_be_recorded() {
+    use super::test_support::{A_SDP, PORTS, a_invite, cfg, routing, sent, text};
+    let now = std::time::Instant::now();
+    // The caller offers G.729 first, then the G.711 pair and DTMF.
+    let mut invite = a_invite();
+    let offer = A_SDP
+        .replace("RTP/AVP 0 8 101", "RTP/AVP 18 0 8 101")
+        .replace("a=rtpmap:0", "a=rtpmap:18 G729/8000\r\na=rtpmap:0");
+    invite.body = offer.clone().into_bytes();
+    for (record, g729) in [(true, false), (false, true)] {
+        let mut r = routing();
+        r.record = record;
+        let mut call = super::Call::new(now, &invite, r, PORTS, cfg()).unwrap();
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        let b_invite = text(sent(&actions, Leg::B)[0].clone());
+        assert_eq!(
+            b_invite.contains("G729"),
+            g729,
+            "record={record}: {b_invite}"
+        );
+        let formats = if record {
+            "RTP/AVP 0 8 101"
+        } else {
+            "RTP/AVP 18 0 8 101"
+        };
+        assert!(b_invite.contains(formats), "{b_invite}");
+    }
+}

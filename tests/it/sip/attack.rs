@@ -244,16 +244,6 @@ async fn a_flood_from_outside_gets_a_few_replies_and_does_not_stop_the_trunk() {
     t.stop().await;
 }
 
-/// The resident set size of this process (ansim runs in it), in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Connects from `ip` to `to` and writes half a request.
 async fn half_sent(ip: Ipv4Addr, to: SocketAddr) -> Option<tokio::net::TcpStream> {
     let socket = tokio::net::TcpSocket::new_v4().ok()?;

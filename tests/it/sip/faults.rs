@@ -209,3 +209,61 @@ async fn a_full_disk_mid_call_fails_the_recording_and_not_the_call() {
     drop(disk);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_a_codec_that_cannot_be_recorded_goes_on_and_its_recording_fails() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let g729_only = |text: String| {
+        text.replace("RTP/AVP 0", "RTP/AVP 18")
+            .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000")
+    };
+    let before = rss_kib();
+    let call = call_edited(&t, "127.0.0.1", "127.0.0.1", 4_000, g729_only).await;
+    let (to_a, to_b) = (
+        SocketAddr::from(([127, 0, 0, 1], call.relay_a)),
+        SocketAddr::from(([127, 0, 0, 1], call.relay_b)),
+    );
+    // 3 s of G.729 both ways (payload type 18): relayed, never buffered.
+    let (_, _, heard) = tokio::join!(
+        g729(&call.phone_a, to_a, 0xA),
+        g729(&call.phone_b, to_b, 0xB),
+        receive_all(&call.phone_b, 150),
+    );
+    assert!(
+        heard.len() >= 140,
+        "the callee heard {} of 150 packets",
+        heard.len()
+    );
+    let (uac_ok, uac_log) = call.caller.finish().await;
+    let (uas_ok, uas_log) = call.callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 8 * 1024, "memory grew by {grown} KiB");
+    let calls = calls_of(&t).await;
+    let rec = finished_recording(&t, &calls[0].id).await;
+    assert_eq!(
+        (rec.state.as_str(), rec.failure.as_deref()),
+        ("failed", Some("unsupported-codec")),
+        "as the README's table of recording states says"
+    );
+    let text = metrics_text(&t).await;
+    assert_eq!(
+        metric(&text, "ansim_recordings_failed_unsupported_codec_total"),
+        1
+    );
+    t.stop().await;
+}
+
+/// 150 paced G.729 packets (payload type 18) from `phone` to `to`.
+async fn g729(phone: &tokio::net::UdpSocket, to: SocketAddr, ssrc: u32) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for seq in 0..150u16 {
+        tick.tick().await;
+        let mut p = vec![0x80, 18];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend([0x5a; 20]);
+        let _ = phone.send_to(&p, to).await;
+    }
+}

@@ -576,12 +576,30 @@ pub(crate) async fn call_with_phones_at(t: &SipTest, ip_a: &str, ip_b: &str) -> 
 /// As [`call_with_phones_at`], the caller hanging up `call_ms` after the
 /// answer (SIPp's own timeout grows with it).
 pub(crate) async fn call_lasting(t: &SipTest, ip_a: &str, ip_b: &str, call_ms: u32) -> PhoneCall {
+    call_edited(t, ip_a, ip_b, call_ms, |s| s).await
+}
+
+/// As [`call_lasting`], both scenarios' text passed through `edit` first
+/// (e.g. to offer another codec).
+pub(crate) async fn call_edited(
+    t: &SipTest,
+    ip_a: &str,
+    ip_b: &str,
+    call_ms: u32,
+    edit: impl Fn(String) -> String,
+) -> PhoneCall {
     let phone_a = tokio::net::UdpSocket::bind((ip_a, 0)).await.unwrap();
     let phone_b = tokio::net::UdpSocket::bind((ip_b, 0)).await.unwrap();
     let port_a = phone_a.local_addr().unwrap().port().to_string();
     let port_b = phone_b.local_addr().unwrap().port().to_string();
-    let uas_file = with_test_rtp_port(t.dir.path(), "uas_answer.xml", 300);
-    let uac_file = with_test_rtp_port(t.dir.path(), "uac_call.xml", call_ms);
+    let edited = |name: &str, pause_ms: u32| {
+        let path = with_test_rtp_port(t.dir.path(), name, pause_ms);
+        let text = edit(std::fs::read_to_string(&path).unwrap());
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let uas_file = edited("uas_answer.xml", 300);
+    let uac_file = edited("uac_call.xml", call_ms);
     let timeout = format!("{}s", call_ms / 1000 + 15);
     let callee = Sipp::spawn(
         t.dir.path(),
@@ -607,6 +625,16 @@ pub(crate) async fn call_lasting(t: &SipTest, ip_a: &str, ip_b: &str, call_ms: u
         caller,
         callee,
     }
+}
+
+/// The resident set size of this process (ansim runs in it), in KiB.
+pub(crate) fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// ansim's `/metrics` text.
