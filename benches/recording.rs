@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use ansim::keys::Dek;
-use ansim::media::{Direction, MediaTap, PacketKind};
+use ansim::media::{Leg, MediaTap, Packet, PacketKind, RtpPacket};
 use ansim::recording::align::{AlignConfig, Aligner, Block};
 use ansim::recording::blob::{BlobStore, BlobWriter, LocalBlobStore};
 use ansim::recording::crec::{Codec as CrecCodec, CrecHeader, CrecWriter};
@@ -358,7 +358,7 @@ impl Source {
         }
     }
 
-    fn next(&mut self) -> (Direction, Instant, &[u8]) {
+    fn next(&mut self) -> (Leg, Instant, &[u8]) {
         let d = (self.n & 1) as usize;
         let frame = self.n >> 1;
         self.n += 1;
@@ -372,13 +372,20 @@ impl Source {
         b[12] = frame as u8;
         self.seq[d] = self.seq[d].wrapping_add(1);
         self.ts[d] = self.ts[d].wrapping_add(PAYLOAD_LEN as u32);
-        let dir = if d == 0 {
-            Direction::AtoB
-        } else {
-            Direction::BtoA
-        };
+        let dir = if d == 0 { Leg::A } else { Leg::B };
         (dir, arrival, &self.buf)
     }
+}
+
+/// The relay's one parse of a datagram (counted in the stage that hands
+/// it on, as in production).
+fn parsed(data: &[u8]) -> Packet<'_> {
+    Packet::parse(PacketKind::Rtp, data).expect("the source makes RTP")
+}
+
+/// As [`parsed`], for the aligner, which takes RTP only.
+fn parsed_rtp(data: &[u8]) -> RtpPacket<'_> {
+    RtpPacket::parse(data).expect("the source makes RTP")
 }
 
 fn header() -> CrecHeader {
@@ -444,9 +451,9 @@ fn whole_path(m: &mut Meter, dir: &Path, fsync: bool) {
         m.start();
         for _ in 0..packets {
             let (d, arrival, data) = src.next();
-            tap_dyn.on_packet(d, PacketKind::Rtp, data, arrival);
+            tap_dyn.on_packet(d, parsed(data), arrival);
             while let Ok(p) = rx.try_recv() {
-                aligner.push(p.channel, &p.data, p.arrival);
+                aligner.push(p.channel, p.rtp(), p.arrival);
             }
             while let Some(block) = aligner.poll_block() {
                 append_block(&mut pending, &mut pending_start_ms, &block);
@@ -504,7 +511,7 @@ fn stage_tap(m: &mut Meter) {
         m.start();
         for _ in 0..n {
             let (d, a, data) = src.next();
-            tap_dyn.on_packet(d, PacketKind::Rtp, data, a);
+            tap_dyn.on_packet(d, parsed(data), a);
         }
         m.stop(n);
         while let Ok(p) = rx.try_recv() {
@@ -527,7 +534,7 @@ fn stage_tap_recv(m: &mut Meter) {
         m.start();
         for _ in 0..n {
             let (d, a, data) = src.next();
-            tap_dyn.on_packet(d, PacketKind::Rtp, data, a);
+            tap_dyn.on_packet(d, parsed(data), a);
             let p = rx.try_recv().expect("queued");
             black_box(&p);
         }
@@ -547,10 +554,10 @@ fn stage_aligner(m: &mut Meter) {
         for _ in 0..n {
             let (d, a, data) = src.next();
             let ch = match d {
-                Direction::AtoB => ansim::recording::align::Channel::Caller,
-                Direction::BtoA => ansim::recording::align::Channel::Callee,
+                Leg::A => ansim::recording::align::Channel::Caller,
+                Leg::B => ansim::recording::align::Channel::Callee,
             };
-            aligner.push(ch, data, a);
+            aligner.push(ch, parsed_rtp(data), a);
             while let Some(b) = aligner.poll_block() {
                 blocks += 1;
                 black_box(&b);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::recording::g711::{Codec, SAMPLE_RATE};
+use crate::media::g711::{Codec, SAMPLE_RATE};
 
 /// Samples per RTP packet: 20 ms at 8 kHz.
 pub const SAMPLES_PER_PACKET: usize = 160;

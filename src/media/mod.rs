@@ -91,13 +91,15 @@
 //!   unchanged (the phones see the other party's SSRC take over from ours).
 //!
 //! # The tap
-//! [`MediaTap::on_packet`] sees every valid packet received from a leg with
-//! its direction and kind, synchronously on the relay task. It must not
-//! block: copy and return (see the trait's contract).
+//! [`MediaTap::on_packet`] sees every valid packet received from a leg, as
+//! the relay parsed it ([`Packet`]: RTP with its header, or scrubbed RTCP)
+//! and with the leg it came from, synchronously on the relay task. It must
+//! not block: copy and return (see the trait's contract).
 
 pub mod announcement;
+mod announcer;
+pub mod g711;
 mod latch;
-mod playback;
 mod ports;
 mod relay;
 pub mod rtcp;
@@ -113,9 +115,9 @@ pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
 pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
 pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
-pub use rtp::{RtpHeader, classify, is_rtcp};
+pub use rtp::{Packet, RtpHeader, RtpPacket, classify, is_rtcp};
 pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
-pub use tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
+pub use tap::{Leg, MediaDirection, MediaTap, PacketKind};
 
 use std::net::SocketAddr;
 

@@ -14,15 +14,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::announcement::Announcement;
+use super::announcer::Announcer;
+use super::g711::Codec;
 use super::latch::Latch;
 use super::latch::SourcePolicy;
-use super::playback::Playback;
 use super::ports::PortPair;
 use super::rtcp::{self, Cname};
-use super::rtp::{RtpHeader, classify};
+use super::rtp::{Packet, RtpPacket};
 use super::stats::{MediaStats, RelayTotals, SharedStats};
-use super::tap::{Direction, Leg, MediaDirection, MediaTap, PacketKind};
-use crate::recording::g711::Codec;
+use super::tap::{Leg, MediaDirection, MediaTap, PacketKind};
 
 /// Largest datagram relayed. The receive buffer is one byte longer: a
 /// datagram that fills it was truncated by the kernel and is dropped.
@@ -208,7 +208,7 @@ struct RelayState {
     /// The codec of the first PCMU/PCMA packet seen on either leg.
     codec: Option<Codec>,
     /// The announcement being played, if any: nothing is relayed meanwhile.
-    playback: Option<Playback>,
+    playback: Option<Announcer>,
     /// Process-wide counters (foreign packets).
     totals: Arc<RelayTotals>,
     /// Our RTCP CNAME toward each leg, `[leg]`: what that leg's party sees
@@ -274,7 +274,7 @@ async fn run(
 fn poll_wake(
     io: &[PortPair; 2],
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    playback: &mut Option<Playback>,
+    playback: &mut Option<Announcer>,
     next: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<Wake> {
@@ -335,7 +335,7 @@ impl RelayState {
                     packets = announcement.packets(),
                     "announcement starts"
                 );
-                self.playback = Some(Playback::start(&announcement, codec));
+                self.playback = Some(Announcer::start(&announcement, codec));
             }
         }
     }
@@ -412,9 +412,15 @@ impl RelayState {
             return;
         }
         counters.received(len);
-        let Some(kind) = classify(socket_kind, &self.buf[..len]) else {
-            counters.dropped();
-            return;
+        // Parsed once; the parsed header goes on to the tap. The header
+        // borrows nothing, so RTCP can be scrubbed in the same buffer.
+        let rtp = match Packet::parse(socket_kind, &self.buf[..len]) {
+            Some(Packet::Rtp(p)) => Some(p.header),
+            Some(Packet::Rtcp(_)) => None,
+            None => {
+                counters.dropped();
+                return;
+            }
         };
         if latch.latch(src, arrival) {
             self.stats.set_latched(leg, socket_kind, src);
@@ -422,7 +428,7 @@ impl RelayState {
         }
         let out = leg.other();
         let mut len = len;
-        if kind == PacketKind::Rtcp {
+        if rtp.is_none() {
             // What identifies the sender (SDES, BYE reasons, APP) is ours
             // toward the other leg: scrubbed in place before anything sees it.
             match rtcp::sanitize(&mut self.buf, len, self.cnames[out.index()].as_bytes()) {
@@ -437,12 +443,18 @@ impl RelayState {
             }
         }
         let data = &self.buf[..len];
+        let packet = match rtp {
+            Some(header) => Packet::Rtp(RtpPacket {
+                header,
+                bytes: data,
+            }),
+            None => Packet::Rtcp(data),
+        };
         if let Some(tap) = &self.tap {
-            tap.on_packet(Direction::from_leg(leg), kind, data, arrival);
+            tap.on_packet(leg, packet, arrival);
         }
-        if self.codec.is_none() && kind == PacketKind::Rtp {
-            self.codec =
-                RtpHeader::parse(data).and_then(|h| Codec::from_payload_type(h.payload_type));
+        if let (None, Some(header)) = (self.codec, rtp) {
+            self.codec = Codec::from_payload_type(header.payload_type);
         }
         if self.playback.is_some() {
             counters.dropped();

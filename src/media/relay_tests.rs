@@ -359,7 +359,7 @@ async fn admits_nothing_before_sdp_and_drops_when_no_target_is_known() {
     assert_eq!(stats.a.rtp_latched, Some(addr(&phone)));
 }
 
-type Seen = Vec<(Direction, PacketKind, Vec<u8>)>;
+type Seen = Vec<(Leg, PacketKind, Vec<u8>)>;
 
 #[derive(Default)]
 struct RecordingTap {
@@ -368,12 +368,12 @@ struct RecordingTap {
 }
 
 impl MediaTap for RecordingTap {
-    fn on_packet(&self, dir: Direction, kind: PacketKind, data: &[u8], arrival: Instant) {
+    fn on_packet(&self, from: Leg, packet: Packet<'_>, arrival: Instant) {
         assert!(arrival <= Instant::now());
         self.packets
             .lock()
             .unwrap()
-            .push((dir, kind, data.to_vec()));
+            .push((from, packet.kind(), packet.bytes().to_vec()));
     }
 
     fn on_media_direction(&self, leg: Leg, direction: MediaDirection) {
@@ -408,12 +408,12 @@ async fn tap_sees_every_relayed_packet() {
         send(&intruder, &packet, c.relay_addr(leg, kind)).await; // foreign: not tapped
         send(out, &packet, c.relay_addr(leg, kind)).await;
         recv(inn).await;
-        expected.push((Direction::from_leg(leg), kind, packet));
+        expected.push((leg, kind, packet));
     }
     // RFC 5761 multiplexed RTCP on the RTP port: tapped as RTCP.
     send(&c.phone_b.rtp, &rtcp(0xb), c.relay_addr(Leg::B, Rtp)).await;
     assert_eq!(recv(&c.phone_a.rtp).await.0, rtcp(0xb));
-    expected.push((Direction::BtoA, Rtcp, rtcp(0xb)));
+    expected.push((Leg::B, Rtcp, rtcp(0xb)));
     assert_eq!(*tap.packets.lock().unwrap(), expected);
 
     c.relay.set_direction(Leg::B, MediaDirection::SendOnly);

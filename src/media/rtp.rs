@@ -1,9 +1,16 @@
-//! Minimal, allocation-free RTP header view and RTP/RTCP demultiplexing
-//! (RFC 3550 §5.1, RFC 5761 §4).
+//! The media vocabulary: one RTP header type, parsed once per packet and
+//! handed along parsed ([`RtpPacket`], [`Packet`]), and RTP/RTCP
+//! demultiplexing (RFC 3550 §5.1, RFC 5761 §4).
 //!
 //! Every read is bounds-checked: truncated or garbage input yields `None` /
-//! `false`, never a panic. [`classify`] is the relay's one decision on what
-//! a received datagram is.
+//! `false`, never a panic. [`Packet::parse`] is the relay's one decision on
+//! what a received datagram is ([`classify`] says the same in one word).
+//!
+//! Why not the `rtp-rs` reader: it takes RTCP for RTP (payload type 72,
+//! CRATES.md) and does not check the padding count against the packet, so
+//! both checks would be ours anyway; the header here is `Copy`, borrows
+//! nothing (the relay scrubs RTCP in the same buffer after parsing), and
+//! `benches/recording.rs` measures its parse at a few nanoseconds.
 
 use super::relay::MAX_DATAGRAM;
 use super::tap::PacketKind;
@@ -117,21 +124,102 @@ pub fn is_rtcp(packet: &[u8]) -> bool {
 /// What a datagram received on a `socket_kind` socket is, `None` if it is
 /// not to be relayed. The RTP socket also passes RFC 5761 multiplexed RTCP.
 ///
-/// In order: longer than [`MAX_DATAGRAM`] (the kernel filled the receive
-/// buffer, so it may have been cut) is refused; RTCP by [`is_rtcp`] is
-/// RTCP on either socket; on the RTP socket, what [`RtpHeader::parse`]
-/// accepts is RTP; everything else is refused.
+/// See [`Packet::parse`]: the kind of what it accepts.
 #[must_use]
 pub fn classify(socket_kind: PacketKind, data: &[u8]) -> Option<PacketKind> {
-    if data.len() > MAX_DATAGRAM {
-        None
-    } else if is_rtcp(data) {
-        Some(PacketKind::Rtcp)
-    } else if socket_kind == PacketKind::Rtp && RtpHeader::parse(data).is_some() {
-        Some(PacketKind::Rtp)
-    } else {
-        None
+    Packet::parse(socket_kind, data).map(|p| p.kind())
+}
+
+/// An RTP packet, parsed: its header and the datagram it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpPacket<'a> {
+    /// The parsed header (fields, and where the payload is).
+    pub header: RtpHeader,
+    /// The whole datagram, header included.
+    pub bytes: &'a [u8],
+}
+
+impl<'a> RtpPacket<'a> {
+    /// Parses `bytes` as RTP ([`RtpHeader::parse`]).
+    #[must_use]
+    pub fn parse(bytes: &'a [u8]) -> Option<RtpPacket<'a>> {
+        RtpHeader::parse(bytes).map(|header| RtpPacket { header, bytes })
     }
+
+    /// The payload: no header, CSRCs, extension or padding.
+    #[must_use]
+    pub fn payload(&self) -> &'a [u8] {
+        self.header.payload(self.bytes)
+    }
+}
+
+/// A datagram the relay accepted: parsed RTP, or RTCP (a compound packet
+/// the relay has scrubbed before anyone else sees it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packet<'a> {
+    /// RTP media.
+    Rtp(RtpPacket<'a>),
+    /// RTCP, as bytes.
+    Rtcp(&'a [u8]),
+}
+
+impl<'a> Packet<'a> {
+    /// What a datagram received on a `socket_kind` socket is. In order:
+    /// longer than [`MAX_DATAGRAM`] (the kernel filled the receive buffer,
+    /// so it may have been cut) is refused; RTCP by [`is_rtcp`] is RTCP on
+    /// either socket; on the RTP socket, what [`RtpHeader::parse`] accepts
+    /// is RTP; everything else is refused.
+    #[must_use]
+    pub fn parse(socket_kind: PacketKind, data: &'a [u8]) -> Option<Packet<'a>> {
+        if data.len() > MAX_DATAGRAM {
+            None
+        } else if is_rtcp(data) {
+            Some(Packet::Rtcp(data))
+        } else if socket_kind == PacketKind::Rtp {
+            RtpPacket::parse(data).map(Packet::Rtp)
+        } else {
+            None
+        }
+    }
+
+    /// RTP or RTCP.
+    #[must_use]
+    pub fn kind(&self) -> PacketKind {
+        match self {
+            Packet::Rtp(_) => PacketKind::Rtp,
+            Packet::Rtcp(_) => PacketKind::Rtcp,
+        }
+    }
+
+    /// The datagram's bytes.
+    #[must_use]
+    pub fn bytes(&self) -> &'a [u8] {
+        match self {
+            Packet::Rtp(p) => p.bytes,
+            Packet::Rtcp(b) => b,
+        }
+    }
+}
+
+/// Builds an RTP packet with a fixed header (no CSRC, extension or
+/// padding): for tools, benchmarks and tests that make media.
+#[must_use]
+pub fn build(
+    payload_type: u8,
+    marker: bool,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(RTP_FIXED_HEADER_LEN + payload.len());
+    p.push(VERSION << 6);
+    p.push(payload_type | if marker { 0x80 } else { 0 });
+    p.extend_from_slice(&sequence.to_be_bytes());
+    p.extend_from_slice(&timestamp.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use super::rtp::Packet;
+
 /// One side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
@@ -26,26 +28,6 @@ impl Leg {
         match self {
             Leg::A => 0,
             Leg::B => 1,
-        }
-    }
-}
-
-/// Which way a relayed packet flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// From the caller (leg A) to the callee (leg B).
-    AtoB,
-    /// From the callee (leg B) to the caller (leg A).
-    BtoA,
-}
-
-impl Direction {
-    /// The direction of a packet received from `leg`.
-    #[must_use]
-    pub fn from_leg(leg: Leg) -> Direction {
-        match leg {
-            Leg::A => Direction::AtoB,
-            Leg::B => Direction::BtoA,
         }
     }
 }
@@ -89,20 +71,22 @@ pub enum MediaDirection {
 ///
 /// # Contract
 /// - Called synchronously on the relay task, in arrival order per socket,
-///   for every packet that passed validation (valid RTP, or RTCP), before it
-///   is sent on — also when it cannot be sent (no target yet, send error).
-///   Garbage dropped by the relay is not shown.
-/// - `data` is the packet exactly as received (header included) and is only
-///   valid during the call: copy what you keep.
+///   for every packet from the leg's own source that passed validation
+///   (valid RTP, or RTCP), before it is sent on — also when it cannot be
+///   sent (no target yet, send error). Garbage and foreign packets dropped
+///   by the relay are not shown.
+/// - `packet` is parsed once, by the relay: RTP as received with its
+///   header, RTCP as scrubbed for the other leg. It borrows the relay's
+///   buffer and is only valid during the call: copy what you keep.
 /// - Implementations **must not block** (no I/O, no waiting on locks held
 ///   elsewhere for long, no `block_on`): the relay of the whole call waits
 ///   for them. Copy into your own buffer or a bounded channel (`try_send`)
 ///   and return; drop and count if full.
 /// - A panic in the tap ends the call's relay task (ports are still freed).
 pub trait MediaTap: Send + Sync {
-    /// A packet received from the leg named by `dir` (`AtoB`: from A) at
-    /// `arrival` (taken right after the receive).
-    fn on_packet(&self, dir: Direction, kind: PacketKind, data: &[u8], arrival: Instant);
+    /// A packet received from `from`'s party at `arrival` (taken right
+    /// after the receive).
+    fn on_packet(&self, from: Leg, packet: Packet<'_>, arrival: Instant);
 
     /// The SDP direction of `leg` changed (hold / resume). The relay keeps
     /// forwarding whatever arrives; the tap may use this, e.g. to mark a

@@ -49,7 +49,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::g711::Codec;
-use super::rtp_view::RtpView;
+use crate::media::RtpPacket;
 
 /// Samples per millisecond at 8000 Hz.
 const SAMPLES_PER_MS: i64 = 8;
@@ -207,8 +207,8 @@ struct Lane {
 
 impl Lane {
     /// Records the packet; true if it was already seen.
-    fn is_duplicate(&mut self, rtp: &RtpView<'_>) -> bool {
-        let key = (rtp.ssrc, rtp.seq, rtp.timestamp);
+    fn is_duplicate(&mut self, rtp: &RtpPacket<'_>) -> bool {
+        let key = (rtp.header.ssrc, rtp.header.sequence, rtp.header.timestamp);
         if !self.seen.insert(key) {
             return true;
         }
@@ -221,8 +221,8 @@ impl Lane {
         false
     }
 
-    fn stream_index(&mut self, rtp: &RtpView<'_>, now: i64, stats: &mut AlignStats) -> usize {
-        if let Some(i) = self.streams.iter().position(|s| s.ssrc == rtp.ssrc) {
+    fn stream_index(&mut self, rtp: &RtpPacket<'_>, now: i64, stats: &mut AlignStats) -> usize {
+        if let Some(i) = self.streams.iter().position(|s| s.ssrc == rtp.header.ssrc) {
             return i;
         }
         if !self.streams.is_empty() {
@@ -231,23 +231,27 @@ impl Lane {
         if self.streams.len() == MAX_STREAMS {
             self.streams.remove(0);
         }
-        self.streams
-            .push(Stream::new(rtp.ssrc, rtp.timestamp, rtp.seq, now));
+        self.streams.push(Stream::new(
+            rtp.header.ssrc,
+            rtp.header.timestamp,
+            rtp.header.sequence,
+            now,
+        ));
         self.streams.len() - 1
     }
 
     /// Where the packet goes on the timeline; `None` if it is misplaced.
     fn position(
         &mut self,
-        rtp: &RtpView<'_>,
+        rtp: &RtpPacket<'_>,
         now: i64,
         ctx: &Ctx,
         stats: &mut AlignStats,
     ) -> Option<i64> {
         let index = self.stream_index(rtp, now, stats);
         let stream = &mut self.streams[index];
-        let mut pos = stream.predict(rtp.timestamp);
-        if !stream.is_newer(rtp.seq) {
+        let mut pos = stream.predict(rtp.header.timestamp);
+        if !stream.is_newer(rtp.header.sequence) {
             if (pos - now).abs() > RESYNC_SAMPLES {
                 stats.misplaced += 1;
                 return None;
@@ -259,14 +263,14 @@ impl Lane {
             stats.resyncs += 1;
             stream.late_since = None;
             pos = now;
-        } else if rtp.marker && rtp.timestamp != stream.next_ts {
+        } else if rtp.header.marker && rtp.header.timestamp != stream.next_ts {
             stats.talkspurts += 1;
         }
-        let samples = rtp.payload.len() / ctx.bytes_per_sample;
-        stream.highest_seq = rtp.seq;
-        stream.ref_ts = rtp.timestamp;
+        let samples = rtp.payload().len() / ctx.bytes_per_sample;
+        stream.highest_seq = rtp.header.sequence;
+        stream.ref_ts = rtp.header.timestamp;
         stream.ref_pos = pos;
-        stream.next_ts = rtp.timestamp.wrapping_add(samples as u32);
+        stream.next_ts = rtp.header.timestamp.wrapping_add(samples as u32);
         Some(pos)
     }
 
@@ -398,15 +402,36 @@ impl Aligner {
     }
 
     /// Feeds one datagram relayed in `channel`'s direction, received at
+    /// `arrival`, parsing it first (for callers that hold raw bytes; the
+    /// recorder is handed packets the relay parsed, [`Aligner::push`]).
+    /// Anything that is not RTP counts as `malformed`.
+    pub fn push_datagram(&mut self, channel: Channel, datagram: &[u8], arrival: Instant) {
+        match RtpPacket::parse(datagram) {
+            Some(packet) => self.push(channel, packet, arrival),
+            None => {
+                self.note_arrival(arrival);
+                self.stats.malformed += 1;
+            }
+        }
+    }
+
+    /// Moves the head to `arrival` (the first call sets the origin);
+    /// returns its position.
+    fn note_arrival(&mut self, arrival: Instant) -> i64 {
+        let origin = *self.origin.get_or_insert(arrival);
+        let now = self.position_of(origin, arrival);
+        self.head = self.head.max(now);
+        now
+    }
+
+    /// Feeds one RTP packet relayed in `channel`'s direction, received at
     /// `arrival`. Never panics; anything unusable is counted and ignored.
-    pub fn push(&mut self, channel: Channel, packet: &[u8], arrival: Instant) {
+    pub fn push(&mut self, channel: Channel, packet: RtpPacket<'_>, arrival: Instant) {
         if self.flush_to.is_some() {
             self.stats.late += 1;
             return;
         }
-        let origin = *self.origin.get_or_insert(arrival);
-        let now = self.position_of(origin, arrival);
-        self.head = self.head.max(now);
+        let now = self.note_arrival(arrival);
         let Some(rtp) = self.classify(packet) else {
             return;
         };
@@ -422,18 +447,14 @@ impl Aligner {
             return;
         }
         if let Some(pos) = lane.position(&rtp, now, &ctx, &mut self.stats) {
-            lane.insert(pos, rtp.payload, ctx.frontier, &mut self.stats);
+            lane.insert(pos, rtp.payload(), ctx.frontier, &mut self.stats);
         }
     }
 
-    /// Parses and filters a datagram: only codec audio passes.
-    fn classify<'a>(&mut self, packet: &'a [u8]) -> Option<RtpView<'a>> {
-        let Some(rtp) = RtpView::parse(packet) else {
-            self.stats.malformed += 1;
-            return None;
-        };
-        if rtp.payload_type != self.codec.payload_type() {
-            if (96..=127).contains(&rtp.payload_type) {
+    /// Filters a packet: only the codec's audio passes.
+    fn classify<'a>(&mut self, rtp: RtpPacket<'a>) -> Option<RtpPacket<'a>> {
+        if rtp.header.payload_type != self.codec.payload_type() {
+            if (96..=127).contains(&rtp.header.payload_type) {
                 self.stats.telephone_events += 1;
             } else {
                 self.stats.unexpected_payload_type += 1;
@@ -441,8 +462,8 @@ impl Aligner {
             return None;
         }
         let bps = self.codec.bytes_per_sample();
-        let len = rtp.payload.len();
-        if len == 0 || len % bps != 0 || len / bps > MAX_PACKET_SAMPLES {
+        let len = rtp.payload().len();
+        if len == 0 || !len.is_multiple_of(bps) || len / bps > MAX_PACKET_SAMPLES {
             self.stats.bad_payload += 1;
             return None;
         }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::media::{Direction, MediaTap, PacketKind};
+use crate::media::{Leg, MediaTap, Packet, RtpHeader, RtpPacket};
 use crate::recording::align::Channel;
 
 /// Packets queued for a writer before new ones are dropped (about 40 s of
@@ -13,15 +13,28 @@ use crate::recording::align::Channel;
 /// relay down.
 pub const TAP_QUEUE: usize = 4096;
 
-/// One RTP packet on its way to the recorder.
+/// One RTP packet on its way to the recorder: the header the relay
+/// parsed, and a copy of the datagram.
 #[derive(Debug)]
 pub struct TapPacket {
     /// Caller (A→B) or callee (B→A).
     pub channel: Channel,
-    /// The packet as relayed.
+    /// Its header, as the relay parsed it.
+    pub header: RtpHeader,
+    /// The datagram as relayed.
     pub data: Vec<u8>,
     /// When the relay received it.
     pub arrival: Instant,
+}
+
+impl TapPacket {
+    /// The packet, parsed (no parsing happens here).
+    pub fn rtp(&self) -> RtpPacket<'_> {
+        RtpPacket {
+            header: self.header,
+            bytes: &self.data,
+        }
+    }
 }
 
 /// Attached to a call's relay from the start, and switched on at answer:
@@ -56,19 +69,20 @@ impl RecordingTap {
 }
 
 impl MediaTap for RecordingTap {
-    fn on_packet(&self, dir: Direction, kind: PacketKind, data: &[u8], arrival: Instant) {
-        if kind != PacketKind::Rtp {
+    fn on_packet(&self, from: Leg, packet: Packet<'_>, arrival: Instant) {
+        let Packet::Rtp(rtp) = packet else {
             return;
-        }
+        };
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = slot.as_ref() else { return };
-        let channel = match dir {
-            Direction::AtoB => Channel::Caller,
-            Direction::BtoA => Channel::Callee,
+        let channel = match from {
+            Leg::A => Channel::Caller,
+            Leg::B => Channel::Callee,
         };
         let packet = TapPacket {
             channel,
-            data: data.to_vec(),
+            header: rtp.header,
+            data: rtp.bytes.to_vec(),
             arrival,
         };
         if tx.try_send(packet).is_err() {

@@ -34,7 +34,6 @@ use super::align::{AlignConfig, Aligner, Block};
 use super::blob::BlobWriter;
 use super::crec::{Codec as CrecCodec, CrecHeader, CrecWriter};
 use super::g711::Codec;
-use super::rtp_view::RtpView;
 use super::service::{Recorder, RecordingMeta};
 use super::tap::TapPacket;
 use crate::keys::{Dek, DekBinding};
@@ -167,17 +166,15 @@ pub(super) async fn run(
 async fn wait_for_codec(rx: &mut mpsc::Receiver<TapPacket>) -> Start {
     let mut early = Vec::new();
     while let Some(p) = rx.recv().await {
-        let Some(view) = RtpView::parse(&p.data) else {
-            continue;
-        };
-        if let Some(codec) = Codec::from_payload_type(view.payload_type) {
+        let payload_type = p.header.payload_type;
+        if let Some(codec) = Codec::from_payload_type(payload_type) {
             early.push(p);
             return Start::Codec(codec, early);
         }
         // Comfort noise (13) and dynamic types (telephone events, or audio
         // in a dynamic codec) may precede the audio; any other static type
         // is audio we cannot store.
-        let maybe_later = view.payload_type == 13 || view.payload_type >= 96;
+        let maybe_later = payload_type == 13 || payload_type >= 96;
         if !maybe_later || early.len() >= EARLY_PACKETS {
             return Start::Unsupported;
         }
@@ -325,14 +322,14 @@ async fn record(
     rx: &mut mpsc::Receiver<TapPacket>,
 ) -> Result<(), WriteError> {
     for p in early {
-        open.aligner.push(p.channel, &p.data, p.arrival);
+        open.aligner.push(p.channel, p.rtp(), p.arrival);
     }
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.tick().await;
     loop {
         tokio::select! {
             p = rx.recv() => match p {
-                Some(p) => open.aligner.push(p.channel, &p.data, p.arrival),
+                Some(p) => open.aligner.push(p.channel, p.rtp(), p.arrival),
                 None => return Ok(()),
             },
             _ = flush.tick() => {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ansim::clock::{Clock, ManualClock, SharedClock};
 use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
-use ansim::media::{Direction, MediaTap, PacketKind};
+use ansim::media::{Leg, MediaTap, Packet, PacketKind};
 use ansim::recording::blob::{BlobStore, LocalBlobStore};
 use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy, RecordingTap};
 use ansim::store::{NewCall, RecordingRow, Store};
@@ -203,8 +203,12 @@ impl Rig {
         for i in 0..packets {
             let at = start + Duration::from_millis(20 * u64::from(i));
             let (a, b) = make(i);
-            tap.on_packet(Direction::AtoB, PacketKind::Rtp, &a, at);
-            tap.on_packet(Direction::BtoA, PacketKind::Rtp, &b, at);
+            // As the relay would: parsed once, handed on parsed.
+            for (leg, datagram) in [(Leg::A, &a), (Leg::B, &b)] {
+                if let Some(packet) = Packet::parse(PacketKind::Rtp, datagram) {
+                    tap.on_packet(leg, packet, at);
+                }
+            }
         }
         tokio::task::yield_now().await;
         tap.switch_off();

@@ -1,7 +1,7 @@
 //! The announcement played by the relay before bridging, on real sockets.
 
 use super::*;
-use crate::recording::g711::{Codec, linear_to_ulaw};
+use crate::media::g711::{Codec, linear_to_ulaw};
 
 /// 200 ms of a varying signal: 1,600 samples, 10 packets.
 fn samples(n: usize) -> Vec<i16> {

@@ -1,8 +1,8 @@
 //! Tests of the aligner on synthetic packet streams.
 
 use super::*;
+use crate::media::rtp::build;
 use crate::recording::g711::{decode_all, encode_all};
-use crate::recording::rtp_view::build;
 use crate::recording::wav::{deinterleave_pcm16, goertzel_power, interleave_pcm16};
 use proptest::prelude::*;
 
@@ -58,7 +58,7 @@ fn run(events: &mut [Event]) -> (Aligner, (Vec<u8>, Vec<u8>)) {
     let mut al = Aligner::new(Codec::Pcmu, cfg());
     let mut out = (Vec::new(), Vec::new());
     for (ch, bytes, us) in events.iter() {
-        al.push(*ch, bytes, t0 + Duration::from_micros(*us));
+        al.push_datagram(*ch, bytes, t0 + Duration::from_micros(*us));
         drain(&mut al, &mut out);
     }
     al.finish();
@@ -268,7 +268,7 @@ fn blocks_final_after_jitter_window_one_sided() {
     let mut al = Aligner::new(Codec::Pcmu, cfg());
     let mut out = (Vec::new(), Vec::new());
     for (i, (ch, p, us)) in simple_stream(25).into_iter().enumerate() {
-        al.push(ch, &p, t0 + Duration::from_micros(us));
+        al.push_datagram(ch, &p, t0 + Duration::from_micros(us));
         drain(&mut al, &mut out);
         // Head = i * 20 ms; final blocks end at or before head − 100 ms.
         let final_ms = (i as u64 * 20).saturating_sub(100) / 20 * 20;
@@ -472,7 +472,7 @@ proptest! {
         for (callee, pt, seq, ts, ssrc, len, ms, raw, bytes) in ops {
             let ch = if callee { Channel::Callee } else { Channel::Caller };
             let packet = if raw && len % 3 == 0 { bytes } else { build(pt & 0x7f, seq % 2 == 0, seq, ts, ssrc, &vec![0x55; len]) };
-            al.push(ch, &packet, t0 + Duration::from_millis(ms));
+            al.push_datagram(ch, &packet, t0 + Duration::from_millis(ms));
             if raw { drain(&mut al, &mut out); }
         }
         al.finish();
@@ -492,7 +492,7 @@ fn time_alone_turns_a_long_silence_into_blocks_as_it_passes() {
     al.advance(t0 + Duration::from_secs(5));
     assert_eq!(drain(&mut al, &mut out), 0);
     let packet = |seq: u16, ts: u32| build(PCMU, false, seq, ts, 7, &tone(440.0, 0, 160));
-    al.push(Channel::Caller, &packet(0, 0), t0);
+    al.push_datagram(Channel::Caller, &packet(0, 0), t0);
     // 70 s of hold with no packet at all, the flush timer ticking every 2 s:
     // each tick releases about 2 s of silence, never the whole gap at once.
     let mut largest = 0;
@@ -513,7 +513,7 @@ fn time_alone_turns_a_long_silence_into_blocks_as_it_passes() {
     );
     // The audio after the gap lands at its arrival time.
     let after = t0 + Duration::from_secs(70);
-    al.push(Channel::Caller, &packet(1, 70 * 8000), after);
+    al.push_datagram(Channel::Caller, &packet(1, 70 * 8000), after);
     al.finish();
     drain(&mut al, &mut out);
     let at = 70 * 8000;

@@ -1,5 +1,6 @@
 //! Playing the announcement from the relay task: the per-call state of one
-//! playback (the encoded audio, one RTP stream per leg, the pacing timer).
+//! announcement being played (the encoded audio, one RTP stream per leg,
+//! the pacing timer).
 //!
 //! Everything is allocated when the playback starts; building a packet
 //! writes into a fixed buffer of its own.
@@ -10,9 +11,9 @@ use std::time::Duration;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::announcement::{Announcement, SAMPLES_PER_PACKET};
+use super::g711::Codec;
 use super::rtp::RTP_FIXED_HEADER_LEN;
 use super::tap::Leg;
-use crate::recording::g711::Codec;
 
 /// Packet time of the announcement.
 const PTIME: Duration = Duration::from_millis(20);
@@ -28,7 +29,7 @@ struct Stream {
 }
 
 /// An announcement being played to both legs.
-pub(super) struct Playback {
+pub(super) struct Announcer {
     /// The whole announcement in the call's codec, whole packets.
     encoded: Box<[u8]>,
     payload_type: u8,
@@ -42,10 +43,10 @@ pub(super) struct Playback {
     packet: [u8; PACKET_LEN],
 }
 
-impl Playback {
+impl Announcer {
     /// Starts playing `announcement` encoded in `codec`; the first packet is
     /// due at once. Must run inside a Tokio runtime (the relay task).
-    pub(super) fn start(announcement: &Announcement, codec: Codec) -> Playback {
+    pub(super) fn start(announcement: &Announcement, codec: Codec) -> Announcer {
         let stream = || Stream {
             ssrc: rand::random(),
             first_sequence: rand::random(),
@@ -53,7 +54,7 @@ impl Playback {
         };
         let mut ticks = tokio::time::interval(PTIME);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        Playback {
+        Announcer {
             encoded: announcement.encode(codec),
             payload_type: codec.payload_type(),
             next: 0,
