@@ -253,7 +253,7 @@ fn check_format(fmt: &[u8]) -> Result<(), AnnouncementProblem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::wav::{UNKNOWN_SIZE, wav_header};
+    use crate::media::wav::{UNKNOWN_SIZE, wav_header};
 
     fn wav(channels: u16, rate: u32, samples: &[i16]) -> Vec<u8> {
         let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();

@@ -107,6 +107,7 @@ pub mod rtp;
 pub mod sdp;
 mod stats;
 mod tap;
+pub mod wav;
 
 #[cfg(test)]
 mod relay_tests;
