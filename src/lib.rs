@@ -15,6 +15,7 @@
 //! | [`phone`] | E.164 numbers; masked by default wherever they are printed |
 //! | [`clock`] | injectable time, so rules are tested without sleeping |
 //! | [`store`] | the only module with SQL: SQLite and PostgreSQL via sqlx |
+//! | [`pool`] | the number pool's rules (which safe number, quarantine), pure; `store` and `routing` use them |
 //! | [`routing`] | sessions, the number pool, quarantine, `route()` for INVITEs |
 //! | [`sip`] | SIP parsing, framing and RFC 3261 transactions, sans-IO |
 //! | [`transport`] | SIP over UDP and TCP sockets |
@@ -49,6 +50,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod phone;
+pub mod pool;
 pub mod recording;
 pub mod retention;
 pub mod routing;

@@ -16,7 +16,7 @@ use sqlx::{Any, Transaction};
 use super::{Store, StoreError, new_id, parse_number, parse_party};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
-use crate::routing::rules::{self, NoProxy, PastBinding, PoolNumber};
+use crate::pool::{self as rules, NoProxy, PastBinding, PoolNumber};
 
 /// Which participant of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
