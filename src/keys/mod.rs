@@ -10,11 +10,13 @@
 mod error;
 mod master;
 mod pkcs11;
+mod pseudonym;
 mod store;
 mod wrap;
 
 pub use error::KeyError;
 pub use pkcs11::Pkcs11KeyStore;
+pub use pseudonym::{PSEUDONYM_KEY_ID, pseudonym};
 pub use store::{DirKeyStore, KeyStore, validate_key_id};
 pub use wrap::{AeadKey, DekBinding, WrappedDek, unwrap_dek, wrap_dek};
 

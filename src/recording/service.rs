@@ -300,10 +300,10 @@ impl Recorder {
         &self,
         number: &crate::phone::E164,
     ) -> Result<Option<String>, KeyError> {
-        if !self.keys.exists(crate::retention::PSEUDONYM_KEY_ID)? {
+        if !self.keys.exists(crate::keys::PSEUDONYM_KEY_ID)? {
             return Ok(None);
         }
-        crate::retention::pseudonym(&*self.keys, number).map(Some)
+        crate::keys::pseudonym(&*self.keys, number).map(Some)
     }
 
     /// Makes sure the KEK of `epoch_id` exists, creating it on first use.

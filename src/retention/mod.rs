@@ -37,14 +37,12 @@ pub use holds::{
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
-use crate::phone::{E164, pseudonym_of_mac};
 use crate::recording::{Recorder, epoch_end};
 use crate::store::{RecordingRow, Tombstone};
 
-/// Id of the pseudonym key in the key store. It is not an epoch key, so
-/// the sweep never destroys it: the same number must keep getting the same
-/// pseudonym. A new version (`pseudonym-v2`) would start new pseudonyms.
-pub const PSEUDONYM_KEY_ID: &str = "pseudonym-v1";
+/// The pseudonym key and function belong to `keys`; kept here too for
+/// the callers of the sweep's API.
+pub use crate::keys::{PSEUDONYM_KEY_ID, pseudonym};
 
 /// Most recordings handled per batch (the sweep loops until none is due).
 const BATCH: i64 = 200;
@@ -161,21 +159,6 @@ pub async fn sweep(
     report.keys_destroyed = spent_keys(rec, now, dry_run, faults).await?;
     report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
     Ok(report)
-}
-
-/// The pseudonym of `number` under the pseudonym key: `h:` and the hex
-/// AES-256 (a keyed PRF computed by the key store, inside the token for an
-/// HSM) of the SHA-256 of its E.164 text.
-pub fn pseudonym(
-    keys: &dyn crate::keys::KeyStore,
-    number: &E164,
-) -> Result<String, crate::keys::KeyError> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"ansim/pseudonym/v1");
-    h.update(number.as_str().as_bytes());
-    let input: [u8; 32] = h.finalize().into();
-    Ok(pseudonym_of_mac(&keys.prf(PSEUDONYM_KEY_ID, &input)?))
 }
 
 /// Replaces the real numbers whose retention has ended; returns how many
