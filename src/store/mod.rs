@@ -167,9 +167,11 @@ impl Store {
 
 /// Per-connection SQLite settings. `secure_delete` overwrites freed pages so
 /// deleted rows do not linger in the file; `busy_timeout` makes concurrent
-/// writers wait for the lock instead of failing at once.
+/// writers wait for the lock instead of failing at once; `synchronous =
+/// FULL` makes a commit return only once the WAL is on disk, so a power cut
+/// never loses a committed recording row or audit event.
 const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
-     PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
+     PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
 
 fn backend_of(url: &str) -> Result<Backend, StoreError> {
     if url.starts_with("sqlite:") {

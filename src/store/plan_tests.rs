@@ -50,3 +50,29 @@ async fn sqlite_runs_with_secure_delete() {
         assert_eq!(row.get::<i64, _>(0), 1);
     }
 }
+
+/// Every pooled connection commits durably: a power cut loses nothing
+/// committed (`synchronous = FULL`, 2), and `secure_delete` stays on.
+#[tokio::test]
+async fn sqlite_runs_with_synchronous_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}/sync.db", dir.path().display()))
+        .await
+        .unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        // Hold each connection so the next query gets a new one.
+        let mut c = store.pool().acquire().await.unwrap();
+        let row = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>(0), 2, "FULL");
+        let row = sqlx::query("PRAGMA secure_delete")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>(0), 1);
+        conns.push(c);
+    }
+}
