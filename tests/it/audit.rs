@@ -1,5 +1,6 @@
 //! The access log's hash chain: tampering anywhere is found and named.
 
+use ansim::audit::{self, Action, Actor, Event};
 use ansim::clock::Timestamp;
 use sqlx::Executor;
 
@@ -9,16 +10,14 @@ use crate::on_both_databases;
 async fn with_events(db: &TestDb, n: i64) {
     for i in 0..n {
         let at = Timestamp::from_millis(T0.as_millis() + i);
-        db.store
-            .insert_audit(
-                at,
-                "staff:stf_x",
-                "recording.play",
-                &format!("rec-{i}"),
-                "range=0-",
-            )
-            .await
-            .unwrap();
+        let e = Event::new(
+            at,
+            Actor::staff("stf_x"),
+            Action::RecordingPlay,
+            format!("rec-{i}"),
+            "range=0-",
+        );
+        audit::record(&db.store, &e).await.unwrap();
     }
 }
 
@@ -35,7 +34,7 @@ async fn tamper(db: &TestDb, sql: &str) {
 async fn an_intact_chain_verifies(db: Db) {
     let db = TestDb::new(db).await;
     with_events(&db, 5).await;
-    assert_eq!(db.store.verify_audit().await.unwrap(), Ok(5));
+    assert_eq!(ansim::audit::verify(&db.store).await.unwrap(), Ok(5));
     let listed = db
         .store
         .list_audit(Timestamp::from_millis(T0.as_millis() + 3), 10)
@@ -72,7 +71,7 @@ async fn editing_deleting_or_reordering_breaks_it_at_the_first_bad_event(db: Db)
         let db = TestDb::new(db).await;
         with_events(&db, 5).await;
         tamper(&db, sql).await;
-        let b = db.store.verify_audit().await.unwrap().unwrap_err();
+        let b = ansim::audit::verify(&db.store).await.unwrap().unwrap_err();
         assert_eq!(b.seq, first_bad, "{sql}: {b:?}");
         assert!(b.reason.contains(why), "{sql}: {}", b.reason);
     }
@@ -95,10 +94,14 @@ fn audit_verify_exits_non_zero_and_names_the_event() {
     rt.block_on(async {
         let store = ansim::store::Store::connect(&url).await.unwrap();
         for i in 0..3 {
-            store
-                .insert_audit(T0, "cli:test", "recording.export", &format!("r{i}"), "")
-                .await
-                .unwrap();
+            let e = Event::new(
+                T0,
+                Actor::Cli("test".into()),
+                Action::RecordingExport,
+                format!("r{i}"),
+                "",
+            );
+            audit::record(&store, &e).await.unwrap();
         }
         store.close().await;
     });

@@ -140,10 +140,15 @@ pub const T0: Timestamp = Timestamp::from_millis(1_795_910_400_000);
 
 /// A routing service on `db` with a manual clock at [`T0`].
 pub fn routing(db: &TestDb) -> (Arc<Routing>, ManualClock) {
+    routing_on(&db.store)
+}
+
+/// A routing service on `store` with a manual clock at [`T0`].
+pub fn routing_on(store: &Store) -> (Arc<Routing>, ManualClock) {
     let clock = ManualClock::new(T0);
     let shared: SharedClock = Arc::new(clock.clone());
     (
-        Arc::new(Routing::new(db.store.clone(), shared, policy())),
+        Arc::new(Routing::new(store.clone(), shared, policy())),
         clock,
     )
 }
