@@ -78,6 +78,51 @@ async fn editing_deleting_or_reordering_breaks_it_at_the_first_bad_event(db: Db)
 }
 on_both_databases!(editing_deleting_or_reordering_breaks_it_at_the_first_bad_event);
 
+/// Many writers appending at once, each in a transaction that also writes
+/// something else: one chain, no event lost, none chained twice to the
+/// same predecessor.
+async fn concurrent_appends_keep_one_chain(db: Db) {
+    let db = TestDb::new(db).await;
+    let new = ansim::store::NewDispute {
+        ticket: "CS-1",
+        reason: "r",
+        opened_by: "stf_x",
+        call_ids: &[],
+        hold_id: None,
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    let dispute = tx.insert_dispute(&new, T0).await.unwrap().id;
+    tx.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, dispute) = (db.store.clone(), dispute.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let mut tx = store.begin().await.unwrap();
+                let g = tx
+                    .insert_grant(&dispute, &format!("stf_{w}"), T0)
+                    .await
+                    .unwrap();
+                let e = Event::grant_requested(T0, &format!("stf_{w}"), &g);
+                audit::append(&mut tx, &e).await.unwrap();
+                // Half of them roll back: their events must vanish too.
+                if i % 2 == 0 {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(audit::verify(&db.store).await.unwrap(), Ok(80));
+    let events = db.store.audit_events("grant.request").await.unwrap();
+    assert_eq!(events.len(), 80);
+    let grants = crate::harness::count(&db, "SELECT COUNT(*) FROM grants").await;
+    assert_eq!(grants, 80, "one grant per event, none without");
+}
+on_both_databases!(concurrent_appends_keep_one_chain);
+
 #[test]
 fn audit_verify_exits_non_zero_and_names_the_event() {
     let dir = tempfile::tempdir().unwrap();
