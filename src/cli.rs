@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::audit::{self, Event};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, Config};
 use crate::logging::{self, LogFormat};
@@ -342,16 +343,10 @@ async fn export(config: &Config, id: &str, out: &std::path::Path) -> Result<(), 
         decrypted.completeness,
         crate::recording::crec_reader::Completeness::Complete
     );
-    let detail = format!("out={} complete={complete}", out.display());
-    store
-        .insert_audit(
-            SystemClock.now(),
-            &format!("cli:{user}"),
-            "recording.export",
-            &decrypted.row.id,
-            &detail,
-        )
-        .await?;
+    // The export is recorded (committed) before the audio is written out.
+    let event =
+        Event::recording_exported(SystemClock.now(), &user, &decrypted.row.id, out, complete);
+    audit::record(&store, &event).await?;
     write_private(out, &decrypted.to_wav()).map_err(|e| Failure {
         message: format!("--out {}: {e}", out.display()),
         code: 1,
@@ -390,6 +385,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Exit code of `ansim retention run` when some items could not be
+/// finished (the rest of the sweep was done; the next sweep retries them).
+const SWEEP_INCOMPLETE: u8 = 3;
+
 /// `ansim retention run [--dry-run]`: one sweep now.
 async fn retention_run(config: &Config, dry_run: bool) -> Result<(), Failure> {
     let store = server::open_store(config).await?;
@@ -397,39 +396,75 @@ async fn retention_run(config: &Config, dry_run: bool) -> Result<(), Failure> {
     let now = SystemClock.now();
     let report =
         crate::retention::sweep(&recorder, now, dry_run, &crate::retention::NoFaults).await?;
-    let verb = if dry_run { "would erase" } else { "erased" };
-    for e in &report.erased {
-        let expired = e.expired_at.map(|t| t.to_rfc3339()).unwrap_or_default();
-        println!(
-            "{verb} recording {} of call {} ({}, expired {expired})",
-            e.recording_id, e.call_id, e.retention_class
-        );
-    }
-    for b in &report.orphan_blobs {
-        println!(
-            "{} leftover blob {b}",
-            if dry_run { "would delete" } else { "deleted" }
-        );
-    }
-    for k in &report.keys_destroyed {
-        println!(
-            "{} epoch key {k}",
-            if dry_run {
-                "would destroy"
-            } else {
-                "destroyed"
-            }
-        );
-    }
-    eprintln!(
-        "{}{} recordings, {} epoch keys, {} rows pseudonymised",
-        if dry_run { "dry run: " } else { "" },
-        report.erased.len(),
-        report.keys_destroyed.len(),
-        report.pseudonymised
-    );
     store.close().await;
-    Ok(())
+    print!("{}", sweep_text(&report));
+    let r = &report;
+    eprintln!(
+        "{}{} recordings, {} epoch keys, {} rows pseudonymised, {} holds finished, {} failures",
+        if r.dry_run { "dry run: " } else { "" },
+        r.erased.len(),
+        r.keys_destroyed.len(),
+        r.pseudonymised,
+        r.holds_applied.len() + r.holds_released.len(),
+        r.failures.len()
+    );
+    if r.failures.is_empty() {
+        return Ok(());
+    }
+    Err(Failure {
+        message: format!(
+            "{} items could not be finished (listed above); the next sweep tries them again",
+            r.failures.len()
+        ),
+        code: SWEEP_INCOMPLETE,
+    })
+}
+
+/// What a sweep did, one line per item, as `ansim retention run` prints it.
+fn sweep_text(r: &crate::retention::SweepReport) -> String {
+    use std::fmt::Write;
+    let dry = r.dry_run;
+    let verb = |did: &'static str, would: &'static str| if dry { would } else { did };
+    let mut out = String::new();
+    for h in &r.holds_released {
+        let _ = writeln!(
+            out,
+            "{} release of hold {h}",
+            verb("completed", "would complete")
+        );
+    }
+    for h in &r.holds_applied {
+        let _ = writeln!(
+            out,
+            "{} placing hold {h}",
+            verb("completed", "would complete")
+        );
+    }
+    for e in &r.erased {
+        let expired = e.expired_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} recording {} of call {} ({}, expired {expired})",
+            verb("erased", "would erase"),
+            e.recording_id,
+            e.call_id,
+            e.retention_class
+        );
+    }
+    for b in &r.orphan_blobs {
+        let _ = writeln!(out, "{} leftover blob {b}", verb("deleted", "would delete"));
+    }
+    for k in &r.keys_destroyed {
+        let _ = writeln!(out, "{} epoch key {k}", verb("destroyed", "would destroy"));
+    }
+    for f in &r.failures {
+        let _ = writeln!(
+            out,
+            "FAILED {}: {} (retried by the next sweep)",
+            f.item, f.error
+        );
+    }
+    out
 }
 
 /// `ansim keys status`: epochs, counts, what is due.
@@ -452,9 +487,7 @@ async fn keys_status(config: &Config) -> Result<(), Failure> {
             e.live_recordings
         );
     }
-    let due = crate::store::Store::due_recordings(&store, now, i64::MAX)
-        .await?
-        .len();
+    let due = store.count_due(now).await?;
     println!(
         "{} epoch keys; {due} recordings past their retention",
         epochs.len()
@@ -466,7 +499,7 @@ async fn keys_status(config: &Config) -> Result<(), Failure> {
 /// `ansim audit verify`: recomputes the hash chain of the access log.
 async fn audit_verify(config: &Config) -> Result<(), Failure> {
     let store = server::open_store(config).await?;
-    let result = store.verify_audit().await?;
+    let result = crate::audit::verify(&store).await?;
     store.close().await;
     match result {
         Ok(n) => {

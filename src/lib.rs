@@ -23,7 +23,8 @@
 //! | [`media`] | RTP port pool, relay with latching, SDP rewriting |
 //! | [`keys`] | master key, epoch KEKs in a key store apart from the database, DEKs |
 //! | [`recording`] | the recorder, the CREC encrypted file format, export to WAV |
-//! | [`retention`] | the sweeper: erasing expired recordings, destroying spent epoch keys |
+//! | [`audit`] | the hash-chained audit log, appended in the transaction of each change |
+//! | [`retention`] | the sweeper (erasing expired recordings, destroying spent epoch keys), legal holds, early erasure |
 //! | [`api`] | the HTTP API (axum), problem documents, auth |
 //! | [`server`] | `ansim serve`: wires the parts together, graceful shutdown |
 //! | [`fd_limit`] | file descriptors the configuration needs, raised at start-up |
@@ -39,6 +40,7 @@
 //!   and the log writer masks any digit run that slipped through.
 
 pub mod api;
+pub mod audit;
 pub mod b2bua;
 pub mod cli;
 pub mod clock;

@@ -31,6 +31,11 @@ pub struct Metrics {
     /// Recording chunks decrypted to serve playback: a Range request
     /// should add only the chunks it covers, which this makes visible.
     pub playback_chunks_decrypted: AtomicU64,
+    /// Items retention sweeps could not finish (a recording whose blob
+    /// cannot be read, a key the key store would not destroy, a hold that
+    /// could not be completed). Each is tried again by the next sweep, so
+    /// a count that keeps rising means the same items keep failing.
+    pub retention_erase_failures: AtomicU64,
     /// API connections open now (TLS handshakes included).
     pub http_connections_open: AtomicI64,
     /// API connections closed at accept because `[api] max_connections`
@@ -145,6 +150,12 @@ impl Metrics {
             "ansim_playback_chunks_decrypted_total",
             "Recording chunks decrypted for playback.",
             load(&self.playback_chunks_decrypted),
+        );
+        counter(
+            &mut out,
+            "ansim_retention_erase_failures_total",
+            "Items retention sweeps could not finish (retried by the next sweep).",
+            load(&self.retention_erase_failures),
         );
         self.render_edge(&mut out);
         counter(

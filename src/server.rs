@@ -119,6 +119,7 @@ pub async fn run(
         auth_throttle: Arc::new(api::throttle::AuthThrottle::new(
             config.api.auth_failures_per_minute,
         )),
+        retention_faults: Arc::new(crate::retention::NoFaults),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -127,7 +128,7 @@ pub async fn run(
         routing.clone(),
         store.clone(),
         clock.clone(),
-        metrics,
+        metrics.clone(),
         recorder.clone(),
         stop_rx.clone(),
     )
@@ -135,6 +136,7 @@ pub async fn run(
     let reconciler = tokio::spawn(reconcile_job(recorder.clone(), stop_rx.clone()));
     let sweeper = tokio::spawn(retention_job(
         recorder,
+        metrics.clone(),
         clock.clone(),
         config.retention.sweep_interval,
         stop_rx.clone(),
@@ -340,8 +342,11 @@ fn open_recorder_counting(
 }
 
 /// Runs the retention sweep every `interval` (the first one at start-up).
+/// Items a sweep could not finish are logged by the sweep, counted in
+/// `ansim_retention_erase_failures_total`, and tried again next time.
 async fn retention_job(
     recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
     clock: SharedClock,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
@@ -354,16 +359,35 @@ async fn retention_job(
             _ = stop.wait_for(|s| *s) => return,
         }
         let now = clock.now();
-        match crate::retention::sweep(&recorder, now, false, &crate::retention::NoFaults).await {
-            Ok(r) if r.erased.is_empty() && r.keys_destroyed.is_empty() && r.pseudonymised == 0 => {
+        let r = match crate::retention::sweep(&recorder, now, false, &crate::retention::NoFaults)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "retention sweep failed; the next one continues");
+                continue;
             }
-            Ok(r) => tracing::info!(
+        };
+        let failures = u64::try_from(r.failures.len()).unwrap_or(u64::MAX);
+        metrics
+            .retention_erase_failures
+            .fetch_add(failures, std::sync::atomic::Ordering::Relaxed);
+        let idle = r.erased.is_empty()
+            && r.keys_destroyed.is_empty()
+            && r.pseudonymised == 0
+            && r.holds_applied.is_empty()
+            && r.holds_released.is_empty()
+            && r.failures.is_empty();
+        if !idle {
+            tracing::info!(
                 recordings = r.erased.len(),
                 keys = r.keys_destroyed.len(),
                 pseudonymised = r.pseudonymised,
-                "retention sweep erased"
-            ),
-            Err(e) => tracing::warn!(error = %e, "retention sweep failed; the next one continues"),
+                holds_applied = r.holds_applied.len(),
+                holds_released = r.holds_released.len(),
+                failures = r.failures.len(),
+                "retention sweep done"
+            );
         }
     }
 }

@@ -4,7 +4,23 @@
 //! a support user then asks for a grant on the dispute, which a supervisor
 //! other than the requester approves when `[api] four_eyes` is on. A grant
 //! covers only that dispute's recordings, only for its requester, and
-//! expires `[api] grant_ttl` after approval. Every step is audited.
+//! expires `[api] grant_ttl` after approval. Every step is audited, in the
+//! transaction of the change it records ([`crate::audit`]).
+//!
+//! **Opening** writes the dispute, its calls (each once, however often the
+//! request names it), its hold and the hold's recordings, and the
+//! `dispute.open` event in one transaction: either all of it exists or
+//! none does. Only then does the hold's key-store half run (the DEKs move
+//! under the hold's KEK); if that fails the hold is nonetheless in force
+//! (no sweep erases a held recording, and the epoch KEK that still wraps
+//! it is kept because a row names it) and the next retention sweep
+//! finishes it. See [`crate::retention::holds`] for why that order is safe.
+//!
+//! **Resolving** marks the dispute resolved, asks for its hold's release
+//! and writes `dispute.resolve` in one transaction, then releases the hold.
+//! If the release fails, the answer is 503 and the dispute stays resolved
+//! with its release pending: the same `POST …/resolve` again completes it
+//! (so does the sweep). Only a dispute resolved *and* released answers 409.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,7 +31,8 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::problem::Problem;
-use crate::store::{Dispute, Grant, Role};
+use crate::audit::{self, Actor, Event};
+use crate::store::{Dispute, Grant, NewDispute, Role, Store};
 
 /// Body of `POST /v1/disputes`.
 #[derive(Deserialize)]
@@ -50,8 +67,13 @@ pub async fn open(
         ));
     }
     let store = state.routing.store();
+    // A call named twice is one call of the dispute.
+    let mut calls: Vec<String> = Vec::with_capacity(body.call_ids.len());
     let mut recordings = Vec::new();
     for (i, c) in body.call_ids.iter().enumerate() {
+        if calls.contains(c) {
+            continue;
+        }
         if !store.call_exists(c).await? {
             return Err(Problem::invalid_field(
                 format!("call_ids[{i}]"),
@@ -61,44 +83,37 @@ pub async fn open(
         if let Some(r) = store.find_recording(c).await? {
             recordings.push(r.id);
         }
+        calls.push(c.clone());
     }
     let now = state.routing.now();
-    let hold_id = match (&state.recorder, recordings.is_empty()) {
-        (Some(rec), false) => Some(
-            crate::retention::hold(rec, &body.ticket, &recordings, now)
-                .await
-                .map_err(|e| Problem::internal(&e))?,
-        ),
-        _ => None,
+    let hold_id = (!recordings.is_empty()).then(crate::retention::new_hold_id);
+    let mut tx = store.begin().await?;
+    let held = match &hold_id {
+        Some(h) => crate::retention::place_hold(&mut tx, h, &body.ticket, &recordings, now).await?,
+        None => Vec::new(),
     };
-    let d = store
-        .create_dispute(
-            &body.ticket,
-            &body.reason,
-            &me.id,
-            &body.call_ids,
-            hold_id.as_deref(),
-            now,
-        )
-        .await?;
-    let detail = format!(
-        "ticket={} calls={} held={}",
-        d.ticket,
-        d.call_ids.len(),
-        recordings.len()
-    );
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "dispute.open",
-            &d.id,
-            &detail,
-        )
-        .await?;
+    let new = NewDispute {
+        ticket: &body.ticket,
+        reason: &body.reason,
+        opened_by: &me.id,
+        call_ids: &calls,
+        hold_id: hold_id.as_deref(),
+    };
+    let d = tx.insert_dispute(&new, now).await?;
+    audit::append(&mut tx, &Event::dispute_opened(now, &me.id, &d, held.len())).await?;
+    tx.commit().await?;
+    // The key-store half, once the hold is in force (see the module doc).
+    if let (Some(rec), Some(h)) = (&state.recorder, &hold_id)
+        && let Err(e) = crate::retention::apply_hold(rec, h, &*state.retention_faults).await
+    {
+        tracing::warn!(
+            hold = %h, dispute = %d.id, error = %e,
+            "legal hold in force, but not all its keys have moved yet; the retention sweep finishes it"
+        );
+    }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "dispute": d, "held_recordings": recordings })),
+        Json(json!({ "dispute": d, "held_recordings": held })),
     ))
 }
 
@@ -116,23 +131,15 @@ pub async fn request_grant(
         return Err(resolved("a resolved dispute gives no more access"));
     }
     let now = state.routing.now();
-    let mut g = store.create_grant(&d.id, &me.id, now).await?;
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "grant.request",
-            &g.id,
-            &format!("dispute={}", d.id),
-        )
-        .await?;
+    let mut tx = store.begin().await?;
+    let mut g = tx.insert_grant(&d.id, &me.id, now).await?;
     if !state.four_eyes {
         // Without four-eyes the request is its own approval.
-        store
-            .approve_grant(&g.id, &me.id, now, now.saturating_add(state.grant_ttl))
-            .await?;
-        g = store.get_grant(&g.id).await?.unwrap_or(g);
+        let until = now.saturating_add(state.grant_ttl);
+        g = tx.approve_grant(&g, &me.id, now, until).await?.unwrap_or(g);
     }
+    audit::append(&mut tx, &Event::grant_requested(now, &me.id, &g)).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(grant_view(&g, now))))
 }
 
@@ -157,34 +164,24 @@ pub async fn approve(
         return Err(resolved("a grant on a resolved dispute cannot be approved"));
     }
     let now = state.routing.now();
-    if !store
-        .approve_grant(&g.id, &me.id, now, now.saturating_add(state.grant_ttl))
-        .await?
-    {
+    let mut tx = store.begin().await?;
+    let until = now.saturating_add(state.grant_ttl);
+    let Some(g) = tx.approve_grant(&g, &me.id, now, until).await? else {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "grant-already-approved",
             "Grant already approved",
             "this grant was approved before",
         ));
-    }
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "grant.approve",
-            &g.id,
-            &format!("dispute={}", g.dispute_id),
-        )
-        .await?;
-    let g = store
-        .get_grant(&id)
-        .await?
-        .ok_or_else(|| Problem::not_found("grant", &id))?;
+    };
+    audit::append(&mut tx, &Event::grant_approved(now, &me.id, &g)).await?;
+    tx.commit().await?;
     Ok(Json(grant_view(&g, now)))
 }
 
-/// `POST /v1/disputes/{id}/resolve` (support, supervisor): releases the hold.
+/// `POST /v1/disputes/{id}/resolve` (support, supervisor): resolves the
+/// dispute and releases its hold; again on a dispute whose release did not
+/// complete, it completes it.
 pub async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,54 +191,67 @@ pub async fn resolve(
     let store = state.routing.store();
     let d = dispute(store, &id).await?;
     let now = state.routing.now();
-    if !store.resolve_dispute(&d.id, &me.id, now).await? {
+    let mut resolved_now = false;
+    if d.resolved_at.is_none() {
+        let mut tx = store.begin().await?;
+        if tx.mark_dispute_resolved(&d.id, &me.id, now).await? {
+            if let Some(hold) = &d.hold_id {
+                tx.request_hold_release(hold, now).await?;
+            }
+            let event = Event::dispute_resolved(now, &me.id, &d.id, d.hold_id.as_deref());
+            audit::append(&mut tx, &event).await?;
+            tx.commit().await?;
+            resolved_now = true;
+        }
+    }
+    // Resolved before (or by a request racing this one): only a release
+    // still pending is left to do.
+    if !resolved_now && !release_pending(store, &d).await? {
         return Err(resolved("this dispute was resolved before"));
     }
     let released = match (&state.recorder, &d.hold_id) {
-        (Some(rec), Some(hold)) => {
-            hand_over(rec, &d.id, hold).await?;
-            Some(
-                crate::retention::release(rec, hold, now)
-                    .await
-                    .map_err(|e| Problem::internal(&e))?,
+        (Some(rec), Some(hold)) => Some(
+            crate::retention::release(
+                rec,
+                hold,
+                now,
+                &Actor::staff(&me.id),
+                &*state.retention_faults,
             )
-        }
+            .await
+            .map_err(|e| release_incomplete(&d.id, &e))?,
+        ),
         _ => None,
     };
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "dispute.resolve",
-            &d.id,
-            &format!("hold={}", d.hold_id.as_deref().unwrap_or("-")),
-        )
-        .await?;
     Ok(Json(
         json!({ "dispute": store.get_dispute(&id).await?, "released": released }),
     ))
 }
 
-/// Before dispute `dispute`'s hold is released: each of its recordings
-/// whose call another open dispute still covers moves under that
-/// dispute's hold instead of going back to retention.
-async fn hand_over(
-    rec: &crate::recording::Recorder,
-    dispute: &str,
-    hold: &str,
-) -> Result<(), Problem> {
-    let store = &rec.store;
-    for rid in store.recordings_in_epoch(hold).await? {
-        let Some(row) = store.find_recording(&rid).await? else {
-            continue;
-        };
-        if let Some(other) = store.other_open_hold(&row.call_id, dispute).await? {
-            crate::retention::move_to_hold(rec, &rid, &other)
-                .await
-                .map_err(|e| Problem::internal(&e))?;
-        }
-    }
-    Ok(())
+/// Whether dispute `d`'s hold still waits to be released.
+async fn release_pending(store: &Store, d: &Dispute) -> Result<bool, Problem> {
+    let Some(hold) = &d.hold_id else {
+        return Ok(false);
+    };
+    Ok(store
+        .hold_state(hold)
+        .await?
+        .is_some_and(|h| h.released_at.is_none()))
+}
+
+/// 503: the dispute is resolved, its hold not yet released.
+fn release_incomplete(dispute: &str, err: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(%dispute, error = %err, "releasing a resolved dispute's hold failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "release-incomplete",
+        "Hold not released yet",
+        format!(
+            "dispute {dispute} is resolved, but releasing its legal hold failed; \
+             POST /v1/disputes/{dispute}/resolve again to complete it (the retention sweep \
+             also does)"
+        ),
+    )
 }
 
 /// 409: the dispute is resolved.
@@ -255,7 +265,7 @@ fn resolved(detail: &str) -> Problem {
 }
 
 /// The dispute `id`, or 404.
-pub(super) async fn dispute(store: &crate::store::Store, id: &str) -> Result<Dispute, Problem> {
+pub(super) async fn dispute(store: &Store, id: &str) -> Result<Dispute, Problem> {
     store
         .get_dispute(id)
         .await?

@@ -57,6 +57,9 @@ pub struct AppState {
     /// Failed token attempts per client address (`[api]
     /// auth_failures_per_minute`), consulted before a token is looked up.
     pub auth_throttle: Arc<AuthThrottle>,
+    /// Where holds placed and released by disputes may be stopped by a
+    /// test; [`crate::retention::NoFaults`] in production.
+    pub retention_faults: Arc<dyn crate::retention::FaultPoint>,
 }
 
 /// The API's routes.

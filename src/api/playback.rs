@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use super::extract::Caller;
 use super::problem::Problem;
+use crate::audit::{self, Event};
 use crate::metrics::Metrics;
 use crate::recording::crec::CrecError;
 use crate::recording::crec_reader::CrecReader;
@@ -163,12 +164,10 @@ pub async fn audio(
             .body(Body::empty())
             .map_err(|e| Problem::internal(&e));
     }
-    let detail = format!("grant={} bytes={start}-{end}/{len}", grant.id);
-    let actor = format!("staff:{}", me.id);
+    // The play is recorded (committed) before a byte of audio goes out.
     let now = state.routing.now();
-    store
-        .insert_audit(now, &actor, "recording.play", &row_id, &detail)
-        .await?;
+    let event = Event::recording_played(now, &me.id, &row_id, &grant.id, (start, end, len));
+    audit::record(store, &event).await?;
     response
         .body(player.play(start, end))
         .map_err(|e| Problem::internal(&e))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::extract::{Caller, JsonBody, Params};
 use super::problem::Problem;
+use crate::audit::{self, Event};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
 use crate::routing::{SessionError, SessionRequest};
@@ -221,18 +222,10 @@ pub async fn calls(
         .collect();
     let recordings = calls.iter().filter(|c| c.recording_id.is_some()).count();
     if recordings > 0 {
-        // Listing recordings is an access event like any other.
-        state
-            .routing
-            .store()
-            .insert_audit(
-                state.routing.now(),
-                &format!("staff:{}", me.id),
-                "recording.list",
-                &session,
-                &format!("recordings={recordings}"),
-            )
-            .await?;
+        // Listing recordings is an access event like any other, committed
+        // before anything is shown.
+        let event = Event::recordings_listed(state.routing.now(), &me.id, &session, recordings);
+        audit::record(state.routing.store(), &event).await?;
     }
     Ok(Json(
         serde_json::json!({ "session": session, "calls": calls }),

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::Caller;
 use super::problem::Problem;
+use crate::audit::{self, Actor, Event};
 use crate::phone::E164;
 use crate::store::Role;
 
@@ -94,16 +95,10 @@ pub async fn show(
             "legally_required": state.legally_required.contains(&r.retention_class),
         }));
     }
-    // Listing recordings is an access event; the subject appears masked.
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "recording.list",
-            &number.masked(),
-            &format!("recordings={}", recordings.len()),
-        )
-        .await?;
+    // Listing recordings is an access event, committed before anything is
+    // shown; the subject appears masked.
+    let event = Event::recordings_listed(now, &me.id, &number.masked(), recordings.len());
+    audit::record(store, &event).await?;
     Ok(Json(
         json!({ "number": number, "sessions": sessions, "calls": calls, "recordings": recordings }),
     ))
@@ -138,28 +133,13 @@ pub async fn erase(
         }
     }
     let now = state.routing.now();
-    let done = crate::retention::erase_subject(rec, &number, &state.legally_required, now)
+    // The `subject.erase` event commits with the erasure's last step
+    // (see `crate::retention::erase_subject`); it names the subject masked,
+    // so the log never becomes where the number survives its erasure.
+    let by = Actor::staff(&me.id);
+    let done = crate::retention::erase_subject(rec, &number, &state.legally_required, now, &by)
         .await
         .map_err(|e| Problem::internal(&e))?;
-    let detail = format!(
-        "erased={} kept={} rotated={}",
-        done.erased.len(),
-        done.kept.len(),
-        done.rotated.len()
-    );
-    // The audit object names the subject masked: the log must not become
-    // the place where the number survives its erasure.
-    state
-        .routing
-        .store()
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "subject.erase",
-            &number.masked(),
-            &detail,
-        )
-        .await?;
     tracing::info!(subject = %number, erased = done.erased.len(), kept = done.kept.len(), "subject erasure");
     Ok(Json(json!({
         "erased": { "recordings": done.erased, "number_replaced_in_rows": done.pseudonymised },

@@ -15,6 +15,7 @@ use super::disputes::{dispute, grant_view};
 use super::extract::{Caller, Params};
 use super::problem::Problem;
 use super::sessions::CallView;
+use crate::audit::{self, Event};
 use crate::clock::Timestamp;
 use crate::store::{Role, Store};
 
@@ -166,15 +167,9 @@ pub async fn show(
             v
         })
         .collect();
-    store
-        .insert_audit(
-            now,
-            &format!("staff:{}", me.id),
-            "recording.list",
-            &d.id,
-            &format!("recordings={}", recordings.len()),
-        )
-        .await?;
+    // The listing is an access event: committed before anything is shown.
+    let event = Event::recordings_listed(now, &me.id, &d.id, recordings.len());
+    audit::record(store, &event).await?;
     Ok(Json(json!({
         "dispute": d,
         "calls": calls,

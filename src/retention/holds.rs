@@ -1,39 +1,63 @@
-//! Legal holds and early erasure: moving a recording's DEK from one KEK to
-//! another without ever writing it down unwrapped.
+//! Legal holds: a dispute keeps its recordings past their retention by
+//! re-wrapping their DEKs under a KEK of its own (`hold-…`), without ever
+//! writing a DEK down unwrapped.
 //!
-//! - **Hold**: a dispute re-wraps its recordings' DEKs under a KEK of its
-//!   own (`hold-…`). Their epoch KEK can then be destroyed on time; the
-//!   held recordings stay readable through the hold KEK.
-//! - **Release**: each held recording whose retention has passed is erased
-//!   at once; the others move back under the KEK of a live epoch. Then the
-//!   hold KEK is destroyed.
-//! - **Early erasure** (a data subject's request): the subject's recordings
-//!   that no hold and no legally required class keeps are erased now, and
-//!   every epoch they were in is **rotated**: the epoch's other DEKs are
-//!   re-wrapped under a fresh KEK (`…-g<n>`) and the old KEK is destroyed,
-//!   so a backup taken before the request cannot decrypt the erased
-//!   recording either. A writer that wraps a new DEK under the old KEK in
-//!   the milliseconds between the last re-wrap and the destruction would
-//!   lose its recording; the rotation re-checks the epoch right before
-//!   destroying to keep that window as small as possible.
+//! A hold has a database half (the `holds` row, and `held_by` on each
+//! recording it keeps) and a key-store half (the hold's KEK, and each
+//! recording's DEK wrapped by it). The two cannot commit together, so the
+//! order is chosen to make every intermediate state safe and finishable:
+//!
+//! **Placing** ([`place_hold`], then [`apply_hold`]):
+//! 1. In the transaction that opens the dispute, the hold row is written
+//!    and its recordings are marked `held_by` it. Before this commits,
+//!    nothing exists anywhere (not even a KEK). From the commit on the hold
+//!    is in force: no sweep erases a held recording, and the epoch KEK
+//!    still wrapping its DEK is not destroyed either, because a row names
+//!    it.
+//! 2. Then the hold's KEK is created (if missing) and each DEK moves under
+//!    it. A crash or an error here leaves recordings held but wrapped by
+//!    their epoch KEK, still playable; the next sweep (or any later
+//!    `apply_hold`) finishes the move. Every move is compare-and-set, so
+//!    running it twice, or alongside a release, is harmless.
+//!
+//! **Releasing** ([`release`]):
+//! 1. The release is requested (`release_requested_at`; when a dispute is
+//!    resolved, in the transaction that resolves it, with its audit event).
+//!    From then on no grant on the dispute plays anything.
+//! 2. Each recording leaves the hold: to another open dispute's hold if one
+//!    covers its call, else erased at once if its retention has passed,
+//!    else back under the KEK of a live epoch.
+//! 3. The hold's KEK is destroyed, and only then is the hold marked
+//!    released (with a `hold.release` event). A failure anywhere leaves a
+//!    requested, unfinished release that the next resolve of the dispute,
+//!    or the next sweep, completes: the KEK is never destroyed while a row
+//!    still names it.
 
+use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
 use crate::keys::{DekBinding, WrappedDek};
-use crate::phone::E164;
-use crate::recording::{Recorder, epoch_end, epoch_id};
-use crate::store::RecordingRow;
+use crate::recording::{Recorder, epoch_id};
+use crate::store::{RecordingRow, StoreError, Tx};
 
-use super::{NoFaults, RetentionError, erase_one};
+use super::{FaultPoint, NoFaults, RetentionError, Step, erase_one};
 
-/// Moves `row`'s DEK under the KEK `to_id`, held by `held_by`. The DEK is
-/// unwrapped and wrapped again by the key store (inside the token for an
-/// HSM); only the key module ever holds it in the clear.
-async fn rewrap(
+/// How many times a hold operation re-reads recordings that others keep
+/// changing before it gives up (and is tried again later).
+const MAX_PASSES: usize = 8;
+
+/// A fresh hold id (also its KEK's id).
+pub fn new_hold_id() -> String {
+    format!("hold-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `row`'s DEK wrapped anew under the KEK `to_id`. The DEK is unwrapped and
+/// wrapped again by the key store (inside the token for an HSM); only the
+/// key module ever holds it in the clear.
+fn rewrapped(
     rec: &Recorder,
     row: &RecordingRow,
     to_id: &str,
-    held_by: Option<&str>,
-) -> Result<(), RetentionError> {
+) -> Result<WrappedDek, RetentionError> {
     let recording_id =
         uuid::Uuid::parse_str(&row.id).map_err(|_| RetentionError::KeyGone(row.id.clone()))?;
     let binding = |epoch: &str| DekBinding {
@@ -51,50 +75,103 @@ async fn rewrap(
         }
         other => other?,
     };
-    let wrapped = rec.keys.wrap_dek(to_id, &dek, &binding(to_id))?;
-    rec.store
-        .rewrap_recording(&row.id, to_id, wrapped.as_bytes(), held_by)
-        .await?;
-    Ok(())
+    Ok(rec.keys.wrap_dek(to_id, &dek, &binding(to_id))?)
 }
 
-async fn row(rec: &Recorder, id: &str) -> Result<RecordingRow, RetentionError> {
-    rec.store
-        .find_recording(id)
+/// Moves `row` (as read) under the KEK `to_id`, held by `held_by`.
+/// `false` if the row changed meanwhile (nothing done; read it again).
+pub(super) async fn move_dek(
+    rec: &Recorder,
+    row: &RecordingRow,
+    to_id: &str,
+    held_by: Option<&str>,
+) -> Result<bool, RetentionError> {
+    let wrapped = if row.epoch_id == to_id {
+        row.wrapped_dek.clone()
+    } else {
+        rewrapped(rec, row, to_id)?.as_bytes().to_vec()
+    };
+    Ok(rec
+        .store
+        .move_recording_key(row, to_id, &wrapped, held_by)
+        .await?)
+}
+
+/// The database half of a new hold, inside the caller's transaction (the
+/// one that opens the dispute): the hold row, and each of `recording_ids`
+/// marked held by it. Returns the recordings it holds (one that vanished
+/// meanwhile, erased, is not among them). Nothing is in the key store yet:
+/// call [`apply_hold`] once the transaction has committed.
+pub async fn place_hold(
+    tx: &mut Tx,
+    hold_id: &str,
+    reference: &str,
+    recording_ids: &[String],
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    tx.insert_hold(hold_id, reference, now).await?;
+    let mut held = Vec::with_capacity(recording_ids.len());
+    for rid in recording_ids {
+        if tx.hold_recording(hold_id, rid).await? {
+            held.push(rid.clone());
+        }
+    }
+    Ok(held)
+}
+
+/// The key-store half of hold `hold_id`: creates its KEK if missing and
+/// moves every recording it holds under it; returns how many moved.
+/// Idempotent: after a failure, calling it again finishes the job (the
+/// sweep does). A hold whose release was requested is left to
+/// [`release`].
+pub async fn apply_hold(
+    rec: &Recorder,
+    hold_id: &str,
+    faults: &dyn FaultPoint,
+) -> Result<usize, RetentionError> {
+    let state = rec
+        .store
+        .hold_state(hold_id)
         .await?
-        .ok_or_else(|| RetentionError::NoRecording(id.to_owned()))
+        .ok_or_else(|| RetentionError::NoHold(hold_id.to_owned()))?;
+    if state.release_requested_at.is_some() {
+        return Ok(0);
+    }
+    rec.ensure_epoch_kek(hold_id)?;
+    let mut moved = 0;
+    for _ in 0..MAX_PASSES {
+        let entering = rec.store.recordings_entering_hold(hold_id).await?;
+        if entering.is_empty() {
+            if moved > 0 {
+                tracing::info!(hold = %hold_id, recordings = moved, "legal hold keys in place");
+            }
+            return Ok(moved);
+        }
+        for r in entering {
+            faults.at(Step::HoldRewrap)?;
+            if move_dek(rec, &r, hold_id, Some(hold_id)).await? {
+                moved += 1;
+            }
+        }
+    }
+    Err(RetentionError::Busy(format!("hold {hold_id}")))
 }
 
-/// Puts `recording_ids` under a new legal hold for `reference` (a dispute
-/// or ticket); returns the hold's id.
+/// Puts `recording_ids` under a new legal hold for `reference` (a ticket),
+/// both halves at once; returns the hold's id. (A dispute places its hold
+/// in its own transaction instead: [`place_hold`].)
 pub async fn hold(
     rec: &Recorder,
     reference: &str,
     recording_ids: &[String],
     now: Timestamp,
 ) -> Result<String, RetentionError> {
-    let id = format!("hold-{}", uuid::Uuid::new_v4().simple());
-    rec.keys.create(&id)?;
-    rec.store.insert_hold(&id, reference, now).await?;
-    for rid in recording_ids {
-        let r = row(rec, rid).await?;
-        rewrap(rec, &r, &id, Some(&id)).await?;
-    }
-    tracing::info!(hold = %id, recordings = recording_ids.len(), "legal hold placed");
+    let id = new_hold_id();
+    let mut tx = rec.store.begin().await?;
+    place_hold(&mut tx, &id, reference, recording_ids, now).await?;
+    tx.commit().await?;
+    apply_hold(rec, &id, &NoFaults).await?;
     Ok(id)
-}
-
-/// Moves one held recording under another hold (`hold_id`), as when a
-/// dispute is resolved while another open dispute still covers the call.
-pub async fn move_to_hold(
-    rec: &Recorder,
-    recording_id: &str,
-    hold_id: &str,
-) -> Result<(), RetentionError> {
-    let r = row(rec, recording_id).await?;
-    rewrap(rec, &r, hold_id, Some(hold_id)).await?;
-    tracing::info!(hold = %hold_id, recording = %recording_id, "recording moved to another hold");
-    Ok(())
 }
 
 /// What releasing a hold did.
@@ -102,39 +179,126 @@ pub async fn move_to_hold(
 pub struct Released {
     /// Recordings erased at once (their retention had passed).
     pub erased: Vec<String>,
-    /// Recordings returned to a live epoch, with its KEK id.
+    /// Recordings returned to a live epoch or handed to another hold,
+    /// with the KEK id that now wraps them.
     pub returned: Vec<(String, String)>,
 }
 
-/// Releases a hold: erases what has expired, returns the rest to a live
-/// epoch, destroys the hold KEK.
+/// Releases hold `hold_id` (see the module's "Releasing"): each recording
+/// goes to another open dispute's hold, or is erased if its retention has
+/// passed, or returns to a live epoch; then the hold's KEK is destroyed.
+/// Idempotent: after a failure, calling it again completes it; on a hold
+/// already released it does nothing. `by` is who the `hold.release` event
+/// names.
 pub async fn release(
     rec: &Recorder,
     hold_id: &str,
     now: Timestamp,
+    by: &Actor,
+    faults: &dyn FaultPoint,
 ) -> Result<Released, RetentionError> {
+    let state = rec
+        .store
+        .hold_state(hold_id)
+        .await?
+        .ok_or_else(|| RetentionError::NoHold(hold_id.to_owned()))?;
     let mut out = Released::default();
-    for rid in rec.store.recordings_in_epoch(hold_id).await? {
-        let r = row(rec, &rid).await?;
-        if r.expires_at.is_some_and(|e| e <= now) {
-            erase_one(rec, &r, now, "expired", &NoFaults).await?;
-            out.erased.push(rid);
-            continue;
-        }
-        let target = live_epoch(rec, &r, now)?;
-        rec.ensure_epoch_kek(&target)?;
-        rewrap(rec, &r, &target, None).await?;
-        out.returned.push((rid, target));
+    if state.released_at.is_some() {
+        return Ok(out);
     }
+    if state.release_requested_at.is_none() {
+        let mut tx = rec.store.begin().await?;
+        tx.request_hold_release(hold_id, now).await?;
+        tx.commit().await?;
+    }
+    let mut passes = 0;
+    loop {
+        let rows = rec.store.recordings_of_hold(hold_id).await?;
+        if rows.is_empty() {
+            break;
+        }
+        passes += 1;
+        if passes > MAX_PASSES {
+            return Err(RetentionError::Busy(format!("hold {hold_id}")));
+        }
+        for r in rows {
+            release_one(rec, hold_id, &r, now, faults, &mut out).await?;
+        }
+    }
+    // No row names the hold's KEK any more: destroying it loses nothing.
+    faults.at(Step::BeforeHoldKek)?;
     rec.keys.destroy(hold_id)?;
-    rec.store.release_hold_row(hold_id, now).await?;
+    let mut tx = rec.store.begin().await?;
+    if tx.mark_hold_released(hold_id, now).await? {
+        let event = Event::hold_released(
+            now,
+            by.clone(),
+            hold_id,
+            out.erased.len(),
+            out.returned.len(),
+        );
+        audit::append(&mut tx, &event).await?;
+    }
+    tx.commit().await?;
     tracing::info!(hold = %hold_id, erased = out.erased.len(), returned = out.returned.len(), "legal hold released");
     Ok(out)
 }
 
+/// Takes one recording `r` out of hold `hold`. If `r` changed meanwhile
+/// nothing happens here; the caller reads the hold's rows again.
+async fn release_one(
+    rec: &Recorder,
+    hold: &str,
+    r: &RecordingRow,
+    now: Timestamp,
+    faults: &dyn FaultPoint,
+    out: &mut Released,
+) -> Result<(), RetentionError> {
+    // Another hold keeps it: a newer dispute took it over, or an older open
+    // one still covers its call. Its DEK moves under that hold's KEK.
+    let other = match r.held_by.as_deref() {
+        Some(h) if h != hold => Some(h.to_owned()),
+        _ => rec.store.other_open_hold(&r.call_id, hold).await?,
+    };
+    if let Some(other) = other {
+        if r.held_by.as_deref() != Some(other.as_str())
+            && !move_dek(rec, r, &r.epoch_id, Some(&other)).await?
+        {
+            return Ok(());
+        }
+        // Only apply_hold creates a hold's KEK, and only for a hold in
+        // force; it moves this DEK with the hold's others.
+        apply_hold(rec, &other, faults).await?;
+        let moved = rec.store.find_recording(&r.id).await?;
+        if moved.is_some_and(|m| m.epoch_id == other) {
+            out.returned.push((r.id.clone(), other));
+        }
+        return Ok(());
+    }
+    if r.expires_at.is_some_and(|e| e <= now) {
+        if erase_one(rec, r, now, "expired", faults).await? {
+            out.erased.push(r.id.clone());
+        }
+        return Ok(());
+    }
+    // Back to retention: under a live epoch's KEK if the hold's KEK wraps
+    // it, or just unheld if it never left its own (still live) epoch.
+    let target = if r.epoch_id == hold {
+        let target = live_epoch(rec, r, now);
+        rec.ensure_epoch_kek(&target)?;
+        target
+    } else {
+        r.epoch_id.clone()
+    };
+    if move_dek(rec, r, &target, None).await? {
+        out.returned.push((r.id.clone(), target));
+    }
+    Ok(())
+}
+
 /// The epoch a released recording goes back to: the one whose end is the
 /// first epoch boundary at or after its expiry.
-fn live_epoch(rec: &Recorder, r: &RecordingRow, now: Timestamp) -> Result<String, RetentionError> {
+fn live_epoch(rec: &Recorder, r: &RecordingRow, now: Timestamp) -> String {
     let period = rec
         .policy
         .classes
@@ -153,119 +317,8 @@ fn live_epoch(rec: &Recorder, r: &RecordingRow, now: Timestamp) -> Result<String
         .saturating_add(width - 1)
         .div_euclid(width)
         .saturating_mul(width);
-    Ok(epoch_id(
+    epoch_id(
         &r.retention_class,
         Timestamp::from_millis(end.max(now.as_millis() + 1)),
-    ))
-}
-
-/// Why a subject's recording was kept.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Kept {
-    /// The recording.
-    pub recording_id: String,
-    /// Why it remains.
-    pub reason: String,
-}
-
-/// What an early erasure did.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct SubjectErasure {
-    /// Recordings erased now.
-    pub erased: Vec<String>,
-    /// Recordings kept, with the reason.
-    pub kept: Vec<Kept>,
-    /// Epochs rotated: old KEK id → new KEK id.
-    pub rotated: Vec<(String, String)>,
-    /// Rows of sessions and calls whose copy of the number was replaced by
-    /// its pseudonym.
-    pub pseudonymised: usize,
-}
-
-/// Erases now every recording of `number`'s sessions that no hold and no
-/// legally required class keeps, rotates their epochs, and replaces the
-/// number by its pseudonym in closed sessions and ended calls (the same
-/// pseudonym the personal-data retention would give it later).
-pub async fn erase_subject(
-    rec: &Recorder,
-    number: &E164,
-    legally_required: &[String],
-    now: Timestamp,
-) -> Result<SubjectErasure, RetentionError> {
-    let mut out = SubjectErasure::default();
-    let mut epochs = Vec::new();
-    for rid in rec.store.recordings_of_number(number.as_str()).await? {
-        let r = row(rec, &rid).await?;
-        if let Some(h) = &r.held_by {
-            out.kept.push(Kept {
-                recording_id: rid,
-                reason: format!("under legal hold {h}"),
-            });
-        } else if legally_required.contains(&r.retention_class) {
-            out.kept.push(Kept {
-                recording_id: rid,
-                reason: format!(
-                    "class {} is kept by law until its retention ends",
-                    r.retention_class
-                ),
-            });
-        } else if r.state == "recording" {
-            out.kept.push(Kept {
-                recording_id: rid,
-                reason: "the call is still in progress; ask again when it has ended".into(),
-            });
-        } else {
-            erase_one(rec, &r, now, "subject-request", &NoFaults).await?;
-            if !epochs.contains(&r.epoch_id) {
-                epochs.push(r.epoch_id.clone());
-            }
-            out.erased.push(rid);
-        }
-    }
-    for e in epochs {
-        if let Some(new) = rotate(rec, &e).await? {
-            out.rotated.push((e, new));
-        }
-    }
-    rec.ensure_epoch_kek(super::PSEUDONYM_KEY_ID)?;
-    let pseudonym = super::pseudonym(&*rec.keys, number)?;
-    out.pseudonymised = rec.store.pseudonymise_number(number, &pseudonym).await?;
-    Ok(out)
-}
-
-/// Rotates an epoch: its remaining DEKs move under a fresh KEK, then the
-/// old KEK is destroyed. `None` if the KEK was already gone.
-pub async fn rotate(rec: &Recorder, old: &str) -> Result<Option<String>, RetentionError> {
-    let Some((class, end)) = epoch_end(old) else {
-        return Ok(None);
-    };
-    if !rec.keys.exists(old)? {
-        return Ok(None);
-    }
-    let base = epoch_id(&class, end);
-    let generation = rec
-        .keys
-        .list()?
-        .iter()
-        .filter_map(|k| k.strip_prefix(&format!("{base}-g"))?.parse::<u32>().ok())
-        .max()
-        .unwrap_or(0)
-        + 1;
-    let new = format!("{base}-g{generation}");
-    rec.keys.create(&new)?;
-    // Re-wrap until nothing is left under the old KEK (a writer may have
-    // added a DEK meanwhile), then destroy it.
-    loop {
-        let left = rec.store.recordings_in_epoch(old).await?;
-        if left.is_empty() {
-            break;
-        }
-        for rid in left {
-            let r = row(rec, &rid).await?;
-            rewrap(rec, &r, &new, r.held_by.as_deref()).await?;
-        }
-    }
-    rec.keys.destroy(old)?;
-    tracing::info!(from = %old, to = %new, "epoch key rotated");
-    Ok(Some(new))
+    )
 }

@@ -1,10 +1,13 @@
 //! The retention sweeper: erases recordings whose time has come, then
-//! destroys the epoch KEKs that nothing needs any more.
+//! destroys the epoch KEKs that nothing needs any more; and legal holds
+//! ([`holds`]) and early erasure ([`subject`]), which move DEKs between KEKs.
 //!
-//! Order of the steps, and why an interruption anywhere is safe:
+//! Order of the steps of erasing one recording, and why an interruption
+//! anywhere is safe:
 //! 1. **row**: in one transaction, the recording's row (with its wrapped
-//!    DEK) is deleted and a tombstone and an audit event are written. From
-//!    here on the recording cannot be decrypted from the live database.
+//!    DEK) is deleted and a tombstone and the `recording.erase` audit event
+//!    are written. From here on the recording cannot be decrypted from the
+//!    live database.
 //! 2. **blob**: the encrypted file is overwritten and deleted. If the sweep
 //!    stops between 1 and 2, the next sweep finds a blob that no row names
 //!    and deletes it.
@@ -25,17 +28,31 @@
 //!    Waiting for the quarantine too keeps every binding that quarantine
 //!    still compares readable.
 //!
+//! Before those, a sweep finishes what interrupted hold operations left:
+//! holds whose recordings' DEKs have not all moved under the hold's KEK,
+//! and holds whose release (a resolved dispute) did not complete.
+//!
 //! Each step is idempotent, so running the sweep again after any failure
-//! completes what the failed run left.
+//! completes what the failed run left. **One bad item does not stop a
+//! sweep** ([`sweep`]): a recording whose blob cannot be read or deleted, a
+//! key the key store refuses to destroy, a hold that cannot be finished is
+//! logged, counted in the report's `failures` (and in
+//! `ansim_retention_erase_failures_total` under `ansim serve`) and tried
+//! again by the next sweep, while the others are erased. Only a failure of
+//! the database itself, or a [`FaultPoint`] standing in for a crash, stops
+//! the sweep.
 
 mod holds;
+mod subject;
+mod sweep;
 
-pub use holds::{
-    Kept, Released, SubjectErasure, erase_subject, hold, move_to_hold, release, rotate,
-};
+pub use holds::{Released, apply_hold, hold, new_hold_id, place_hold, release};
+pub use subject::{Kept, SubjectErasure, erase_subject, rotate};
+pub use sweep::sweep;
 
 use sha2::{Digest, Sha256};
 
+use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
 use crate::recording::{Recorder, epoch_end};
 use crate::store::{RecordingRow, Tombstone};
@@ -43,9 +60,6 @@ use crate::store::{RecordingRow, Tombstone};
 /// The pseudonym key and function belong to `keys`; kept here too for
 /// the callers of the sweep's API.
 pub use crate::keys::{PSEUDONYM_KEY_ID, pseudonym};
-
-/// Most recordings handled per batch (the sweep loops until none is due).
-const BATCH: i64 = 200;
 
 /// The steps of a sweep, for fault injection in tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +70,10 @@ pub enum Step {
     AfterBlob,
     /// Before an epoch KEK is destroyed.
     BeforeKek,
+    /// Before a held recording's DEK moves under its hold's KEK.
+    HoldRewrap,
+    /// Before a released hold's KEK is destroyed.
+    BeforeHoldKek,
 }
 
 /// Lets a test stop the sweep at a step; production uses [`NoFaults`].
@@ -91,6 +109,13 @@ pub enum RetentionError {
     /// No such recording.
     #[error("no recording {0}")]
     NoRecording(String),
+    /// No such legal hold.
+    #[error("no legal hold {0}")]
+    NoHold(String),
+    /// Recordings kept changing under a hold operation (other operations
+    /// on the same recordings ran at the same time); trying again finishes.
+    #[error("{0}: recordings kept changing meanwhile; try again")]
+    Busy(String),
     /// A test stopped the sweep here.
     #[error("fault injected at {0:?}")]
     Injected(Step),
@@ -114,6 +139,11 @@ pub struct Erased {
 pub struct SweepReport {
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Holds whose recordings' DEKs now all sit under the hold's KEK
+    /// (placing them had been interrupted).
+    pub holds_applied: Vec<String>,
+    /// Holds whose interrupted release was completed.
+    pub holds_released: Vec<String>,
     /// Recordings erased.
     pub erased: Vec<Erased>,
     /// Blobs left behind by an interrupted sweep, now deleted.
@@ -124,81 +154,74 @@ pub struct SweepReport {
     /// by pseudonyms (in a dry run: that still hold real numbers past the
     /// cut-off).
     pub pseudonymised: usize,
+    /// What could not be done this time; the next sweep tries again.
+    pub failures: Vec<SweepFailure>,
 }
 
-/// One sweep at `now`.
-pub async fn sweep(
-    rec: &Recorder,
-    now: Timestamp,
-    dry_run: bool,
-    faults: &dyn FaultPoint,
-) -> Result<SweepReport, RetentionError> {
-    let mut report = SweepReport {
-        dry_run,
-        ..SweepReport::default()
-    };
-    loop {
-        let due = rec.store.due_recordings(now, BATCH).await?;
-        let batch = due.len();
-        for row in due {
-            report.erased.push(Erased {
-                recording_id: row.id.clone(),
-                call_id: row.call_id.clone(),
-                retention_class: row.retention_class.clone(),
-                expired_at: row.expires_at,
-            });
-            if !dry_run {
-                erase_one(rec, &row, now, "expired", faults).await?;
-            }
-        }
-        if dry_run || (batch as i64) < BATCH {
-            break;
+/// One item a sweep could not finish, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SweepFailure {
+    /// What failed.
+    pub item: Item,
+    /// Why (the error, for the operator).
+    pub error: String,
+}
+
+/// An item of a sweep, by id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "id", rename_all = "lowercase")]
+pub enum Item {
+    /// A recording to erase.
+    Recording(String),
+    /// A blob to delete (its row is already erased).
+    Blob(String),
+    /// A KEK to destroy.
+    Key(String),
+    /// A legal hold to finish placing or releasing.
+    Hold(String),
+}
+
+impl std::fmt::Display for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Item::Recording(id) => write!(f, "recording {id}"),
+            Item::Blob(name) => write!(f, "blob {name}"),
+            Item::Key(id) => write!(f, "key {id}"),
+            Item::Hold(id) => write!(f, "hold {id}"),
         }
     }
-    report.orphan_blobs = orphan_blobs(rec, dry_run).await?;
-    report.keys_destroyed = spent_keys(rec, now, dry_run, faults).await?;
-    report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
-    Ok(report)
 }
 
-/// Replaces the real numbers whose retention has ended; returns how many
-/// rows changed (or, in a dry run, would change).
-async fn pseudonymise(
-    rec: &Recorder,
-    now: Timestamp,
-    dry_run: bool,
-) -> Result<usize, RetentionError> {
-    let before = rec.policy.pseudonymise_before(now);
-    let due = rec.store.count_pseudonymisable(before).await?.total();
-    // No key is created while there is nothing to hash (or in a dry run).
-    if dry_run || due == 0 {
-        return Ok(due);
-    }
-    // `epoch_kek` is the key store's get-or-create; this key has no epoch.
-    rec.ensure_epoch_kek(PSEUDONYM_KEY_ID)?;
-    // A failed keyed hash gives "", which the store refuses as a pseudonym.
-    let done = rec
-        .store
-        .pseudonymise_closed(before, |n| pseudonym(&*rec.keys, n).unwrap_or_default())
-        .await?;
-    tracing::info!(
-        sessions = done.sessions,
-        bindings = done.bindings,
-        calls = done.calls,
-        before = %before.to_rfc3339(),
-        "real numbers replaced by pseudonyms"
-    );
-    Ok(done.total())
-}
-
-/// Erases one recording: row (tombstone, audit), then blob.
+/// Erases one recording: its row ([`erase_row`]), then its blob. `false`
+/// if it was already erased, or put under a hold since `row` was read.
 pub async fn erase_one(
     rec: &Recorder,
     row: &RecordingRow,
     now: Timestamp,
     reason: &str,
     faults: &dyn FaultPoint,
-) -> Result<(), RetentionError> {
+) -> Result<bool, RetentionError> {
+    if !erase_row(rec, row, now, reason).await? {
+        return Ok(false);
+    }
+    faults.at(Step::AfterRow)?;
+    rec.blobs.delete(&row.blob)?;
+    faults.at(Step::AfterBlob)?;
+    Ok(true)
+}
+
+/// Erases a recording's row: hashes its blob for the tombstone, then in one
+/// transaction deletes the row (and with it the wrapped DEK) and writes the
+/// tombstone and the `recording.erase` event, provided the row still has
+/// the hold `row` was read with. `false` if it was already gone or its
+/// hold changed. A blob that exists but cannot be read is an error: the
+/// row stays, to be erased by a later try.
+pub async fn erase_row(
+    rec: &Recorder,
+    row: &RecordingRow,
+    now: Timestamp,
+    reason: &str,
+) -> Result<bool, RetentionError> {
     let hash = match rec.blobs.read(&row.blob) {
         Ok(bytes) => Some(hex::encode(Sha256::digest(&bytes))),
         Err(crate::recording::blob::BlobError::NotFound(_)) => None,
@@ -217,54 +240,14 @@ pub async fn erase_one(
         reason: reason.to_owned(),
         ciphertext_sha256: hash,
     };
-    rec.store.erase_recording(&tomb, "system:retention").await?;
-    faults.at(Step::AfterRow)?;
-    rec.blobs.delete(&row.blob)?;
-    faults.at(Step::AfterBlob)?;
+    let mut tx = rec.store.begin().await?;
+    if !tx.erase_recording(&tomb, row.held_by.as_deref()).await? {
+        return Ok(false);
+    }
+    audit::append(&mut tx, &Event::recording_erased(Actor::RETENTION, &tomb)).await?;
+    tx.commit().await?;
     tracing::info!(recording = %row.id, class = %row.retention_class, reason, "recording erased");
-    Ok(())
-}
-
-/// Blobs no recording row names: left by an interrupted erasure.
-async fn orphan_blobs(rec: &Recorder, dry_run: bool) -> Result<Vec<String>, RetentionError> {
-    let mut orphans = Vec::new();
-    for name in rec.blobs.list()? {
-        if rec.store.blob_in_use(&name).await? {
-            continue;
-        }
-        // A writer stores its row before it creates its blob, so a blob
-        // without a row is one whose erasure was interrupted.
-        if !dry_run {
-            rec.blobs.delete(&name)?;
-        }
-        orphans.push(name);
-    }
-    Ok(orphans)
-}
-
-/// Destroys epoch KEKs whose epoch has ended and which wrap no live DEK.
-async fn spent_keys(
-    rec: &Recorder,
-    now: Timestamp,
-    dry_run: bool,
-    faults: &dyn FaultPoint,
-) -> Result<Vec<String>, RetentionError> {
-    let mut destroyed = Vec::new();
-    for id in rec.keys.list()? {
-        let Some((_, end)) = epoch_end(&id) else {
-            continue;
-        };
-        if end > now || rec.store.live_in_epoch(&id).await? > 0 {
-            continue;
-        }
-        if !dry_run {
-            faults.at(Step::BeforeKek)?;
-            rec.keys.destroy(&id)?;
-            tracing::info!(key = %id, "epoch key destroyed");
-        }
-        destroyed.push(id);
-    }
-    Ok(destroyed)
+    Ok(true)
 }
 
 /// One epoch KEK as `ansim keys status` shows it.

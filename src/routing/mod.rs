@@ -13,7 +13,6 @@
 //! Misses are not cached, so a session created on another node is routable
 //! everywhere as soon as it is committed.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::Duration;

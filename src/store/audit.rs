@@ -1,25 +1,29 @@
-//! The hash-chained access log.
+//! Rows of the hash-chained audit log.
 //!
-//! Every event stores `prev_hash` (the hash of the event before it, or 64
-//! zeros for the first) and `hash = SHA-256(prev_hash ‖ seq ‖ at ‖ actor ‖
-//! action ‖ object ‖ detail)`, each field length-prefixed. Appends are
-//! serialised (a row lock on a reserved slot of `assignment_locks`) so the
-//! chain never forks. [`Store::verify_audit`] recomputes the chain and names
-//! the first event that does not fit. Events carry ids, never audio, keys
-//! or real numbers, so erasing recordings never touches the chain.
+//! What an event says and how the chain is hashed and verified is
+//! [`crate::audit`]'s business; this file only stores and reads the rows.
+//! An append is three statements inside the caller's [`Tx`], the one that
+//! makes the change the event records:
+//!
+//! 1. [`Tx::lock_audit_chain`] takes the chain's lock (a row lock on a
+//!    reserved slot of `assignment_locks`, held until the transaction ends)
+//!    and reads the hash of the last event. Appenders are thus serialised
+//!    on both databases and the chain never forks: a second appender reads
+//!    the last event only once the first has committed or rolled back.
+//! 2. [`Tx::insert_audit_event`] inserts the event; the database assigns
+//!    its `seq`.
+//! 3. [`Tx::seal_audit_event`] stores its hash, which covers that `seq`.
+//!
+//! Events carry ids, never audio, keys or real numbers, so erasing
+//! recordings never touches the chain.
 
-use sha2::{Digest, Sha256};
-use sqlx::{Any, Transaction};
-
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::clock::Timestamp;
 
 /// The lock slot reserved for audit appends (participants use 0..4096).
 const AUDIT_LOCK_SLOT: i64 = -1;
-/// `prev_hash` of the first event.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One audit event.
+/// One stored audit event.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEvent {
     /// Position in the chain.
@@ -40,83 +44,21 @@ pub struct AuditEvent {
     pub hash: Option<String>,
 }
 
-/// Where the chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ChainBreak {
-    /// The first event that does not fit.
-    pub seq: i64,
-    /// Why.
-    pub reason: String,
-}
-
-fn event_hash(
-    prev: &str,
-    seq: i64,
-    at: i64,
-    actor: &str,
-    action: &str,
-    object: &str,
-    detail: &str,
-) -> String {
-    let mut h = Sha256::new();
-    for field in [
-        prev.as_bytes(),
-        &seq.to_be_bytes(),
-        &at.to_be_bytes(),
-        actor.as_bytes(),
-        action.as_bytes(),
-        object.as_bytes(),
-        detail.as_bytes(),
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field);
-    }
-    hex::encode(h.finalize())
-}
-
-/// Appends an event inside `tx`, chained to the last one.
-pub(super) async fn append(
-    tx: &mut Transaction<'_, Any>,
-    at: Timestamp,
-    actor: &str,
-    action: &str,
-    object: &str,
-    detail: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO assignment_locks (slot, version) VALUES ($1, 1) \
-         ON CONFLICT (slot) DO UPDATE SET version = assignment_locks.version + 1",
-    )
-    .bind(AUDIT_LOCK_SLOT)
-    .execute(&mut **tx)
-    .await?;
-    let last: Option<(i64, Option<String>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
-            .await?;
-    let prev = last
-        .as_ref()
-        .and_then(|(_, h)| h.clone())
-        .unwrap_or_else(|| GENESIS.to_owned());
-    let (seq,): (i64,) = sqlx::query_as(
-        "INSERT INTO audit_events (at, actor, action, object, detail, prev_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-    )
-    .bind(at.as_millis())
-    .bind(actor)
-    .bind(action)
-    .bind(object)
-    .bind(detail)
-    .bind(&prev)
-    .fetch_one(&mut **tx)
-    .await?;
-    let hash = event_hash(&prev, seq, at.as_millis(), actor, action, object, detail);
-    sqlx::query("UPDATE audit_events SET hash = $2 WHERE seq = $1")
-        .bind(seq)
-        .bind(hash)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// An event about to be stored: its fields and the hash it chains to.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAuditEvent<'a> {
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: &'a str,
+    /// What.
+    pub action: &'a str,
+    /// On what.
+    pub object: &'a str,
+    /// Details.
+    pub detail: &'a str,
+    /// Hash of the event before it (what [`Tx::lock_audit_chain`] read).
+    pub prev_hash: &'a str,
 }
 
 type EventRow = (
@@ -143,36 +85,89 @@ fn event(r: EventRow) -> AuditEvent {
     }
 }
 
-impl Store {
-    /// Appends an access event (who did what to which object) to the chain.
-    pub async fn insert_audit(
-        &self,
-        at: Timestamp,
-        actor: &str,
-        action: &str,
-        object: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        append(&mut tx, at, actor, action, object, detail).await?;
-        tx.commit().await?;
-        Ok(())
+const EVENT_COLUMNS: &str = "seq, at, actor, action, object, detail, prev_hash, hash";
+
+impl Tx {
+    /// Takes the audit chain's lock until this transaction ends and returns
+    /// the hash of the last event, `None` if there is none yet.
+    pub async fn lock_audit_chain(&mut self) -> Result<Option<String>, StoreError> {
+        sqlx::query(
+            "INSERT INTO assignment_locks (slot, version) VALUES ($1, 1) \
+             ON CONFLICT (slot) DO UPDATE SET version = assignment_locks.version + 1",
+        )
+        .bind(AUDIT_LOCK_SLOT)
+        .execute(self.conn())
+        .await?;
+        let last: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(self.conn())
+                .await?;
+        Ok(last.and_then(|(h,)| h))
     }
 
+    /// Inserts an event (after [`Tx::lock_audit_chain`]) and returns the
+    /// `seq` the database gave it.
+    pub async fn insert_audit_event(&mut self, e: &NewAuditEvent<'_>) -> Result<i64, StoreError> {
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO audit_events (at, actor, action, object, detail, prev_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        )
+        .bind(e.at.as_millis())
+        .bind(e.actor)
+        .bind(e.action)
+        .bind(e.object)
+        .bind(e.detail)
+        .bind(e.prev_hash)
+        .fetch_one(self.conn())
+        .await?;
+        self.audited.push(e.action.to_owned());
+        Ok(seq)
+    }
+
+    /// Stores the hash of event `seq`.
+    pub async fn seal_audit_event(&mut self, seq: i64, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_events SET hash = $2 WHERE seq = $1")
+            .bind(seq)
+            .bind(hash)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
     /// Events at or after `since`, oldest first (at most `limit`).
     pub async fn list_audit(
         &self,
         since: Timestamp,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, at, actor, action, object, detail, prev_hash, hash FROM audit_events \
-             WHERE at >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(since.as_millis())
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE at >= $1 ORDER BY seq LIMIT $2"
+        ));
+        let rows: Vec<EventRow> = sqlx::query_as(sql)
+            .bind(since.as_millis())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(event).collect())
+    }
+
+    /// Events after `seq` (exclusive), in chain order, at most `limit`: the
+    /// chain read a page at a time.
+    pub async fn audit_chain_after(
+        &self,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ));
+        let rows: Vec<EventRow> = sqlx::query_as(sql)
+            .bind(seq)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.into_iter().map(event).collect())
     }
 
@@ -212,45 +207,5 @@ impl Store {
             .into_iter()
             .map(|(at, actor, detail)| (Timestamp::from_millis(at), actor, detail))
             .collect())
-    }
-
-    /// Recomputes the whole chain: the number of events if it holds, or the
-    /// first event that breaks it.
-    pub async fn verify_audit(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, at, actor, action, object, detail, prev_hash, hash FROM audit_events ORDER BY seq",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        let mut prev = GENESIS.to_owned();
-        let mut count = 0;
-        for r in rows.into_iter().map(event) {
-            let fail = |reason: &str| {
-                Ok(Err(ChainBreak {
-                    seq: r.seq,
-                    reason: reason.to_owned(),
-                }))
-            };
-            if r.prev_hash.as_deref() != Some(prev.as_str()) {
-                return fail(
-                    "does not follow the event before it (an event was deleted, inserted or moved)",
-                );
-            }
-            let expected = event_hash(
-                &prev,
-                r.seq,
-                r.at.as_millis(),
-                &r.actor,
-                &r.action,
-                &r.object,
-                &r.detail,
-            );
-            if r.hash.as_deref() != Some(expected.as_str()) {
-                return fail("its content does not match its hash (the event was edited)");
-            }
-            prev = expected;
-            count += 1;
-        }
-        Ok(Ok(count))
     }
 }

@@ -1,6 +1,6 @@
 //! Disputes and playback grants.
 
-use super::{Store, StoreError, new_id};
+use super::{Store, StoreError, Tx, new_id};
 use crate::clock::Timestamp;
 
 /// A dispute on one or more calls.
@@ -65,45 +65,141 @@ type GrantRow = (
     Option<i64>,
 );
 
-impl Store {
-    /// Opens a dispute on `call_ids` (which must exist).
-    pub async fn create_dispute(
-        &self,
-        ticket: &str,
-        reason: &str,
-        opened_by: &str,
-        call_ids: &[String],
-        hold_id: Option<&str>,
+/// A dispute to open: its calls are named once each.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDispute<'a> {
+    /// The support ticket.
+    pub ticket: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// Staff id of who opens it.
+    pub opened_by: &'a str,
+    /// Its calls (which must exist), without duplicates.
+    pub call_ids: &'a [String],
+    /// Its legal hold, if its calls have recordings.
+    pub hold_id: Option<&'a str>,
+}
+
+impl Tx {
+    /// Opens a dispute on `d.call_ids`. A call named twice violates the
+    /// primary key of `dispute_calls`: callers collapse duplicates first.
+    pub async fn insert_dispute(
+        &mut self,
+        d: &NewDispute<'_>,
         now: Timestamp,
     ) -> Result<Dispute, StoreError> {
         let id = new_id("dsp");
-        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO disputes (id, ticket, reason, opened_by, opened_at, hold_id) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
-        .bind(ticket)
-        .bind(reason)
-        .bind(opened_by)
+        .bind(d.ticket)
+        .bind(d.reason)
+        .bind(d.opened_by)
         .bind(now.as_millis())
-        .bind(hold_id)
-        .execute(&mut *tx)
+        .bind(d.hold_id)
+        .execute(self.conn())
         .await?;
-        for c in call_ids {
+        for c in d.call_ids {
             sqlx::query("INSERT INTO dispute_calls (dispute_id, call_id) VALUES ($1, $2)")
                 .bind(&id)
                 .bind(c)
-                .execute(&mut *tx)
+                .execute(self.conn())
                 .await?;
         }
-        tx.commit().await?;
-        self.get_dispute(&id).await?.ok_or(StoreError::Corrupt {
-            table: "disputes",
-            what: "vanished".into(),
+        let mut call_ids = d.call_ids.to_vec();
+        call_ids.sort();
+        Ok(Dispute {
+            id,
+            ticket: d.ticket.to_owned(),
+            reason: d.reason.to_owned(),
+            opened_by: d.opened_by.to_owned(),
+            opened_at: now,
+            hold_id: d.hold_id.map(str::to_owned),
+            resolved_by: None,
+            resolved_at: None,
+            call_ids,
         })
     }
 
+    /// Marks a dispute resolved; `false` if it already was.
+    pub async fn mark_dispute_resolved(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE disputes SET resolved_by = $2, resolved_at = $3 \
+             WHERE id = $1 AND resolved_at IS NULL",
+        )
+        .bind(id)
+        .bind(by)
+        .bind(now.as_millis())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Requests a grant on a dispute.
+    pub async fn insert_grant(
+        &mut self,
+        dispute_id: &str,
+        requested_by: &str,
+        now: Timestamp,
+    ) -> Result<Grant, StoreError> {
+        let id = new_id("gnt");
+        sqlx::query(
+            "INSERT INTO grants (id, dispute_id, requested_by, requested_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&id)
+        .bind(dispute_id)
+        .bind(requested_by)
+        .bind(now.as_millis())
+        .execute(self.conn())
+        .await?;
+        Ok(Grant {
+            id,
+            dispute_id: dispute_id.to_owned(),
+            requested_by: requested_by.to_owned(),
+            requested_at: now,
+            approved_by: None,
+            approved_at: None,
+            expires_at: None,
+        })
+    }
+
+    /// Approves grant `g` (once) until `expires_at`: the approved grant,
+    /// or `None` if it was approved before.
+    pub async fn approve_grant(
+        &mut self,
+        g: &Grant,
+        by: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Option<Grant>, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET approved_by = $2, approved_at = $3, expires_at = $4 \
+             WHERE id = $1 AND approved_at IS NULL",
+        )
+        .bind(&g.id)
+        .bind(by)
+        .bind(now.as_millis())
+        .bind(expires_at.as_millis())
+        .execute(self.conn())
+        .await?;
+        Ok((done.rows_affected() == 1).then(|| Grant {
+            approved_by: Some(by.to_owned()),
+            approved_at: Some(now),
+            expires_at: Some(expires_at),
+            ..g.clone()
+        }))
+    }
+}
+
+impl Store {
     /// A dispute with its calls.
     pub async fn get_dispute(&self, id: &str) -> Result<Option<Dispute>, StoreError> {
         let row: Option<DisputeRow> = sqlx::query_as(
@@ -133,24 +229,6 @@ impl Store {
         }))
     }
 
-    /// Marks a dispute resolved (once).
-    pub async fn resolve_dispute(
-        &self,
-        id: &str,
-        by: &str,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE disputes SET resolved_by = $2, resolved_at = $3 WHERE id = $1 AND resolved_at IS NULL",
-        )
-        .bind(id)
-        .bind(by)
-        .bind(now.as_millis())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     /// Whether a call exists.
     pub async fn call_exists(&self, id: &str) -> Result<bool, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM calls WHERE id = $1")
@@ -158,48 +236,6 @@ impl Store {
             .fetch_one(self.pool())
             .await?;
         Ok(n > 0)
-    }
-
-    /// Requests a grant on a dispute.
-    pub async fn create_grant(
-        &self,
-        dispute_id: &str,
-        requested_by: &str,
-        now: Timestamp,
-    ) -> Result<Grant, StoreError> {
-        let id = new_id("gnt");
-        sqlx::query("INSERT INTO grants (id, dispute_id, requested_by, requested_at) VALUES ($1, $2, $3, $4)")
-            .bind(&id)
-            .bind(dispute_id)
-            .bind(requested_by)
-            .bind(now.as_millis())
-            .execute(self.pool())
-            .await?;
-        self.get_grant(&id).await?.ok_or(StoreError::Corrupt {
-            table: "grants",
-            what: "vanished".into(),
-        })
-    }
-
-    /// Approves a grant (once) until `expires_at`.
-    pub async fn approve_grant(
-        &self,
-        id: &str,
-        by: &str,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE grants SET approved_by = $2, approved_at = $3, expires_at = $4 \
-             WHERE id = $1 AND approved_at IS NULL",
-        )
-        .bind(id)
-        .bind(by)
-        .bind(now.as_millis())
-        .bind(expires_at.as_millis())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// A grant.
@@ -264,8 +300,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The hold of the oldest open dispute other than `except` that covers
-    /// `call_id`, if there is one.
+    /// The hold of the oldest open dispute that covers `call_id` with a
+    /// hold other than `except`, if there is one.
     pub async fn other_open_hold(
         &self,
         call_id: &str,
@@ -273,8 +309,7 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> = sqlx::query_as(
             "SELECT d.hold_id FROM disputes d JOIN dispute_calls dc ON dc.dispute_id = d.id \
-             WHERE dc.call_id = $1 AND d.id <> $2 AND d.resolved_at IS NULL \
-               AND d.hold_id IS NOT NULL \
+             WHERE dc.call_id = $1 AND d.hold_id <> $2 AND d.resolved_at IS NULL \
              ORDER BY d.opened_at, d.id LIMIT 1",
         )
         .bind(call_id)

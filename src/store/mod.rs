@@ -8,6 +8,26 @@
 //!
 //! Portability rules (see `CRATES.md`): times are Unix milliseconds in
 //! `BIGINT`, ids are `TEXT`, booleans are `BOOLEAN`; no `query!` macros.
+//!
+//! ## Transactions
+//!
+//! Most functions here are one statement or one transaction of their own.
+//! When a change must be atomic with something another module decides (an
+//! action and its audit event, a dispute and its legal hold), the caller
+//! opens a [`Tx`] with [`Store::begin`], passes it to the store functions
+//! that take `&mut Tx`, and commits it: either everything in it becomes
+//! visible or nothing does, and a crash before the commit leaves nothing.
+//! On SQLite a [`Tx`] starts with `BEGIN IMMEDIATE`, so it holds the write
+//! lock from its first statement and never fails half-way because another
+//! writer committed between its reads and its writes.
+//!
+//! ## Durability
+//!
+//! SQLite runs with `synchronous = FULL`: a commit returns only once the
+//! WAL is synced, so a power cut never loses a committed recording row or
+//! audit event (`NORMAL` can lose the last commits; `docs/benchmarks.md`
+//! measures what `FULL` costs). PostgreSQL's `synchronous_commit` is the
+//! server's setting (on by default).
 
 mod audit;
 mod calls;
@@ -23,20 +43,21 @@ mod staff;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 
 use crate::phone::{E164, PartyNumber};
 
-pub use audit::{AuditEvent, ChainBreak};
+pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::{CallEnd, CallRecord, NewCall};
-pub use disputes::{Dispute, Grant, GrantOnCall};
+pub use disputes::{Dispute, Grant, GrantOnCall, NewDispute};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};
-pub use retention::Tombstone;
+pub use retention::{BLOB_LOOKUP_BATCH, HoldState, Tombstone};
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,
 };
@@ -80,6 +101,10 @@ pub enum StoreError {
         /// What was wrong.
         what: String,
     },
+    /// A test's [`CommitHook`] refused the commit, as a crash just before
+    /// it would have; the transaction was rolled back.
+    #[error("commit refused by an injected fault: {0}")]
+    Injected(String),
 }
 
 impl StoreError {
@@ -93,27 +118,71 @@ impl StoreError {
 }
 
 /// A handle to the database; cheap to clone (a connection pool).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     /// The pool every query runs on.
     pool: AnyPool,
     /// SQLite or PostgreSQL, for the few places that differ.
     backend: Backend,
+    /// Consulted before every [`Tx`] commits; only tests set one.
+    commit_hook: Option<Arc<dyn CommitHook>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("commit_hook", &self.commit_hook.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Connection pool size: enough for the API and the SIP layer's lookups.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// SQLite's `synchronous` setting. ansim always runs with [`Full`]; the
+/// other value exists so that a benchmark can measure what `Full` costs.
+///
+/// [`Full`]: SqliteSync::Full
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// A commit waits until the WAL is on disk: nothing committed is lost
+    /// to a power cut.
+    Full,
+    /// A commit waits only for the OS: a power cut (not a process crash)
+    /// may lose the last commits. For benchmarks only.
+    Normal,
+}
+
+/// Lets a test fail a [`Tx`] at its commit, after every write in it, as a
+/// crash just before the commit would. Production stores have none.
+pub trait CommitHook: Send + Sync {
+    /// Called before a transaction commits, with the audit actions
+    /// (`dispute.open`, …) appended in it. `Err` rolls the transaction back
+    /// and is returned from [`Tx::commit`].
+    fn before_commit(&self, audited: &[String]) -> Result<(), StoreError>;
+}
 
 impl Store {
     /// Connects to `url` (`sqlite://path`, `sqlite::memory:` is refused
     /// because each pooled connection would get its own empty database,
     /// or `postgres://…`). A SQLite file and its directory are created.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_with(url, SqliteSync::Full).await
+    }
+
+    /// As [`Store::connect`], with SQLite's `synchronous` setting chosen
+    /// (benchmarks compare the two; everything else uses `connect`).
+    pub async fn connect_with(url: &str, sync: SqliteSync) -> Result<Store, StoreError> {
         install_default_drivers();
         let backend = backend_of(url)?;
         let url = match backend {
             Backend::Sqlite => prepare_sqlite(url).await?,
             Backend::Postgres => url.to_owned(),
+        };
+        let pragmas = match sync {
+            SqliteSync::Full => SQLITE_PRAGMAS_FULL,
+            SqliteSync::Normal => SQLITE_PRAGMAS_NORMAL,
         };
         let pool = AnyPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -121,14 +190,41 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        conn.execute(SQLITE_PRAGMAS).await?;
+                        conn.execute(pragmas).await?;
                     }
                     Ok(())
                 })
             })
             .connect(&url)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            commit_hook: None,
+        })
+    }
+
+    /// The same store (same pool) with `hook` consulted before every
+    /// commit of a [`Tx`]: for tests that fail a transaction on purpose.
+    pub fn with_commit_hook(&self, hook: Arc<dyn CommitHook>) -> Store {
+        Store {
+            commit_hook: Some(hook),
+            ..self.clone()
+        }
+    }
+
+    /// Opens a transaction (on SQLite, holding the write lock from the
+    /// start). Dropping it without [`Tx::commit`] rolls it back.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let inner = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(Tx {
+            inner,
+            audited: Vec::new(),
+            hook: self.commit_hook.clone(),
+        })
     }
 
     /// Applies every pending migration of this database's schema.
@@ -165,10 +261,43 @@ impl Store {
     }
 }
 
+/// A database transaction that store functions taking `&mut Tx` write
+/// into. Nothing in it is visible to others before [`Tx::commit`]; dropped
+/// uncommitted (an error, a crash), it leaves nothing behind.
+pub struct Tx {
+    inner: Transaction<'static, Any>,
+    /// Audit actions appended in this transaction, for the [`CommitHook`].
+    audited: Vec<String>,
+    hook: Option<Arc<dyn CommitHook>>,
+}
+
+impl Tx {
+    /// Makes everything written in the transaction visible, at once.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        if let Some(hook) = &self.hook
+            && let Err(e) = hook.before_commit(&self.audited)
+        {
+            self.inner.rollback().await?;
+            return Err(e);
+        }
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// The connection the transaction runs on, for this module's queries.
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
 /// Per-connection SQLite settings. `secure_delete` overwrites freed pages so
 /// deleted rows do not linger in the file; `busy_timeout` makes concurrent
-/// writers wait for the lock instead of failing at once.
-const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+/// writers wait for the lock instead of failing at once; `synchronous =
+/// FULL` makes every commit durable before it returns (see "Durability").
+const SQLITE_PRAGMAS_FULL: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
+     PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL;";
+/// [`SQLITE_PRAGMAS_FULL`] with `synchronous = NORMAL`, for benchmarks.
+const SQLITE_PRAGMAS_NORMAL: &str = "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; \
      PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL;";
 
 fn backend_of(url: &str) -> Result<Backend, StoreError> {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PSEUDONYM_PREFIX, is_pseudonym};
 
@@ -276,18 +276,18 @@ async fn update_caller(
     Ok(())
 }
 
-impl Store {
+impl Tx {
     /// A data subject's erasure: replaces `number` by `pseudonym` wherever
     /// it appears in closed sessions, their bindings and calls, and in calls
     /// it placed. Open sessions are left alone (close them first). Returns
-    /// how many rows changed. One transaction.
+    /// how many rows changed. Inside the caller's transaction, so that the
+    /// erasure's audit event commits with it.
     pub async fn pseudonymise_number(
-        &self,
+        &mut self,
         number: &E164,
         pseudonym: &str,
     ) -> Result<usize, StoreError> {
         let n = number.as_str();
-        let mut tx = self.pool().begin().await?;
         let mut changed = 0;
         for sql in [
             "UPDATE sessions SET a_number = $2 WHERE a_number = $1 AND closed_at IS NOT NULL",
@@ -299,11 +299,10 @@ impl Store {
             let done = sqlx::query(sql)
                 .bind(n)
                 .bind(pseudonym)
-                .execute(&mut *tx)
+                .execute(self.conn())
                 .await?;
             changed += done.rows_affected() as usize;
         }
-        tx.commit().await?;
         Ok(changed)
     }
 }

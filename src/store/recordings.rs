@@ -54,7 +54,7 @@ impl std::fmt::Debug for RecordingRow {
     }
 }
 
-type Row = (
+pub(super) type Row = (
     String,
     String,
     String,
@@ -72,10 +72,10 @@ type Row = (
     Option<String>,
 );
 
-const COLUMNS: &str = "id, call_id, session_id, retention_class, epoch_id, wrapped_dek, blob, \
+pub(super) const COLUMNS: &str = "id, call_id, session_id, retention_class, epoch_id, wrapped_dek, blob, \
      codec, state, started_at, ended_at, duration_ms, expires_at, held_by, failure";
 
-fn row(r: Row) -> RecordingRow {
+pub(super) fn row(r: Row) -> RecordingRow {
     RecordingRow {
         id: r.0,
         call_id: r.1,
@@ -112,8 +112,9 @@ pub struct RecordingEnd<'a> {
 
 impl Store {
     /// Stores a new recording in state `recording`, before its blob exists,
-    /// and links its call record to it.
+    /// and links its call record to it, in one transaction.
     pub async fn insert_recording(&self, r: &RecordingRow) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
                 wrapped_dek, blob, codec, state, started_at) \
@@ -128,14 +129,14 @@ impl Store {
         .bind(&r.blob)
         .bind(&r.codec)
         .bind(r.started_at.as_millis())
-        .execute(self.pool())
+        .execute(tx.conn())
         .await?;
         sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
             .bind(&r.call_id)
             .bind(&r.id)
-            .execute(self.pool())
+            .execute(tx.conn())
             .await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Records how a recording ended. Only a recording still in state

@@ -44,6 +44,7 @@ impl Api {
             grant_ttl: std::time::Duration::from_secs(4 * 3600),
             body_limit: 1 << 20,
             auth_throttle: Arc::new(api::throttle::AuthThrottle::new(10)),
+            retention_faults: Arc::new(ansim::retention::NoFaults),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,5 +1,6 @@
 //! The access log's hash chain: tampering anywhere is found and named.
 
+use ansim::audit::{self, Action, Actor, Event};
 use ansim::clock::Timestamp;
 use sqlx::Executor;
 
@@ -9,16 +10,14 @@ use crate::on_both_databases;
 async fn with_events(db: &TestDb, n: i64) {
     for i in 0..n {
         let at = Timestamp::from_millis(T0.as_millis() + i);
-        db.store
-            .insert_audit(
-                at,
-                "staff:stf_x",
-                "recording.play",
-                &format!("rec-{i}"),
-                "range=0-",
-            )
-            .await
-            .unwrap();
+        let e = Event::new(
+            at,
+            Actor::staff("stf_x"),
+            Action::RecordingPlay,
+            format!("rec-{i}"),
+            "range=0-",
+        );
+        audit::record(&db.store, &e).await.unwrap();
     }
 }
 
@@ -35,7 +34,7 @@ async fn tamper(db: &TestDb, sql: &str) {
 async fn an_intact_chain_verifies(db: Db) {
     let db = TestDb::new(db).await;
     with_events(&db, 5).await;
-    assert_eq!(db.store.verify_audit().await.unwrap(), Ok(5));
+    assert_eq!(ansim::audit::verify(&db.store).await.unwrap(), Ok(5));
     let listed = db
         .store
         .list_audit(Timestamp::from_millis(T0.as_millis() + 3), 10)
@@ -72,12 +71,57 @@ async fn editing_deleting_or_reordering_breaks_it_at_the_first_bad_event(db: Db)
         let db = TestDb::new(db).await;
         with_events(&db, 5).await;
         tamper(&db, sql).await;
-        let b = db.store.verify_audit().await.unwrap().unwrap_err();
+        let b = ansim::audit::verify(&db.store).await.unwrap().unwrap_err();
         assert_eq!(b.seq, first_bad, "{sql}: {b:?}");
         assert!(b.reason.contains(why), "{sql}: {}", b.reason);
     }
 }
 on_both_databases!(editing_deleting_or_reordering_breaks_it_at_the_first_bad_event);
+
+/// Many writers appending at once, each in a transaction that also writes
+/// something else: one chain, no event lost, none chained twice to the
+/// same predecessor.
+async fn concurrent_appends_keep_one_chain(db: Db) {
+    let db = TestDb::new(db).await;
+    let new = ansim::store::NewDispute {
+        ticket: "CS-1",
+        reason: "r",
+        opened_by: "stf_x",
+        call_ids: &[],
+        hold_id: None,
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    let dispute = tx.insert_dispute(&new, T0).await.unwrap().id;
+    tx.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, dispute) = (db.store.clone(), dispute.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                let mut tx = store.begin().await.unwrap();
+                let g = tx
+                    .insert_grant(&dispute, &format!("stf_{w}"), T0)
+                    .await
+                    .unwrap();
+                let e = Event::grant_requested(T0, &format!("stf_{w}"), &g);
+                audit::append(&mut tx, &e).await.unwrap();
+                // Half of them roll back: their events must vanish too.
+                if i % 2 == 0 {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(audit::verify(&db.store).await.unwrap(), Ok(80));
+    let events = db.store.audit_events("grant.request").await.unwrap();
+    assert_eq!(events.len(), 80);
+    let grants = crate::harness::count(&db, "SELECT COUNT(*) FROM grants").await;
+    assert_eq!(grants, 80, "one grant per event, none without");
+}
+on_both_databases!(concurrent_appends_keep_one_chain);
 
 #[test]
 fn audit_verify_exits_non_zero_and_names_the_event() {
@@ -95,10 +139,14 @@ fn audit_verify_exits_non_zero_and_names_the_event() {
     rt.block_on(async {
         let store = ansim::store::Store::connect(&url).await.unwrap();
         for i in 0..3 {
-            store
-                .insert_audit(T0, "cli:test", "recording.export", &format!("r{i}"), "")
-                .await
-                .unwrap();
+            let e = Event::new(
+                T0,
+                Actor::Cli("test".into()),
+                Action::RecordingExport,
+                format!("r{i}"),
+                "",
+            );
+            audit::record(&store, &e).await.unwrap();
         }
         store.close().await;
     });

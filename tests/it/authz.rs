@@ -53,12 +53,16 @@ impl World {
     }
 
     async fn fresh_dispute(&self) -> String {
-        let d = self
-            .db
-            .store
-            .create_dispute("CS-1", "x", "stf_x", &[], None, T0)
-            .await
-            .unwrap();
+        let new = ansim::store::NewDispute {
+            ticket: "CS-1",
+            reason: "x",
+            opened_by: "stf_x",
+            call_ids: &[],
+            hold_id: None,
+        };
+        let mut tx = self.db.store.begin().await.unwrap();
+        let d = tx.insert_dispute(&new, T0).await.unwrap();
+        tx.commit().await.unwrap();
         d.id
     }
 }
@@ -178,11 +182,12 @@ impl Ep {
                 None,
             ),
             Ep::GrantApprove => {
-                let g =
-                    w.db.store
-                        .create_grant(&w.dispute, w.api.id("agent"), T0)
-                        .await
-                        .unwrap();
+                let mut tx = w.db.store.begin().await.unwrap();
+                let g = tx
+                    .insert_grant(&w.dispute, w.api.id("agent"), T0)
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
                 post(format!("/v1/grants/{}/approve", g.id), None)
             }
             Ep::Audio => get(format!("/v1/recordings/{}/audio", w.recording)),
@@ -436,7 +441,7 @@ async fn grants_are_narrow(db: Db) {
         .post_ok(&format!("/v1/grants/{pending}/approve"), "boss", None, 409)
         .await;
     assert_eq!(slug(v), "dispute-resolved");
-    assert!(w.db.store.verify_audit().await.unwrap().is_ok());
+    assert!(ansim::audit::verify(&w.db.store).await.unwrap().is_ok());
 }
 on_both_databases!(grants_are_narrow);
 

@@ -140,10 +140,15 @@ pub const T0: Timestamp = Timestamp::from_millis(1_795_910_400_000);
 
 /// A routing service on `db` with a manual clock at [`T0`].
 pub fn routing(db: &TestDb) -> (Arc<Routing>, ManualClock) {
+    routing_on(&db.store)
+}
+
+/// A routing service on `store` with a manual clock at [`T0`].
+pub fn routing_on(store: &Store) -> (Arc<Routing>, ManualClock) {
     let clock = ManualClock::new(T0);
     let shared: SharedClock = Arc::new(clock.clone());
     (
-        Arc::new(Routing::new(db.store.clone(), shared, policy())),
+        Arc::new(Routing::new(store.clone(), shared, policy())),
         clock,
     )
 }
@@ -223,4 +228,29 @@ pub fn free_tcp_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs a `SELECT COUNT(*) …` (or any query answering one integer) on the
+/// test database directly, as an auditor with database access would.
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
+    n
+}
+
+/// Runs one statement on the test database directly (a test's set-up or
+/// tampering).
+pub async fn execute(db: &TestDb, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
 }

@@ -2,9 +2,11 @@
 
 mod api;
 mod api_limits;
+mod atomic;
 mod audit;
 mod authz;
 mod cli;
+mod consistency;
 mod harness;
 mod hsm;
 mod https;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ansim::audit::Actor;
 use ansim::clock::Clock;
 use ansim::recording::export::ExportError;
 use ansim::retention::{
@@ -289,9 +290,15 @@ async fn a_held_recording_outlives_its_epoch_and_goes_when_released(db: Db) {
         "still playable through the hold key"
     );
 
-    let released = release(&rig.recorder, &hold_id, rig.clock.now())
-        .await
-        .unwrap();
+    let released = release(
+        &rig.recorder,
+        &hold_id,
+        rig.clock.now(),
+        &Actor::RETENTION,
+        &NoFaults,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         released.erased,
         vec![row.id.clone()],
@@ -318,9 +325,15 @@ async fn a_hold_released_early_returns_to_a_live_epoch(db: Db) {
     .await
     .unwrap();
     rig.clock.advance(DAY);
-    let released = release(&rig.recorder, &hold_id, rig.clock.now())
-        .await
-        .unwrap();
+    let released = release(
+        &rig.recorder,
+        &hold_id,
+        rig.clock.now(),
+        &Actor::RETENTION,
+        &NoFaults,
+    )
+    .await
+    .unwrap();
     assert_eq!(released.returned.len(), 1);
     let back = db.store.find_recording(&row.id).await.unwrap().unwrap();
     assert_eq!(
@@ -405,9 +418,15 @@ async fn early_erasure_rotates_the_epoch_against_old_backups() {
     }
 
     let legally = vec!["contract-5y".to_owned()];
-    let done = erase_subject(&rig.recorder, &subject, &legally, rig.clock.now())
-        .await
-        .unwrap();
+    let done = erase_subject(
+        &rig.recorder,
+        &subject,
+        &legally,
+        rig.clock.now(),
+        &Actor::RETENTION,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.erased, vec![mine.id.clone()]);
     assert_eq!(done.kept.len(), 1);
     assert_eq!(done.kept[0].recording_id, contract.id);
@@ -772,5 +791,5 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
             "{a} not audited: {actions:?}"
         );
     }
-    assert!(db.store.verify_audit().await.unwrap().is_ok());
+    assert!(ansim::audit::verify(&db.store).await.unwrap().is_ok());
 }

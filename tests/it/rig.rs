@@ -348,6 +348,22 @@ impl Rig {
         legally_required: &[&str],
         four_eyes: bool,
     ) -> Api {
+        let faults = Arc::new(ansim::retention::NoFaults);
+        self.api_with(db, staff, legally_required, four_eyes, faults)
+            .await
+    }
+
+    /// As [`Rig::api`], with the holds of disputes stopped where `faults`
+    /// says. The API works on the rig's store (which may carry a commit
+    /// hook), staff are added through `db`'s.
+    pub async fn api_with(
+        &self,
+        db: &TestDb,
+        staff: &[(&'static str, ansim::store::Role)],
+        legally_required: &[&str],
+        four_eyes: bool,
+        faults: Arc<dyn ansim::retention::FaultPoint>,
+    ) -> Api {
         use ansim::api::{self, AppState, auth};
         let mut members = Staff::new();
         for (name, role) in staff {
@@ -359,7 +375,7 @@ impl Rig {
                 .unwrap();
             members.insert(name, (t, m.id));
         }
-        let (routing, clock) = crate::harness::routing(db);
+        let (routing, clock) = crate::harness::routing_on(&self.store);
         let metrics = Arc::new(ansim::metrics::Metrics::default());
         let state = AppState {
             routing,
@@ -372,6 +388,7 @@ impl Rig {
             // The authorisation matrix sends hundreds of unknown and
             // disabled tokens from 127.0.0.1 on purpose.
             auth_throttle: Arc::new(api::throttle::AuthThrottle::new(1_000_000)),
+            retention_faults: faults,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,242 @@
+//! One sweep: finish interrupted hold operations, erase what is due,
+//! delete leftover blobs, destroy spent KEKs, pseudonymise old numbers.
+//!
+//! Every item is tried on its own: a failure is logged and reported in
+//! [`SweepReport::failures`] and the sweep goes on with the next item; the
+//! item is still there for the next sweep. The due recordings are read a
+//! page at a time after a cursor (`expires_at`, `id`), so a recording that
+//! failed is not read again in the same sweep, and never blocks the ones
+//! after it. An injected fault ([`RetentionError::Injected`]) is a crash
+//! stand-in and stops the sweep where it is.
+
+use crate::audit::Actor;
+use crate::clock::Timestamp;
+use crate::recording::{Recorder, epoch_end};
+use crate::store::BLOB_LOOKUP_BATCH;
+
+use super::{
+    Erased, FaultPoint, Item, PSEUDONYM_KEY_ID, RetentionError, Step, SweepFailure, SweepReport,
+    apply_hold, erase_row, pseudonym, release,
+};
+
+/// Most recordings read per page.
+const BATCH: i64 = 200;
+
+/// One sweep at `now`. `Err` only if the database fails (or a test's
+/// fault point stops it); a failure of one item is in the report.
+pub async fn sweep(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+    faults: &dyn FaultPoint,
+) -> Result<SweepReport, RetentionError> {
+    let mut report = SweepReport {
+        dry_run,
+        ..SweepReport::default()
+    };
+    finish_holds(rec, now, dry_run, faults, &mut report).await?;
+    erase_due(rec, now, dry_run, faults, &mut report).await?;
+    orphan_blobs(rec, dry_run, &mut report).await?;
+    spent_keys(rec, now, dry_run, faults, &mut report).await?;
+    report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
+    if !report.failures.is_empty() {
+        tracing::warn!(
+            failures = report.failures.len(),
+            "retention sweep left items it could not finish; the next sweep tries them again"
+        );
+    }
+    Ok(report)
+}
+
+/// Notes `result`'s failure in `report` (and the log) and goes on; an
+/// injected fault stops the sweep instead, as the crash it stands for.
+fn isolate<T>(
+    result: Result<T, RetentionError>,
+    item: Item,
+    report: &mut SweepReport,
+) -> Result<Option<T>, RetentionError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e @ RetentionError::Injected(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!(%item, error = %e, "retention: could not finish; the next sweep retries");
+            report.failures.push(SweepFailure {
+                item,
+                error: e.to_string(),
+            });
+            Ok(None)
+        }
+    }
+}
+
+/// Completes hold releases that were interrupted (a resolve whose release
+/// failed), then hold placements that were (DEKs not yet under the hold's
+/// KEK).
+async fn finish_holds(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+    faults: &dyn FaultPoint,
+    report: &mut SweepReport,
+) -> Result<(), RetentionError> {
+    for hold in rec.store.holds_to_release().await? {
+        if dry_run {
+            report.holds_released.push(hold);
+            continue;
+        }
+        let done = release(rec, &hold, now, &Actor::RETENTION, faults).await;
+        if isolate(done, Item::Hold(hold.clone()), report)?.is_some() {
+            report.holds_released.push(hold);
+        }
+    }
+    for hold in rec.store.holds_to_apply().await? {
+        if dry_run {
+            report.holds_applied.push(hold);
+            continue;
+        }
+        let done = apply_hold(rec, &hold, faults).await;
+        if isolate(done, Item::Hold(hold.clone()), report)?.is_some() {
+            report.holds_applied.push(hold);
+        }
+    }
+    Ok(())
+}
+
+/// Erases every due recording, a page at a time.
+async fn erase_due(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+    faults: &dyn FaultPoint,
+    report: &mut SweepReport,
+) -> Result<(), RetentionError> {
+    let mut cursor: Option<(Timestamp, String)> = None;
+    loop {
+        let after = cursor.as_ref().map(|(t, id)| (*t, id.as_str()));
+        let due = rec.store.due_recordings(now, after, BATCH).await?;
+        let Some(last) = due.last() else {
+            return Ok(());
+        };
+        // Due rows always have an expiry; the cursor moves past this page.
+        cursor = Some((last.expires_at.unwrap_or(now), last.id.clone()));
+        for row in due {
+            let erased = Erased {
+                recording_id: row.id.clone(),
+                call_id: row.call_id.clone(),
+                retention_class: row.retention_class.clone(),
+                expired_at: row.expires_at,
+            };
+            if dry_run {
+                report.erased.push(erased);
+                continue;
+            }
+            let done = erase_row(rec, &row, now, "expired").await;
+            // `false`: erased by someone else, or held, since it was read.
+            if isolate(done, Item::Recording(row.id.clone()), report)? != Some(true) {
+                continue;
+            }
+            report.erased.push(erased);
+            faults.at(Step::AfterRow)?;
+            // The row is gone: if the blob stays, the next sweep's
+            // leftover-blob step deletes it.
+            isolate(
+                rec.blobs.delete(&row.blob).map_err(Into::into),
+                Item::Blob(row.blob.clone()),
+                report,
+            )?;
+            faults.at(Step::AfterBlob)?;
+        }
+    }
+}
+
+/// Deletes blobs no recording row names: left by an interrupted erasure.
+/// The names are looked up [`BLOB_LOOKUP_BATCH`] at a time.
+async fn orphan_blobs(
+    rec: &Recorder,
+    dry_run: bool,
+    report: &mut SweepReport,
+) -> Result<(), RetentionError> {
+    let names = rec.blobs.list()?;
+    for batch in names.chunks(BLOB_LOOKUP_BATCH) {
+        let in_use = rec.store.blobs_in_use(batch).await?;
+        // A writer stores its row before it creates its blob, so a blob
+        // without a row is one whose erasure was interrupted.
+        for name in batch.iter().filter(|n| !in_use.contains(*n)) {
+            if !dry_run {
+                let deleted = rec.blobs.delete(name).map_err(Into::into);
+                if isolate(deleted, Item::Blob(name.clone()), report)?.is_none() {
+                    continue;
+                }
+            }
+            report.orphan_blobs.push(name.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Destroys the epoch KEKs whose epoch has ended and which wrap no live
+/// DEK, and the KEKs of released holds that were left behind.
+async fn spent_keys(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+    faults: &dyn FaultPoint,
+    report: &mut SweepReport,
+) -> Result<(), RetentionError> {
+    for id in rec.keys.list()? {
+        let spent = match epoch_end(&id) {
+            Some((_, end)) => end <= now,
+            // A hold's KEK outlives its release only if the release was
+            // interrupted between destroying it and recording that.
+            None if id.starts_with("hold-") => rec
+                .store
+                .hold_state(&id)
+                .await?
+                .is_some_and(|h| h.released_at.is_some()),
+            None => false,
+        };
+        if !spent || rec.store.live_in_epoch(&id).await? > 0 {
+            continue;
+        }
+        if !dry_run {
+            faults.at(Step::BeforeKek)?;
+            let destroyed = rec.keys.destroy(&id).map_err(Into::into);
+            if isolate(destroyed, Item::Key(id.clone()), report)?.is_none() {
+                continue;
+            }
+            tracing::info!(key = %id, "epoch key destroyed");
+        }
+        report.keys_destroyed.push(id);
+    }
+    Ok(())
+}
+
+/// Replaces the real numbers whose retention has ended; returns how many
+/// rows changed (or, in a dry run, would change).
+async fn pseudonymise(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<usize, RetentionError> {
+    let before = rec.policy.pseudonymise_before(now);
+    let due = rec.store.count_pseudonymisable(before).await?.total();
+    // No key is created while there is nothing to hash (or in a dry run).
+    if dry_run || due == 0 {
+        return Ok(due);
+    }
+    // `epoch_kek` is the key store's get-or-create; this key has no epoch.
+    rec.ensure_epoch_kek(PSEUDONYM_KEY_ID)?;
+    // A failed keyed hash gives "", which the store refuses as a pseudonym.
+    let done = rec
+        .store
+        .pseudonymise_closed(before, |n| pseudonym(&*rec.keys, n).unwrap_or_default())
+        .await?;
+    tracing::info!(
+        sessions = done.sessions,
+        bindings = done.bindings,
+        calls = done.calls,
+        before = %before.to_rfc3339(),
+        "real numbers replaced by pseudonyms"
+    );
+    Ok(done.total())
+}
