@@ -174,8 +174,27 @@ async fn orphan_blobs(
     Ok(())
 }
 
-/// Destroys the epoch KEKs whose epoch has ended and which wrap no live
-/// DEK, and the KEKs of released holds that were left behind.
+/// How long after the last moment a new recording could pick an epoch its
+/// KEK is kept anyway: a writer that picked it has stored its row long
+/// before (it does so within milliseconds of picking).
+const ASSIGNMENT_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether no recording can be assigned the epoch of `class` ending at
+/// `end` from `now` on. A recording starting at `s` is assigned the epoch
+/// holding `s + longest call + retention` (`RecordingPolicy::epoch_for`),
+/// and when it ends at `e` it moves to the epoch holding `e + retention`
+/// (`RecordingPolicy::epoch_of_expiry`); both are after `now + retention`.
+/// Once that has passed `end`, the KEK only wraps what is stored already.
+fn no_longer_assigned(rec: &Recorder, class: &str, end: Timestamp, now: Timestamp) -> bool {
+    let reach = rec.policy().period_of(class);
+    now.saturating_add(reach) >= end.saturating_add(ASSIGNMENT_GRACE)
+}
+
+/// Destroys the epoch KEKs that wrap no live DEK and that either have
+/// ended or can no longer be assigned to a new recording (the start
+/// epochs of finished recordings, whose DEKs moved to the epochs of their
+/// expiry: an old backup holding the first wrapping is then useless too),
+/// and the KEKs of released holds that were left behind.
 async fn spent_keys(
     rec: &Recorder,
     now: Timestamp,
@@ -185,7 +204,7 @@ async fn spent_keys(
 ) -> Result<(), RetentionError> {
     for id in rec.keys.list()? {
         let spent = match epoch_end(&id) {
-            Some((_, end)) => end <= now,
+            Some((class, end)) => end <= now || no_longer_assigned(rec, &class, end, now),
             // A hold's KEK outlives its release only if the release was
             // interrupted between destroying it and recording that.
             None if id.starts_with("hold-") => rec

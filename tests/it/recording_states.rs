@@ -239,33 +239,52 @@ async fn a_finished_recording_dek_moves_to_the_epoch_of_its_expiry(db: Db) {
     let rig = Rig::new(db.store.clone());
     // Late in the day: start + longest call + retention falls in the next
     // epoch, the real expiry (the call ends at once) in this one.
-    rig.clock
-        .set(T0.saturating_add(Duration::from_secs(22 * 3600)));
-    let start_epoch = rig
-        .recorder
-        .policy()
-        .epoch_for("ad-6m", rig.clock.now())
-        .unwrap()
-        .0;
+    let start = T0.saturating_add(Duration::from_secs(22 * 3600));
+    rig.clock.set(start);
+    let (start_epoch, start_end) = rig.recorder.policy().epoch_for("ad-6m", start).unwrap();
     let row = rig.record("ad-6m").await;
     assert_eq!(row.state, "complete");
     let expires = row.expires_at.unwrap();
     let (_, end) = epoch_end(&row.epoch_id).unwrap();
     assert_ne!(row.epoch_id, start_epoch, "the DEK left its start epoch");
     assert!(end > expires && end.as_millis() - expires.as_millis() <= DAY.as_millis() as i64);
-    // Time travel: erased at expiry, its KEK destroyed when its epoch ends,
-    // within one epoch width of the expiry.
+    assert!(rig.keks().contains(&start_epoch), "created at the start");
+
+    // The start epoch's KEK wraps nothing now; it goes once no recording
+    // can be assigned its epoch any more (retention from now reaches past
+    // its end), with five minutes' grace: a backup taken during the call
+    // is useless long before the recording expires.
+    let last = start_end.saturating_sub(DAY * 180);
+    rig.clock.set(last);
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert!(r.keys_destroyed.is_empty(), "{r:?}");
+    rig.clock.set(last.saturating_add(Duration::from_secs(301)));
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert_eq!(r.keys_destroyed, vec![start_epoch.clone()]);
+    assert_eq!(
+        rig.recorder.decrypt(&row.id).await.unwrap().duration_ms(),
+        1000
+    );
+
+    // Its own KEK lives while it does and goes with it, at its expiry:
+    // well within one epoch width of it.
+    rig.clock
+        .set(expires.saturating_sub(Duration::from_millis(1)));
+    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
+        .await
+        .unwrap();
+    assert!(r.erased.is_empty() && r.keys_destroyed.is_empty(), "{r:?}");
     rig.clock.set(expires);
     let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
         .await
         .unwrap();
     let erased: Vec<&str> = r.erased.iter().map(|e| e.recording_id.as_str()).collect();
     assert_eq!(erased, [row.id.as_str()]);
-    rig.clock.set(end);
-    let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
-        .await
-        .unwrap();
-    assert!(r.keys_destroyed.contains(&row.epoch_id), "{r:?}");
-    assert!(!rig.keks().contains(&row.epoch_id));
+    assert_eq!(r.keys_destroyed, vec![row.epoch_id.clone()]);
+    assert!(rig.keks().is_empty());
 }
 on_both_databases!(a_finished_recording_dek_moves_to_the_epoch_of_its_expiry);
