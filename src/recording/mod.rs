@@ -24,6 +24,8 @@ pub mod crec_reader;
 pub mod crec_source;
 #[cfg(test)]
 mod crec_tests;
+#[cfg(test)]
+mod damage_tests;
 pub mod export;
 /// G.711 lives with the rest of the media vocabulary; the old path stays
 /// for the code being moved.
