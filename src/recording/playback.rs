@@ -23,7 +23,10 @@
 //! - a gap's silence: yielded only once the chunks on both sides of it
 //!   decrypt, since their authenticated ends are the gap's ends;
 //! - the header, and the length ([`WavLayout::len`], the `Content-Length`):
-//!   from the last chunk, which [`WavLayout::new`] decrypts.
+//!   from the last chunk, which [`WavLayout::new`] decrypts;
+//! - an empty chunk (no bytes) is authenticated when a range reads through
+//!   it, so reading the whole file authenticates every chunk, as the export
+//!   does: a changed file never plays to the end as if it were whole.
 //!
 //! A chunk that does not authenticate ends the range with its error; what
 //! came before it was authentic. A recording cut short (a crash, or a last
@@ -276,12 +279,22 @@ impl Iterator for RangeReader<'_, '_, '_> {
             self.pos = to;
             return Some(Ok(piece));
         }
-        while self
+        while let Some(passed) = self
             .layout
             .segments
             .get(self.next)
-            .is_some_and(|s| s.end <= self.pos)
+            .filter(|s| s.end <= self.pos)
         {
+            // An empty chunk has no bytes, but a range that reads through
+            // it authenticates it: a whole-file read then vouches for every
+            // chunk, as the export does.
+            if let Fill::Chunk(index) = passed.fill
+                && passed.start == passed.end
+                && let Err(e) = self.authentic(index)
+            {
+                self.pos = self.end;
+                return Some(Err(e));
+            }
             self.next += 1;
         }
         let seg = *self.layout.segments.get(self.next)?;

@@ -190,6 +190,39 @@ fn a_forged_gap_is_never_played_as_silence() {
     assert_eq!(got, full[at(14_600) as usize..at(14_700) as usize]);
 }
 
+/// Found by the `crec_playback` fuzz target: an empty chunk's tag could
+/// be changed and the whole file still played as complete (its bytes were
+/// all authentic, but the damage went unnoticed).
+#[test]
+fn reading_through_an_empty_chunk_authenticates_it() {
+    let (mut bytes, full) = file(&[(0, 100), (13, 0), (13, 0), (13, 4)]);
+    let d = dek();
+    let one = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
+        .unwrap()
+        .chunk_info(1)
+        .unwrap();
+    bytes[one.offset + 30] ^= 1; // its tag: it has no ciphertext
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    let pieces: Vec<_> = layout.range(&reader, 0, layout.len()).collect();
+    let good: Vec<u8> = pieces
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(good, full[..good.len()]);
+    assert!(
+        matches!(
+            pieces.last(),
+            Some(Err(crec::CrecError::ChunkModified { index: 1 }))
+        ),
+        "{pieces:?}"
+    );
+    // A range that does not reach it is whole.
+    assert_eq!(read(&reader, &layout, 0, 44 + 400), full[..444]);
+}
+
 #[test]
 fn an_empty_recording_is_a_header() {
     let (bytes, full) = file(&[]);
