@@ -2,8 +2,8 @@
 //! fail cleanly or return only authentic audio: never a panic, an abort or
 //! a hang (issue 11).
 //!
-//! A small recording (five chunks: one ending between two milliseconds,
-//! one empty, two after a gap) is written with [`CrecWriter`], and
+//! A small recording (seven chunks: one ending between two milliseconds,
+//! two after a gap, three empty, one of them last) is written with [`CrecWriter`], and
 //! its WAV exported once. Then, for each change (every byte of the header
 //! and of every chunk's clear fields set to `x ^ 0xff`, `0x00` and `0xff`;
 //! the first and last byte of every ciphertext and tag, and every 97th
@@ -41,8 +41,17 @@ fn dek() -> Dek {
 }
 
 /// Chunks as `(media_start_ms, samples)`: 200 ms; an empty chunk; 200.6
-/// ms; a 3-sample gap, then 199 ms; a 150 ms gap, then 100 ms, marked last.
-const PARTS: [(u64, usize); 5] = [(0, 1600), (200, 0), (200, 1605), (401, 1592), (750, 800)];
+/// ms; a 3-sample gap, then 199 ms; a 150 ms gap, then 100 ms; two empty
+/// chunks, the second marked last (the writer's last chunk is often empty).
+const PARTS: [(u64, usize); 7] = [
+    (0, 1600),
+    (200, 0),
+    (200, 1605),
+    (401, 1592),
+    (750, 800),
+    (850, 0),
+    (850, 0),
+];
 
 /// The file, where each chunk starts, and the authentic WAV (as the
 /// export makes it from the untouched file).

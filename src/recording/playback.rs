@@ -180,6 +180,7 @@ impl WavLayout {
             end,
             next,
             held: None,
+            failed: false,
         }
     }
 }
@@ -199,6 +200,8 @@ pub struct RangeReader<'l, 'r, 'a> {
     /// The chunk decrypted last, so that a gap and the chunk after it cost
     /// one decryption.
     held: Option<Chunk>,
+    /// An error was yielded: nothing more is.
+    failed: bool,
 }
 
 impl RangeReader<'_, '_, '_> {
@@ -265,10 +268,10 @@ impl Iterator for RangeReader<'_, '_, '_> {
     type Item = Result<Vec<u8>, CrecError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.end {
+        if self.failed {
             return None;
         }
-        if self.pos < HEADER_LEN {
+        if self.pos < HEADER_LEN && self.pos < self.end {
             let to = self.end.min(HEADER_LEN);
             let piece = usize::try_from(self.pos)
                 .ok()
@@ -279,23 +282,28 @@ impl Iterator for RangeReader<'_, '_, '_> {
             self.pos = to;
             return Some(Ok(piece));
         }
+        // Past the segments the position has left behind. An empty chunk
+        // has no bytes, but a range that reads through it (or to the end
+        // of the file, where empty chunks sit at the end) authenticates it:
+        // a whole-file read then vouches for every chunk, as the export
+        // does.
         while let Some(passed) = self
             .layout
             .segments
             .get(self.next)
             .filter(|s| s.end <= self.pos)
         {
-            // An empty chunk has no bytes, but a range that reads through
-            // it authenticates it: a whole-file read then vouches for every
-            // chunk, as the export does.
             if let Fill::Chunk(index) = passed.fill
                 && passed.start == passed.end
                 && let Err(e) = self.authentic(index)
             {
-                self.pos = self.end;
+                self.failed = true;
                 return Some(Err(e));
             }
             self.next += 1;
+        }
+        if self.pos >= self.end {
+            return None;
         }
         let seg = *self.layout.segments.get(self.next)?;
         let mut to = self.end.min(seg.end);
@@ -308,7 +316,7 @@ impl Iterator for RangeReader<'_, '_, '_> {
                 Some(Ok(piece))
             }
             Err(e) => {
-                self.pos = self.end;
+                self.failed = true;
                 Some(Err(e))
             }
         }

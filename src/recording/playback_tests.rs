@@ -195,7 +195,7 @@ fn a_forged_gap_is_never_played_as_silence() {
 /// all authentic, but the damage went unnoticed).
 #[test]
 fn reading_through_an_empty_chunk_authenticates_it() {
-    let (mut bytes, full) = file(&[(0, 100), (13, 0), (13, 0), (13, 4)]);
+    let (mut bytes, full) = file(&[(0, 104), (13, 0), (13, 0), (13, 4)]);
     let d = dek();
     let one = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
         .unwrap()
@@ -221,6 +221,29 @@ fn reading_through_an_empty_chunk_authenticates_it() {
     );
     // A range that does not reach it is whole.
     assert_eq!(read(&reader, &layout, 0, 44 + 400), full[..444]);
+
+    // Found by the fuzz target next: an empty chunk at the very end of the
+    // audio (before an empty last chunk) is read through by any range that
+    // reaches the end of the file.
+    let (mut bytes, full) = file(&[(0, 104), (13, 0), (13, 0)]);
+    let one = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
+        .unwrap()
+        .chunk_info(1)
+        .unwrap();
+    bytes[one.offset + 30] ^= 1;
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    assert_eq!(layout.len(), full.len() as u64);
+    for start in [0, 44, 400, layout.len() - 1] {
+        let pieces: Vec<_> = layout.range(&reader, start, layout.len()).collect();
+        assert!(
+            matches!(
+                pieces.last(),
+                Some(Err(crec::CrecError::ChunkModified { index: 1 }))
+            ),
+            "from {start}: {pieces:?}"
+        );
+    }
 }
 
 #[test]
