@@ -88,8 +88,9 @@ async fn a_damaged_recording_answers_a_problem_or_ends_early() {
         // Chunk 3's length (256 MiB more), then its media start (2^63 ms).
         (third, 0x10, "chunk 3 (at byte"),
         (third + 8, 0x80, "chunk 3 claims to start"),
-        // The last chunk's tag.
-        (original.len() - 5, 0x01, "chunk 9 was modified"),
+        // The last chunk's tag (the writer's last chunk is empty: 20 s of
+        // audio in chunks 0 to 9, then chunk 10).
+        (original.len() - 5, 0x01, "chunk 10 was modified"),
     ];
     for (at, xor, says) in cases {
         damage(at, &|b| *b ^= xor);
