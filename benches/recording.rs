@@ -714,12 +714,13 @@ impl LongRecording {
     }
 
     /// What every audio request does first: open the file, check the
-    /// header and key commitment, index the chunks, lay out the WAV.
+    /// header and key commitment, index the chunks, lay out the WAV and
+    /// authenticate its length (one chunk decrypted).
     fn layout(&self) -> (Box<dyn ReadAt>, ansim::recording::playback::WavLayout) {
         let file = self.store.open(&self.name).expect("open");
         let layout = {
             let reader = CrecReader::open_at(&*file, self.id, &self.dek).expect("reader");
-            ansim::recording::playback::WavLayout::new(&reader, Codec::Pcmu)
+            ansim::recording::playback::WavLayout::new(&reader, Codec::Pcmu).expect("layout")
         };
         (file, layout)
     }

@@ -6,10 +6,19 @@
 //! requested by that user) may listen. Every request that sends audio is
 //! an audit event (`recording.play`). A task opens the encrypted file,
 //! reads its header and chunk index at offsets, and then reads and decrypts
-//! one chunk at a time, feeding the response body through a small channel; a Range request touches only the chunks it overlaps
+//! one chunk at a time, feeding the response body through a small channel;
+//! a Range request touches only the chunks it overlaps
 //! ([`crate::recording::playback`]). Nothing decrypted is written to disk,
 //! and the response forbids caching (`Cache-Control: no-store`) so the
 //! browser does not write it either.
+//!
+//! A damaged file never sends a byte that did not authenticate. Damage
+//! found before the response starts (header, key commitment, a chunk whose
+//! clear fields are out of bounds, or the last chunk, which is decrypted to
+//! authenticate the length) answers `500 recording-damaged`, naming the
+//! chunk and why, for GET, HEAD and Range alike, and is logged. Damage
+//! found while streaming (a chunk further in that does not authenticate)
+//! ends the body early: the client sees fewer bytes than `Content-Length`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -87,6 +96,21 @@ fn erased(detail: String) -> Problem {
     )
 }
 
+/// 500 `recording-damaged`: the recording's file is not what was written
+/// (a disk, a backup or someone with access to the file changed it). It is
+/// our data that is damaged, and asking again will not help: a 5xx, not
+/// 503. The detail names the damage (which chunk, and why); it holds ids
+/// and offsets only.
+fn damaged(recording: &str, e: &CrecError) -> Problem {
+    tracing::error!(%recording, error = %e, "recording file is damaged: playback refused");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "recording-damaged",
+        "Recording damaged",
+        format!("recording {recording}: its file is damaged: {e}"),
+    )
+}
+
 /// `GET|HEAD /v1/recordings/{id}/audio` (support or supervisor, with a
 /// live grant of their own).
 pub async fn audio(
@@ -135,7 +159,7 @@ pub async fn audio(
     };
     let row_id = sealed.row.id.clone();
     let mut player = Player::start(sealed, state.metrics.clone());
-    let len = player.len().await?;
+    let len = player.len(&row_id).await?;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -224,9 +248,14 @@ impl Player {
             let opened = blocking(|| {
                 let reader = sealed.reader()?;
                 let layout = WavLayout::new(&reader, codec_of(&reader));
-                Ok::<_, CrecError>((reader, layout))
+                // Authenticating the length decrypted a chunk: count it,
+                // whatever comes next (HEAD, 416, or damage).
+                metrics
+                    .playback_chunks_decrypted
+                    .fetch_add(reader.decryptions(), Ordering::Relaxed);
+                Ok::<_, CrecError>((layout?, reader))
             });
-            let (reader, layout) = match opened {
+            let (layout, reader) = match opened {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = len_tx.send(Err(e));
@@ -249,14 +278,16 @@ impl Player {
         }
     }
 
-    /// The WAV's length in bytes.
-    async fn len(&mut self) -> Result<u64, Problem> {
+    /// The WAV's length in bytes, authenticated; or a `recording-damaged`
+    /// problem if the file is damaged, naming the damage.
+    async fn len(&mut self, recording: &str) -> Result<u64, Problem> {
         let rx = self
             .len
             .take()
             .ok_or_else(|| Problem::internal(&"length asked twice"))?;
         match rx.await {
             Ok(Ok(len)) => Ok(len),
+            Ok(Err(e)) if e.is_damaged_file() => Err(damaged(recording, &e)),
             Ok(Err(e)) => Err(Problem::internal(&e)),
             Err(e) => Err(Problem::internal(&e)),
         }
@@ -282,7 +313,8 @@ async fn send(
     metrics: &Metrics,
     recording: &str,
 ) {
-    let mut counted = 0;
+    // What opening the recording decrypted is counted already.
+    let mut counted = reader.decryptions();
     while let Some(piece) = blocking(|| pieces.next()) {
         // Counted before the bytes go out, so a client that has them also
         // sees them in /metrics.
@@ -292,7 +324,11 @@ async fn send(
             .fetch_add(done - counted, Ordering::Relaxed);
         counted = done;
         let piece = piece.map(Bytes::from).map_err(|e| {
-            tracing::error!(%recording, error = %e, "playback stopped");
+            if e.is_damaged_file() {
+                tracing::error!(%recording, error = %e, "recording file is damaged: playback ended early");
+            } else {
+                tracing::error!(%recording, error = %e, "playback stopped");
+            }
             std::io::Error::other(e.to_string())
         });
         if tx.send(piece).await.is_err() {

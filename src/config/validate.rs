@@ -24,6 +24,12 @@ const MAX_NO_ANSWER: Duration = Duration::from_secs(3600);
 /// Longest `[sip] max_call_duration`: a day (the recording format bounds a
 /// recording's length too, and retention epochs count on it).
 const MAX_CALL_DURATION: Duration = Duration::from_secs(24 * 3600);
+// A call's recording is about as long as the call, and readers refuse a
+// recording longer than the format's bound as damaged: keep an hour of
+// slack (jitter window, final flush) between the two.
+const _: () = assert!(
+    (MAX_CALL_DURATION.as_secs() + 3600) * 1000 <= crate::recording::crec::MAX_RECORDING_MS
+);
 
 /// Validates `raw` into a typed [`Config`].
 pub fn validate(raw: RawConfig) -> Result<Config> {

@@ -27,6 +27,19 @@
 //!
 //! The key commitment is checked before any decryption, so a wrong DEK (or a
 //! modified header) is reported as such instead of as a corrupt first chunk.
+//!
+//! Media time: a chunk's audio starts at sample `media start × 8` (8 kHz)
+//! and has one sample per channel for every two plaintext bytes. Chunks
+//! never overlap: each starts at or after the end of the previous one's
+//! audio (the writer's chunks are contiguous, so exactly there); a stretch
+//! between two chunks, which the writer never leaves, is silence. So a
+//! chunk's place in the recording follows from its own authenticated
+//! fields, whatever the other chunks say. A recording is at most
+//! [`MAX_RECORDING_MS`] long and has at most [`MAX_CHUNKS`] chunks;
+//! [`super::crec_index`] enforces all of this before anything trusts a
+//! clear field.
+
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -51,6 +64,30 @@ pub const MIN_CHUNK_LEN: usize = CHUNK_FIELDS_LEN + TAG_LEN;
 pub const MAX_CHUNK_LEN: usize = MIN_CHUNK_LEN + MAX_CHUNK_PLAINTEXT;
 /// Length of the key commitment.
 pub const COMMITMENT_LEN: usize = 32;
+/// Samples per millisecond of media time: every recording is 8 kHz G.711,
+/// and a chunk's media start is in milliseconds.
+pub const SAMPLES_PER_MS: u64 = 8;
+/// Longest recording the format allows, in milliseconds of media time:
+/// 25 hours. Calls are cut at `[sip] max_call_duration`, which the
+/// configuration caps at 24 h; the extra hour is slack for the jitter
+/// window and the final flush. Readers refuse a chunk that starts or ends
+/// beyond it, so no unauthenticated media start can make them lay out,
+/// allocate or stream more than this: 25 h of 16-bit stereo at 8 kHz is
+/// 2.88 GB of WAV data, which a WAV header's 32-bit length still holds
+/// exactly, and every offset computed from it fits a `u64` with room to
+/// spare.
+pub const MAX_RECORDING_MS: u64 = 25 * 3600 * 1000;
+/// Most chunks one recording can have: 2^18 (262,144). The writer seals a
+/// chunk at most every 2 s of audio and every 2 s of wall time, so a
+/// recording of [`MAX_RECORDING_MS`] has at most about 90,000; a reader's
+/// index of a file at the limit takes 8 MiB. Without it, a file of
+/// minimal 40-byte "chunks" (only their length fields need be plausible)
+/// would make the index as large as the file.
+pub const MAX_CHUNKS: usize = 1 << 18;
+
+// The longest recording's WAV (44-byte header, 4 bytes a stereo sample)
+// fits the header's 32-bit lengths, below the "unknown size" marker.
+const _: () = assert!(44 + MAX_RECORDING_MS * SAMPLES_PER_MS * 4 < u32::MAX as u64);
 const SALT_LEN: usize = 32;
 const PREFIX_LEN: usize = 7;
 const INFO_KEY: &[u8] = b"ansim/crec/v1";
@@ -103,8 +140,9 @@ pub struct CrecHeader {
     pub created_ms: i64,
 }
 
-/// Errors of CREC encoding and decoding.
-#[derive(Debug, thiserror::Error)]
+/// Errors of CREC encoding and decoding. Every error about a file's
+/// content names what is wrong and, for a chunk, its position.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CrecError {
     /// The data does not start with `CREC`.
     #[error("not a CREC file (bad magic)")]
@@ -154,13 +192,64 @@ pub enum CrecError {
         /// Position of the chunk.
         index: usize,
     },
-    /// A chunk's length field is outside the valid range.
-    #[error("chunk {index} has invalid length {len}")]
-    ChunkLengthInvalid {
+    /// A chunk's length field is less than its clear fields and tag.
+    #[error(
+        "chunk {index} (at byte {offset}) has length {length}, less than the minimum {minimum}"
+    )]
+    ChunkTooShort {
         /// Position of the chunk.
         index: usize,
+        /// Offset of its length field in the file.
+        offset: usize,
         /// The length field.
-        len: u32,
+        length: u32,
+        /// The smallest valid length ([`MIN_CHUNK_LEN`]).
+        minimum: usize,
+    },
+    /// A chunk's length field is more than the largest chunk the format allows.
+    #[error("chunk {index} (at byte {offset}) has length {length}, more than the limit {limit}")]
+    ChunkTooLong {
+        /// Position of the chunk.
+        index: usize,
+        /// Offset of its length field in the file.
+        offset: usize,
+        /// The length field.
+        length: u32,
+        /// The largest valid length ([`MAX_CHUNK_LEN`]).
+        limit: usize,
+    },
+    /// The file holds more chunks than any recording can have.
+    #[error("more than {limit} chunks: longer than any recording")]
+    TooManyChunks {
+        /// [`MAX_CHUNKS`].
+        limit: usize,
+    },
+    /// A chunk's media start lies inside the previous chunk's audio (chunks
+    /// never overlap), or after the longest recording the format allows.
+    #[error(
+        "chunk {index} claims to start at {media_start_ms} ms, outside {earliest_ms}..={latest_ms} ms"
+    )]
+    MediaStartOutOfRange {
+        /// Position of the chunk.
+        index: usize,
+        /// The media start field.
+        media_start_ms: u64,
+        /// Where the previous chunk's audio ends (rounded up to a millisecond).
+        earliest_ms: u64,
+        /// [`MAX_RECORDING_MS`].
+        latest_ms: u64,
+    },
+    /// A chunk's audio would end after the longest recording the format allows.
+    #[error(
+        "chunk {index}'s audio would end at {end_ms} ms, past the longest recording ({limit_ms} ms)"
+    )]
+    TimelineTooLong {
+        /// Position of the chunk.
+        index: usize,
+        /// Where its audio would end (rounded up to a millisecond).
+        end_ms: u64,
+        /// [`MAX_RECORDING_MS`].
+        limit_ms: u64,
     },
     /// Data follows the chunk marked last.
     #[error("data after the last chunk")]
@@ -180,12 +269,53 @@ pub enum CrecError {
     /// Writer: a header field cannot be encoded.
     #[error("invalid header field: {0}")]
     InvalidHeaderField(&'static str),
-    /// Key derivation or sealing failed.
+    /// Key derivation or sealing failed (shared, so that the error can be
+    /// kept and reported again, as the chunk index does).
     #[error(transparent)]
-    Key(#[from] KeyError),
+    Key(Arc<KeyError>),
     /// The file could not be read (only when read piece by piece).
     #[error("reading the recording failed: {0}")]
     Read(String),
+}
+
+impl From<KeyError> for CrecError {
+    fn from(e: KeyError) -> Self {
+        CrecError::Key(Arc::new(e))
+    }
+}
+
+impl CrecError {
+    /// True when the error says the file's bytes are not what the writer
+    /// wrote: damaged, truncated in the header, modified or swapped. False
+    /// for failures to read it, key failures and the writer's own errors.
+    pub fn is_damaged_file(&self) -> bool {
+        use CrecError::*;
+        match self {
+            BadMagic
+            | UnsupportedVersion(_)
+            | UnsupportedSuite(_)
+            | HeaderTruncated
+            | HeaderCorrupt(_)
+            | HeaderMismatch { .. }
+            | WrongKey
+            | ChunkFromAnotherRecording { .. }
+            | ChunkOutOfOrder { .. }
+            | ChunkModified { .. }
+            | ChunkTooShort { .. }
+            | ChunkTooLong { .. }
+            | TooManyChunks { .. }
+            | MediaStartOutOfRange { .. }
+            | TimelineTooLong { .. }
+            | DataAfterLastChunk => true,
+            NoSuchChunk(_)
+            | AfterLastChunk
+            | CounterOverflow
+            | ChunkTooLarge(_)
+            | InvalidHeaderField(_)
+            | Key(_)
+            | Read(_) => false,
+        }
+    }
 }
 
 /// Header fields plus the per-file randomness, as stored.

@@ -1,9 +1,10 @@
 //! CREC v1 reader (pure: works on a byte slice, no I/O).
 //!
 //! [`CrecReader::open`] checks the header and the key commitment, then builds
-//! an index of chunk offsets from the length fields alone (no decryption), so
-//! [`CrecReader::decrypt_chunk`] can decrypt just the chunks a Range request
-//! needs. [`CrecReader::chunks`] walks all chunks in order and, once
+//! an index of chunk offsets from the chunks' clear fields alone (no
+//! decryption; [`super::crec_index`] bounds every field first, since none
+//! is authenticated yet), so [`CrecReader::decrypt_chunk`] can decrypt just
+//! the chunks a Range request needs. [`CrecReader::chunks`] walks all chunks in order and, once
 //! exhausted, tells through [`Chunks::status`] whether the recording is
 //! complete. A truncated recording (no chunk with the last flag, or a partial
 //! trailing chunk) is never reported as complete.
@@ -13,10 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use uuid::Uuid;
 
 use super::crec::{
-    COMMITMENT_LEN, CrecError, CrecHeader, MAX_CHUNK_LEN, MIN_CHUNK_LEN, ParsedHeader, chunk_ad,
-    commitment, file_key, nonce, parse_header,
+    COMMITMENT_LEN, CrecError, CrecHeader, ParsedHeader, chunk_ad, commitment, file_key, nonce,
+    parse_header,
 };
-use super::crec_source::{ReadAt, Source};
+pub use super::crec_index::ChunkInfo;
+use super::crec_index::{Tail, scan};
+use super::crec_source::{MAX_READ, ReadAt, Source};
 use crate::keys::{AeadKey, Dek};
 
 /// One authentic, decrypted chunk.
@@ -42,30 +45,6 @@ pub enum Completeness {
     Truncated,
 }
 
-/// Position of a complete chunk found by the length scan (not yet authenticated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkInfo {
-    /// Offset of the chunk's length field in the file.
-    pub offset: usize,
-    /// Total bytes of the chunk, length field included.
-    pub len: usize,
-    /// Counter field as stored (checked on decryption).
-    pub counter: u32,
-    /// Media start as stored (authenticated on decryption).
-    pub media_start_ms: u64,
-}
-
-/// What follows the last complete chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tail {
-    /// Nothing.
-    Clean,
-    /// A partial chunk (truncation).
-    Partial,
-    /// A length field outside the valid range at this chunk position.
-    BadLength { index: usize, len: u32 },
-}
-
 /// A CREC file opened with its DEK.
 #[derive(Debug)]
 pub struct CrecReader<'a> {
@@ -77,54 +56,10 @@ pub struct CrecReader<'a> {
     decryptions: AtomicU64,
 }
 
-fn be_u32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_be_bytes(a)
-}
-
-fn be_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_be_bytes(a)
-}
-
-/// Scans chunk lengths from `pos` (reading 16 bytes a chunk: length,
-/// counter, media start); never reads a chunk's payload.
-fn scan(source: Source<'_>, mut pos: usize) -> Result<(Vec<ChunkInfo>, Tail), CrecError> {
-    let total = source.len();
-    let mut index = Vec::new();
-    loop {
-        let rest = total.saturating_sub(pos);
-        if rest == 0 {
-            return Ok((index, Tail::Clean));
-        }
-        if rest < 4 {
-            return Ok((index, Tail::Partial));
-        }
-        let head = source.get(pos, rest.min(16))?;
-        let len = be_u32(&head);
-        let body = len as usize;
-        if !(MIN_CHUNK_LEN..=MAX_CHUNK_LEN).contains(&body) {
-            let i = index.len();
-            return Ok((index, Tail::BadLength { index: i, len }));
-        }
-        if rest - 4 < body {
-            return Ok((index, Tail::Partial));
-        }
-        index.push(ChunkInfo {
-            offset: pos,
-            len: 4 + body,
-            counter: be_u32(&head[4..]),
-            media_start_ms: be_u64(&head[8..]),
-        });
-        pos += 4 + body;
-    }
-}
-
 /// Longest header a CREC file can have (two u16-length strings and fixed
 /// fields), rounded up: what is read to parse it.
 const MAX_HEADER_READ: usize = 1 << 18;
+const _: () = assert!(MAX_HEADER_READ <= MAX_READ);
 /// What is read first to parse a header.
 const FIRST_HEADER_READ: usize = 4096;
 
@@ -183,13 +118,15 @@ impl<'a> CrecReader<'a> {
             return Err(CrecError::WrongKey);
         }
         let key = file_key(dek, &parsed.salt, &parsed.h)?;
-        let (index, tail) = scan(source, parsed.len)?;
+        let mut file_tag = [0u8; 8];
+        file_tag.copy_from_slice(&parsed.h[..8]);
+        let index = scan(source, parsed.len, &file_tag)?;
         Ok(CrecReader {
             source,
             parsed,
             key,
-            index,
-            tail,
+            index: index.chunks,
+            tail: index.tail,
             decryptions: AtomicU64::new(0),
         })
     }
@@ -207,6 +144,24 @@ impl<'a> CrecReader<'a> {
     /// Location and clear fields of chunk `index`, without decrypting.
     pub fn chunk_info(&self, index: usize) -> Option<ChunkInfo> {
         self.index.get(index).copied()
+    }
+
+    /// Why the chunk after the last indexed one could not be indexed, if
+    /// the scan stopped at a damaged chunk (its length, file tag, counter
+    /// or media start out of bounds). [`CrecReader::chunks`] reports it
+    /// after every chunk before it.
+    pub fn index_damage(&self) -> Option<&CrecError> {
+        match &self.tail {
+            Tail::Bad(e) => Some(e),
+            Tail::Clean | Tail::Partial => None,
+        }
+    }
+
+    /// True if bytes follow the last indexed chunk (a partial chunk, or a
+    /// damaged one): after a chunk marked last, that is
+    /// [`CrecError::DataAfterLastChunk`].
+    pub fn has_bytes_after_index(&self) -> bool {
+        !matches!(self.tail, Tail::Clean)
     }
 
     /// Index of the chunk whose audio contains `media_ms` (by the stored,
@@ -235,7 +190,9 @@ impl<'a> CrecReader<'a> {
     pub fn decrypt_chunk(&self, index: usize) -> Result<Chunk, CrecError> {
         let info = self.index.get(index).ok_or(CrecError::NoSuchChunk(index))?;
         let chunk = self.source.get(info.offset, info.len)?;
-        if chunk[16..24] != self.parsed.h[..8] {
+        // The scan checked the file tag and counter already; checked again
+        // so that this stays correct on its own.
+        if chunk.get(16..24) != self.parsed.h.get(..8) {
             return Err(CrecError::ChunkFromAnotherRecording { index });
         }
         let counter_ok = u32::try_from(index).is_ok_and(|i| i == info.counter);
@@ -245,7 +202,7 @@ impl<'a> CrecReader<'a> {
                 found: info.counter,
             });
         }
-        let ct = &chunk[24..];
+        let ct = chunk.get(24..).unwrap_or_default();
         // Try the likelier flag first: only the final indexed chunk can be last
         // in a well-formed file.
         let last_first = index + 1 == self.index.len();
@@ -316,7 +273,7 @@ impl Iterator for Chunks<'_, '_> {
         match self.state {
             IterState::Done(_) | IterState::Failed => None,
             IterState::SawLast => {
-                if self.next < r.index.len() || r.tail != Tail::Clean {
+                if self.next < r.index.len() || r.has_bytes_after_index() {
                     self.state = IterState::Failed;
                     Some(Err(CrecError::DataAfterLastChunk))
                 } else {
@@ -340,10 +297,10 @@ impl Iterator for Chunks<'_, '_> {
                     }
                 }
             }
-            IterState::Running => match r.tail {
-                Tail::BadLength { index, len } => {
+            IterState::Running => match &r.tail {
+                Tail::Bad(e) => {
                     self.state = IterState::Failed;
-                    Some(Err(CrecError::ChunkLengthInvalid { index, len }))
+                    Some(Err(e.clone()))
                 }
                 Tail::Clean | Tail::Partial => {
                     self.state = IterState::Done(Completeness::Truncated);

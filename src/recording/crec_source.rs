@@ -5,7 +5,11 @@
 
 use std::borrow::Cow;
 
-use super::crec::CrecError;
+use super::crec::{CrecError, MAX_CHUNK_LEN};
+
+/// Largest piece a reader asks for: a whole chunk with its length field
+/// (the header read, at most 256 KiB, is smaller).
+pub(crate) const MAX_READ: usize = 4 + MAX_CHUNK_LEN;
 
 /// Random access to bytes kept elsewhere.
 pub trait ReadAt: Send + Sync {
@@ -59,8 +63,17 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// `len` bytes from `offset`: borrowed from memory, or read.
+    /// `len` bytes from `offset`: borrowed from memory, or read. Refuses,
+    /// before allocating anything, a piece past the end or larger than any
+    /// read a reader makes ([`MAX_READ`]).
     pub(crate) fn get(&self, offset: usize, len: usize) -> Result<Cow<'a, [u8]>, CrecError> {
+        let past_end = offset.checked_add(len).is_none_or(|end| end > self.len());
+        if past_end || len > MAX_READ {
+            let size = self.len();
+            return Err(CrecError::Read(format!(
+                "{len} bytes at {offset}: past the end ({size} bytes) or more than {MAX_READ}"
+            )));
+        }
         match self {
             Source::Bytes(b) => offset
                 .checked_add(len)

@@ -3,7 +3,10 @@
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::crec::{Codec, CrecError, CrecHeader, CrecWriter, MAX_CHUNK_PLAINTEXT, nonce};
+use super::crec::{
+    Codec, CrecError, CrecHeader, CrecWriter, MAX_CHUNK_LEN, MAX_CHUNK_PLAINTEXT, MIN_CHUNK_LEN,
+    nonce,
+};
 use super::crec_reader::{Chunk, Completeness, CrecReader};
 use crate::keys::Dek;
 
@@ -239,20 +242,28 @@ fn chunk_errors() {
         with(vec![c[0].clone(), m, c[2].clone()]),
         Err(CrecError::ChunkModified { index: 1 })
     ));
+    let at = f.head.len() + c[0].len();
     let mut m = c[1].clone();
     m[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
     assert!(matches!(
         with(vec![c[0].clone(), m]),
-        Err(CrecError::ChunkLengthInvalid {
+        Err(CrecError::ChunkTooLong {
             index: 1,
-            len: u32::MAX
-        })
+            offset,
+            length: u32::MAX,
+            limit: MAX_CHUNK_LEN,
+        }) if offset == at
     ));
     let mut m = c[1].clone();
     m[0..4].copy_from_slice(&3u32.to_be_bytes());
     assert!(matches!(
         with(vec![c[0].clone(), m]),
-        Err(CrecError::ChunkLengthInvalid { index: 1, len: 3 })
+        Err(CrecError::ChunkTooShort {
+            index: 1,
+            length: 3,
+            minimum: MIN_CHUNK_LEN,
+            ..
+        })
     ));
     for extra in [vec![0u8], vec![0u8; 100], c[2].clone()] {
         let mut bytes = f.bytes();

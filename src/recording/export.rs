@@ -143,46 +143,101 @@ impl Recorder {
     pub async fn decrypt(&self, id: &str) -> Result<Decrypted, ExportError> {
         let sealed = self.open_sealed(id).await?;
         let reader = sealed.reader()?;
-        let codec = codec_of(&reader);
-        let (chunks, completeness) = reader.read_all()?;
-        let (mut caller, mut callee) = (Vec::new(), Vec::new());
-        for chunk in chunks {
-            // Chunks are contiguous by construction; a gap (none expected)
-            // becomes silence so the two channels stay aligned.
-            let at = usize::try_from(chunk.media_start_ms.saturating_mul(8)).unwrap_or(usize::MAX);
-            while caller.len() < at {
-                caller.push(codec.silence());
-                callee.push(codec.silence());
-            }
-            for frame in chunk.plaintext.chunks_exact(2) {
-                caller.push(frame[0]);
-                callee.push(frame[1]);
-            }
-        }
+        let audio = Audio::read(&reader)?;
         drop(reader);
         Ok(Decrypted {
             row: sealed.row,
+            caller: audio.caller,
+            callee: audio.callee,
+            codec: audio.codec,
+            completeness: audio.completeness,
+        })
+    }
+}
+
+/// A recording's audio, decrypted: both channels on one timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audio {
+    /// G.711 bytes of the caller's side.
+    pub caller: Vec<u8>,
+    /// G.711 bytes of the callee's side.
+    pub callee: Vec<u8>,
+    /// Their codec.
+    pub codec: Codec,
+    /// Whether the file ended properly or was cut short (a crash).
+    pub completeness: Completeness,
+}
+
+impl Audio {
+    /// Decrypts every chunk of `reader` in order, or fails with the first
+    /// damage found (a chunk that does not authenticate, or one the index
+    /// refused: see [`super::crec_index`]). Each chunk is placed at its own
+    /// authenticated media start, after silence for a gap (none expected);
+    /// the index guarantees chunks never overlap and end within
+    /// [`super::crec::MAX_RECORDING_MS`], so the channels grow only with
+    /// authenticated audio, up to that bound.
+    pub fn read(reader: &CrecReader<'_>) -> Result<Audio, super::crec::CrecError> {
+        let codec = codec_of(reader);
+        let (mut caller, mut callee) = (Vec::new(), Vec::new());
+        let mut chunks = reader.chunks();
+        for chunk in chunks.by_ref() {
+            let chunk = chunk?;
+            let at = chunk
+                .media_start_ms
+                .saturating_mul(super::crec::SAMPLES_PER_MS);
+            let at = usize::try_from(at).unwrap_or(usize::MAX);
+            if at < caller.len() {
+                // The index refuses overlapping chunks; kept as a check.
+                return Err(super::crec::CrecError::MediaStartOutOfRange {
+                    index: chunk.index,
+                    media_start_ms: chunk.media_start_ms,
+                    earliest_ms: (caller.len() as u64).div_ceil(super::crec::SAMPLES_PER_MS),
+                    latest_ms: super::crec::MAX_RECORDING_MS,
+                });
+            }
+            caller.resize(at, codec.silence());
+            callee.resize(at, codec.silence());
+            for frame in chunk.plaintext.chunks_exact(2) {
+                if let [a, b] = frame {
+                    caller.push(*a);
+                    callee.push(*b);
+                }
+            }
+        }
+        Ok(Audio {
             caller,
             callee,
             codec,
-            completeness,
+            completeness: chunks.status(),
         })
     }
+
+    /// The audio as a 16-bit PCM stereo WAV file (caller left).
+    pub fn to_wav(&self) -> Vec<u8> {
+        wav_file(&self.caller, &self.callee, self.codec)
+    }
+}
+
+/// Two channels of G.711 as a whole 16-bit stereo WAV file (caller left).
+/// Its `data` length is exact: a recording is at most
+/// [`super::crec::MAX_RECORDING_MS`] long, which fits 32 bits.
+fn wav_file(caller: &[u8], callee: &[u8], codec: Codec) -> Vec<u8> {
+    let pcm = wav::interleave_pcm16(caller, callee, codec);
+    let len = u32::try_from(pcm.len()).unwrap_or(wav::UNKNOWN_SIZE);
+    let mut out = Vec::with_capacity(pcm.len().saturating_add(wav::HEADER_LEN));
+    out.extend_from_slice(&wav::wav_header(2, super::g711::SAMPLE_RATE, len));
+    out.extend_from_slice(&pcm);
+    out
 }
 
 impl Decrypted {
     /// The recording as a 16-bit PCM stereo WAV file (caller left).
     pub fn to_wav(&self) -> Vec<u8> {
-        let pcm = wav::interleave_pcm16(&self.caller, &self.callee, self.codec);
-        let len = u32::try_from(pcm.len()).unwrap_or(u32::MAX);
-        let mut out = Vec::with_capacity(pcm.len() + wav::HEADER_LEN);
-        out.extend_from_slice(&wav::wav_header(2, 8000, len));
-        out.extend_from_slice(&pcm);
-        out
+        wav_file(&self.caller, &self.callee, self.codec)
     }
 
     /// Audio length in milliseconds.
     pub fn duration_ms(&self) -> u64 {
-        self.caller.len() as u64 / 8
+        self.caller.len() as u64 / super::crec::SAMPLES_PER_MS
     }
 }

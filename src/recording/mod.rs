@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`align`] | both directions onto one timeline (loss, reordering, hold) |
 //! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
+//! | [`crec_index`], [`crec_source`] | where a file's chunks are, every clear field bounded before use; reading at offsets |
 //! | [`blob`] | where encrypted files live (local files; object storage later) |
 //! | `tap`, `writer` | from the relay's packets to sealed, synced chunks |
 //! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
@@ -18,10 +19,13 @@
 pub mod align;
 pub mod blob;
 pub mod crec;
+pub mod crec_index;
 pub mod crec_reader;
 pub mod crec_source;
 #[cfg(test)]
 mod crec_tests;
+#[cfg(test)]
+mod damage_tests;
 pub mod export;
 /// G.711 lives with the rest of the media vocabulary; the old path stays
 /// for the code being moved.

@@ -73,11 +73,21 @@ fn the_whole_range_is_the_export() {
     let (bytes, full) = file(&long());
     let d = dek();
     let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
-    let layout = WavLayout::new(&reader, Codec::Pcmu);
-    assert_eq!(reader.decryptions(), 0, "laying out decrypts nothing");
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    assert_eq!(
+        reader.decryptions(),
+        1,
+        "laying out authenticates the last chunk"
+    );
     assert_eq!(layout.len(), full.len() as u64);
     assert_eq!(layout.duration_ms(), 20_500);
+    assert!(layout.is_complete());
     assert_eq!(read(&reader, &layout, 0, layout.len()), full);
+    assert_eq!(
+        reader.decryptions(),
+        10,
+        "each chunk once: the last is kept"
+    );
 }
 
 #[test]
@@ -85,41 +95,155 @@ fn a_middle_range_decrypts_only_its_chunks() {
     let (bytes, full) = file(&long());
     let d = dek();
     let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
-    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
     // 10.5 s to 11.5 s: inside chunk 5 (10 s..12 s) alone.
     let at = |ms: u64| 44 + ms * 32;
+    assert_eq!(reader.decryptions(), 1, "the last chunk, for the length");
     let got = read(&reader, &layout, at(10_500), at(11_500));
     assert_eq!(got, full[at(10_500) as usize..at(11_500) as usize]);
-    assert_eq!(reader.decryptions(), 1);
+    assert_eq!(reader.decryptions(), 2);
     // Across a chunk boundary: two chunks.
     let got = read(&reader, &layout, at(11_900), at(12_100));
     assert_eq!(got, full[at(11_900) as usize..at(12_100) as usize]);
-    assert_eq!(reader.decryptions(), 3);
-    // Inside the gap: silence, nothing decrypted.
+    assert_eq!(reader.decryptions(), 4);
+    // Inside the gap: silence, once the chunks on both sides of it
+    // authenticate (their ends are the gap's).
     let got = read(&reader, &layout, at(14_100), at(14_400));
     assert_eq!(got, full[at(14_100) as usize..at(14_400) as usize]);
-    assert_eq!(reader.decryptions(), 3);
-    // The header alone.
+    assert_eq!(reader.decryptions(), 6);
+    // Across the gap into the chunk after it: that chunk once.
+    let got = read(&reader, &layout, at(14_400), at(14_600));
+    assert_eq!(got, full[at(14_400) as usize..at(14_600) as usize]);
+    assert_eq!(reader.decryptions(), 8);
+    // The header alone (authenticated with the length).
     assert_eq!(read(&reader, &layout, 0, 44), full[..44]);
-    assert_eq!(reader.decryptions(), 3);
+    assert_eq!(reader.decryptions(), 8);
 }
 
 #[test]
 fn a_tampered_chunk_fails_the_range_that_needs_it() {
-    let (mut bytes, _) = file(&long());
+    let (mut bytes, full) = file(&long());
     let d = dek();
-    let n = bytes.len();
-    bytes[n - 100] ^= 1; // inside the last chunk
+    let chunk = |i: usize| {
+        let r = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+        r.chunk_info(i).unwrap()
+    };
+    let five = chunk(5);
+    bytes[five.offset + 100] ^= 1; // inside chunk 5's ciphertext
     let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
-    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
     let len = layout.len();
+    assert_eq!(len, full.len() as u64, "the length is the last chunk's");
     let first: Result<Vec<_>, _> = layout.range(&reader, 0, 1000).collect();
     assert!(first.is_ok(), "the start is intact");
-    let last: Result<Vec<_>, _> = layout.range(&reader, len - 10, len).collect();
+    // The whole file: the authentic pieces, then the error, then nothing.
+    let pieces: Vec<_> = layout.range(&reader, 0, len).collect();
+    let (good, bad): (Vec<_>, Vec<_>) = pieces.into_iter().partition(Result::is_ok);
+    let good: Vec<u8> = good.into_iter().flat_map(Result::unwrap).collect();
+    assert_eq!(good, full[..good.len()], "only authentic bytes, in place");
+    assert_eq!(
+        good.len() as u64,
+        44 + 10_000 * 32,
+        "everything before chunk 5"
+    );
     assert!(matches!(
-        last,
+        bad[..],
+        [Err(crec::CrecError::ChunkModified { index: 5 })]
+    ));
+}
+
+#[test]
+fn a_tampered_last_chunk_fails_the_layout() {
+    let (mut bytes, _) = file(&long());
+    let n = bytes.len();
+    bytes[n - 100] ^= 1; // inside the last chunk
+    let d = dek();
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    assert!(matches!(
+        WavLayout::new(&reader, Codec::Pcmu),
         Err(crec::CrecError::ChunkModified { index: 9 })
     ));
+}
+
+#[test]
+fn a_forged_gap_is_never_played_as_silence() {
+    // Chunk 6 claims to start 300 ms late (12.3 s): that leaves room before
+    // chunk 7 (14.5 s), so the index takes it, and the layout has a gap
+    // where chunk 6's audio really is.
+    let (mut bytes, full) = file(&long());
+    let d = dek();
+    let six = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
+        .unwrap()
+        .chunk_info(6)
+        .unwrap();
+    bytes[six.offset + 8..six.offset + 16].copy_from_slice(&12_300u64.to_be_bytes());
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    let at = |ms: u64| 44 + ms * 32;
+    let gap: Result<Vec<_>, _> = layout.range(&reader, at(12_100), at(12_200)).collect();
+    assert!(
+        matches!(gap, Err(crec::CrecError::ChunkModified { index: 6 })),
+        "{gap:?}"
+    );
+    // Chunk 7 is authentic and in its place.
+    let got = read(&reader, &layout, at(14_600), at(14_700));
+    assert_eq!(got, full[at(14_600) as usize..at(14_700) as usize]);
+}
+
+/// Found by the `crec_playback` fuzz target: an empty chunk's tag could
+/// be changed and the whole file still played as complete (its bytes were
+/// all authentic, but the damage went unnoticed).
+#[test]
+fn reading_through_an_empty_chunk_authenticates_it() {
+    let (mut bytes, full) = file(&[(0, 104), (13, 0), (13, 0), (13, 4)]);
+    let d = dek();
+    let one = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
+        .unwrap()
+        .chunk_info(1)
+        .unwrap();
+    bytes[one.offset + 30] ^= 1; // its tag: it has no ciphertext
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    let pieces: Vec<_> = layout.range(&reader, 0, layout.len()).collect();
+    let good: Vec<u8> = pieces
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(good, full[..good.len()]);
+    assert!(
+        matches!(
+            pieces.last(),
+            Some(Err(crec::CrecError::ChunkModified { index: 1 }))
+        ),
+        "{pieces:?}"
+    );
+    // A range that does not reach it is whole.
+    assert_eq!(read(&reader, &layout, 0, 44 + 400), full[..444]);
+
+    // Found by the fuzz target next: an empty chunk at the very end of the
+    // audio (before an empty last chunk) is read through by any range that
+    // reaches the end of the file.
+    let (mut bytes, full) = file(&[(0, 104), (13, 0), (13, 0)]);
+    let one = CrecReader::open(&bytes, Uuid::from_u128(ID), &d)
+        .unwrap()
+        .chunk_info(1)
+        .unwrap();
+    bytes[one.offset + 30] ^= 1;
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    assert_eq!(layout.len(), full.len() as u64);
+    for start in [0, 44, 400, layout.len() - 1] {
+        let pieces: Vec<_> = layout.range(&reader, start, layout.len()).collect();
+        assert!(
+            matches!(
+                pieces.last(),
+                Some(Err(crec::CrecError::ChunkModified { index: 1 }))
+            ),
+            "from {start}: {pieces:?}"
+        );
+    }
 }
 
 #[test]
@@ -127,7 +251,7 @@ fn an_empty_recording_is_a_header() {
     let (bytes, full) = file(&[]);
     let d = dek();
     let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
-    let layout = WavLayout::new(&reader, Codec::Pcmu);
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
     assert!(layout.is_empty());
     assert_eq!(read(&reader, &layout, 0, u64::MAX), full);
 }
@@ -164,15 +288,23 @@ proptest! {
     /// Any range is the same bytes as the full file at that offset.
     #[test]
     fn any_range_is_a_slice_of_the_whole(
-        sizes in proptest::collection::vec(0usize..900, 0..6),
+        chunks in proptest::collection::vec((0usize..900, 0u64..3), 0..6),
         a in 0u64..12_000,
         n in 0u64..6_000,
     ) {
-        let parts: Vec<(u64, usize)> = sizes.iter().enumerate().map(|(i, s)| (i as u64 * 100, *s)).collect();
+        // Each chunk starts where the previous ends (rounded up to a
+        // millisecond), after a gap of 0 to 2 ms.
+        let mut parts = Vec::new();
+        let mut end_ms = 0;
+        for (samples, gap) in chunks {
+            let ms = end_ms + gap;
+            parts.push((ms, samples));
+            end_ms = (ms * 8 + samples as u64).div_ceil(8);
+        }
         let (bytes, full) = file(&parts);
         let d = dek();
         let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
-        let layout = WavLayout::new(&reader, Codec::Pcmu);
+        let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
         prop_assert_eq!(layout.len(), full.len() as u64);
         let (start, end) = (a.min(layout.len()), (a + n).min(layout.len()));
         let got = read(&reader, &layout, start, end);
@@ -202,10 +334,12 @@ fn read_at_offsets_a_middle_range_reads_little_of_the_file() {
     let f = Counting(bytes, Default::default());
     let d = dek();
     let reader = CrecReader::open_at(&f, Uuid::from_u128(ID), &d).unwrap();
-    let layout = WavLayout::new(&reader, Codec::Pcmu);
     let indexed = f.1.load(std::sync::atomic::Ordering::Relaxed);
-    // The header read is capped by the file's size; then 16 bytes a chunk.
-    assert!(indexed <= total.min(1 << 18) + 10 * 16, "{indexed}");
+    // The header read is capped by the file's size; then 24 bytes a chunk.
+    assert!(indexed <= total.min(1 << 18) + 10 * 24, "{indexed}");
+    let layout = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+    let laid_out = f.1.load(std::sync::atomic::Ordering::Relaxed) - indexed;
+    assert!(laid_out < 33_000, "the last chunk alone: {laid_out}");
     let at = |ms: u64| 44 + ms * 32;
     let before = f.1.load(std::sync::atomic::Ordering::Relaxed);
     let got = read(&reader, &layout, at(10_500), at(11_500));

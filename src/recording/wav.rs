@@ -5,8 +5,9 @@
 //! streaming writer must know the total length. When it is unknown (live
 //! export), [`WavEncoder`] writes `0xFFFFFFFF` for both sizes; most readers
 //! (ffmpeg, sox, libsndfile) then read until end of file. A recording longer
-//! than a 32-bit `data` size allows (~3.1 h in stereo at 8 kHz) is written
-//! the same way.
+//! than a 32-bit `data` size allows (about 37 h in 16-bit stereo at 8 kHz,
+//! 32,000 bytes a second) would be written the same way; recordings are at
+//! most 25 h ([`super::crec::MAX_RECORDING_MS`]), so theirs always fits.
 
 use thiserror::Error;
 

@@ -11,6 +11,7 @@ mod harness;
 mod hsm;
 mod https;
 mod playback;
+mod playback_damage;
 mod pseudonyms;
 mod recording_states;
 mod retention;

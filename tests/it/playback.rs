@@ -81,7 +81,16 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(h["content-length"], full.len().to_string().as_str());
     assert_eq!(&full[..4], b"RIFF");
     let all_chunks = decrypted(&api);
-    assert_eq!(all_chunks, 10, "a full download decrypts every chunk once");
+    // Ten chunks of 2 s, and the writer's last chunk, empty.
+    let chunks = {
+        let sealed = rig.recorder.open_sealed(&rec.id).await.unwrap();
+        sealed.reader().unwrap().chunk_count() as u64
+    };
+    assert_eq!(chunks, 11);
+    assert_eq!(
+        all_chunks, chunks,
+        "a full download decrypts every chunk once"
+    );
     // The audio is what was sent: at 10.01 s (packet 500) the caller sent
     // byte 500 % 97 + 1 and the callee 500 % 89 + 128.
     let at = 44 + 10_010 * 32;
@@ -89,7 +98,8 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(sample(at), Codec::Pcmu.decode((500 % 97) as u8 + 1));
     assert_eq!(sample(at + 2), Codec::Pcmu.decode((500 % 89) as u8 + 128));
 
-    // HEAD: the same headers, no audio, nothing decrypted, nothing audited.
+    // HEAD: the same headers, no audio, nothing audited; the last chunk
+    // alone is decrypted, to authenticate the length.
     let r = reqwest::Client::new()
         .head(format!("{}{path}", api.base))
         .bearer_auth(api.token("agent"))
@@ -101,7 +111,8 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
         r.headers()["content-length"],
         full.len().to_string().as_str()
     );
-    assert_eq!(decrypted(&api), all_chunks);
+    assert_eq!(decrypted(&api), all_chunks + 1);
+    let all_chunks = all_chunks + 1;
 
     // One second from the middle: exactly the full download's bytes there,
     // for the one chunk it covers.
@@ -117,7 +128,11 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
     assert_eq!(part, full[start as usize..end as usize]);
     let needed = chunks_of(&rig, &rec, start, end).await;
     assert_eq!(needed.len(), 1);
-    assert_eq!(decrypted(&api) - all_chunks, 1, "only chunk {needed:?}");
+    assert_eq!(
+        decrypted(&api) - all_chunks,
+        2,
+        "only chunk {needed:?}, and the last one for the length"
+    );
 
     // Across a chunk boundary: two chunks.
     let before = decrypted(&api);
@@ -131,7 +146,7 @@ async fn range_requests_decrypt_only_the_chunks_they_need(db: Db) {
         .await;
     assert_eq!(r.bytes().await.unwrap(), full[start as usize..end as usize]);
     let needed = chunks_of(&rig, &rec, start, end).await;
-    assert_eq!(decrypted(&api) - before, needed.len() as u64);
+    assert_eq!(decrypted(&api) - before, needed.len() as u64 + 1);
     assert_eq!(needed.len(), 2);
 
     // The last 100 bytes; an open-ended range; past the end.
