@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use ansim::keys::Dek;
+use ansim::media::g711::Codec;
 use ansim::media::{Leg, MediaTap, Packet, PacketKind, RtpPacket};
 use ansim::recording::align::{AlignConfig, Aligner, Block};
 use ansim::recording::blob::{BlobStore, BlobWriter, LocalBlobStore};
-use ansim::recording::crec::{Codec as CrecCodec, CrecHeader, CrecWriter};
+use ansim::recording::crec::{CrecHeader, CrecWriter};
 use ansim::recording::crec_reader::CrecReader;
 use ansim::recording::crec_source::ReadAt;
-use ansim::recording::g711::Codec;
 use ansim::recording::{CHUNK_MEDIA, RecordingTap};
 use tokio::sync::mpsc;
 
@@ -393,7 +393,7 @@ fn header() -> CrecHeader {
         recording_id: uuid::Uuid::new_v4(),
         call_id: "bench-call-0123456789abcdef".into(),
         epoch_id: "2026-12".into(),
-        codec: CrecCodec::Pcmu,
+        codec: Codec::Pcmu,
         sample_rate: 8000,
         channels: 2,
         created_ms: 0,

@@ -24,7 +24,7 @@ use ansim::keys::Dek;
 use ansim::recording::crec::{Codec, CrecError, CrecHeader, CrecWriter};
 use ansim::recording::crec_reader::CrecReader;
 use ansim::recording::export::Audio;
-use ansim::recording::g711;
+use ansim::media::g711;
 use ansim::recording::playback::WavLayout;
 use ansim::recording::wav;
 use libfuzzer_sys::fuzz_target;

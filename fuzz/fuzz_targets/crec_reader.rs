@@ -10,7 +10,8 @@
 #![no_main]
 
 use ansim::keys::Dek;
-use ansim::recording::crec::{Codec, CrecHeader, CrecWriter};
+use ansim::media::g711::Codec;
+use ansim::recording::crec::{CrecHeader, CrecWriter};
 use ansim::recording::crec_reader::CrecReader;
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;

@@ -48,8 +48,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::g711::Codec;
 use crate::media::RtpPacket;
+use crate::media::g711::Codec;
 
 /// Samples per millisecond at 8000 Hz.
 const SAMPLES_PER_MS: i64 = 8;

@@ -339,7 +339,8 @@ mod tests {
     #[test]
     fn object_safe_and_crec_round_trip() {
         use crate::keys::Dek;
-        use crate::recording::crec::{Codec, CrecHeader, CrecWriter};
+        use crate::media::g711::Codec;
+        use crate::recording::crec::{CrecHeader, CrecWriter};
         use crate::recording::crec_reader::{Completeness, CrecReader};
         let (_d, s) = store();
         let store: &dyn BlobStore = &s;

@@ -39,6 +39,7 @@
 //! [`super::crec_index`] enforces all of this before anything trusts a
 //! clear field.
 
+use crate::media::g711::Codec;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -92,34 +93,6 @@ const SALT_LEN: usize = 32;
 const PREFIX_LEN: usize = 7;
 const INFO_KEY: &[u8] = b"ansim/crec/v1";
 const INFO_COMMIT: &[u8] = b"ansim/crec/v1/commit";
-
-/// Audio codec of the stored payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
-    /// G.711 μ-law (RTP payload type 0).
-    Pcmu,
-    /// G.711 A-law (RTP payload type 8).
-    Pcma,
-}
-
-impl Codec {
-    /// The byte stored in the header (the RTP static payload type).
-    pub fn to_byte(self) -> u8 {
-        match self {
-            Codec::Pcmu => 0,
-            Codec::Pcma => 8,
-        }
-    }
-
-    /// Parses the header byte; `None` for anything but 0 and 8.
-    pub fn from_byte(b: u8) -> Option<Codec> {
-        match b {
-            0 => Some(Codec::Pcmu),
-            8 => Some(Codec::Pcma),
-            _ => None,
-        }
-    }
-}
 
 /// The descriptive fields of a CREC header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +329,7 @@ fn encode_body(
     out.extend_from_slice(h.recording_id.as_bytes());
     put_str(&mut out, &h.call_id, "call id longer than 65535 bytes")?;
     put_str(&mut out, &h.epoch_id, "epoch id longer than 65535 bytes")?;
-    out.push(h.codec.to_byte());
+    out.push(h.codec.payload_type());
     out.extend_from_slice(&h.sample_rate.to_be_bytes());
     out.push(h.channels);
     out.extend_from_slice(&h.created_ms.to_be_bytes());
@@ -407,7 +380,7 @@ pub(crate) fn parse_header(bytes: &[u8]) -> Result<ParsedHeader, CrecError> {
     let call_id = c.string()?;
     let epoch_id = c.string()?;
     let [codec] = c.arr()?;
-    let codec = Codec::from_byte(codec).ok_or(CrecError::HeaderCorrupt("unknown codec"))?;
+    let codec = Codec::from_payload_type(codec).ok_or(CrecError::HeaderCorrupt("unknown codec"))?;
     let sample_rate = u32::from_be_bytes(c.arr()?);
     let [channels] = c.arr()?;
     let created_ms = i64::from_be_bytes(c.arr()?);

@@ -2,10 +2,11 @@
 //! have produced stops the index, with an error naming the chunk, before
 //! anything uses it; the chunks before it still read.
 
+use crate::media::g711::Codec;
 use uuid::Uuid;
 
 use super::super::crec::{
-    Codec, CrecError, CrecHeader, CrecWriter, MAX_CHUNKS, MAX_RECORDING_MS, SAMPLES_PER_MS,
+    CrecError, CrecHeader, CrecWriter, MAX_CHUNKS, MAX_RECORDING_MS, SAMPLES_PER_MS,
 };
 use super::super::crec_reader::{Completeness, CrecReader};
 use super::super::crec_source::{MAX_READ, Source};

@@ -314,7 +314,8 @@ impl Iterator for Chunks<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recording::crec::{Codec, CrecWriter};
+    use crate::media::g711::Codec;
+    use crate::recording::crec::CrecWriter;
     use proptest::prelude::*;
 
     fn valid_file(dek: &Dek, id: Uuid) -> Vec<u8> {

@@ -1,11 +1,11 @@
 //! Tests of the CREC writer and reader (unit and property tests).
 
+use crate::media::g711::Codec;
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::crec::{
-    Codec, CrecError, CrecHeader, CrecWriter, MAX_CHUNK_LEN, MAX_CHUNK_PLAINTEXT, MIN_CHUNK_LEN,
-    nonce,
+    CrecError, CrecHeader, CrecWriter, MAX_CHUNK_LEN, MAX_CHUNK_PLAINTEXT, MIN_CHUNK_LEN, nonce,
 };
 use super::crec_reader::{Chunk, Completeness, CrecReader};
 use crate::keys::Dek;

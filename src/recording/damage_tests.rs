@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use super::crec::{Codec as CrecCodec, CrecError, CrecHeader, CrecWriter};
+use super::crec::{CrecError, CrecHeader, CrecWriter};
 use super::crec_reader::{Completeness, CrecReader};
 use super::export::Audio;
-use super::g711::Codec;
 use super::playback::WavLayout;
 use super::wav;
 use crate::keys::Dek;
+use crate::media::g711::Codec;
 
 const ID: u128 = 0x5eed;
 /// Longest one change may take (a debug build on a busy machine).
@@ -67,7 +67,7 @@ fn recording() -> Recording {
         recording_id: Uuid::from_u128(ID),
         call_id: "cal_damage".into(),
         epoch_id: "ep-6m-1".into(),
-        codec: CrecCodec::Pcmu,
+        codec: Codec::Pcmu,
         sample_rate: 8000,
         channels: 2,
         created_ms: 1_790_000_000_000,

@@ -4,10 +4,10 @@
 
 use super::crec_reader::{Completeness, CrecReader};
 use super::crec_source::ReadAt;
-use super::g711::Codec;
 use super::service::Recorder;
 use super::wav;
 use crate::keys::{DekBinding, KeyError, WrappedDek};
+use crate::media::g711::Codec;
 use crate::store::RecordingRow;
 
 /// Why a recording cannot be read.
@@ -86,10 +86,7 @@ impl Sealed {
 
 /// The G.711 codec a recording's header names.
 pub fn codec_of(reader: &CrecReader<'_>) -> Codec {
-    match reader.header().codec {
-        super::crec::Codec::Pcmu => Codec::Pcmu,
-        super::crec::Codec::Pcma => Codec::Pcma,
-    }
+    reader.header().codec
 }
 
 impl Recorder {
@@ -225,7 +222,7 @@ fn wav_file(caller: &[u8], callee: &[u8], codec: Codec) -> Vec<u8> {
     let pcm = wav::interleave_pcm16(caller, callee, codec);
     let len = u32::try_from(pcm.len()).unwrap_or(wav::UNKNOWN_SIZE);
     let mut out = Vec::with_capacity(pcm.len().saturating_add(wav::HEADER_LEN));
-    out.extend_from_slice(&wav::wav_header(2, super::g711::SAMPLE_RATE, len));
+    out.extend_from_slice(&wav::wav_header(2, crate::media::g711::SAMPLE_RATE, len));
     out.extend_from_slice(&pcm);
     out
 }

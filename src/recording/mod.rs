@@ -27,9 +27,6 @@ mod crec_tests;
 #[cfg(test)]
 mod damage_tests;
 pub mod export;
-/// G.711 lives with the rest of the media vocabulary; the old path stays
-/// for the code being moved.
-pub use crate::media::g711;
 pub mod playback;
 pub mod rewrap;
 mod service;

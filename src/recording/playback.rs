@@ -37,8 +37,8 @@
 
 use super::crec::{CrecError, SAMPLES_PER_MS};
 use super::crec_reader::{Chunk, CrecReader};
-use super::g711::{Codec, SAMPLE_RATE};
 use super::wav;
+use crate::media::g711::{Codec, SAMPLE_RATE};
 
 /// Bytes of PCM per stereo frame (two 16-bit samples).
 const FRAME_BYTES: u64 = 4;

@@ -5,9 +5,9 @@ use uuid::Uuid;
 
 use super::{ByteRange, WavLayout};
 use crate::keys::Dek;
+use crate::media::g711::Codec;
 use crate::recording::crec::{self, CrecHeader, CrecWriter};
 use crate::recording::crec_reader::CrecReader;
-use crate::recording::g711::Codec;
 use crate::recording::wav;
 
 const ID: u128 = 42;
@@ -23,7 +23,7 @@ fn file(parts: &[(u64, usize)]) -> (Vec<u8>, Vec<u8>) {
         recording_id: Uuid::from_u128(ID),
         call_id: "cal_x".into(),
         epoch_id: "ep-x".into(),
-        codec: crec::Codec::Pcmu,
+        codec: Codec::Pcmu,
         sample_rate: 8000,
         channels: 2,
         created_ms: 0,

@@ -11,7 +11,7 @@
 
 use thiserror::Error;
 
-use super::g711::Codec;
+use crate::media::g711::Codec;
 
 pub use crate::media::wav::{HEADER_LEN, UNKNOWN_SIZE, wav_header};
 
@@ -76,7 +76,11 @@ impl WavEncoder {
     fn header_once(&mut self, out: &mut Vec<u8>) {
         if !self.header_done {
             self.header_done = true;
-            out.extend_from_slice(&wav_header(2, super::g711::SAMPLE_RATE, self.declared));
+            out.extend_from_slice(&wav_header(
+                2,
+                crate::media::g711::SAMPLE_RATE,
+                self.declared,
+            ));
         }
     }
 

@@ -32,11 +32,11 @@ use tokio::sync::mpsc;
 
 use super::align::{AlignConfig, Aligner, Block};
 use super::blob::BlobWriter;
-use super::crec::{Codec as CrecCodec, CrecHeader, CrecWriter};
-use super::g711::Codec;
+use super::crec::{CrecHeader, CrecWriter};
 use super::service::{Recorder, RecordingMeta};
 use super::tap::TapPacket;
 use crate::keys::{Dek, DekBinding};
+use crate::media::g711::Codec;
 use crate::store::{RecordingEnd, RecordingRow};
 
 /// Audio per chunk at most.
@@ -279,10 +279,7 @@ async fn start(
         recording_id,
         call_id: meta.call_id.clone(),
         epoch_id: row.epoch_id.clone(),
-        codec: match codec {
-            Codec::Pcmu => CrecCodec::Pcmu,
-            Codec::Pcma => CrecCodec::Pcma,
-        },
+        codec,
         sample_rate: 8000,
         channels: 2,
         created_ms: row.started_at.as_millis(),

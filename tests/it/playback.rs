@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use ansim::clock::Clock;
-use ansim::recording::g711::Codec;
+use ansim::media::g711::Codec;
 use ansim::retention::{NoFaults, sweep};
 use ansim::store::{RecordingRow, Role};
 use serde_json::json;

@@ -1,8 +1,8 @@
 //! Tests of the aligner on synthetic packet streams.
 
 use super::*;
+use crate::media::g711::{decode_all, encode_all};
 use crate::media::rtp::build;
-use crate::recording::g711::{decode_all, encode_all};
 use crate::recording::wav::{deinterleave_pcm16, goertzel_power, interleave_pcm16};
 use proptest::prelude::*;
 

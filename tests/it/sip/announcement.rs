@@ -51,7 +51,7 @@ async fn announcement_plays_to_both_phones_before_the_bridge() {
     let samples = tone();
     let ulaw: Vec<u8> = samples
         .iter()
-        .map(|&s| ansim::recording::g711::linear_to_ulaw(s))
+        .map(|&s| ansim::media::g711::linear_to_ulaw(s))
         .collect();
     let t = SipTest::start_with_announcement("127.0.0.1/32", &samples).await;
     let PhoneCall {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ansim::recording::g711::{Codec, encode_all};
+use ansim::media::g711::{Codec, encode_all};
 use ansim::recording::wav::goertzel_power;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use ansim::recording::g711::{Codec, encode_all};
+use ansim::media::g711::{Codec, encode_all};
 use ansim::recording::wav::{deinterleave_pcm16, goertzel_power};
 
 use super::*;
