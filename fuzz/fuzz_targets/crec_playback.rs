@@ -21,7 +21,8 @@
 #![no_main]
 
 use ansim::keys::Dek;
-use ansim::recording::crec::{Codec, CrecError, CrecHeader, CrecWriter};
+use ansim::media::g711::Codec;
+use ansim::recording::crec::{CrecError, CrecHeader, CrecWriter};
 use ansim::recording::crec_reader::CrecReader;
 use ansim::recording::export::Audio;
 use ansim::media::g711;
