@@ -59,11 +59,13 @@ pub(super) async fn to_expiry_epoch(
     row: &RecordingRow,
     expires_at: Timestamp,
 ) -> Result<(), RewrapError> {
-    let target = rec.policy.epoch_of_expiry(&row.retention_class, expires_at);
+    let target = rec
+        .policy()
+        .epoch_of_expiry(&row.retention_class, expires_at);
     if target == row.epoch_id {
         return Ok(());
     }
-    rec.ensure_epoch_kek(&target)?;
+    rec.ensure_key(&target)?;
     let wrapped = wrapped_under(rec, row, &target)?;
     let moved = rec
         .store

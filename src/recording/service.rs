@@ -196,15 +196,15 @@ pub struct RecordingMeta {
 /// Starts and finishes recordings. Shared by the SIP engine.
 pub struct Recorder {
     /// Recording rows and wrapped DEKs.
-    pub(crate) store: Store,
+    pub(super) store: Store,
     /// Epoch KEKs, apart from the database.
-    pub(crate) keys: Arc<dyn KeyStore>,
+    pub(super) keys: Arc<dyn KeyStore>,
     /// Encrypted blobs.
-    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(super) blobs: Arc<dyn BlobStore>,
     /// Retention classes and epochs.
-    pub(crate) policy: RecordingPolicy,
+    pub(super) policy: RecordingPolicy,
     /// Wall-clock time for rows and epochs.
-    pub(crate) clock: SharedClock,
+    pub(super) clock: SharedClock,
     /// Recordings being written now.
     writers: LiveWriters,
     /// How recordings ended.
@@ -294,6 +294,12 @@ impl Recorder {
         tokio::spawn(async move { super::writer::run(this, meta, rx).await });
     }
 
+    /// The pseudonym of `number` under the pseudonym key (which must exist:
+    /// see [`Recorder::ensure_key`]).
+    pub fn pseudonym(&self, number: &crate::phone::E164) -> Result<String, KeyError> {
+        crate::keys::pseudonym(&*self.keys, number)
+    }
+
     /// The pseudonym of `number`, if the pseudonym key exists (looking
     /// never creates it).
     pub fn existing_pseudonym(
@@ -306,9 +312,71 @@ impl Recorder {
         crate::keys::pseudonym(&*self.keys, number).map(Some)
     }
 
-    /// Makes sure the KEK of `epoch_id` exists, creating it on first use.
+    /// The database of recording rows (shared with the rest of ansim).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Wall-clock time now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Ids of every key in the key store.
+    pub fn key_ids(&self) -> Result<Vec<String>, KeyError> {
+        self.keys.list()
+    }
+
+    /// Whether the key `id` exists.
+    pub fn key_exists(&self, id: &str) -> Result<bool, KeyError> {
+        self.keys.exists(id)
+    }
+
+    /// Creates the key `id` (an error if it exists).
+    pub fn create_key(&self, id: &str) -> Result<(), KeyError> {
+        self.keys.create(id)
+    }
+
+    /// Destroys the key `id`: every DEK it wraps, in any copy of the
+    /// database, becomes useless. `true` if it existed.
+    pub fn destroy_key(&self, id: &str) -> Result<bool, KeyError> {
+        self.keys.destroy(id)
+    }
+
+    /// `row`'s DEK, wrapped anew under the KEK `to` (which must exist);
+    /// the DEK is in the clear only inside the key store.
+    pub fn wrapped_under(
+        &self,
+        row: &crate::store::RecordingRow,
+        to: &str,
+    ) -> Result<crate::keys::WrappedDek, super::rewrap::RewrapError> {
+        super::rewrap::wrapped_under(self, row, to)
+    }
+
+    /// Overwrites and deletes the blob `name`; `true` if it existed.
+    pub fn delete_blob(&self, name: &str) -> Result<bool, super::blob::BlobError> {
+        self.blobs.delete(name)
+    }
+
+    /// Names of every blob, sorted.
+    pub fn blob_names(&self) -> Result<Vec<String>, super::blob::BlobError> {
+        self.blobs.list()
+    }
+
+    /// The hex SHA-256 of the blob `name` (its ciphertext), or `None` if
+    /// there is no such blob.
+    pub fn blob_sha256(&self, name: &str) -> Result<Option<String>, super::blob::BlobError> {
+        use sha2::{Digest, Sha256};
+        match self.blobs.read(name) {
+            Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
+            Err(super::blob::BlobError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes sure the key `epoch_id` exists, creating it on first use.
     /// Two calls racing to create it both end up using the one that won.
-    pub(crate) fn ensure_epoch_kek(&self, epoch_id: &str) -> Result<(), KeyError> {
+    pub fn ensure_key(&self, epoch_id: &str) -> Result<(), KeyError> {
         if self.keys.exists(epoch_id)? {
             return Ok(());
         }

@@ -196,7 +196,7 @@ fn new_row(
         .policy
         .epoch_for(&meta.retention_class, now)
         .ok_or_else(|| WriteError::Class(meta.retention_class.clone()))?;
-    rec.ensure_epoch_kek(&epoch_id)?;
+    rec.ensure_key(&epoch_id)?;
     let dek = Dek::generate();
     let binding = DekBinding {
         call_id: meta.call_id.clone(),
@@ -237,7 +237,7 @@ async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::U
             return;
         }
     };
-    if let Err(e) = rec.store.insert_recording(&row).await {
+    if let Err(e) = rec.store().insert_recording(&row).await {
         tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
         return;
     }
@@ -254,7 +254,7 @@ async fn end_failed(rec: &Recorder, row: &RecordingRow, samples: u64, why: Failu
         duration_ms: Some(i64::try_from(samples / 8).unwrap_or(i64::MAX)),
         expires_at: ended_at.saturating_add(rec.period_of(&row.retention_class)),
     };
-    if let Err(e) = rec.store.finish_recording(&row.id, &end).await {
+    if let Err(e) = rec.store().finish_recording(&row.id, &end).await {
         // Left in `recording`: reconciliation truncates it once this
         // writer is gone.
         tracing::error!(recording = %row.id, error = %e, "recording's failure could not be stored");
@@ -412,7 +412,7 @@ async fn finish(rec: &Recorder, open: &mut Open) -> Result<(), WriteError> {
         duration_ms: Some(i64::try_from(open.samples / 8).unwrap_or(i64::MAX)),
         expires_at,
     };
-    rec.store.finish_recording(&open.row.id, &end).await?;
+    rec.store().finish_recording(&open.row.id, &end).await?;
     Ok(())
 }
 

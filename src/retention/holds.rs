@@ -35,7 +35,8 @@
 
 use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
-use crate::keys::{DekBinding, WrappedDek};
+use crate::keys::WrappedDek;
+use crate::recording::rewrap::RewrapError;
 use crate::recording::{Recorder, epoch_id};
 use crate::store::{RecordingRow, StoreError, Tx};
 
@@ -50,32 +51,22 @@ pub fn new_hold_id() -> String {
     format!("hold-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// `row`'s DEK wrapped anew under the KEK `to_id`. The DEK is unwrapped and
-/// wrapped again by the key store (inside the token for an HSM); only the
-/// key module ever holds it in the clear.
+/// `row`'s DEK wrapped anew under the KEK `to_id`: the key store unwraps
+/// and wraps it (inside the token for an HSM); only the key module ever
+/// holds it in the clear.
 fn rewrapped(
     rec: &Recorder,
     row: &RecordingRow,
     to_id: &str,
 ) -> Result<WrappedDek, RetentionError> {
-    let recording_id =
-        uuid::Uuid::parse_str(&row.id).map_err(|_| RetentionError::KeyGone(row.id.clone()))?;
-    let binding = |epoch: &str| DekBinding {
-        call_id: row.call_id.clone(),
-        recording_id,
-        epoch_id: epoch.to_owned(),
-    };
-    let dek = match rec.keys.unwrap_dek(
-        &row.epoch_id,
-        &WrappedDek(row.wrapped_dek.clone()),
-        &binding(&row.epoch_id),
-    ) {
-        Err(crate::keys::KeyError::KekNotFound { .. }) => {
-            return Err(RetentionError::KeyGone(row.epoch_id.clone()));
+    rec.wrapped_under(row, to_id).map_err(|e| match e {
+        RewrapError::Keys(crate::keys::KeyError::KekNotFound { .. }) => {
+            RetentionError::KeyGone(row.epoch_id.clone())
         }
-        other => other?,
-    };
-    Ok(rec.keys.wrap_dek(to_id, &dek, &binding(to_id))?)
+        RewrapError::Keys(k) => k.into(),
+        RewrapError::Store(s) => s.into(),
+        RewrapError::BadId(_) => RetentionError::KeyGone(row.id.clone()),
+    })
 }
 
 /// Moves `row` (as read) under the KEK `to_id`, held by `held_by`.
@@ -92,7 +83,7 @@ pub(super) async fn move_dek(
         rewrapped(rec, row, to_id)?.as_bytes().to_vec()
     };
     Ok(rec
-        .store
+        .store()
         .move_recording_key(row, to_id, &wrapped, held_by)
         .await?)
 }
@@ -130,17 +121,17 @@ pub async fn apply_hold(
     faults: &dyn FaultPoint,
 ) -> Result<usize, RetentionError> {
     let state = rec
-        .store
+        .store()
         .hold_state(hold_id)
         .await?
         .ok_or_else(|| RetentionError::NoHold(hold_id.to_owned()))?;
     if state.release_requested_at.is_some() {
         return Ok(0);
     }
-    rec.ensure_epoch_kek(hold_id)?;
+    rec.ensure_key(hold_id)?;
     let mut moved = 0;
     for _ in 0..MAX_PASSES {
-        let entering = rec.store.recordings_entering_hold(hold_id).await?;
+        let entering = rec.store().recordings_entering_hold(hold_id).await?;
         if entering.is_empty() {
             if moved > 0 {
                 tracing::info!(hold = %hold_id, recordings = moved, "legal hold keys in place");
@@ -167,7 +158,7 @@ pub async fn hold(
     now: Timestamp,
 ) -> Result<String, RetentionError> {
     let id = new_hold_id();
-    let mut tx = rec.store.begin().await?;
+    let mut tx = rec.store().begin().await?;
     place_hold(&mut tx, &id, reference, recording_ids, now).await?;
     tx.commit().await?;
     apply_hold(rec, &id, &NoFaults).await?;
@@ -198,7 +189,7 @@ pub async fn release(
     faults: &dyn FaultPoint,
 ) -> Result<Released, RetentionError> {
     let state = rec
-        .store
+        .store()
         .hold_state(hold_id)
         .await?
         .ok_or_else(|| RetentionError::NoHold(hold_id.to_owned()))?;
@@ -207,13 +198,13 @@ pub async fn release(
         return Ok(out);
     }
     if state.release_requested_at.is_none() {
-        let mut tx = rec.store.begin().await?;
+        let mut tx = rec.store().begin().await?;
         tx.request_hold_release(hold_id, now).await?;
         tx.commit().await?;
     }
     let mut passes = 0;
     loop {
-        let rows = rec.store.recordings_of_hold(hold_id).await?;
+        let rows = rec.store().recordings_of_hold(hold_id).await?;
         if rows.is_empty() {
             break;
         }
@@ -227,8 +218,8 @@ pub async fn release(
     }
     // No row names the hold's KEK any more: destroying it loses nothing.
     faults.at(Step::BeforeHoldKek)?;
-    rec.keys.destroy(hold_id)?;
-    let mut tx = rec.store.begin().await?;
+    rec.destroy_key(hold_id)?;
+    let mut tx = rec.store().begin().await?;
     if tx.mark_hold_released(hold_id, now).await? {
         let event = Event::hold_released(
             now,
@@ -258,7 +249,7 @@ async fn release_one(
     // one still covers its call. Its DEK moves under that hold's KEK.
     let other = match r.held_by.as_deref() {
         Some(h) if h != hold => Some(h.to_owned()),
-        _ => rec.store.other_open_hold(&r.call_id, hold).await?,
+        _ => rec.store().other_open_hold(&r.call_id, hold).await?,
     };
     if let Some(other) = other {
         if r.held_by.as_deref() != Some(other.as_str())
@@ -269,7 +260,7 @@ async fn release_one(
         // Only apply_hold creates a hold's KEK, and only for a hold in
         // force; it moves this DEK with the hold's others.
         apply_hold(rec, &other, faults).await?;
-        let moved = rec.store.find_recording(&r.id).await?;
+        let moved = rec.store().find_recording(&r.id).await?;
         if moved.is_some_and(|m| m.epoch_id == other) {
             out.returned.push((r.id.clone(), other));
         }
@@ -285,7 +276,7 @@ async fn release_one(
     // it, or just unheld if it never left its own (still live) epoch.
     let target = if r.epoch_id == hold {
         let target = live_epoch(rec, r, now);
-        rec.ensure_epoch_kek(&target)?;
+        rec.ensure_key(&target)?;
         target
     } else {
         r.epoch_id.clone()
@@ -300,16 +291,16 @@ async fn release_one(
 /// first epoch boundary at or after its expiry.
 fn live_epoch(rec: &Recorder, r: &RecordingRow, now: Timestamp) -> String {
     let period = rec
-        .policy
+        .policy()
         .classes
         .get(&r.retention_class)
         .copied()
         .unwrap_or_default();
     let expiry = r.expires_at.unwrap_or_else(|| {
-        now.saturating_add(rec.policy.max_call)
+        now.saturating_add(rec.policy().max_call)
             .saturating_add(period)
     });
-    let width = i64::try_from(rec.policy.epoch.as_millis())
+    let width = i64::try_from(rec.policy().epoch.as_millis())
         .unwrap_or(i64::MAX)
         .max(1);
     let end = expiry

@@ -50,8 +50,6 @@ pub use holds::{Released, apply_hold, hold, new_hold_id, place_hold, release};
 pub use subject::{Kept, SubjectErasure, erase_subject, rotate};
 pub use sweep::sweep;
 
-use sha2::{Digest, Sha256};
-
 use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
 use crate::recording::{Recorder, epoch_end};
@@ -205,7 +203,7 @@ pub async fn erase_one(
         return Ok(false);
     }
     faults.at(Step::AfterRow)?;
-    rec.blobs.delete(&row.blob)?;
+    rec.delete_blob(&row.blob)?;
     faults.at(Step::AfterBlob)?;
     Ok(true)
 }
@@ -222,11 +220,7 @@ pub async fn erase_row(
     now: Timestamp,
     reason: &str,
 ) -> Result<bool, RetentionError> {
-    let hash = match rec.blobs.read(&row.blob) {
-        Ok(bytes) => Some(hex::encode(Sha256::digest(&bytes))),
-        Err(crate::recording::blob::BlobError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
+    let hash = rec.blob_sha256(&row.blob)?;
     let tomb = Tombstone {
         recording_id: row.id.clone(),
         call_id: row.call_id.clone(),
@@ -240,7 +234,7 @@ pub async fn erase_row(
         reason: reason.to_owned(),
         ciphertext_sha256: hash,
     };
-    let mut tx = rec.store.begin().await?;
+    let mut tx = rec.store().begin().await?;
     if !tx.erase_recording(&tomb, row.held_by.as_deref()).await? {
         return Ok(false);
     }
@@ -272,11 +266,11 @@ pub async fn key_status(
     now: Timestamp,
 ) -> Result<Vec<EpochStatus>, RetentionError> {
     let mut out = Vec::new();
-    for id in rec.keys.list()? {
+    for id in rec.key_ids()? {
         let Some((class, ends_at)) = epoch_end(&id) else {
             continue;
         };
-        let live = rec.store.live_in_epoch(&id).await?;
+        let live = rec.store().live_in_epoch(&id).await?;
         out.push(EpochStatus {
             due: ends_at <= now,
             id,

@@ -60,8 +60,8 @@ pub async fn erase_subject(
 ) -> Result<SubjectErasure, RetentionError> {
     let mut out = SubjectErasure::default();
     let mut epochs = Vec::new();
-    for rid in rec.store.recordings_of_number(number.as_str()).await? {
-        let Some(r) = rec.store.find_recording(&rid).await? else {
+    for rid in rec.store().recordings_of_number(number.as_str()).await? {
+        let Some(r) = rec.store().find_recording(&rid).await? else {
             continue;
         };
         if let Some(h) = &r.held_by {
@@ -99,10 +99,10 @@ pub async fn erase_subject(
             out.rotated.push((e, new));
         }
     }
-    rec.ensure_epoch_kek(super::PSEUDONYM_KEY_ID)?;
-    let pseudonym = super::pseudonym(&*rec.keys, number)?;
+    rec.ensure_key(super::PSEUDONYM_KEY_ID)?;
+    let pseudonym = rec.pseudonym(number)?;
     let counts = (out.erased.len(), out.kept.len(), out.rotated.len());
-    let mut tx = rec.store.begin().await?;
+    let mut tx = rec.store().begin().await?;
     out.pseudonymised = tx.pseudonymise_number(number, &pseudonym).await?;
     let event = Event::subject_erased(now, by.clone(), &number.masked(), counts);
     audit::append(&mut tx, &event).await?;
@@ -116,35 +116,34 @@ pub async fn rotate(rec: &Recorder, old: &str) -> Result<Option<String>, Retenti
     let Some((class, end)) = epoch_end(old) else {
         return Ok(None);
     };
-    if !rec.keys.exists(old)? {
+    if !rec.key_exists(old)? {
         return Ok(None);
     }
     let base = epoch_id(&class, end);
     let generation = rec
-        .keys
-        .list()?
+        .key_ids()?
         .iter()
         .filter_map(|k| k.strip_prefix(&format!("{base}-g"))?.parse::<u32>().ok())
         .max()
         .unwrap_or(0)
         + 1;
     let new = format!("{base}-g{generation}");
-    rec.keys.create(&new)?;
+    rec.create_key(&new)?;
     // Re-wrap until nothing is left under the old KEK (a writer may have
     // added a DEK meanwhile; a row that changed is read again), then
     // destroy it.
     loop {
-        let left = rec.store.recordings_in_epoch(old).await?;
+        let left = rec.store().recordings_in_epoch(old).await?;
         if left.is_empty() {
             break;
         }
         for rid in left {
-            if let Some(r) = rec.store.find_recording(&rid).await? {
+            if let Some(r) = rec.store().find_recording(&rid).await? {
                 move_dek(rec, &r, &new, r.held_by.as_deref()).await?;
             }
         }
     }
-    rec.keys.destroy(old)?;
+    rec.destroy_key(old)?;
     tracing::info!(from = %old, to = %new, "epoch key rotated");
     Ok(Some(new))
 }

@@ -16,7 +16,7 @@ use crate::store::BLOB_LOOKUP_BATCH;
 
 use super::{
     Erased, FaultPoint, Item, PSEUDONYM_KEY_ID, RetentionError, Step, SweepFailure, SweepReport,
-    apply_hold, erase_row, pseudonym, release,
+    apply_hold, erase_row, release,
 };
 
 /// Most recordings read per page.
@@ -79,7 +79,7 @@ async fn finish_holds(
     faults: &dyn FaultPoint,
     report: &mut SweepReport,
 ) -> Result<(), RetentionError> {
-    for hold in rec.store.holds_to_release().await? {
+    for hold in rec.store().holds_to_release().await? {
         if dry_run {
             report.holds_released.push(hold);
             continue;
@@ -89,7 +89,7 @@ async fn finish_holds(
             report.holds_released.push(hold);
         }
     }
-    for hold in rec.store.holds_to_apply().await? {
+    for hold in rec.store().holds_to_apply().await? {
         if dry_run {
             report.holds_applied.push(hold);
             continue;
@@ -113,7 +113,7 @@ async fn erase_due(
     let mut cursor: Option<(Timestamp, String)> = None;
     loop {
         let after = cursor.as_ref().map(|(t, id)| (*t, id.as_str()));
-        let due = rec.store.due_recordings(now, after, BATCH).await?;
+        let due = rec.store().due_recordings(now, after, BATCH).await?;
         let Some(last) = due.last() else {
             return Ok(());
         };
@@ -140,7 +140,7 @@ async fn erase_due(
             // The row is gone: if the blob stays, the next sweep's
             // leftover-blob step deletes it.
             isolate(
-                rec.blobs.delete(&row.blob).map_err(Into::into),
+                rec.delete_blob(&row.blob).map_err(Into::into),
                 Item::Blob(row.blob.clone()),
                 report,
             )?;
@@ -156,14 +156,14 @@ async fn orphan_blobs(
     dry_run: bool,
     report: &mut SweepReport,
 ) -> Result<(), RetentionError> {
-    let names = rec.blobs.list()?;
+    let names = rec.blob_names()?;
     for batch in names.chunks(BLOB_LOOKUP_BATCH) {
-        let in_use = rec.store.blobs_in_use(batch).await?;
+        let in_use = rec.store().blobs_in_use(batch).await?;
         // A writer stores its row before it creates its blob, so a blob
         // without a row is one whose erasure was interrupted.
         for name in batch.iter().filter(|n| !in_use.contains(*n)) {
             if !dry_run {
-                let deleted = rec.blobs.delete(name).map_err(Into::into);
+                let deleted = rec.delete_blob(name).map_err(Into::into);
                 if isolate(deleted, Item::Blob(name.clone()), report)?.is_none() {
                     continue;
                 }
@@ -202,24 +202,24 @@ async fn spent_keys(
     faults: &dyn FaultPoint,
     report: &mut SweepReport,
 ) -> Result<(), RetentionError> {
-    for id in rec.keys.list()? {
+    for id in rec.key_ids()? {
         let spent = match epoch_end(&id) {
             Some((class, end)) => end <= now || no_longer_assigned(rec, &class, end, now),
             // A hold's KEK outlives its release only if the release was
             // interrupted between destroying it and recording that.
             None if id.starts_with("hold-") => rec
-                .store
+                .store()
                 .hold_state(&id)
                 .await?
                 .is_some_and(|h| h.released_at.is_some()),
             None => false,
         };
-        if !spent || rec.store.live_in_epoch(&id).await? > 0 {
+        if !spent || rec.store().live_in_epoch(&id).await? > 0 {
             continue;
         }
         if !dry_run {
             faults.at(Step::BeforeKek)?;
-            let destroyed = rec.keys.destroy(&id).map_err(Into::into);
+            let destroyed = rec.destroy_key(&id).map_err(Into::into);
             if isolate(destroyed, Item::Key(id.clone()), report)?.is_none() {
                 continue;
             }
@@ -237,18 +237,18 @@ async fn pseudonymise(
     now: Timestamp,
     dry_run: bool,
 ) -> Result<usize, RetentionError> {
-    let before = rec.policy.pseudonymise_before(now);
-    let due = rec.store.count_pseudonymisable(before).await?.total();
+    let before = rec.policy().pseudonymise_before(now);
+    let due = rec.store().count_pseudonymisable(before).await?.total();
     // No key is created while there is nothing to hash (or in a dry run).
     if dry_run || due == 0 {
         return Ok(due);
     }
     // `epoch_kek` is the key store's get-or-create; this key has no epoch.
-    rec.ensure_epoch_kek(PSEUDONYM_KEY_ID)?;
+    rec.ensure_key(PSEUDONYM_KEY_ID)?;
     // A failed keyed hash gives "", which the store refuses as a pseudonym.
     let done = rec
-        .store
-        .pseudonymise_closed(before, |n| pseudonym(&*rec.keys, n).unwrap_or_default())
+        .store()
+        .pseudonymise_closed(before, |n| rec.pseudonym(n).unwrap_or_default())
         .await?;
     tracing::info!(
         sessions = done.sessions,
