@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use ansim::audit::{self, Action, Actor, Event};
 use ansim::clock::{ManualClock, SharedClock, Timestamp};
+use ansim::keys::epoch_id;
 use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
 use ansim::phone::E164;
 use ansim::recording::blob::{BlobStore, LocalBlobStore};
-use ansim::recording::{Recorder, RecordingPolicy, epoch_id};
+use ansim::recording::{Recorder, RecordingPolicy};
 use ansim::retention::{NoFaults, sweep};
 use ansim::store::{NewCall, RecordingRow, SqliteSync, Store};
 

@@ -7,6 +7,7 @@
 //! [`Dek::derive_aead_key`] (which hands out an opaque [`AeadKey`]), and
 //! [`KeyStore::prf`] for keyed pseudonyms of phone numbers.
 
+mod epoch;
 mod error;
 mod master;
 mod pkcs11;
@@ -14,6 +15,7 @@ mod pseudonym;
 mod store;
 mod wrap;
 
+pub use epoch::{epoch_end, epoch_id};
 pub use error::KeyError;
 pub use pkcs11::Pkcs11KeyStore;
 pub use pseudonym::{PSEUDONYM_KEY_ID, pseudonym};

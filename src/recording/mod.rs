@@ -34,9 +34,7 @@ mod tap;
 pub mod wav;
 mod writer;
 
-pub use service::{
-    LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy, epoch_end, epoch_id,
-};
+pub use service::{LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy};
 pub use tap::{RecordingTap, TapPacket};
 pub use writer::Failure;
 pub use writer::{CHUNK_MEDIA, EARLY_PACKETS, FLUSH_EVERY};

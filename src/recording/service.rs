@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::clock::{SharedClock, Timestamp};
+use crate::keys::epoch_id;
 use crate::keys::{KeyError, KeyStore};
 use crate::recording::blob::BlobStore;
 use crate::recording::tap::RecordingTap;
@@ -147,39 +148,6 @@ impl RecordingCounters {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The KEK id of the epoch of `class` that ends at `end`: the end (in Unix
-/// seconds) is part of the id, so the retention sweeper knows when a KEK may
-/// be destroyed from the key store alone, whatever the epoch width is later.
-///
-/// Rounded up to the next second, so the id never claims an earlier end.
-pub fn epoch_id(class: &str, end: Timestamp) -> String {
-    format!(
-        "ep-{class}-{}",
-        end.as_millis().saturating_add(999).div_euclid(1000)
-    )
-}
-
-/// The end of the epoch a KEK id names, if it names an epoch. A rotated
-/// epoch KEK (`ep-<class>-<end>-g<n>`, see [`crate::retention`]) names the
-/// same epoch.
-pub fn epoch_end(id: &str) -> Option<(String, Timestamp)> {
-    let rest = id.strip_prefix("ep-")?;
-    let rest = match rest.rsplit_once("-g") {
-        Some((base, generation))
-            if !generation.is_empty() && generation.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            base
-        }
-        _ => rest,
-    };
-    let (class, secs) = rest.rsplit_once('-')?;
-    let secs: i64 = secs.parse().ok()?;
-    Some((
-        class.to_owned(),
-        Timestamp::from_millis(secs.checked_mul(1000)?),
-    ))
 }
 
 /// What a writer needs to know about the call it records.
@@ -390,6 +358,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::epoch_end;
 
     #[test]
     fn the_epoch_ends_after_the_latest_possible_expiry() {

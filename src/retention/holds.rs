@@ -36,8 +36,9 @@
 use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
 use crate::keys::WrappedDek;
+use crate::keys::epoch_id;
+use crate::recording::Recorder;
 use crate::recording::rewrap::RewrapError;
-use crate::recording::{Recorder, epoch_id};
 use crate::store::{RecordingRow, StoreError, Tx};
 
 use super::{FaultPoint, NoFaults, RetentionError, Step, erase_one};

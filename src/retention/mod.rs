@@ -52,7 +52,8 @@ pub use sweep::sweep;
 
 use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
-use crate::recording::{Recorder, epoch_end};
+use crate::keys::epoch_end;
+use crate::recording::Recorder;
 use crate::store::{RecordingRow, Tombstone};
 
 /// The pseudonym key and function belong to `keys`; kept here too for

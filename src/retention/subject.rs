@@ -17,8 +17,9 @@
 
 use crate::audit::{self, Actor, Event};
 use crate::clock::Timestamp;
+use crate::keys::{epoch_end, epoch_id};
 use crate::phone::E164;
-use crate::recording::{Recorder, epoch_end, epoch_id};
+use crate::recording::Recorder;
 
 use super::holds::move_dek;
 use super::{NoFaults, RetentionError, erase_one};

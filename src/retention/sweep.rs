@@ -11,7 +11,8 @@
 
 use crate::audit::Actor;
 use crate::clock::Timestamp;
-use crate::recording::{Recorder, epoch_end};
+use crate::keys::epoch_end;
+use crate::recording::Recorder;
 use crate::store::BLOB_LOOKUP_BATCH;
 
 use super::{

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ansim::clock::Clock;
-use ansim::recording::epoch_end;
+use ansim::keys::epoch_end;
 use ansim::retention::{NoFaults, sweep};
 use ansim::store::{CommitHook, NewSession, Role, StoreError};
 use serde_json::json;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ansim::audit::Actor;
 use ansim::clock::Clock;
-use ansim::recording::epoch_end;
+use ansim::keys::epoch_end;
 use ansim::retention::{FaultPoint, Item, NoFaults, RetentionError, Step, sweep};
 use ansim::store::Role;
 use serde_json::{Value, json};

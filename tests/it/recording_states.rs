@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ansim::clock::Clock;
+use ansim::keys::epoch_end;
+use ansim::recording::EARLY_PACKETS;
 use ansim::recording::blob::{BlobError, BlobStore, BlobWriter, LocalBlobStore};
-use ansim::recording::{EARLY_PACKETS, epoch_end};
 use ansim::retention::{NoFaults, sweep};
 use ansim::store::RecordingRow;
 

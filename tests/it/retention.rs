@@ -78,7 +78,7 @@ async fn time_travel_erases_and_destroys_the_epoch_key_in(db: Db, keys: Keys) {
     );
 
     assert!(rig.keks().is_empty());
-    let (_, epoch_end) = ansim::recording::epoch_end(&row.epoch_id).unwrap();
+    let (_, epoch_end) = ansim::keys::epoch_end(&row.epoch_id).unwrap();
     rig.clock.set(epoch_end);
     // Idempotent: nothing left to do, at the epoch's end or later.
     let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
@@ -92,7 +92,7 @@ async fn a_dry_run_changes_nothing(db: Db) {
     let rig = Rig::new(db.store.clone());
     let row = rig.record("ad-6m").await;
     rig.clock
-        .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+        .set(ansim::keys::epoch_end(&row.epoch_id).unwrap().1);
     let r = sweep(&rig.recorder, rig.clock.now(), true, &NoFaults)
         .await
         .unwrap();
@@ -150,7 +150,7 @@ async fn an_interrupted_sweep_is_completed_by_the_next(db: Db) {
         let rig = Rig::new(db.store.clone());
         let row = rig.record("ad-6m").await;
         rig.clock
-            .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+            .set(ansim::keys::epoch_end(&row.epoch_id).unwrap().1);
         let crash = CrashAt(step, Default::default());
         let err = sweep(&rig.recorder, rig.clock.now(), false, &crash)
             .await
@@ -228,7 +228,7 @@ async fn an_old_backup_cannot_be_decrypted_in(keys: Keys) {
     std::fs::set_permissions(backup.join("rec"), std::fs::Permissions::from_mode(0o700)).unwrap();
 
     rig.clock
-        .set(ansim::recording::epoch_end(&row.epoch_id).unwrap().1);
+        .set(ansim::keys::epoch_end(&row.epoch_id).unwrap().1);
     let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
         .await
         .unwrap();
@@ -273,7 +273,7 @@ async fn a_held_recording_outlives_its_epoch_and_goes_when_released(db: Db) {
     .await
     .unwrap();
 
-    let (_, epoch_end) = ansim::recording::epoch_end(&row.epoch_id).unwrap();
+    let (_, epoch_end) = ansim::keys::epoch_end(&row.epoch_id).unwrap();
     rig.clock.set(epoch_end.saturating_add(DAY));
     let r = sweep(&rig.recorder, rig.clock.now(), false, &NoFaults)
         .await
@@ -339,7 +339,7 @@ async fn a_hold_released_early_returns_to_a_live_epoch(db: Db) {
         (back.held_by, back.epoch_id.starts_with("ep-ad-6m-")),
         (None, true)
     );
-    let (_, end) = ansim::recording::epoch_end(&back.epoch_id).unwrap();
+    let (_, end) = ansim::keys::epoch_end(&back.epoch_id).unwrap();
     assert!(
         end >= row.expires_at.unwrap(),
         "the epoch ends after the recording expires"
