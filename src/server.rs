@@ -109,8 +109,6 @@ pub async fn run(
         metrics.recording.clone(),
     )?;
     let state = AppState {
-        routing: routing.clone(),
-        metrics: metrics.clone(),
         recorder: Some(recorder.clone()),
         legally_required: Arc::new(config.retention.legally_required.clone()),
         four_eyes: config.api.four_eyes,
@@ -119,7 +117,7 @@ pub async fn run(
         auth_throttle: Arc::new(api::throttle::AuthThrottle::new(
             config.api.auth_failures_per_minute,
         )),
-        retention_faults: Arc::new(crate::retention::NoFaults),
+        ..AppState::new(routing.clone(), metrics.clone())
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::{Caller, JsonBody};
 use super::problem::Problem;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{Actor, Event};
 use crate::store::{Dispute, Grant, NewDispute, Role, Store};
 
 /// Body of `POST /v1/disputes`.
@@ -66,7 +66,7 @@ pub async fn open(
             "must name 1 to 100 calls",
         ));
     }
-    let store = state.routing.store();
+    let store = &state.store;
     // A call named twice is one call of the dispute.
     let mut calls: Vec<String> = Vec::with_capacity(body.call_ids.len());
     let mut recordings = Vec::new();
@@ -85,7 +85,7 @@ pub async fn open(
         }
         calls.push(c.clone());
     }
-    let now = state.routing.now();
+    let now = state.clock.now();
     let hold_id = (!recordings.is_empty()).then(crate::retention::new_hold_id);
     let mut tx = store.begin().await?;
     let held = match &hold_id {
@@ -100,7 +100,10 @@ pub async fn open(
         hold_id: hold_id.as_deref(),
     };
     let d = tx.insert_dispute(&new, now).await?;
-    audit::append(&mut tx, &Event::dispute_opened(now, &me.id, &d, held.len())).await?;
+    state
+        .audit
+        .append(&mut tx, &Event::dispute_opened(now, &me.id, &d, held.len()))
+        .await?;
     tx.commit().await?;
     // The key-store half, once the hold is in force (see the module doc).
     if let (Some(rec), Some(h)) = (&state.recorder, &hold_id)
@@ -125,12 +128,12 @@ pub async fn request_grant(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
-    let store = state.routing.store();
+    let store = &state.store;
     let d = dispute(store, &id).await?;
     if d.resolved_at.is_some() {
         return Err(resolved("a resolved dispute gives no more access"));
     }
-    let now = state.routing.now();
+    let now = state.clock.now();
     let mut tx = store.begin().await?;
     let mut g = tx.insert_grant(&d.id, &me.id, now).await?;
     if !state.four_eyes {
@@ -138,7 +141,10 @@ pub async fn request_grant(
         let until = now.saturating_add(state.grant_ttl);
         g = tx.approve_grant(&g, &me.id, now, until).await?.unwrap_or(g);
     }
-    audit::append(&mut tx, &Event::grant_requested(now, &me.id, &g)).await?;
+    state
+        .audit
+        .append(&mut tx, &Event::grant_requested(now, &me.id, &g))
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(grant_view(&g, now))))
 }
@@ -150,7 +156,7 @@ pub async fn approve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Supervisor])?.clone();
-    let store = state.routing.store();
+    let store = &state.store;
     let g = store
         .get_grant(&id)
         .await?
@@ -163,7 +169,7 @@ pub async fn approve(
     if dispute(store, &g.dispute_id).await?.resolved_at.is_some() {
         return Err(resolved("a grant on a resolved dispute cannot be approved"));
     }
-    let now = state.routing.now();
+    let now = state.clock.now();
     let mut tx = store.begin().await?;
     let until = now.saturating_add(state.grant_ttl);
     let Some(g) = tx.approve_grant(&g, &me.id, now, until).await? else {
@@ -174,7 +180,10 @@ pub async fn approve(
             "this grant was approved before",
         ));
     };
-    audit::append(&mut tx, &Event::grant_approved(now, &me.id, &g)).await?;
+    state
+        .audit
+        .append(&mut tx, &Event::grant_approved(now, &me.id, &g))
+        .await?;
     tx.commit().await?;
     Ok(Json(grant_view(&g, now)))
 }
@@ -188,9 +197,9 @@ pub async fn resolve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
-    let store = state.routing.store();
+    let store = &state.store;
     let d = dispute(store, &id).await?;
-    let now = state.routing.now();
+    let now = state.clock.now();
     let mut resolved_now = false;
     if d.resolved_at.is_none() {
         let mut tx = store.begin().await?;
@@ -199,7 +208,7 @@ pub async fn resolve(
                 tx.request_hold_release(hold, now).await?;
             }
             let event = Event::dispute_resolved(now, &me.id, &d.id, d.hold_id.as_deref());
-            audit::append(&mut tx, &event).await?;
+            state.audit.append(&mut tx, &event).await?;
             tx.commit().await?;
             resolved_now = true;
         }

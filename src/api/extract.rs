@@ -135,7 +135,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let token = bearer_token(parts)?;
         let ip = peer_ip(parts);
-        let now = state.routing.now();
+        let now = state.clock.now();
         if let Err(throttled) = state.auth_throttle.check(ip, now) {
             state
                 .metrics

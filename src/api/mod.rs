@@ -39,8 +39,14 @@ use throttle::AuthThrottle;
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// Sessions, pool and routing (and, through it, the store).
+    /// Sessions, pool and routing.
     pub routing: Arc<Routing>,
+    /// The database (the same one `routing` uses).
+    pub store: crate::store::Store,
+    /// Wall-clock time (injected: tests move it).
+    pub clock: crate::clock::SharedClock,
+    /// The access log: every listing, play, grant, dispute and erasure.
+    pub audit: crate::audit::Audit,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Recordings, for subject requests (and, later, playback).
@@ -60,6 +66,30 @@ pub struct AppState {
     /// Where holds placed and released by disputes may be stopped by a
     /// test; [`crate::retention::NoFaults`] in production.
     pub retention_faults: Arc<dyn crate::retention::FaultPoint>,
+}
+
+impl AppState {
+    /// The state over `routing`, sharing its store and clock, with the
+    /// development defaults for the rest: no recorder, no legally required
+    /// class, four-eyes, grants of 4 h, bodies up to 1 MiB, 10 failed tokens
+    /// a minute per address. Set the public fields to change them.
+    pub fn new(routing: Arc<Routing>, metrics: Arc<Metrics>) -> AppState {
+        let store = routing.store().clone();
+        AppState {
+            clock: routing.clock(),
+            audit: crate::audit::Audit::new(store.clone()),
+            store,
+            routing,
+            metrics,
+            recorder: None,
+            legally_required: Arc::new(Vec::new()),
+            four_eyes: true,
+            grant_ttl: std::time::Duration::from_secs(4 * 3600),
+            body_limit: 1 << 20,
+            auth_throttle: Arc::new(throttle::AuthThrottle::new(10)),
+            retention_faults: Arc::new(crate::retention::NoFaults),
+        }
+    }
 }
 
 /// The API's routes.

@@ -43,8 +43,7 @@ pub async fn add(
             E164::parse(raw).map_err(|e| Problem::invalid_field(format!("numbers[{i}]"), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let routing = &state.routing;
-    let added = routing.store().add_numbers(&parsed, routing.now()).await?;
+    let added = state.store.add_numbers(&parsed, state.clock.now()).await?;
     tracing::info!(
         added = added.added.len(),
         existing = added.existing.len(),
@@ -64,7 +63,7 @@ pub async fn list(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, Problem> {
     caller.require(&[Role::Admin])?;
-    let numbers = state.routing.store().list_numbers().await?;
+    let numbers = state.store.list_numbers().await?;
     Ok(Json(
         serde_json::json!({ "total": numbers.len(), "numbers": numbers }),
     ))

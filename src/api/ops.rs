@@ -12,7 +12,7 @@ use crate::metrics::Gauges;
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.routing.store().ping().await {
+    match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ok", "database": "ok"})),
@@ -31,10 +31,9 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
-    let routing = &state.routing;
-    let store = routing.store();
+    let (routing, store) = (&state.routing, &state.store);
     let gauges = Gauges {
-        open_sessions: store.count_open_sessions(routing.now()).await?,
+        open_sessions: store.count_open_sessions(state.clock.now()).await?,
         pool_numbers: store.list_numbers().await?.len() as i64,
         cached_routes: routing.cached_routes(),
     };

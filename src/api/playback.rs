@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AppState;
 use super::extract::Caller;
 use super::problem::Problem;
-use crate::audit::{self, Event};
+use crate::audit::Event;
 use crate::metrics::Metrics;
 use crate::recording::crec::CrecError;
 use crate::recording::crec_reader::CrecReader;
@@ -47,7 +47,7 @@ const PIPELINE: usize = 2;
 
 /// The grant that lets `me` listen to `call_id` now, or why there is none.
 async fn live_grant(state: &AppState, me: &StaffMember, call_id: &str) -> Result<Grant, Problem> {
-    let now = state.routing.now();
+    let now = state.clock.now();
     let grants = state
         .routing
         .store()
@@ -130,7 +130,7 @@ pub async fn audio(
             "this instance keeps no recordings",
         )
     })?;
-    let store = state.routing.store();
+    let store = &state.store;
     // The live row, or the tombstone of an erased recording: either names
     // the call the grant must cover.
     let (row, call_id) = match store.find_recording(&id).await? {
@@ -189,9 +189,9 @@ pub async fn audio(
             .map_err(|e| Problem::internal(&e));
     }
     // The play is recorded (committed) before a byte of audio goes out.
-    let now = state.routing.now();
+    let now = state.clock.now();
     let event = Event::recording_played(now, &me.id, &row_id, &grant.id, (start, end, len));
-    audit::record(store, &event).await?;
+    state.audit.record(&event).await?;
     response
         .body(player.play(start, end))
         .map_err(|e| Problem::internal(&e))

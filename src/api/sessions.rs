@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::extract::{Caller, JsonBody, Params};
 use super::problem::Problem;
-use crate::audit::{self, Event};
+use crate::audit::Event;
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
 use crate::routing::{SessionError, SessionRequest};
@@ -92,7 +92,7 @@ pub async fn create(
         .await
         .map_err(session_problem)?;
     let location = format!("/v1/sessions/{}", session.id);
-    let view = SessionView::new(session, state.routing.now());
+    let view = SessionView::new(session, state.clock.now());
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -127,7 +127,7 @@ pub async fn read(
         .get_session(&id)
         .await?
         .ok_or_else(|| Problem::not_found("session", &id))?;
-    Ok(Json(SessionView::new(s, state.routing.now())))
+    Ok(Json(SessionView::new(s, state.clock.now())))
 }
 
 /// `DELETE /v1/sessions/{id}` (provisioner): closes; idempotent.
@@ -142,7 +142,7 @@ pub async fn close(
         .close_session(&id)
         .await?
         .ok_or_else(|| Problem::not_found("session", &id))?;
-    Ok(Json(SessionView::new(s, state.routing.now())))
+    Ok(Json(SessionView::new(s, state.clock.now())))
 }
 
 /// Query of `GET /v1/calls`.
@@ -224,8 +224,8 @@ pub async fn calls(
     if recordings > 0 {
         // Listing recordings is an access event like any other, committed
         // before anything is shown.
-        let event = Event::recordings_listed(state.routing.now(), &me.id, &session, recordings);
-        audit::record(state.routing.store(), &event).await?;
+        let event = Event::recordings_listed(state.clock.now(), &me.id, &session, recordings);
+        state.audit.record(&event).await?;
     }
     Ok(Json(
         serde_json::json!({ "session": session, "calls": calls }),

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::extract::Caller;
 use super::problem::Problem;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{Actor, Event};
 use crate::phone::E164;
 use crate::store::Role;
 
@@ -51,8 +51,8 @@ pub async fn show(
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Admin])?.clone();
     let number = subject(&raw)?;
-    let store = state.routing.store();
-    let now = state.routing.now();
+    let store = &state.store;
+    let now = state.clock.now();
     let mut sessions = Vec::new();
     let mut calls = Vec::new();
     let forms = stored_forms(&state, &number)?;
@@ -98,7 +98,7 @@ pub async fn show(
     // Listing recordings is an access event, committed before anything is
     // shown; the subject appears masked.
     let event = Event::recordings_listed(now, &me.id, &number.masked(), recordings.len());
-    audit::record(store, &event).await?;
+    state.audit.record(&event).await?;
     Ok(Json(
         json!({ "number": number, "sessions": sessions, "calls": calls, "recordings": recordings }),
     ))
@@ -126,13 +126,13 @@ pub async fn erase(
             .routing
             .get_session(&id)
             .await?
-            .is_some_and(|s| s.is_open(state.routing.now()));
+            .is_some_and(|s| s.is_open(state.clock.now()));
         if open {
             state.routing.close_session(&id).await?;
             closed.push(id);
         }
     }
-    let now = state.routing.now();
+    let now = state.clock.now();
     // The `subject.erase` event commits with the erasure's last step
     // (see `crate::retention::erase_subject`); it names the subject masked,
     // so the log never becomes where the number survives its erasure.
@@ -180,6 +180,6 @@ pub async fn audit(
     if !(1..=10_000).contains(&limit) {
         return Err(Problem::invalid_field("limit", "must be from 1 to 10000"));
     }
-    let events = state.routing.store().list_audit(since, limit).await?;
+    let events = state.store.list_audit(since, limit).await?;
     Ok(Json(json!({ "events": events })))
 }

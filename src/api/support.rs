@@ -15,7 +15,7 @@ use super::disputes::{dispute, grant_view};
 use super::extract::{Caller, Params};
 use super::problem::Problem;
 use super::sessions::CallView;
-use crate::audit::{self, Event};
+use crate::audit::Event;
 use crate::clock::Timestamp;
 use crate::store::{Role, Store};
 
@@ -137,7 +137,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
-    let store = state.routing.store();
+    let store = &state.store;
     let d = dispute(store, &id).await?;
     let names: HashMap<String, String> = store
         .list_staff()
@@ -155,7 +155,7 @@ pub async fn show(
             recordings.push(r);
         }
     }
-    let now = state.routing.now();
+    let now = state.clock.now();
     let grants: Vec<Value> = store
         .grants_of_dispute(&d.id)
         .await?
@@ -169,7 +169,7 @@ pub async fn show(
         .collect();
     // The listing is an access event: committed before anything is shown.
     let event = Event::recordings_listed(now, &me.id, &d.id, recordings.len());
-    audit::record(store, &event).await?;
+    state.audit.record(&event).await?;
     Ok(Json(json!({
         "dispute": d,
         "calls": calls,

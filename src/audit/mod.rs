@@ -84,6 +84,37 @@ pub async fn record(store: &Store, event: &Event) -> Result<(), StoreError> {
     tx.commit().await
 }
 
+/// The audit service the API and the CLI hold: appends every event of
+/// theirs, in the transaction of the change ([`Audit::append`]) or, for a
+/// read, committed before the data is handed out ([`Audit::record`]).
+#[derive(Clone)]
+pub struct Audit {
+    /// Where the chain lives.
+    store: Store,
+}
+
+impl Audit {
+    /// The audit log in `store`.
+    pub fn new(store: Store) -> Audit {
+        Audit { store }
+    }
+
+    /// See [`append`].
+    pub async fn append(&self, tx: &mut Tx, event: &Event) -> Result<i64, StoreError> {
+        append(tx, event).await
+    }
+
+    /// See [`record`].
+    pub async fn record(&self, event: &Event) -> Result<(), StoreError> {
+        record(&self.store, event).await
+    }
+
+    /// See [`verify`].
+    pub async fn verify(&self) -> Result<Result<u64, ChainBreak>, StoreError> {
+        verify(&self.store).await
+    }
+}
+
 /// Where the chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainBreak {

@@ -133,6 +133,11 @@ impl Routing {
         self.clock.now()
     }
 
+    /// The clock routing reads (the same one for everything that shares it).
+    pub fn clock(&self) -> SharedClock {
+        self.clock.clone()
+    }
+
     /// Validates a request against the policy and opens the session.
     pub async fn create_session(&self, req: SessionRequest) -> Result<SessionRecord, SessionError> {
         let new = self.check_request(req)?;

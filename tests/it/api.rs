@@ -36,15 +36,8 @@ impl Api {
             tokens.insert(role, token);
         }
         let state = AppState {
-            routing,
-            metrics: Arc::new(Metrics::default()),
-            recorder: None,
             legally_required: Arc::new(vec!["contract-5y".to_owned()]),
-            four_eyes: true,
-            grant_ttl: std::time::Duration::from_secs(4 * 3600),
-            body_limit: 1 << 20,
-            auth_throttle: Arc::new(api::throttle::AuthThrottle::new(10)),
-            retention_faults: Arc::new(ansim::retention::NoFaults),
+            ..AppState::new(routing, Arc::new(Metrics::default()))
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -378,8 +378,6 @@ impl Rig {
         let (routing, clock) = crate::harness::routing_on(&self.store);
         let metrics = Arc::new(ansim::metrics::Metrics::default());
         let state = AppState {
-            routing,
-            metrics: metrics.clone(),
             recorder: Some(self.recorder.clone()),
             legally_required: Arc::new(legally_required.iter().map(|c| c.to_string()).collect()),
             four_eyes,
@@ -389,6 +387,7 @@ impl Rig {
             // disabled tokens from 127.0.0.1 on purpose.
             auth_throttle: Arc::new(api::throttle::AuthThrottle::new(1_000_000)),
             retention_faults: faults,
+            ..AppState::new(routing, metrics.clone())
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
