@@ -197,8 +197,8 @@ fn recording(id: &str, call: &str, expires: i64) -> RecordingRow {
         epoch_id: "ep-ad-6m-1".into(),
         wrapped_dek: vec![0; 60],
         blob: format!("rec-{id}.crec"),
-        codec: "PCMU".into(),
-        state: "complete".into(),
+        codec: Some(ansim::media::g711::Codec::Pcmu),
+        state: ansim::store::RecordingState::Complete,
         failure: None,
         started_at: at,
         ended_at: Some(at),
@@ -356,8 +356,8 @@ async fn fill(url: &str, epoch: &str, n: usize) {
                 .bind(epoch.to_owned())
                 .bind(r.wrapped_dek)
                 .bind(r.blob)
-                .bind(r.codec)
-                .bind(r.state)
+                .bind(r.codec.map_or("unsupported", |c| c.as_str()))
+                .bind(r.state.as_str())
                 .bind(T0)
                 .bind(T0)
                 .bind(1000_i64)

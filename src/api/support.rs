@@ -110,7 +110,7 @@ async fn recording_of(
             listened: listeners(store, &r.id, names).await?,
             id: r.id,
             call_id: r.call_id,
-            state: r.state,
+            state: r.state.to_string(),
             duration_ms: r.duration_ms,
             erased_at: None,
         }

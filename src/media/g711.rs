@@ -14,6 +14,23 @@ pub enum Codec {
 pub const SAMPLE_RATE: u32 = 8000;
 
 impl Codec {
+    /// Its name in SDP and in stored records: `PCMU` or `PCMA`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+        }
+    }
+
+    /// The codec named `name` (`PCMU`/`PCMA`, as [`Codec::as_str`] writes).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "PCMU" => Some(Self::Pcmu),
+            "PCMA" => Some(Self::Pcma),
+            _ => None,
+        }
+    }
+
     /// Static RTP payload type of the codec (0 or 8).
     pub fn payload_type(self) -> u8 {
         match self {

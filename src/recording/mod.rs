@@ -36,5 +36,4 @@ mod writer;
 
 pub use service::{LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy};
 pub use tap::{RecordingTap, TapPacket};
-pub use writer::Failure;
 pub use writer::{CHUNK_MEDIA, EARLY_PACKETS, FLUSH_EVERY};

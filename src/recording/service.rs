@@ -141,10 +141,10 @@ impl RecordingCounters {
         self.complete.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn failed(&self, why: super::Failure) {
+    pub(super) fn failed(&self, why: crate::store::RecordingFailure) {
         let counter = match why {
-            super::Failure::WriteError => &self.failed_write_error,
-            super::Failure::UnsupportedCodec => &self.failed_unsupported_codec,
+            crate::store::RecordingFailure::WriteError => &self.failed_write_error,
+            crate::store::RecordingFailure::UnsupportedCodec => &self.failed_unsupported_codec,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }

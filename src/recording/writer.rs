@@ -37,7 +37,7 @@ use super::service::{Recorder, RecordingMeta};
 use super::tap::TapPacket;
 use crate::keys::{Dek, DekBinding};
 use crate::media::g711::Codec;
-use crate::store::{RecordingEnd, RecordingRow};
+use crate::store::{RecordingEnd, RecordingFailure, RecordingRow, RecordingState};
 
 /// Audio per chunk at most.
 pub const CHUNK_MEDIA: Duration = Duration::from_secs(2);
@@ -49,25 +49,6 @@ pub const EARLY_PACKETS: usize = 150;
 
 /// Bytes of one full chunk: two interleaved channels, one byte a sample.
 const CHUNK_BYTES: usize = 2 * 8 * CHUNK_MEDIA.as_millis() as usize;
-
-/// Why a recording failed: the reason stored with state `failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Writing failed (keys, database, blob, full disk).
-    WriteError,
-    /// The call's audio is in a codec the recorder cannot store.
-    UnsupportedCodec,
-}
-
-impl Failure {
-    /// The reason as stored (`write-error`, `unsupported-codec`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::WriteError => "write-error",
-            Failure::UnsupportedCodec => "unsupported-codec",
-        }
-    }
-}
 
 /// Why a recording stopped early (logged; the call goes on).
 #[derive(Debug, thiserror::Error)]
@@ -134,9 +115,9 @@ pub(super) async fn run(
         Ok(o) => o,
         Err((e, row)) => {
             tracing::error!(call = %meta.call_id, error = %e, "recording could not start");
-            rec.counters().failed(Failure::WriteError);
+            rec.counters().failed(RecordingFailure::WriteError);
             if let Some(row) = row {
-                end_failed(&rec, &row, 0, Failure::WriteError).await;
+                end_failed(&rec, &row, 0, RecordingFailure::WriteError).await;
             }
             return;
         }
@@ -144,8 +125,8 @@ pub(super) async fn run(
     if let Err(e) = record(&mut open, early, &mut rx).await {
         drop(rx);
         tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording write failed: recording ends failed, the call goes on");
-        rec.counters().failed(Failure::WriteError);
-        end_failed(&rec, &open.row, open.samples, Failure::WriteError).await;
+        rec.counters().failed(RecordingFailure::WriteError);
+        end_failed(&rec, &open.row, open.samples, RecordingFailure::WriteError).await;
         return;
     }
     match finish(&rec, &mut open).await {
@@ -155,8 +136,8 @@ pub(super) async fn run(
         }
         Err(e) => {
             tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording could not be finished");
-            rec.counters().failed(Failure::WriteError);
-            end_failed(&rec, &open.row, open.samples, Failure::WriteError).await;
+            rec.counters().failed(RecordingFailure::WriteError);
+            end_failed(&rec, &open.row, open.samples, RecordingFailure::WriteError).await;
         }
     }
 }
@@ -189,7 +170,7 @@ fn new_row(
     rec: &Recorder,
     meta: &RecordingMeta,
     recording_id: uuid::Uuid,
-    codec: &str,
+    codec: Option<Codec>,
 ) -> Result<(RecordingRow, Dek), WriteError> {
     let now = rec.clock.now();
     let (epoch_id, _) = rec
@@ -213,8 +194,8 @@ fn new_row(
         epoch_id,
         wrapped_dek: wrapped.as_bytes().to_vec(),
         blob: format!("{recording_id}.crec"),
-        codec: codec.to_owned(),
-        state: "recording".to_owned(),
+        codec,
+        state: RecordingState::Recording,
         failure: None,
         started_at: now,
         ended_at: None,
@@ -229,8 +210,8 @@ fn new_row(
 /// written), so the call record names a recording and its outcome.
 async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::Uuid) {
     tracing::warn!(call = %meta.call_id, "the call's codec cannot be recorded: recording ends failed (unsupported-codec)");
-    rec.counters().failed(Failure::UnsupportedCodec);
-    let row = match new_row(rec, meta, recording_id, "unsupported") {
+    rec.counters().failed(RecordingFailure::UnsupportedCodec);
+    let row = match new_row(rec, meta, recording_id, None) {
         Ok((row, _dek)) => row,
         Err(e) => {
             tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
@@ -241,15 +222,15 @@ async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::U
         tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
         return;
     }
-    end_failed(rec, &row, 0, Failure::UnsupportedCodec).await;
+    end_failed(rec, &row, 0, RecordingFailure::UnsupportedCodec).await;
 }
 
 /// Marks `row` failed for `why`, with what was written (`samples`).
-async fn end_failed(rec: &Recorder, row: &RecordingRow, samples: u64, why: Failure) {
+async fn end_failed(rec: &Recorder, row: &RecordingRow, samples: u64, why: RecordingFailure) {
     let ended_at = rec.clock.now();
     let end = RecordingEnd {
-        state: "failed",
-        failure: Some(why.as_str()),
+        state: RecordingState::Failed,
+        failure: Some(why),
         ended_at,
         duration_ms: Some(i64::try_from(samples / 8).unwrap_or(i64::MAX)),
         expires_at: ended_at.saturating_add(rec.period_of(&row.retention_class)),
@@ -269,7 +250,7 @@ async fn start(
     recording_id: uuid::Uuid,
     codec: Codec,
 ) -> Result<Open, (WriteError, Option<RecordingRow>)> {
-    let (row, dek) = new_row(rec, meta, recording_id, codec_name(codec)).map_err(|e| (e, None))?;
+    let (row, dek) = new_row(rec, meta, recording_id, Some(codec)).map_err(|e| (e, None))?;
     // The row first: a blob never exists without the row that explains it.
     rec.store
         .insert_recording(&row)
@@ -406,7 +387,7 @@ async fn finish(rec: &Recorder, open: &mut Open) -> Result<(), WriteError> {
     // never complete under the wrong epoch.
     super::rewrap::to_expiry_epoch(rec, &open.row, expires_at).await?;
     let end = RecordingEnd {
-        state: "complete",
+        state: RecordingState::Complete,
         failure: None,
         ended_at,
         duration_ms: Some(i64::try_from(open.samples / 8).unwrap_or(i64::MAX)),
@@ -414,13 +395,6 @@ async fn finish(rec: &Recorder, open: &mut Open) -> Result<(), WriteError> {
     };
     rec.store().finish_recording(&open.row.id, &end).await?;
     Ok(())
-}
-
-fn codec_name(c: Codec) -> &'static str {
-    match c {
-        Codec::Pcmu => "PCMU",
-        Codec::Pcma => "PCMA",
-    }
 }
 
 /// Runs blocking file work (appends, fsync) off the async workers.

@@ -78,7 +78,7 @@ pub async fn erase_subject(
                     r.retention_class
                 ),
             });
-        } else if r.state == "recording" {
+        } else if r.state == crate::store::RecordingState::Recording {
             out.kept.push(Kept {
                 recording_id: rid,
                 reason: "the call is still in progress; ask again when it has ended".into(),

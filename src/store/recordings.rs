@@ -1,8 +1,10 @@
 //! Recording rows (the wrapped DEK and where the encrypted blob is) and the
 //! access events that touch them.
 
+use super::records::{RecordingFailure, RecordingState};
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
+use crate::media::g711::Codec;
 
 /// A recording as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -21,13 +23,13 @@ pub struct RecordingRow {
     pub wrapped_dek: Vec<u8>,
     /// Name of the encrypted blob.
     pub blob: String,
-    /// `PCMU` or `PCMA`.
-    pub codec: String,
-    /// `recording`, `complete`, `truncated` or `failed` (see the README's
-    /// table of recording states).
-    pub state: String,
-    /// Why it `failed` (`write-error`, `unsupported-codec`), else `None`.
-    pub failure: Option<String>,
+    /// The stored payload's codec; `None` for a recording that failed
+    /// because its codec cannot be stored (stored as `unsupported`).
+    pub codec: Option<Codec>,
+    /// Where it is in its life (see the README's table of recording states).
+    pub state: RecordingState,
+    /// Why it is `failed`, else `None`.
+    pub failure: Option<RecordingFailure>,
     /// When recording started (the answer).
     pub started_at: Timestamp,
     /// When it ended, once it has.
@@ -75,8 +77,29 @@ pub(super) type Row = (
 pub(super) const COLUMNS: &str = "id, call_id, session_id, retention_class, epoch_id, wrapped_dek, blob, \
      codec, state, started_at, ended_at, duration_ms, expires_at, held_by, failure";
 
-pub(super) fn row(r: Row) -> RecordingRow {
-    RecordingRow {
+/// The text stored for a recording's codec.
+fn codec_text(codec: Option<Codec>) -> &'static str {
+    codec.map_or(UNSUPPORTED, Codec::as_str)
+}
+
+/// What is stored as the codec of a recording whose codec cannot be stored.
+const UNSUPPORTED: &str = "unsupported";
+
+fn corrupt(what: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        table: "recordings",
+        what: what.to_string(),
+    }
+}
+
+pub(super) fn row(r: Row) -> Result<RecordingRow, StoreError> {
+    let codec = match r.7.as_str() {
+        UNSUPPORTED => None,
+        name => Some(Codec::from_name(name).ok_or_else(|| corrupt(format!("codec '{name}'")))?),
+    };
+    let state = r.8.parse().map_err(corrupt)?;
+    let failure = r.14.map(|f| f.parse()).transpose().map_err(corrupt)?;
+    Ok(RecordingRow {
         id: r.0,
         call_id: r.1,
         session_id: r.2,
@@ -84,24 +107,24 @@ pub(super) fn row(r: Row) -> RecordingRow {
         epoch_id: r.4,
         wrapped_dek: r.5,
         blob: r.6,
-        codec: r.7,
-        state: r.8,
+        codec,
+        state,
         started_at: Timestamp::from_millis(r.9),
         ended_at: r.10.map(Timestamp::from_millis),
         duration_ms: r.11,
         expires_at: r.12.map(Timestamp::from_millis),
         held_by: r.13,
-        failure: r.14,
-    }
+        failure,
+    })
 }
 
 /// How a recording ended: what [`Store::finish_recording`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordingEnd<'a> {
-    /// `complete`, `truncated` or `failed`.
-    pub state: &'a str,
-    /// Why it failed, for `failed`.
-    pub failure: Option<&'a str>,
+pub struct RecordingEnd {
+    /// `Complete`, `Truncated` or `Failed`.
+    pub state: RecordingState,
+    /// Why it failed, for `Failed`.
+    pub failure: Option<RecordingFailure>,
     /// When it ended.
     pub ended_at: Timestamp,
     /// Audio written, when known.
@@ -127,7 +150,7 @@ impl Store {
         .bind(&r.epoch_id)
         .bind(&r.wrapped_dek)
         .bind(&r.blob)
-        .bind(&r.codec)
+        .bind(codec_text(r.codec))
         .bind(r.started_at.as_millis())
         .execute(tx.conn())
         .await?;
@@ -142,18 +165,14 @@ impl Store {
     /// Records how a recording ended. Only a recording still in state
     /// `recording` ends: `false` if it had already (e.g. truncated by a
     /// reconciliation that thought its writer gone).
-    pub async fn finish_recording(
-        &self,
-        id: &str,
-        end: &RecordingEnd<'_>,
-    ) -> Result<bool, StoreError> {
+    pub async fn finish_recording(&self, id: &str, end: &RecordingEnd) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE recordings SET state = $2, failure = $3, ended_at = $4, duration_ms = $5, \
                 expires_at = $6 WHERE id = $1 AND state = 'recording'",
         )
         .bind(id)
-        .bind(end.state)
-        .bind(end.failure)
+        .bind(end.state.as_str())
+        .bind(end.failure.map(RecordingFailure::as_str))
         .bind(end.ended_at.as_millis())
         .bind(end.duration_ms)
         .bind(end.expires_at.as_millis())
@@ -173,7 +192,7 @@ impl Store {
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
-        Ok(r.map(row))
+        r.map(row).transpose()
     }
 
     /// Recordings in state `recording` that `is_live` says no writer is
@@ -191,10 +210,13 @@ impl Store {
         ));
         let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(self.pool()).await?;
         let mut truncated = Vec::new();
-        for r in rows.into_iter().map(row).filter(|r| !is_live(&r.id)) {
+        for r in rows.into_iter().map(row).collect::<Result<Vec<_>, _>>()? {
+            if is_live(&r.id) {
+                continue;
+            }
             let (ended_at, expires_at) = ends(&r);
             let end = RecordingEnd {
-                state: "truncated",
+                state: RecordingState::Truncated,
                 failure: None,
                 ended_at,
                 duration_ms: None,

@@ -93,7 +93,7 @@ impl Store {
             .bind(limit)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.into_iter().map(row).collect())
+        rows.into_iter().map(row).collect()
     }
 
     /// How many recordings [`Store::due_recordings`] would return at `now`.
@@ -345,7 +345,7 @@ impl Store {
             .bind(hold_id)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.into_iter().map(row).collect())
+        rows.into_iter().map(row).collect()
     }
 
     /// Recordings hold `hold_id` keeps whose DEK another KEK still wraps.
@@ -360,7 +360,7 @@ impl Store {
             .bind(hold_id)
             .fetch_all(self.pool())
             .await?;
-        Ok(rows.into_iter().map(row).collect())
+        rows.into_iter().map(row).collect()
     }
 
     /// Re-points recording `from` (as the caller read it): its DEK now

@@ -94,7 +94,7 @@ async fn a_write_error_mid_call_ends_the_recording_failed(db: Db) {
         .record_packets("ses_test", "ad-6m", 250, |i| (packet(i, 1), packet(i, 2)))
         .await;
     assert_eq!(
-        (row.state.as_str(), row.failure.as_deref()),
+        (row.state.as_str(), row.failure.map(|f| f.as_str())),
         ("failed", Some("write-error"))
     );
     assert!(
@@ -133,7 +133,7 @@ async fn a_blob_that_cannot_be_created_ends_the_recording_failed(db: Db) {
         .record_packets("ses_test", "ad-6m", 10, |i| (packet(i, 1), packet(i, 2)))
         .await;
     assert_eq!(
-        (row.state.as_str(), row.failure.as_deref()),
+        (row.state.as_str(), row.failure.map(|f| f.as_str())),
         ("failed", Some("write-error"))
     );
 }
@@ -151,8 +151,8 @@ async fn a_codec_that_cannot_be_stored_ends_failed_with_nothing_buffered(db: Db)
     assert_eq!(
         (
             row.state.as_str(),
-            row.failure.as_deref(),
-            row.codec.as_str()
+            row.failure.map(|f| f.as_str()),
+            row.codec.map_or("unsupported", |c| c.as_str())
         ),
         ("failed", Some("unsupported-codec"), "unsupported")
     );
@@ -165,7 +165,7 @@ async fn a_codec_that_cannot_be_stored_ends_failed_with_nothing_buffered(db: Db)
             (with_payload_type(i, 111), with_payload_type(i, 111))
         })
         .await;
-    assert_eq!(row.failure.as_deref(), Some("unsupported-codec"));
+    assert_eq!(row.failure.map(|f| f.as_str()), Some("unsupported-codec"));
     assert_eq!(
         rig.recorder
             .counters()
@@ -184,7 +184,10 @@ async fn a_codec_that_cannot_be_stored_ends_failed_with_nothing_buffered(db: Db)
         })
         .await;
     assert_eq!(
-        (row.state.as_str(), row.codec.as_str()),
+        (
+            row.state.as_str(),
+            row.codec.map_or("unsupported", |c| c.as_str())
+        ),
         ("complete", "PCMU")
     );
 }
@@ -218,7 +221,7 @@ async fn reconciliation_truncates_recordings_without_a_writer_and_only_those(db:
         vec![dead.id.clone()]
     );
     let dead = rig.store.find_recording(&dead.id).await.unwrap().unwrap();
-    assert_eq!(dead.state, "truncated");
+    assert_eq!(dead.state.as_str(), "truncated");
     assert_eq!(dead.ended_at, Some(T0.saturating_add(MAX_CALL)));
     assert_eq!(
         dead.expires_at,
@@ -226,7 +229,8 @@ async fn reconciliation_truncates_recordings_without_a_writer_and_only_those(db:
     );
     let alive = rig.store.find_recording(&alive.id).await.unwrap().unwrap();
     assert_eq!(
-        alive.state, "recording",
+        alive.state.as_str(),
+        "recording",
         "a live writer's recording is left alone"
     );
     assert_eq!(rig.recorder.counters().truncated.load(Ordering::Relaxed), 1);
@@ -244,7 +248,7 @@ async fn a_finished_recording_dek_moves_to_the_epoch_of_its_expiry(db: Db) {
     rig.clock.set(start);
     let (start_epoch, start_end) = rig.recorder.policy().epoch_for("ad-6m", start).unwrap();
     let row = rig.record("ad-6m").await;
-    assert_eq!(row.state, "complete");
+    assert_eq!(row.state.as_str(), "complete");
     let expires = row.expires_at.unwrap();
     let (_, end) = epoch_end(&row.epoch_id).unwrap();
     assert_ne!(row.epoch_id, start_epoch, "the DEK left its start epoch");

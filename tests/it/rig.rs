@@ -167,7 +167,7 @@ impl Rig {
                 (packet(i, a), packet(i, b))
             })
             .await;
-        assert_eq!(row.state, "complete", "{row:?}");
+        assert_eq!(row.state.as_str(), "complete", "{row:?}");
         row
     }
 
@@ -224,7 +224,7 @@ impl Rig {
                 .find_recording(call_id)
                 .await
                 .unwrap()
-                .filter(|r| r.state != "recording" && self.recorder.writers().is_empty())
+                .filter(|r| r.state.as_str() != "recording" && self.recorder.writers().is_empty())
             {
                 return r;
             }

@@ -115,7 +115,7 @@ async fn an_outsider_spraying_rtp_is_neither_heard_nor_recorded() {
 
     let call_id = calls_of(&t).await.remove(0).id;
     let rec = finished_recording(&t, &call_id).await;
-    assert_eq!(rec.state, "complete");
+    assert_eq!(rec.state.as_str(), "complete");
     let out = t.dir.path().join("call.wav");
     let (code, stderr) = export(&t, &call_id, &out);
     assert_eq!(code, Some(0), "{stderr}");

@@ -124,7 +124,7 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
         (Some("interrupted"), Some("system"))
     );
     let rec = store.find_recording(&calls[0].id).await.unwrap().unwrap();
-    assert_eq!(rec.state, "truncated");
+    assert_eq!(rec.state.as_str(), "truncated");
 
     // The export still works, says truncated, and holds the flushed audio.
     let out = dir.join("crash.wav");

@@ -74,7 +74,7 @@ async fn a_70_second_silence_mid_call_is_recorded_whole() {
     let calls = calls_of(&t).await;
     assert_eq!(calls.len(), 1);
     let rec = finished_recording(&t, &calls[0].id).await;
-    assert_eq!(rec.state, "complete", "{rec:?}");
+    assert_eq!(rec.state.as_str(), "complete", "{rec:?}");
     let out = t.dir.path().join("call.wav");
     let (code, stderr) = export(&t, &calls[0].id, &out);
     assert_eq!(code, Some(0), "{stderr}");
@@ -187,7 +187,7 @@ async fn a_full_disk_mid_call_fails_the_recording_and_not_the_call() {
     assert_eq!(calls[0].result.as_deref(), Some("answered"));
     let rec = finished_recording(&t, &calls[0].id).await;
     assert_eq!(
-        (rec.state.as_str(), rec.failure.as_deref()),
+        (rec.state.as_str(), rec.failure.map(|f| f.as_str())),
         ("failed", Some("write-error")),
         "{rec:?}"
     );
@@ -242,7 +242,7 @@ async fn a_call_in_a_codec_that_cannot_be_recorded_goes_on_and_its_recording_fai
     let calls = calls_of(&t).await;
     let rec = finished_recording(&t, &calls[0].id).await;
     assert_eq!(
-        (rec.state.as_str(), rec.failure.as_deref()),
+        (rec.state.as_str(), rec.failure.map(|f| f.as_str())),
         ("failed", Some("unsupported-codec")),
         "as the README's table of recording states says"
     );
