@@ -418,7 +418,7 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
 fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
     let callee = format!("sip:{}@{}", routing.callee.as_str(), cfg.trunk);
     Ok(Dialog {
-        call_id: format!("{}{}", new_tag(), new_tag()),
+        call_id: cfg.shard.new_call_id(),
         local: format!(
             "<sip:{}@{}>;tag={}",
             routing.caller_id.as_str(),

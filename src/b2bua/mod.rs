@@ -43,6 +43,7 @@ mod message;
 mod midcall;
 mod route;
 mod setup;
+mod shard;
 
 #[cfg(test)]
 mod test_support;
@@ -59,6 +60,7 @@ use std::time::Duration;
 pub use crate::media::sdp::{Direction, SdpError};
 pub use call::{Call, DialogId};
 pub use engine::{Engine, EngineParts, SipSettings};
+pub use shard::{Shard, shard_of, shard_of_message};
 
 use crate::phone::E164;
 
@@ -77,6 +79,9 @@ pub struct CallConfig {
     pub max_duration: Duration,
     /// How long the callee may take to answer before we give up.
     pub no_answer_timeout: Duration,
+    /// The shard of the switch that owns the call: the B-leg Call-ID is
+    /// drawn to hash to it ([`Shard::new_call_id`]).
+    pub shard: Shard,
 }
 
 /// Who the B-leg calls and as whom, decided by routing.

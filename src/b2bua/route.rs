@@ -180,6 +180,7 @@ impl Engine {
             advertise: self.settings.advertise,
             max_duration: self.settings.max_duration,
             no_answer_timeout: self.settings.no_answer_timeout,
+            shard: super::Shard::SOLE,
         };
         let routing = CallRouting {
             callee: route.callee.clone(),

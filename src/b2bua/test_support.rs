@@ -27,6 +27,7 @@ pub(super) fn cfg() -> CallConfig {
         advertise: "203.0.113.5".parse().unwrap(),
         max_duration: Duration::from_secs(3600),
         no_answer_timeout: Duration::from_secs(60),
+        shard: super::Shard::SOLE,
     }
 }
 

@@ -141,3 +141,17 @@ fn identity_free_error_responses() {
             .all(|r| r.method != Method::Ack)
     );
 }
+
+#[test]
+fn the_b_leg_call_id_belongs_to_the_shard_of_the_call() {
+    for index in 0..3 {
+        let mut cfg = cfg();
+        cfg.shard = super::Shard::new(index, 3);
+        let call = super::Call::new(h_now(), &a_invite(), routing(), PORTS, cfg).unwrap();
+        assert_eq!(super::shard_of(call.b_call_id(), 3), index);
+    }
+}
+
+fn h_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
