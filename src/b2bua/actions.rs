@@ -10,7 +10,6 @@ use tokio::sync::mpsc;
 use super::engine::{Engine, TimerRef};
 use super::{Action, CallEvent, CallResult, Hangup, Leg};
 use crate::clock::Timestamp;
-use crate::sip::headers::{ViaInfo, core_values, parse_cseq, top_via};
 use crate::sip::{ClientEvent, ServerEvent, TransactionKey, TwoXxEvent, TwoXxRetransmitter};
 use crate::store::{CallEnd, NewCall, Store};
 
@@ -42,17 +41,6 @@ pub async fn cdr_writer(store: Store, mut ops: mpsc::UnboundedReceiver<CdrOp>) {
     }
 }
 
-/// The server transaction a response we send belongs to.
-fn server_key_of(resp: &Response) -> Option<TransactionKey> {
-    let via = ViaInfo::parse(top_via(&resp.headers)?)?;
-    let (_, method) = parse_cseq(core_values(&resp.headers).cseq?)?;
-    Some(TransactionKey::Server {
-        branch: via.branch()?.to_owned(),
-        sent_by: via.sent_by.to_ascii_lowercase(),
-        method: method.to_owned(),
-    })
-}
-
 impl Engine {
     pub(super) fn drain_server(&mut self, now: Instant, key: &TransactionKey) {
         let Some(entry) = self.servers.get_mut(key) else {
@@ -79,7 +67,9 @@ impl Engine {
             self.transports.send(&flow, bytes);
         }
         if terminated {
-            self.servers.remove(key);
+            if let Some(e) = self.servers.remove(key) {
+                self.server_ids.remove(&e.id);
+            }
         } else {
             self.schedule_server(key);
         }
@@ -92,7 +82,7 @@ impl Engine {
                         }
                         !r.is_finished()
                     });
-                    c.call.handle_a_request(now, ack);
+                    c.call.handle_ack(now, leg, ack);
                 }
                 self.drain_call(now, call);
             }
@@ -159,7 +149,9 @@ impl Engine {
                 break;
             };
             match action {
-                Action::Respond { leg, response } => self.call_respond(now, id, leg, response),
+                Action::Respond { leg, txn, response } => {
+                    self.call_respond(now, id, leg, txn, response)
+                }
                 Action::Send { leg, request } => {
                     let Some(flow) = self.leg_flow(id, leg) else {
                         continue;
@@ -198,8 +190,15 @@ impl Engine {
         }
     }
 
-    fn call_respond(&mut self, now: Instant, id: u64, leg: Leg, response: Response) {
-        let Some(key) = server_key_of(&response) else {
+    fn call_respond(
+        &mut self,
+        now: Instant,
+        id: u64,
+        leg: Leg,
+        txn: super::TxnId,
+        response: Response,
+    ) {
+        let Some(key) = self.server_ids.get(&txn).cloned() else {
             return;
         };
         let is_invite_2xx = matches!(&key, TransactionKey::Server { method, .. } if method == "INVITE")

@@ -66,6 +66,8 @@ pub(super) enum Event {
 
 /// A server transaction and what it belongs to.
 pub(super) struct ServerEntry {
+    /// Its id, handed to the call with the request.
+    pub id: super::TxnId,
     pub txn: ServerTransaction,
     pub flow: Flow,
     /// The call and leg it belongs to, once known.
@@ -160,6 +162,9 @@ pub struct Engine {
     pub(super) metrics: Arc<Metrics>,
     pub(super) recorder: Option<Arc<Recorder>>,
     pub(super) servers: HashMap<TransactionKey, ServerEntry>,
+    /// Server transaction ids → their keys.
+    pub(super) server_ids: HashMap<super::TxnId, TransactionKey>,
+    pub(super) next_txn: u64,
     pub(super) clients: HashMap<TransactionKey, ClientEntry>,
     pub(super) calls: HashMap<u64, CallEntry>,
     /// Either leg's dialog → the call and which leg it is.
@@ -210,6 +215,8 @@ impl Engine {
             metrics,
             recorder,
             servers: HashMap::new(),
+            server_ids: HashMap::new(),
+            next_txn: 1,
             clients: HashMap::new(),
             calls: HashMap::new(),
             dialogs: HashMap::new(),

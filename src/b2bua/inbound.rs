@@ -122,7 +122,11 @@ impl Engine {
         match ServerTransaction::new(req, now, flow.is_reliable(), self.timers) {
             Ok(txn) => {
                 let _lease = self.transports.lease(&flow);
+                let id = super::TxnId(self.next_txn);
+                self.next_txn += 1;
+                self.server_ids.insert(id, key.clone());
                 let entry = ServerEntry {
+                    id,
                     txn,
                     flow,
                     owner,
@@ -161,10 +165,7 @@ impl Engine {
                 }
             }
             entry.two_xx.retain(|(_, r)| !r.is_finished());
-            match leg {
-                Leg::A => entry.call.handle_a_request(now, req),
-                Leg::B => entry.call.handle_b_request(now, req),
-            }
+            entry.call.handle_ack(now, leg, req);
         }
         self.drain_call(now, call);
     }
@@ -200,14 +201,12 @@ impl Engine {
             }
             return;
         };
-        if self
-            .open_server(now, flow, key, req.clone(), Some((call, leg)))
-            .is_none()
-        {
+        let Some(key) = self.open_server(now, flow, key, req.clone(), Some((call, leg))) else {
             return;
-        }
+        };
+        let txn = self.servers.get(&key).map_or(super::TxnId(0), |e| e.id);
         if let Some(entry) = self.calls.get_mut(&call) {
-            entry.call.handle_a_request(now, req);
+            entry.call.handle_a_request(now, txn, req);
         }
         self.drain_call(now, call);
     }
@@ -217,16 +216,14 @@ impl Engine {
             self.answer_directly(now, flow, key, req, StatusCode::CallTransactionDoesNotExist);
             return;
         };
-        if self
-            .open_server(now, flow, key, req.clone(), Some((call, leg)))
-            .is_none()
-        {
+        let Some(key) = self.open_server(now, flow, key, req.clone(), Some((call, leg))) else {
             return;
-        }
+        };
+        let txn = self.servers.get(&key).map_or(super::TxnId(0), |e| e.id);
         if let Some(entry) = self.calls.get_mut(&call) {
             match leg {
-                Leg::A => entry.call.handle_a_request(now, req),
-                Leg::B => entry.call.handle_b_request(now, req),
+                Leg::A => entry.call.handle_a_request(now, txn, req),
+                Leg::B => entry.call.handle_b_request(now, txn, req),
             }
         }
         self.drain_call(now, call);

@@ -125,13 +125,23 @@ impl Leg {
     }
 }
 
+/// A server transaction, as the driver numbers them: handed to the call
+/// with each request ([`Call::handle_a_request`]) and carried back in
+/// [`Action::Respond`], so that a response finds its transaction without
+/// the driver rebuilding a key from the response's headers (which cannot
+/// work for every key, e.g. an RFC 2543 caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(pub u64);
+
 /// Something the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Answer a request received on `leg` (via its server transaction).
+    /// Answer a request received on `leg` through its server transaction.
     Respond {
         /// The leg the request came from.
         leg: Leg,
+        /// The server transaction of the request answered.
+        txn: TxnId,
         /// The response.
         response: rsip::Response,
     },

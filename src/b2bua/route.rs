@@ -187,7 +187,8 @@ impl Engine {
             caller_id: route.caller_id.clone(),
             record: route.record && self.recorder.is_some(),
         };
-        let call = match Call::new(now, &invite, routing, ports, cfg) {
+        let txn = self.servers.get(&key).map_or(super::TxnId(0), |e| e.id);
+        let call = match Call::new(now, txn, &invite, routing, ports, cfg) {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(error = %e, status = e.status(), "INVITE cannot be relayed");
