@@ -33,17 +33,15 @@
 //!   more (e.g. after the BYE toward the other side was answered or timed
 //!   out); then [`Call::is_finished`] is true.
 
-mod actions;
 mod addr;
 mod call;
 mod dialog;
-mod engine;
-mod inbound;
+mod driver;
 mod message;
 mod midcall;
-mod route;
 mod setup;
 mod shard;
+mod switch;
 
 #[cfg(test)]
 mod test_support;
@@ -59,8 +57,11 @@ use std::time::Duration;
 
 pub use crate::media::sdp::{Direction, SdpError};
 pub use call::{Call, DialogId};
-pub use engine::{Engine, EngineParts, SipSettings};
+pub use driver::{Engine, EngineParts, SipSettings};
 pub use shard::{Shard, shard_of, shard_of_message};
+pub use switch::{
+    CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
+};
 
 use crate::phone::E164;
 
