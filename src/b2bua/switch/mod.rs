@@ -42,6 +42,15 @@ mod setup;
 mod tables;
 mod timers;
 
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests_calls;
+#[cfg(test)]
+mod tests_edge;
+#[cfg(test)]
+mod tests_limits;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
