@@ -1,17 +1,44 @@
-//! The per-call back-to-back user agent: one [`Call`] joins the caller's
-//! dialog (A-leg, where ansim is the UAS) and the callee's dialog (B-leg,
-//! where ansim is the UAC), relaying signalling between them while hiding
-//! each side's identity and topology.
+//! The back-to-back user agent: one [`Call`] joins the caller's dialog
+//! (A-leg, where ansim is the UAS) and the callee's dialog (B-leg, where
+//! ansim is the UAC), relaying signalling between them while hiding each
+//! side's identity and topology; one [`Switch`] holds every call of a
+//! shard and everything between them and the wire; the [`Engine`] drives
+//! a switch with sockets and timers.
 //!
 //! # Layering
 //!
-//! Sans-IO, like [`crate::sip`]: the driver runs the RFC 3261 transaction
-//! layer and feeds the *transaction user* events to `handle_*`, then drains
-//! [`Call::poll_action`] and re-arms a timer at [`Call::poll_timeout`].
-//! The call never retransmits requests or non-2xx responses and never
-//! reads a clock. It owns both dialogs (Call-ID, tags, CSeq, remote
-//! target, route set), builds every message, ACKs the callee's 2xx itself
-//! and rewrites SDP ([`crate::media::sdp`]).
+//! Three layers, the lower two sans-IO like [`crate::sip`] (inputs with
+//! `now`, outputs drained with `poll_*`, no socket, task runtime or clock):
+//!
+//! * [`Call`] — one call. The switch feeds it the *transaction user*
+//!   events (requests with their server transaction's [`TxnId`],
+//!   responses, transaction timeouts) and drains [`Call::poll_action`],
+//!   re-arming a timer at [`Call::poll_timeout`]. The call never
+//!   retransmits requests or non-2xx responses and never reads a clock.
+//!   It owns both dialogs (Call-ID, tags, CSeq, remote target, route set),
+//!   builds every message, ACKs the callee's 2xx itself and rewrites SDP
+//!   ([`crate::media::sdp`]). Every response it sends names the
+//!   transaction it answers ([`Action::Respond`]).
+//! * [`Switch`] — all calls of one shard: the server and client
+//!   transaction tables, the dialog table, CANCEL matching, 2xx
+//!   retransmission, route lookups asked of the driver, call records, the
+//!   limits (`max_calls`, `max_transactions`) and one timer queue. It
+//!   demultiplexes raw messages from flows, like quinn-proto's `Endpoint`,
+//!   and says what to transmit where and what the driver must do
+//!   ([`SwitchEvent`]). Its Call-IDs hash to its shard ([`shard_of`]).
+//! * [`Engine`] (`driver.rs`) — the tokio driver, and the only file here
+//!   that uses tokio: sockets, the sleep until [`Switch::poll_timeout`],
+//!   spawned route lookups, the call-record writer, media relays and the
+//!   port pool, the recorder and announcement, connection leases, metrics.
+//!
+//! An INVITE's path: transport → `Switch::handle_inbound` (parse, no
+//! transaction or dialog matches, a server transaction is opened) →
+//! `SwitchEvent::RouteLookup` → the engine looks the route up, starts a
+//! relay on two port pairs → `Switch::handle_routed` → [`Call::new`]
+//! queues the B-leg INVITE → a client transaction → `poll_transmit` to the
+//! trunk. The callee's responses come back through `handle_inbound` to the
+//! client transaction, the call, and as responses through the INVITE's
+//! server transaction to the caller.
 //!
 //! # Hiding
 //!
