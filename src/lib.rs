@@ -19,7 +19,7 @@
 //! | [`routing`] | sessions, the number pool, quarantine, `route()` for INVITEs |
 //! | [`sip`] | SIP parsing, framing and RFC 3261 transactions, sans-IO |
 //! | [`transport`] | SIP over UDP and TCP sockets |
-//! | [`b2bua`] | the per-call B2BUA state machine and the SIP engine driving it |
+//! | [`b2bua`] | the per-call B2BUA state machine, the sans-IO switch of all calls, and the tokio engine driving it |
 //! | [`media`] | RTP port pool, relay with latching, SDP rewriting |
 //! | [`keys`] | master key, epoch KEKs in a key store apart from the database, DEKs |
 //! | [`recording`] | the recorder, the CREC encrypted file format, export to WAV |

@@ -12,6 +12,7 @@ use super::dialog::Dialog;
 use super::message::{ALLOW, Body, body_of, contact_uri, copy_relayed, header_list, set_body};
 use super::{
     Action, CallConfig, CallError, CallEvent, CallResult, Hangup, MediaPorts, PeerError, Routing,
+    TxnId,
 };
 use crate::media::sdp::{Origin, Rewritten, Target, rewrite};
 use crate::sip::headers::{core_values, parse_cseq, tag_of, top_via};
@@ -48,6 +49,8 @@ pub(super) struct Outcome {
 pub(super) struct Relay {
     /// The leg the original request came from.
     pub(super) origin: Leg,
+    /// The original request's server transaction, where the answer goes.
+    pub(super) txn: TxnId,
     /// The original request, to answer.
     pub(super) request: Request,
     /// The request we sent on the other leg.
@@ -67,6 +70,8 @@ pub struct Call {
     pub(super) phase: Phase,
     pub(super) a: Dialog,
     pub(super) b: Dialog,
+    /// The server transaction of the caller's INVITE.
+    pub(super) a_invite_txn: TxnId,
     pub(super) a_invite: Request,
     pub(super) b_invite: Request,
     pub(super) a_origin: Origin,
@@ -92,14 +97,16 @@ pub struct Call {
 }
 
 impl Call {
-    /// Creates the call for a routed initial INVITE and queues the B-leg
-    /// INVITE (and a `Media` action for the caller's offer).
+    /// Creates the call for a routed initial INVITE, received through
+    /// the server transaction `txn`, and queues the B-leg INVITE (and a
+    /// `Media` action for the caller's offer).
     ///
     /// Errors: [`CallError::Peer`] if the INVITE cannot be relayed (answer
     /// it with [`CallError::status`]), [`CallError::Local`] if our
     /// configuration cannot form a B-leg Request-URI.
     pub fn new(
         now: Instant,
+        txn: TxnId,
         invite: &Request,
         routing: Routing,
         ports: MediaPorts,
@@ -134,6 +141,7 @@ impl Call {
             phase: Phase::Calling,
             a,
             b,
+            a_invite_txn: txn,
             a_invite: invite.clone(),
             b_invite: b_invite.clone(),
             a_origin: Origin::new(u64::from(rand::random::<u32>())),
@@ -157,10 +165,12 @@ impl Call {
         Ok(call)
     }
 
-    /// A request from the caller (ACK, CANCEL, BYE, re-INVITE, UPDATE,
-    /// INFO, PRACK, OPTIONS, …).
-    pub fn handle_a_request(&mut self, now: Instant, request: Request) {
-        self.handle_request(now, Leg::A, request);
+    /// A request from the caller (CANCEL, BYE, re-INVITE, UPDATE, INFO,
+    /// PRACK, OPTIONS, …), received through the server transaction `txn`:
+    /// every response to it is an [`Action::Respond`] naming `txn`. (An
+    /// ACK has no transaction: it goes to [`Call::handle_ack`].)
+    pub fn handle_a_request(&mut self, now: Instant, txn: TxnId, request: Request) {
+        self.handle_request(now, Leg::A, txn, request);
     }
 
     /// A response to a request we sent toward the caller.
@@ -168,10 +178,17 @@ impl Call {
         self.handle_response(now, Leg::A, response);
     }
 
-    /// A request from the callee, in the B dialog.
-    pub fn handle_b_request(&mut self, now: Instant, request: Request) {
-        self.handle_request(now, Leg::B, request);
+    /// A request from the callee, in the B dialog, received through the
+    /// server transaction `txn`.
+    pub fn handle_b_request(&mut self, now: Instant, txn: TxnId, request: Request) {
+        self.handle_request(now, Leg::B, txn, request);
     }
+
+    /// An ACK from `leg` for a 2xx we sent there (initial or relayed). It
+    /// needs nothing from the call: the driver stops the 2xx
+    /// retransmission, and `Answered` was already emitted when the 2xx
+    /// was relayed.
+    pub fn handle_ack(&mut self, _now: Instant, _leg: Leg, _ack: Request) {}
 
     /// A response to a request we sent toward the callee (including
     /// retransmitted 2xx to an INVITE, which we ACK again).
@@ -276,20 +293,19 @@ impl Call {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, leg: Leg, request: Request) {
+    fn handle_request(&mut self, now: Instant, leg: Leg, txn: TxnId, request: Request) {
+        if request.method == Method::Ack {
+            return self.handle_ack(now, leg, request);
+        }
         if self.phase == Phase::Finished {
-            if request.method != Method::Ack {
-                self.reply(leg, &request, 481);
-            }
+            self.reply(leg, txn, &request, 481);
             return;
         }
         match request.method {
-            Method::Cancel if leg == Leg::A => self.on_cancel(now, &request),
-            // ACKs for our 2xx (initial or relayed) need nothing from us:
-            // the driver stops the 2xx retransmission, and `Answered` was
-            // already emitted when the 2xx was relayed.
-            Method::Ack => {}
-            _ => self.on_dialog_request(now, leg, request),
+            Method::Cancel if leg == Leg::A => self.on_cancel(now, txn, &request),
+            // Only the caller's INVITE can be cancelled.
+            Method::Cancel => self.reply(leg, txn, &request, 481),
+            _ => self.on_dialog_request(now, leg, txn, request),
         }
     }
 
@@ -306,21 +322,23 @@ impl Call {
         self.actions.push_back(Action::Send { leg, request });
     }
 
-    pub(super) fn respond(&mut self, leg: Leg, response: Response) {
-        self.actions.push_back(Action::Respond { leg, response });
+    pub(super) fn respond(&mut self, leg: Leg, txn: TxnId, response: Response) {
+        self.actions
+            .push_back(Action::Respond { leg, txn, response });
     }
 
     pub(super) fn event(&mut self, event: CallEvent) {
         self.actions.push_back(Action::Event(event));
     }
 
-    /// Answers `request` from `leg` with a bodiless `code`.
-    pub(super) fn reply(&mut self, leg: Leg, request: &Request, code: u16) {
+    /// Answers `request` from `leg` (server transaction `txn`) with a
+    /// bodiless `code`.
+    pub(super) fn reply(&mut self, leg: Leg, txn: TxnId, request: &Request, code: u16) {
         let mut response = super::message::respond(request, code, None);
         if code == 405 {
             response.headers.push(Header::Allow(Allow::new(ALLOW)));
         }
-        self.respond(leg, response);
+        self.respond(leg, txn, response);
     }
 
     /// Emits `Media` for `leg` if its SDP named an address.
@@ -418,7 +436,7 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
 fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
     let callee = format!("sip:{}@{}", routing.callee.as_str(), cfg.trunk);
     Ok(Dialog {
-        call_id: format!("{}{}", new_tag(), new_tag()),
+        call_id: cfg.shard.new_call_id(),
         local: format!(
             "<sip:{}@{}>;tag={}",
             routing.caller_id.as_str(),

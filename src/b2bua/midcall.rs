@@ -8,47 +8,56 @@ use rsip::{Header, Method, Request, Response};
 
 use super::call::{Call, GUARD, Phase, Relay, outcome};
 use super::message::{ALLOW, Body, body_of, copy_relayed, cseq, map_status, respond, set_body};
-use super::{CallResult, Hangup, Leg};
+use super::{CallResult, Hangup, Leg, TxnId};
 use crate::sip::{ack_for_2xx, new_branch};
 
 impl Call {
-    /// Any in-dialog request other than ACK (and the caller's CANCEL).
-    pub(super) fn on_dialog_request(&mut self, now: Instant, leg: Leg, request: Request) {
+    /// Any in-dialog request other than ACK (and the caller's CANCEL),
+    /// received through the server transaction `txn`.
+    pub(super) fn on_dialog_request(
+        &mut self,
+        now: Instant,
+        leg: Leg,
+        txn: TxnId,
+        request: Request,
+    ) {
         let early_bye = leg == Leg::A && request.method == Method::Bye;
         if !self.dialog(leg).matches(&request, early_bye) {
-            self.reply(leg, &request, 481);
+            self.reply(leg, txn, &request, 481);
             return;
         }
         let Some((number, _)) = cseq(&request.headers) else {
-            self.reply(leg, &request, 400);
+            self.reply(leg, txn, &request, 400);
             return;
         };
         if !self.dialog(leg).accept_remote_cseq(number) {
-            self.reply(leg, &request, 500);
+            self.reply(leg, txn, &request, 500);
             return;
         }
         let confirmed = self.phase == Phase::Confirmed;
         match request.method {
-            Method::Bye => self.on_bye(now, leg, &request),
+            Method::Bye => self.on_bye(now, leg, txn, &request),
             Method::Options => {
                 let mut ok = respond(&request, 200, None);
                 ok.headers.push(Header::Allow(Allow::new(ALLOW)));
-                self.respond(leg, ok);
+                self.respond(leg, txn, ok);
             }
-            Method::Invite | Method::Update | Method::Info if confirmed => self.relay(leg, request),
-            Method::Invite | Method::Update => self.reply(leg, &request, 491),
-            Method::Info | Method::PRack => self.reply(leg, &request, 481),
-            _ => self.reply(leg, &request, 405),
+            Method::Invite | Method::Update | Method::Info if confirmed => {
+                self.relay(leg, txn, request)
+            }
+            Method::Invite | Method::Update => self.reply(leg, txn, &request, 491),
+            Method::Info | Method::PRack => self.reply(leg, txn, &request, 481),
+            _ => self.reply(leg, txn, &request, 405),
         }
     }
 
-    fn on_bye(&mut self, now: Instant, leg: Leg, bye: &Request) {
+    fn on_bye(&mut self, now: Instant, leg: Leg, txn: TxnId, bye: &Request) {
         if self.phase == Phase::Calling && leg == Leg::B {
             // The callee may not BYE an early dialog (RFC 3261 §15).
-            self.reply(leg, bye, 481);
+            self.reply(leg, txn, bye, 481);
             return;
         }
-        self.reply(leg, bye, 200);
+        self.reply(leg, txn, bye, 200);
         let hangup = match leg {
             Leg::A => Hangup::Caller,
             Leg::B => Hangup::Callee,
@@ -102,33 +111,34 @@ impl Call {
     /// Answers every relayed request still waiting with 487.
     fn abort_relays(&mut self) {
         for relay in std::mem::take(&mut self.relays) {
-            self.reply(relay.origin, &relay.request, 487);
+            self.reply(relay.origin, relay.txn, &relay.request, 487);
         }
     }
 
-    /// Relays a re-INVITE, UPDATE or INFO from `from` to the other leg.
-    fn relay(&mut self, from: Leg, request: Request) {
+    /// Relays a re-INVITE, UPDATE or INFO from `from` (server transaction
+    /// `txn`) to the other leg.
+    fn relay(&mut self, from: Leg, txn: TxnId, request: Request) {
         let invite = request.method == Method::Invite;
         if invite && self.relays.iter().any(|r| r.sent.method == Method::Invite) {
-            self.reply(from, &request, 491);
+            self.reply(from, txn, &request, 491);
             return;
         }
         let body = match body_of(&request.headers, &request.body) {
             Ok(Body::Empty) if invite => {
                 // Offerless re-INVITE would need the answer in the ACK.
-                self.reply(from, &request, 488);
+                self.reply(from, txn, &request, 488);
                 return;
             }
             Ok(Body::Sdp(sdp)) => match self.cross_sdp(from, &sdp) {
                 Ok(sdp) => Some(("application/sdp".to_owned(), sdp)),
-                Err(_) => return self.reply(from, &request, 488),
+                Err(_) => return self.reply(from, txn, &request, 488),
             },
             Ok(Body::Other {
                 content_type,
                 bytes,
             }) => Some((content_type, bytes)),
             Ok(Body::Empty) => None,
-            Err(_) => return self.reply(from, &request, 415),
+            Err(_) => return self.reply(from, txn, &request, 415),
         };
         if matches!(request.method, Method::Invite | Method::Update) {
             self.dialog(from).refresh_target(&request.headers);
@@ -145,6 +155,7 @@ impl Call {
         let cseq = self.dialog(to).local_cseq;
         self.relays.push(Relay {
             origin: from,
+            txn,
             request,
             sent: sent.clone(),
             cseq,
@@ -199,7 +210,7 @@ impl Call {
             }) => set_body(&mut out.headers, &mut out.body, &content_type, bytes),
             Ok(Body::Empty) | Err(_) => {}
         }
-        self.respond(relay.origin, out);
+        self.respond(relay.origin, relay.txn, out);
     }
 
     /// A client transaction of ours on `leg` timed out in a confirmed
@@ -212,7 +223,7 @@ impl Call {
             .position(|r| r.origin == leg.other() && r.sent.method == method);
         if let Some(index) = found {
             let relay = self.relays.remove(index);
-            self.reply(relay.origin, &relay.request, 408);
+            self.reply(relay.origin, relay.txn, &relay.request, 408);
         }
         self.hang_up(now, Hangup::System);
     }

@@ -1,17 +1,44 @@
-//! The per-call back-to-back user agent: one [`Call`] joins the caller's
-//! dialog (A-leg, where ansim is the UAS) and the callee's dialog (B-leg,
-//! where ansim is the UAC), relaying signalling between them while hiding
-//! each side's identity and topology.
+//! The back-to-back user agent: one [`Call`] joins the caller's dialog
+//! (A-leg, where ansim is the UAS) and the callee's dialog (B-leg, where
+//! ansim is the UAC), relaying signalling between them while hiding each
+//! side's identity and topology; one [`Switch`] holds every call of a
+//! shard and everything between them and the wire; the [`Engine`] drives
+//! a switch with sockets and timers.
 //!
 //! # Layering
 //!
-//! Sans-IO, like [`crate::sip`]: the driver runs the RFC 3261 transaction
-//! layer and feeds the *transaction user* events to `handle_*`, then drains
-//! [`Call::poll_action`] and re-arms a timer at [`Call::poll_timeout`].
-//! The call never retransmits requests or non-2xx responses and never
-//! reads a clock. It owns both dialogs (Call-ID, tags, CSeq, remote
-//! target, route set), builds every message, ACKs the callee's 2xx itself
-//! and rewrites SDP ([`crate::media::sdp`]).
+//! Three layers, the lower two sans-IO like [`crate::sip`] (inputs with
+//! `now`, outputs drained with `poll_*`, no socket, task runtime or clock):
+//!
+//! * [`Call`] — one call. The switch feeds it the *transaction user*
+//!   events (requests with their server transaction's [`TxnId`],
+//!   responses, transaction timeouts) and drains [`Call::poll_action`],
+//!   re-arming a timer at [`Call::poll_timeout`]. The call never
+//!   retransmits requests or non-2xx responses and never reads a clock.
+//!   It owns both dialogs (Call-ID, tags, CSeq, remote target, route set),
+//!   builds every message, ACKs the callee's 2xx itself and rewrites SDP
+//!   ([`crate::media::sdp`]). Every response it sends names the
+//!   transaction it answers ([`Action::Respond`]).
+//! * [`Switch`] — all calls of one shard: the server and client
+//!   transaction tables, the dialog table, CANCEL matching, 2xx
+//!   retransmission, route lookups asked of the driver, call records, the
+//!   limits (`max_calls`, `max_transactions`) and one timer queue. It
+//!   demultiplexes raw messages from flows, like quinn-proto's `Endpoint`,
+//!   and says what to transmit where and what the driver must do
+//!   ([`SwitchEvent`]). Its Call-IDs hash to its shard ([`shard_of`]).
+//! * [`Engine`] (`driver.rs`) — the tokio driver, and the only file here
+//!   that uses tokio: sockets, the sleep until [`Switch::poll_timeout`],
+//!   spawned route lookups, the call-record writer, media relays and the
+//!   port pool, the recorder and announcement, connection leases, metrics.
+//!
+//! An INVITE's path: transport → `Switch::handle_inbound` (parse, no
+//! transaction or dialog matches, a server transaction is opened) →
+//! `SwitchEvent::RouteLookup` → the engine looks the route up, starts a
+//! relay on two port pairs → `Switch::handle_routed` → [`Call::new`]
+//! queues the B-leg INVITE → a client transaction → `poll_transmit` to the
+//! trunk. The callee's responses come back through `handle_inbound` to the
+//! client transaction, the call, and as responses through the INVITE's
+//! server transaction to the caller.
 //!
 //! # Hiding
 //!
@@ -33,16 +60,15 @@
 //!   more (e.g. after the BYE toward the other side was answered or timed
 //!   out); then [`Call::is_finished`] is true.
 
-mod actions;
 mod addr;
 mod call;
 mod dialog;
-mod engine;
-mod inbound;
+mod driver;
 mod message;
 mod midcall;
-mod route;
 mod setup;
+mod shard;
+mod switch;
 
 #[cfg(test)]
 mod test_support;
@@ -58,7 +84,11 @@ use std::time::Duration;
 
 pub use crate::media::sdp::{Direction, SdpError};
 pub use call::{Call, DialogId};
-pub use engine::{Engine, EngineParts, SipSettings};
+pub use driver::{Engine, EngineParts, SipSettings};
+pub use shard::{Shard, shard_of, shard_of_message};
+pub use switch::{
+    CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
+};
 
 use crate::phone::E164;
 
@@ -77,6 +107,9 @@ pub struct CallConfig {
     pub max_duration: Duration,
     /// How long the callee may take to answer before we give up.
     pub no_answer_timeout: Duration,
+    /// The shard of the switch that owns the call: the B-leg Call-ID is
+    /// drawn to hash to it ([`Shard::new_call_id`]).
+    pub shard: Shard,
 }
 
 /// Who the B-leg calls and as whom, decided by routing.
@@ -120,13 +153,23 @@ impl Leg {
     }
 }
 
+/// A server transaction, as the driver numbers them: handed to the call
+/// with each request ([`Call::handle_a_request`]) and carried back in
+/// [`Action::Respond`], so that a response finds its transaction without
+/// the driver rebuilding a key from the response's headers (which cannot
+/// work for every key, e.g. an RFC 2543 caller's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(pub u64);
+
 /// Something the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Answer a request received on `leg` (via its server transaction).
+    /// Answer a request received on `leg` through its server transaction.
     Respond {
         /// The leg the request came from.
         leg: Leg,
+        /// The server transaction of the request answered.
+        txn: TxnId,
         /// The response.
         response: rsip::Response,
     },

@@ -11,7 +11,7 @@ use super::message::{
     ALLOW, Body, body_of, copy_relayed, header_value, lists_tag, map_status, respond, result_for,
     set_body,
 };
-use super::{CallEvent, CallResult, Hangup, Leg};
+use super::{CallEvent, CallResult, Hangup, Leg, TxnId};
 use crate::sip::headers::{core_values, tag_of, top_via};
 use crate::sip::{ack_for_2xx, new_branch};
 
@@ -61,7 +61,7 @@ impl Call {
         {
             set_body(&mut out.headers, &mut out.body, "application/sdp", body);
         }
-        self.respond(Leg::A, out);
+        self.respond(Leg::A, self.a_invite_txn, out);
         if !self.ringing {
             self.ringing = true;
             self.event(CallEvent::Ringing);
@@ -152,7 +152,7 @@ impl Call {
         ok.headers.push(Header::Allow(Allow::new(ALLOW)));
         copy_relayed(&response.headers, &mut ok.headers);
         set_body(&mut ok.headers, &mut ok.body, "application/sdp", sdp);
-        self.respond(Leg::A, ok);
+        self.respond(Leg::A, self.a_invite_txn, ok);
         self.a_final = Some(code);
         self.phase = Phase::Confirmed;
         self.no_answer_at = None;
@@ -172,7 +172,7 @@ impl Call {
                 let mut out = respond(&self.a_invite, map_status(code), Some(&tag));
                 copy_relayed(&response.headers, &mut out.headers);
                 self.a_final = Some(map_status(code));
-                self.respond(Leg::A, out);
+                self.respond(Leg::A, self.a_invite_txn, out);
                 self.outcome = Some(outcome(result_for(code), Hangup::Callee));
                 self.finish();
             }
@@ -188,18 +188,19 @@ impl Call {
         }
         let tag = self.a.local_tag().to_owned();
         let response = respond(&self.a_invite, code, Some(&tag));
-        self.respond(Leg::A, response);
+        self.respond(Leg::A, self.a_invite_txn, response);
         self.a_final = Some(code);
     }
 
-    /// A CANCEL from the caller.
-    pub(super) fn on_cancel(&mut self, now: Instant, cancel: &Request) {
+    /// A CANCEL from the caller, received through `txn` (its own server
+    /// transaction; the INVITE's 487 goes to the INVITE's).
+    pub(super) fn on_cancel(&mut self, now: Instant, txn: TxnId, cancel: &Request) {
         if !self.a.matches(cancel, true) {
-            self.reply(Leg::A, cancel, 481);
+            self.reply(Leg::A, txn, cancel, 481);
             return;
         }
         let tag = self.a.local_tag().to_owned();
-        self.respond(Leg::A, respond(cancel, 200, Some(&tag)));
+        self.respond(Leg::A, txn, respond(cancel, 200, Some(&tag)));
         if self.phase == Phase::Calling {
             self.start_cancel(now, outcome(CallResult::Cancelled, Hangup::Caller), None);
         }

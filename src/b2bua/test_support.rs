@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rsip::{Request, Response, SipMessage};
 
-use super::{Action, Call, CallConfig, CallEvent, Leg, MediaPorts, Routing};
+use super::{Action, Call, CallConfig, CallEvent, Leg, MediaPorts, Routing, TxnId};
 use crate::phone::E164;
 use crate::sip::headers::{core_values, tag_of, top_via};
 use crate::sip::{parse_datagram, to_bytes};
@@ -27,6 +27,7 @@ pub(super) fn cfg() -> CallConfig {
         advertise: "203.0.113.5".parse().unwrap(),
         max_duration: Duration::from_secs(3600),
         no_answer_timeout: Duration::from_secs(60),
+        shard: super::Shard::SOLE,
     }
 }
 
@@ -103,19 +104,24 @@ pub(super) fn text(message: impl Into<SipMessage>) -> String {
     String::from_utf8(to_bytes(&message.into())).unwrap()
 }
 
+/// The server transaction of the caller's INVITE in [`Harness`] calls.
+pub(super) const A_INVITE_TXN: TxnId = TxnId(1);
+
 /// A call under test with simulated time.
 pub(super) struct Harness {
     pub(super) call: Call,
     pub(super) now: Instant,
     /// The B-leg INVITE the call sent.
     pub(super) b_invite: Request,
+    /// The last server transaction id handed out.
+    last_txn: u64,
 }
 
 impl Harness {
     /// Creates the call; returns it with the actions of `Call::new`.
     pub(super) fn new() -> (Self, Vec<Action>) {
         let now = Instant::now();
-        let mut call = Call::new(now, &a_invite(), routing(), PORTS, cfg()).unwrap();
+        let mut call = Call::new(now, A_INVITE_TXN, &a_invite(), routing(), PORTS, cfg()).unwrap();
         let actions = drain(&mut call);
         let b_invite = sent(&actions, Leg::B)[0].clone();
         (
@@ -123,6 +129,7 @@ impl Harness {
                 call,
                 now,
                 b_invite,
+                last_txn: A_INVITE_TXN.0,
             },
             actions,
         )
@@ -130,6 +137,32 @@ impl Harness {
 
     pub(super) fn drain(&mut self) -> Vec<Action> {
         drain(&mut self.call)
+    }
+
+    /// Feeds a request of the caller, as the driver does: an ACK bare,
+    /// anything else through a new server transaction, whose id is
+    /// returned (an ACK gets none, and a dummy id back).
+    pub(super) fn caller_sends(&mut self, request: Request) -> TxnId {
+        self.leg_sends(Leg::A, request)
+    }
+
+    /// Feeds a request of the callee, as [`Harness::caller_sends`].
+    pub(super) fn callee_sends(&mut self, request: Request) -> TxnId {
+        self.leg_sends(Leg::B, request)
+    }
+
+    fn leg_sends(&mut self, leg: Leg, request: Request) -> TxnId {
+        if request.method == rsip::Method::Ack {
+            self.call.handle_ack(self.now, leg, request);
+            return TxnId(0);
+        }
+        self.last_txn += 1;
+        let txn = TxnId(self.last_txn);
+        match leg {
+            Leg::A => self.call.handle_a_request(self.now, txn, request),
+            Leg::B => self.call.handle_b_request(self.now, txn, request),
+        }
+        txn
     }
 
     /// The callee answers `req` (a request we sent on B) with `code`.
@@ -159,7 +192,7 @@ impl Harness {
         h.b_answer(&invite, 180, CALLEE_EXTRA, None);
         h.b_answer(&invite, 200, CALLEE_EXTRA, Some(B_SDP));
         let ack = h.a_request("ACK", 10, None);
-        h.call.handle_a_request(h.now, ack);
+        h.caller_sends(ack);
         assert!(h.drain().is_empty());
         h
     }
@@ -264,7 +297,21 @@ pub(super) fn responses(actions: &[Action], on: Leg) -> Vec<&Response> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Respond { leg, response } if *leg == on => Some(response),
+            Action::Respond { leg, response, .. } if *leg == on => Some(response),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The status codes of the responses `actions` send through server
+/// transaction `txn`.
+pub(super) fn answers_to(actions: &[Action], to: TxnId) -> Vec<u16> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Respond { txn, response, .. } if *txn == to => {
+                Some(response.status_code.code())
+            }
             _ => None,
         })
         .collect()

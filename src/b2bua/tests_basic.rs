@@ -35,6 +35,7 @@ fn basic_call_caller_hangs_up() {
 
     let ringing = h.b_answer(&invite, 180, CALLEE_EXTRA, None);
     assert_eq!(codes(&responses(&ringing, Leg::A)), vec![180]);
+    assert_eq!(answers_to(&ringing, A_INVITE_TXN), vec![180]);
     assert_eq!(events(&ringing), vec![CallEvent::Ringing]);
 
     let answer = h.b_answer(&invite, 200, CALLEE_EXTRA, Some(B_SDP));
@@ -45,6 +46,7 @@ fn basic_call_caller_hangs_up() {
     assert_eq!(cseq_of(acks[0]), "1 ACK");
     let ok = responses(&answer, Leg::A);
     assert_eq!(codes(&ok), vec![200]);
+    assert_eq!(answers_to(&answer, A_INVITE_TXN), vec![200]);
     let ok_wire = text(ok[0].clone());
     assert!(ok_wire.contains(&format!(";tag={}", h.a_tag())));
     assert!(ok_wire.contains("Record-Route: <sip:10.9.8.7:5099;lr>"));
@@ -56,13 +58,14 @@ fn basic_call_caller_hangs_up() {
     }));
 
     let ack = h.a_request("ACK", 10, None);
-    h.call.handle_a_request(h.now, ack);
+    h.caller_sends(ack);
     assert!(h.drain().is_empty());
 
     let bye = h.a_request("BYE", 11, None);
-    h.call.handle_a_request(h.now, bye);
+    let bye_txn = h.caller_sends(bye);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200]);
+    assert_eq!(answers_to(&actions, bye_txn), vec![200]);
     let byes = sent(&actions, Leg::B);
     assert_eq!(byes[0].method, Method::Bye);
     assert_eq!(byes[0].uri.to_string(), "sip:+821099990000@10.1.1.1:5060");
@@ -85,9 +88,10 @@ fn basic_call_caller_hangs_up() {
 fn callee_hangs_up() {
     let mut h = Harness::answered();
     let bye = h.b_request("BYE", 5, None);
-    h.call.handle_b_request(h.now, bye);
+    let bye_txn = h.callee_sends(bye);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::B)), vec![200]);
+    assert_eq!(answers_to(&actions, bye_txn), vec![200]);
     let byes = sent(&actions, Leg::A);
     assert_eq!(byes.len(), 1);
     assert_eq!(byes[0].uri.to_string(), "sip:+821012345678@10.9.8.7:5099");
@@ -103,7 +107,7 @@ fn callee_hangs_up() {
     );
     // A late request is refused.
     let info = h.a_request("INFO", 12, None);
-    h.call.handle_a_request(h.now, info);
+    h.caller_sends(info);
     assert_eq!(codes(&responses(&h.drain(), Leg::A)), vec![481]);
 }
 
@@ -111,7 +115,7 @@ fn callee_hangs_up() {
 fn bye_without_answer_times_out() {
     let mut h = Harness::answered();
     let bye = h.a_request("BYE", 11, None);
-    h.call.handle_a_request(h.now, bye);
+    h.caller_sends(bye);
     h.drain();
     h.call
         .handle_transaction_timeout(h.now, Leg::B, Method::Bye);
@@ -126,9 +130,10 @@ fn cancel_before_answer() {
     let (mut h, _) = Harness::new();
     let invite = h.b_invite.clone();
     h.b_answer(&invite, 180, "", None);
-    h.call.handle_a_request(h.now, a_cancel());
+    let cancel_txn = h.caller_sends(a_cancel());
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200]);
+    assert_eq!(answers_to(&actions, cancel_txn), vec![200]);
     let cancels = sent(&actions, Leg::B);
     assert_eq!(cancels[0].method, Method::Cancel);
     assert_eq!(cseq_of(cancels[0]), "1 CANCEL");
@@ -137,6 +142,7 @@ fn cancel_before_answer() {
     assert_eq!(branch(cancels[0]), branch(&invite));
     let done = h.b_answer(&invite, 487, "", None);
     assert_eq!(codes(&responses(&done, Leg::A)), vec![487]);
+    assert_eq!(answers_to(&done, A_INVITE_TXN), vec![487]);
     assert_eq!(
         events(&done),
         vec![ended(CallResult::Cancelled, Some(Hangup::Caller), 487)]
@@ -147,7 +153,7 @@ fn cancel_before_answer() {
 fn cancel_waits_for_a_provisional() {
     let (mut h, _) = Harness::new();
     let invite = h.b_invite.clone();
-    h.call.handle_a_request(h.now, a_cancel());
+    h.caller_sends(a_cancel());
     assert!(sent(&h.drain(), Leg::B).is_empty());
     let trying = h.b_answer(&invite, 100, "", None);
     assert_eq!(sent(&trying, Leg::B)[0].method, Method::Cancel);
@@ -159,7 +165,7 @@ fn cancel_200_race() {
     let (mut h, _) = Harness::new();
     let invite = h.b_invite.clone();
     h.b_answer(&invite, 183, CALLEE_EXTRA, Some(B_SDP));
-    h.call.handle_a_request(h.now, a_cancel());
+    h.caller_sends(a_cancel());
     h.drain();
     let race = h.b_answer(&invite, 200, CALLEE_EXTRA, Some(B_SDP));
     let to_b = sent(&race, Leg::B);
@@ -323,9 +329,11 @@ fn early_bye_from_caller_cancels() {
     let invite = h.b_invite.clone();
     h.b_answer(&invite, 180, CALLEE_EXTRA, None);
     let bye = h.a_request("BYE", 11, None);
-    h.call.handle_a_request(h.now, bye);
+    let bye_txn = h.caller_sends(bye);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200, 487]);
+    assert_eq!(answers_to(&actions, bye_txn), vec![200]);
+    assert_eq!(answers_to(&actions, A_INVITE_TXN), vec![487]);
     assert_eq!(sent(&actions, Leg::B)[0].method, Method::Cancel);
     let done = h.b_answer(&invite, 487, "", None);
     assert!(responses(&done, Leg::A).is_empty());
@@ -338,7 +346,7 @@ fn early_bye_from_caller_cancels() {
 #[test]
 fn cancel_after_answer_only_gets_200() {
     let mut h = Harness::answered();
-    h.call.handle_a_request(h.now, a_cancel());
+    h.caller_sends(a_cancel());
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200]);
     assert!(sent(&actions, Leg::B).is_empty() && events(&actions).is_empty());
@@ -352,7 +360,7 @@ fn unbounded_timers_never_overflow() {
     cfg.no_answer_timeout = Duration::MAX;
     cfg.max_duration = Duration::MAX;
     let now = std::time::Instant::now();
-    let mut call = super::Call::new(now, &a_invite(), routing(), PORTS, cfg).unwrap();
+    let mut call = super::Call::new(now, A_INVITE_TXN, &a_invite(), routing(), PORTS, cfg).unwrap();
     while call.poll_action().is_some() {}
     call.handle_timeout(now + Duration::from_secs(86_400));
     assert!(!call.is_finished());

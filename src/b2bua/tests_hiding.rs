@@ -51,7 +51,9 @@ fn wire_of(actions: &[Action], leg: Leg) -> Vec<String> {
         .iter()
         .filter_map(|a| match a {
             Action::Send { leg: l, request } if *l == leg => Some(text(request.clone())),
-            Action::Respond { leg: l, response } if *l == leg => Some(text(response.clone())),
+            Action::Respond {
+                leg: l, response, ..
+            } if *l == leg => Some(text(response.clone())),
             _ => None,
         })
         .collect()
@@ -81,15 +83,15 @@ fn whole_call_never_leaks_the_caller_to_the_callee() {
     all.extend(h.b_answer(&invite, 180, CALLEE_EXTRA, None));
     all.extend(h.b_answer(&invite, 200, CALLEE_EXTRA, Some(B_SDP)));
     let ack = h.a_request("ACK", 10, None);
-    h.call.handle_a_request(h.now, ack);
+    h.caller_sends(ack);
     let reinvite = h.a_request("INVITE", 11, Some(A_SDP));
-    h.call.handle_a_request(h.now, reinvite);
+    h.caller_sends(reinvite);
     let relayed = h.drain();
     let sent_b = sent(&relayed, Leg::B)[0].clone();
     all.extend(relayed);
     all.extend(h.b_answer(&sent_b, 200, CALLEE_EXTRA, Some(B_SDP)));
     let bye = h.a_request("BYE", 12, None);
-    h.call.handle_a_request(h.now, bye);
+    h.caller_sends(bye);
     all.extend(h.drain());
     for wire in wire_of(&all, Leg::B) {
         assert_hidden(&wire, &CALLER_SECRETS);
@@ -111,13 +113,13 @@ fn caller_never_sees_the_callee() {
     // A re-INVITE and a BYE from the callee reach the caller clean too.
     let hold = B_SDP.replace("a=sendrecv", "a=sendonly");
     let reinvite = h.b_request("INVITE", 3, Some(&hold));
-    h.call.handle_b_request(h.now, reinvite);
+    h.callee_sends(reinvite);
     let relayed = h.drain();
     let to_a = sent(&relayed, Leg::A)[0].clone();
     all.extend(relayed);
     all.extend(h.a_answer(&to_a, 200, Some(A_SDP)));
     let bye = h.b_request("BYE", 4, None);
-    h.call.handle_b_request(h.now, bye);
+    h.callee_sends(bye);
     all.extend(h.drain());
     let wires = wire_of(&all, Leg::A);
     assert!(wires.len() >= 6);
@@ -140,4 +142,19 @@ fn identity_free_error_responses() {
             .iter()
             .all(|r| r.method != Method::Ack)
     );
+}
+
+#[test]
+fn the_b_leg_call_id_belongs_to_the_shard_of_the_call() {
+    for index in 0..3 {
+        let mut cfg = cfg();
+        cfg.shard = super::Shard::new(index, 3);
+        let call =
+            super::Call::new(h_now(), A_INVITE_TXN, &a_invite(), routing(), PORTS, cfg).unwrap();
+        assert_eq!(super::shard_of(call.b_call_id(), 3), index);
+    }
+}
+
+fn h_now() -> std::time::Instant {
+    std::time::Instant::now()
 }

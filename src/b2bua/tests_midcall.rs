@@ -32,7 +32,7 @@ fn hold_from_caller() {
     let before = body(h.b_invite.clone());
     let hold = A_SDP.replace("a=sendrecv", "a=sendonly");
     let reinvite = h.a_request("INVITE", 11, Some(&hold));
-    h.call.handle_a_request(h.now, reinvite);
+    let reinvite_txn = h.caller_sends(reinvite);
     let actions = h.drain();
     assert_eq!(
         media(&actions),
@@ -64,10 +64,11 @@ fn hold_from_caller() {
     );
     let ok = responses(&actions, Leg::A)[0].clone();
     assert_eq!(ok.status_code.code(), 200);
+    assert_eq!(answers_to(&actions, reinvite_txn), vec![200]);
     let sdp = body(ok);
     assert!(sdp.contains("m=audio 30000 ") && sdp.contains("a=recvonly"));
     let ack = h.a_request("ACK", 11, None);
-    h.call.handle_a_request(h.now, ack);
+    h.caller_sends(ack);
     assert!(h.drain().is_empty());
 }
 
@@ -76,7 +77,7 @@ fn hold_from_callee_with_zero_address() {
     let mut h = Harness::answered();
     let hold = B_SDP.replace("c=IN IP4 10.1.1.1", "c=IN IP4 0.0.0.0");
     let reinvite = h.b_request("INVITE", 3, Some(&hold));
-    h.call.handle_b_request(h.now, reinvite);
+    h.callee_sends(reinvite);
     let actions = h.drain();
     assert_eq!(
         media(&actions),
@@ -133,7 +134,7 @@ fn info_is_relayed_both_ways() {
         dtmf.len()
     );
     let info = h.a_request_with("INFO", 11, &tail);
-    h.call.handle_a_request(h.now, info);
+    h.caller_sends(info);
     let actions = h.drain();
     let to_b = sent(&actions, Leg::B)[0].clone();
     assert_eq!(
@@ -151,7 +152,7 @@ fn info_is_relayed_both_ways() {
 fn options_answered_locally_and_strays_refused() {
     let mut h = Harness::answered();
     let options = h.a_request("OPTIONS", 11, None);
-    h.call.handle_a_request(h.now, options);
+    h.caller_sends(options);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![200]);
     assert!(sent(&actions, Leg::B).is_empty());
@@ -163,15 +164,15 @@ fn options_answered_locally_and_strays_refused() {
     stray
         .headers
         .push(rsip::Header::CallId(rsip::headers::CallId::from("other")));
-    h.call.handle_b_request(h.now, stray);
+    h.callee_sends(stray);
     assert_eq!(codes(&responses(&h.drain(), Leg::B)), vec![481]);
 
     let old = h.a_request("INFO", 5, None);
-    h.call.handle_a_request(h.now, old);
+    h.caller_sends(old);
     assert_eq!(codes(&responses(&h.drain(), Leg::A)), vec![500]);
 
     let refer = h.a_request("REFER", 12, None);
-    h.call.handle_a_request(h.now, refer);
+    h.caller_sends(refer);
     assert_eq!(codes(&responses(&h.drain(), Leg::A)), vec![405]);
 
     // A stray response is ignored.
@@ -188,13 +189,16 @@ fn options_answered_locally_and_strays_refused() {
 fn glare_gets_491_and_errors_pass_back() {
     let mut h = Harness::answered();
     let from_b = h.b_request("INVITE", 3, Some(B_SDP));
-    h.call.handle_b_request(h.now, from_b);
+    let b_txn = h.callee_sends(from_b);
     let to_a = sent(&h.drain(), Leg::A)[0].clone();
     let from_a = h.a_request("INVITE", 11, Some(A_SDP));
-    h.call.handle_a_request(h.now, from_a);
-    assert_eq!(codes(&responses(&h.drain(), Leg::A)), vec![491]);
+    let a_txn = h.caller_sends(from_a);
+    let refused = h.drain();
+    assert_eq!(codes(&responses(&refused, Leg::A)), vec![491]);
+    assert_eq!(answers_to(&refused, a_txn), vec![491]);
     let actions = h.a_answer(&to_a, 491, None);
     assert_eq!(codes(&responses(&actions, Leg::B)), vec![491]);
+    assert_eq!(answers_to(&actions, b_txn), vec![491]);
     assert!(
         sent(&actions, Leg::A).is_empty(),
         "no ACK from us for a non-2xx"
@@ -205,7 +209,7 @@ fn glare_gets_491_and_errors_pass_back() {
 fn bad_sdp_in_reinvite_is_488() {
     let mut h = Harness::answered();
     let reinvite = h.a_request("INVITE", 11, Some("garbage"));
-    h.call.handle_a_request(h.now, reinvite);
+    h.caller_sends(reinvite);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![488]);
     assert!(sent(&actions, Leg::B).is_empty());
@@ -215,13 +219,14 @@ fn bad_sdp_in_reinvite_is_488() {
 fn relayed_request_timeout_hangs_up() {
     let mut h = Harness::answered();
     let update = h.a_request("UPDATE", 11, Some(A_SDP));
-    h.call.handle_a_request(h.now, update);
+    let update_txn = h.caller_sends(update);
     let to_b = sent(&h.drain(), Leg::B)[0].clone();
     assert_eq!(to_b.method, Method::Update);
     h.call
         .handle_transaction_timeout(h.now, Leg::B, Method::Update);
     let actions = h.drain();
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![408]);
+    assert_eq!(answers_to(&actions, update_txn), vec![408]);
     assert_eq!(sent(&actions, Leg::A)[0].method, Method::Bye);
     assert_eq!(sent(&actions, Leg::B)[0].method, Method::Bye);
 }
@@ -230,11 +235,13 @@ fn relayed_request_timeout_hangs_up() {
 fn new_refuses_garbage() {
     let mut invite = a_invite();
     invite.body.clear();
-    let err = super::Call::new(h_now(), &invite, routing(), PORTS, cfg()).unwrap_err();
+    let err =
+        super::Call::new(h_now(), A_INVITE_TXN, &invite, routing(), PORTS, cfg()).unwrap_err();
     assert_eq!(err.status(), 488);
     let mut options = a_invite();
     options.method = Method::Options;
-    let err = super::Call::new(h_now(), &options, routing(), PORTS, cfg()).unwrap_err();
+    let err =
+        super::Call::new(h_now(), A_INVITE_TXN, &options, routing(), PORTS, cfg()).unwrap_err();
     assert_eq!(err.status(), 400);
 }
 
@@ -255,7 +262,7 @@ fn a_recorded_call_offers_only_what_can_be_recorded() {
     for (record, g729) in [(true, false), (false, true)] {
         let mut r = routing();
         r.record = record;
-        let mut call = super::Call::new(now, &invite, r, PORTS, cfg()).unwrap();
+        let mut call = super::Call::new(now, A_INVITE_TXN, &invite, r, PORTS, cfg()).unwrap();
         let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
         let b_invite = text(sent(&actions, Leg::B)[0].clone());
         assert_eq!(

@@ -26,9 +26,29 @@ pub fn opens_new(data: &[u8]) -> bool {
     !to_has_tag(data)
 }
 
+/// The Call-ID of a raw message (a `Call-ID` or compact `i` header in its
+/// head), trimmed; `None` if the head has none. It is what a driver running
+/// several switches hashes ([`crate::b2bua::shard_of`]) to pick the one
+/// that owns the call, without parsing. A folded Call-ID line (legal, never
+/// seen) yields only its first line: such a message may reach another
+/// shard, which answers it as it would a message for no call it knows.
+pub fn call_id(data: &[u8]) -> Option<&[u8]> {
+    header(data, b"call-id", b"i").map(<[u8]>::trim_ascii)
+}
+
 /// Whether the head of `data` has a `To` (or compact `t`) header with a
 /// `tag` parameter.
 fn to_has_tag(data: &[u8]) -> bool {
+    header(data, b"to", b"t").is_some_and(|value| {
+        value
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b";tag=") || w.eq_ignore_ascii_case(b" tag="))
+    })
+}
+
+/// The raw value of the first header of the head of `data` called `long`
+/// or `compact` (case-insensitive), up to the end of its line.
+fn header<'a>(data: &'a [u8], long: &[u8], compact: &[u8]) -> Option<&'a [u8]> {
     for line in data.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -38,14 +58,11 @@ fn to_has_tag(data: &[u8]) -> bool {
             continue;
         };
         let name = line.get(..colon).unwrap_or_default().trim_ascii();
-        if name.eq_ignore_ascii_case(b"to") || name.eq_ignore_ascii_case(b"t") {
-            let value = line.get(colon + 1..).unwrap_or_default();
-            return value
-                .windows(5)
-                .any(|w| w.eq_ignore_ascii_case(b";tag=") || w.eq_ignore_ascii_case(b" tag="));
+        if name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(compact) {
+            return Some(line.get(colon + 1..).unwrap_or_default());
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -87,9 +104,21 @@ mod tests {
     }
 
     #[test]
+    fn call_ids_are_found_without_parsing() {
+        let invite = b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+            Call-ID:  abc@10.0.0.1 \r\nTo: <sip:b@x>\r\n\r\nCall-ID: body";
+        assert_eq!(call_id(invite), Some(&b"abc@10.0.0.1"[..]));
+        assert_eq!(call_id(b"SIP/2.0 200 OK\ni:xyz\n\n"), Some(&b"xyz"[..]));
+        assert_eq!(call_id(b"SIP/2.0 200 OK\nCALL-id: Q\n\n"), Some(&b"Q"[..]));
+        // Only the head counts, and a value is case-sensitive.
+        assert_eq!(call_id(b"BYE sip:x SIP/2.0\r\n\r\nCall-ID: body"), None);
+        assert_ne!(call_id(b"X\ni: aB\n\n"), call_id(b"X\ni: ab\n\n"));
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for junk in [&b""[..], b"\n", b":", b"X\n:\n\n", &[0xff; 64]] {
-            let _ = (is_response(junk), opens_new(junk));
+            let _ = (is_response(junk), opens_new(junk), call_id(junk));
         }
     }
 }

@@ -310,6 +310,11 @@ impl Transports {
         }
     }
 
+    /// As [`Transports::lease`], for TCP/TLS connection `conn`.
+    pub fn lease_conn(&self, conn: u64) -> Option<FlowLease> {
+        self.tcp.lease(conn)
+    }
+
     /// Sends one message on `flow`. Never waits: a full socket buffer or a
     /// closed connection drops the message (SIP retransmission covers UDP
     /// loss; a lost TCP or TLS peer ends its transactions by timeout).

@@ -1,0 +1,393 @@
+//! The SIP engine: the tokio driver around a [`Switch`].
+//!
+//! It owns everything that is I/O and nothing that is SIP: the transports
+//! and their inbound queue, the one timer (a sleep until
+//! [`Switch::poll_timeout`]), the route lookups (spawned, answered back
+//! through a channel), the call-record writer task, the media relays and
+//! their port pool, the recorder and the announcement, the connection
+//! leases, and the metrics. One task runs it: every inbound message, route
+//! answer and timer expiry is handed to the switch, then the switch's
+//! events and transmits are carried out. Handling one never waits on I/O,
+//! so the loop's latency does not depend on the database.
+//!
+//! This is the only file of [`crate::b2bua`] that uses tokio.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    CallRef, CdrOp, Leg, LookupId, MediaPorts, RouteResult, Switch, SwitchConfig, SwitchEvent,
+    SwitchStats,
+};
+use crate::clock::SharedClock;
+use crate::media::{Announcement, MediaHandle, MediaSession, MediaTap, PortPool, RelayConfig};
+use crate::metrics::Metrics;
+use crate::recording::{Recorder, RecordingMeta, RecordingTap};
+use crate::routing::{Route, Routing};
+use crate::sip::Timers;
+use crate::store::Store;
+use crate::transport::{FlowLease, InboundReceiver, Transports};
+
+/// How long shutdown waits for the call-record writer to catch up.
+const WRITER_DRAIN: Duration = Duration::from_secs(5);
+
+/// What the engine needs to know from the configuration.
+#[derive(Debug, Clone)]
+pub struct SipSettings {
+    /// Our SIP domain (From host of B-legs).
+    pub domain: String,
+    /// Where B-leg requests go.
+    pub trunk: SocketAddr,
+    /// Our media address, written into SDP; also our Via/Contact host when
+    /// the SIP socket is bound to a wildcard address.
+    pub advertise: IpAddr,
+    /// Status for calls no open session routes.
+    pub unknown_caller_status: u16,
+    /// Longest call; both legs are hung up then.
+    pub max_duration: Duration,
+    /// How long the callee may ring before the call is given up.
+    pub no_answer_timeout: Duration,
+    /// Played to both parties when the call is answered, before they are
+    /// bridged (`[media] announcement`).
+    pub announcement: Option<Arc<Announcement>>,
+    /// How each call's relay admits media sources.
+    pub relay: RelayConfig,
+    /// Most calls at once (routed or being routed); more get `503`.
+    pub max_calls: usize,
+    /// Most transactions at once; new requests beyond get `503`.
+    pub max_transactions: usize,
+}
+
+/// What the engine is built from.
+pub struct EngineParts {
+    /// The bound SIP sockets.
+    pub transports: Transports,
+    /// Messages the transports received from the trunk.
+    pub inbound: InboundReceiver,
+    /// Route lookups.
+    pub routing: Arc<Routing>,
+    /// Call records.
+    pub store: Store,
+    /// RTP port pairs.
+    pub media: Arc<PortPool>,
+    /// Settings from the configuration.
+    pub settings: SipSettings,
+    /// Wall-clock time for call records.
+    pub clock: SharedClock,
+    /// Counters shared with `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Records answered calls of sessions with recording on.
+    pub recorder: Option<Arc<Recorder>>,
+}
+
+/// What a spawned route lookup found.
+enum Found {
+    Route(Route),
+    Nothing,
+    Failed,
+}
+
+/// A call's relay, and its recording tap with the route it records under.
+struct CallMedia {
+    handle: MediaHandle,
+    recording: Option<(Arc<RecordingTap>, Route)>,
+}
+
+/// The engine's state; see the module docs.
+pub struct Engine {
+    switch: Switch,
+    transports: Transports,
+    routing: Arc<Routing>,
+    pool: Arc<PortPool>,
+    settings: SipSettings,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    recorder: Option<Arc<Recorder>>,
+    /// Ordered call-record writes ([`cdr_writer`]).
+    cdr: mpsc::UnboundedSender<CdrOp>,
+    /// Where spawned route lookups answer.
+    found: mpsc::Sender<(LookupId, Found)>,
+    media: HashMap<CallRef, CallMedia>,
+    /// One lease per TCP/TLS connection the switch uses.
+    leases: HashMap<u64, FlowLease>,
+    /// The switch's stats as last added to the metrics.
+    published: SwitchStats,
+}
+
+impl Engine {
+    /// Runs the engine until `stop` turns true.
+    pub async fn run(parts: EngineParts, mut stop: watch::Receiver<bool>) {
+        let EngineParts {
+            transports,
+            mut inbound,
+            routing,
+            store,
+            media,
+            settings,
+            clock,
+            metrics,
+            recorder,
+        } = parts;
+        let (found, mut found_rx) = mpsc::channel(1024);
+        let (cdr, cdr_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(cdr_writer(store, cdr_rx));
+        let local = transports
+            .udp_local_addr()
+            .unwrap_or_else(|| SocketAddr::new(settings.advertise, 5060));
+        let local_sip = if local.ip().is_unspecified() {
+            SocketAddr::new(settings.advertise, local.port())
+        } else {
+            local
+        };
+        let cfg = SwitchConfig {
+            domain: settings.domain.clone(),
+            local_sip,
+            trunk: settings.trunk,
+            advertise: settings.advertise,
+            unknown_caller_status: settings.unknown_caller_status,
+            max_duration: settings.max_duration,
+            no_answer_timeout: settings.no_answer_timeout,
+            max_calls: settings.max_calls,
+            max_transactions: settings.max_transactions,
+            timers: Timers::default(),
+        };
+        let limits = &metrics.limits;
+        let relaxed = Ordering::Relaxed;
+        limits.max_calls.store(settings.max_calls as i64, relaxed);
+        limits
+            .max_transactions
+            .store(settings.max_transactions as i64, relaxed);
+        tracing::info!(local = %local_sip, trunk = %settings.trunk, "SIP engine running");
+        let mut engine = Engine {
+            switch: Switch::new(0, 1, cfg),
+            transports,
+            routing,
+            pool: media,
+            settings,
+            clock,
+            metrics,
+            recorder,
+            cdr,
+            found,
+            media: HashMap::new(),
+            leases: HashMap::new(),
+            published: SwitchStats::default(),
+        };
+        loop {
+            let next = engine.switch.poll_timeout();
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = inbound.recv() => match msg {
+                    Some(m) => {
+                        let wall = engine.clock.now();
+                        engine.switch.handle_inbound(Instant::now(), wall, m);
+                    }
+                    None => break,
+                },
+                Some((id, found)) = found_rx.recv() => engine.on_found(id, found),
+                _ = sleep => {
+                    let wall = engine.clock.now();
+                    engine.switch.handle_timeout(Instant::now(), wall);
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            engine.flush();
+        }
+        let wall = engine.clock.now();
+        engine.switch.shutdown(wall);
+        engine.flush();
+        // The writer ends once every sender is gone and its queue is done.
+        drop(engine);
+        if tokio::time::timeout(WRITER_DRAIN, writer).await.is_err() {
+            tracing::warn!("call records still being written at shutdown");
+        }
+    }
+
+    /// Carries out what the switch asked for, and publishes its counters.
+    fn flush(&mut self) {
+        while let Some(ev) = self.switch.poll_event() {
+            self.on_event(ev);
+        }
+        while let Some(t) = self.switch.poll_transmit() {
+            self.transports.send(&t.flow, t.bytes);
+        }
+        self.publish();
+    }
+
+    fn on_event(&mut self, ev: SwitchEvent) {
+        match ev {
+            SwitchEvent::RouteLookup {
+                id,
+                caller,
+                dialled,
+            } => {
+                let (routing, found) = (self.routing.clone(), self.found.clone());
+                let at = self.clock.now();
+                tokio::spawn(async move {
+                    let answer = match routing.route(&caller, &dialled, at).await {
+                        Ok(Some(route)) => Found::Route(route),
+                        Ok(None) => Found::Nothing,
+                        Err(e) => {
+                            tracing::error!(error = %e, "route lookup failed");
+                            Found::Failed
+                        }
+                    };
+                    let _ = found.send((id, answer)).await;
+                });
+            }
+            SwitchEvent::Media {
+                call,
+                leg,
+                remote,
+                direction,
+            } => {
+                if let Some(m) = self.media.get(&call) {
+                    m.handle.set_remote(media_leg(leg), remote);
+                    m.handle.set_direction(media_leg(leg), direction.into());
+                }
+            }
+            SwitchEvent::Answered { call, call_record } => {
+                let Some(m) = self.media.get(&call) else {
+                    return;
+                };
+                if let (Some(recorder), Some((tap, route))) = (&self.recorder, &m.recording) {
+                    let meta = RecordingMeta {
+                        call_id: call_record,
+                        session_id: route.session_id.clone(),
+                        retention_class: route.retention_class.clone(),
+                    };
+                    recorder.begin(tap, meta);
+                }
+                if let Some(announcement) = &self.settings.announcement {
+                    m.handle.play_then_bridge(announcement.clone());
+                }
+            }
+            SwitchEvent::CallRecord(op) => {
+                let _ = self.cdr.send(op);
+            }
+            SwitchEvent::Ended { call } => {
+                if let Some(m) = self.media.remove(&call) {
+                    self.stop_media(m);
+                }
+            }
+            SwitchEvent::ConnectionUse { conn, in_use } => {
+                if !in_use {
+                    self.leases.remove(&conn);
+                } else if let Some(lease) = self.transports.lease_conn(conn) {
+                    self.leases.insert(conn, lease);
+                }
+            }
+        }
+    }
+
+    /// A route lookup came back: for a route, the relay is started on two
+    /// fresh port pairs before the switch hears of it.
+    fn on_found(&mut self, id: LookupId, found: Found) {
+        let mut media = None;
+        let result = match found {
+            Found::Nothing => RouteResult::Unknown,
+            Found::Failed => RouteResult::Failed,
+            Found::Route(mut route) => {
+                route.record &= self.recorder.is_some();
+                match (self.pool.allocate(), self.pool.allocate()) {
+                    (Ok(a), Ok(b)) => {
+                        let ports = MediaPorts {
+                            a_side: a.port,
+                            b_side: b.port,
+                        };
+                        let tap = route.record.then(|| Arc::new(RecordingTap::default()));
+                        let relay_tap = tap.clone().map(|t| t as Arc<dyn MediaTap>);
+                        let relay = self.settings.relay.clone();
+                        let handle = MediaSession::start_with(relay, a, b, relay_tap);
+                        self.publish_pairs_in_use();
+                        let recording = tap.map(|t| (t, route.clone()));
+                        media = Some(CallMedia { handle, recording });
+                        RouteResult::Routed { route, ports }
+                    }
+                    _ => RouteResult::NoMedia,
+                }
+            }
+        };
+        let wall = self.clock.now();
+        let call = self.switch.handle_routed(Instant::now(), wall, id, result);
+        match (call, media) {
+            (Some(call), Some(m)) => {
+                self.media.insert(call, m);
+            }
+            (_, Some(m)) => self.stop_media(m),
+            (_, None) => {}
+        }
+    }
+
+    /// Switches a call's recording off and stops its relay (freeing its
+    /// ports once the relay task has ended).
+    fn stop_media(&self, m: CallMedia) {
+        if let Some((tap, _)) = &m.recording {
+            tap.switch_off();
+        }
+        let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
+        tokio::spawn(async move {
+            m.handle.stop().await;
+            let in_use = pool.in_use() as i64;
+            metrics.media_pairs_in_use.store(in_use, Ordering::Relaxed);
+        });
+    }
+
+    fn publish_pairs_in_use(&self) {
+        let in_use = self.pool.in_use() as i64;
+        let relaxed = Ordering::Relaxed;
+        self.metrics.media_pairs_in_use.store(in_use, relaxed);
+    }
+
+    /// Adds what changed in the switch's stats to the metrics (adding, so
+    /// several switches can share the counters).
+    fn publish(&mut self) {
+        let (now, was) = (self.switch.stats(), self.published);
+        let m = &self.metrics;
+        let relaxed = Ordering::Relaxed;
+        m.calls_relayed
+            .fetch_add(now.calls_relayed - was.calls_relayed, relaxed);
+        m.calls_refused
+            .fetch_add(now.calls_refused - was.calls_refused, relaxed);
+        m.calls_over_limit
+            .fetch_add(now.calls_over_limit - was.calls_over_limit, relaxed);
+        let delta = |a: usize, b: usize| a as i64 - b as i64;
+        m.calls_active
+            .fetch_add(delta(now.calls_active, was.calls_active), relaxed);
+        m.sip_transactions
+            .fetch_add(delta(now.transactions, was.transactions), relaxed);
+        self.published = now;
+    }
+}
+
+/// Applies call-record writes in order until every sender is gone.
+async fn cdr_writer(store: Store, mut ops: mpsc::UnboundedReceiver<CdrOp>) {
+    while let Some(op) = ops.recv().await {
+        let result = match &op {
+            CdrOp::Insert(c) => store.insert_call(c).await,
+            CdrOp::Ring(id, at) => store.call_ringing(id, *at).await,
+            CdrOp::Answer(id, at) => store.call_answered(id, *at).await,
+            CdrOp::End(id, end) => store.call_ended(id, end).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "call record write failed");
+        }
+    }
+}
+
+fn media_leg(leg: Leg) -> crate::media::Leg {
+    match leg {
+        Leg::A => crate::media::Leg::A,
+        Leg::B => crate::media::Leg::B,
+    }
+}

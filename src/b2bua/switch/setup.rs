@@ -1,0 +1,220 @@
+//! Initial INVITEs: a route lookup for the driver, then starting the call
+//! or refusing it.
+
+use std::time::Instant;
+
+use rsip::{Request, StatusCode};
+
+use super::demux::unavailable;
+use super::tables::{CallEntry, Lookup};
+use super::{CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchEvent, TxnId};
+use crate::b2bua::addr::{uri_user, user_number};
+use crate::b2bua::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting};
+use crate::phone::E164;
+use crate::routing::Route;
+use crate::sip::headers::core_values;
+use crate::sip::{ServerState, TransactionKey, new_tag, response_to};
+use crate::store::{CallEnd, NewCall, Side};
+use crate::transport::Flow;
+
+impl Switch {
+    /// A new INVITE: refused at once when `max_calls` are up or its
+    /// numbers cannot be read, else held (`100 Trying` comes from its
+    /// transaction) while the driver looks its route up.
+    pub(super) fn on_initial_invite(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        key: TransactionKey,
+        req: Request,
+    ) {
+        let caller = core_values(&req.headers)
+            .from
+            .and_then(uri_user)
+            .and_then(user_number);
+        let dialled = uri_user(&req.uri.to_string()).and_then(user_number);
+        if self.calls_full() {
+            tracing::warn!(max_calls = self.cfg.max_calls, "call limit reached: 503");
+            self.stats.calls_refused += 1;
+            self.stats.calls_over_limit += 1;
+            let resp = unavailable(&req);
+            if let Some(txn) = self.open_server(now, flow, key, req, None) {
+                self.respond_on(now, txn, resp);
+            }
+            return;
+        }
+        let Some(server) = self.open_server(now, flow, key, req, None) else {
+            return;
+        };
+        match (caller, dialled) {
+            (Some(caller), Some(dialled)) => {
+                let id = LookupId(self.next_id());
+                let lookup = Lookup {
+                    server,
+                    caller: caller.clone(),
+                    dialled: dialled.clone(),
+                };
+                self.lookups.insert(id, lookup);
+                let ev = SwitchEvent::RouteLookup {
+                    id,
+                    caller,
+                    dialled,
+                };
+                self.events.push_back(ev);
+            }
+            (caller, dialled) => {
+                let status = self.cfg.unknown_caller_status;
+                tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
+                self.refuse(now, server, status);
+            }
+        }
+    }
+
+    /// What a route lookup came to.
+    pub(super) fn routed(
+        &mut self,
+        now: Instant,
+        id: LookupId,
+        result: RouteResult,
+    ) -> Option<CallRef> {
+        let lookup = self.lookups.remove(&id)?;
+        // Cancelled, or timed out, while the lookup ran: nothing to do.
+        let server = self.servers.get(&lookup.server)?;
+        if server.owner.is_some() || server.txn.state() != ServerState::Proceeding {
+            return None;
+        }
+        match result {
+            RouteResult::Routed { route, ports } => self.start_call(now, lookup, route, ports),
+            RouteResult::NoMedia => {
+                tracing::warn!("media port pool exhausted: 503");
+                self.refuse(now, lookup.server, 503);
+                None
+            }
+            RouteResult::Unknown => {
+                let status = self.cfg.unknown_caller_status;
+                let (caller, dialled) = (&lookup.caller, &lookup.dialled);
+                tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
+                self.refuse(now, lookup.server, status);
+                self.record_refused(lookup.caller, lookup.dialled, status, "rejected");
+                None
+            }
+            RouteResult::Failed => {
+                self.refuse(now, lookup.server, 503);
+                None
+            }
+        }
+    }
+
+    /// Answers the INVITE of server transaction `txn` with `status`.
+    fn refuse(&mut self, now: Instant, txn: TxnId, status: u16) {
+        self.stats.calls_refused += 1;
+        let Some(entry) = self.servers.get(&txn) else {
+            return;
+        };
+        let resp = response_to(
+            entry.txn.request(),
+            StatusCode::from(status),
+            Some(&new_tag()),
+        );
+        self.respond_on(now, txn, resp);
+    }
+
+    /// A record for a call no session routes.
+    fn record_refused(&mut self, caller: E164, dialled: E164, status: u16, result: &'static str) {
+        let at = self.wall;
+        let id = self.record_ids.next(at);
+        let call = NewCall {
+            id: id.clone(),
+            session_id: None,
+            direction: "unrouted",
+            caller,
+            dialled,
+            invite_at: at,
+        };
+        let end = CallEnd {
+            at,
+            result,
+            sip_status: status,
+            hangup_side: None,
+        };
+        let record = SwitchEvent::CallRecord;
+        self.events.push_back(record(CdrOp::Insert(call)));
+        self.events.push_back(record(CdrOp::End(id, end)));
+    }
+
+    /// Starts the call of a routed INVITE: its state machine (which sends
+    /// the B-leg INVITE), its dialogs and its call record.
+    fn start_call(
+        &mut self,
+        now: Instant,
+        lookup: Lookup,
+        route: Route,
+        ports: MediaPorts,
+    ) -> Option<CallRef> {
+        let server = self.servers.get(&lookup.server)?;
+        let a_flow = server.flow.clone();
+        let cfg = CallConfig {
+            domain: self.cfg.domain.clone(),
+            local_sip: self.cfg.local_sip,
+            trunk: self.cfg.trunk,
+            advertise: self.cfg.advertise,
+            max_duration: self.cfg.max_duration,
+            no_answer_timeout: self.cfg.no_answer_timeout,
+            shard: self.shard,
+        };
+        let routing = CallRouting {
+            callee: route.callee.clone(),
+            caller_id: route.caller_id.clone(),
+            record: route.record,
+        };
+        let call = match Call::new(
+            now,
+            lookup.server,
+            server.txn.request(),
+            routing,
+            ports,
+            cfg,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(error = %e, status = e.status(), "INVITE cannot be relayed");
+                self.refuse(now, lookup.server, e.status());
+                return None;
+            }
+        };
+        let id = CallRef(self.next_id());
+        if let Some(entry) = self.servers.get_mut(&lookup.server) {
+            entry.owner = Some((id, Leg::A));
+        }
+        for leg in [Leg::A, Leg::B] {
+            self.dialogs.insert(call.dialog_id(leg), (id, leg));
+        }
+        self.hold_connection(&a_flow);
+        let record_id = self.record_ids.next(self.wall);
+        let record = NewCall {
+            id: record_id.clone(),
+            session_id: Some(route.session_id.clone()),
+            direction: if route.caller_side == Side::A {
+                "a_to_b"
+            } else {
+                "b_to_a"
+            },
+            caller: lookup.caller,
+            dialled: lookup.dialled,
+            invite_at: self.wall,
+        };
+        let insert = SwitchEvent::CallRecord(CdrOp::Insert(record));
+        self.events.push_back(insert);
+        tracing::info!(session = %route.session_id, callee = %route.callee, "call routed");
+        self.stats.calls_relayed += 1;
+        let entry = CallEntry {
+            call,
+            a_flow,
+            record_id,
+            two_xx: Vec::new(),
+        };
+        self.calls.insert(id, entry);
+        self.work.push_back(id);
+        Some(id)
+    }
+}
