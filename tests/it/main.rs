@@ -10,6 +10,7 @@ mod consistency;
 mod harness;
 mod hsm;
 mod https;
+mod layering;
 mod playback;
 mod playback_damage;
 mod pseudonyms;
