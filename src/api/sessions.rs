@@ -165,9 +165,9 @@ pub(super) struct CallView {
     ring_at: Option<Timestamp>,
     answer_at: Option<Timestamp>,
     end_at: Option<Timestamp>,
-    result: Option<String>,
+    result: Option<crate::store::CallResult>,
     sip_status: Option<i64>,
-    hangup_side: Option<String>,
+    hangup_side: Option<crate::store::HangupSide>,
     duration_ms: Option<i64>,
     recording_id: Option<String>,
 }

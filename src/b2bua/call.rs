@@ -11,8 +11,8 @@ pub(super) use super::Leg;
 use super::dialog::Dialog;
 use super::message::{ALLOW, Body, body_of, contact_uri, copy_relayed, header_list, set_body};
 use super::{
-    Action, CallConfig, CallError, CallEvent, CallResult, Hangup, MediaPorts, PeerError, Routing,
-    TxnId,
+    Action, CallConfig, CallError, CallEvent, CallResult, HangupSide, MediaPorts, PeerError,
+    Routing, TxnId,
 };
 use crate::media::sdp::{Origin, Rewritten, Target, rewrite};
 use crate::sip::headers::{core_values, parse_cseq, tag_of, top_via};
@@ -41,7 +41,7 @@ pub(super) enum Phase {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Outcome {
     pub(super) result: CallResult,
-    pub(super) hangup: Option<Hangup>,
+    pub(super) hangup: Option<HangupSide>,
 }
 
 /// A request relayed from one leg to the other, waiting for its answer.
@@ -202,7 +202,7 @@ impl Call {
         match (self.phase, leg, method) {
             (Phase::Calling, Leg::B, Method::Invite) => {
                 self.answer_a_invite(408);
-                self.outcome = Some(outcome(CallResult::Timeout, Hangup::System));
+                self.outcome = Some(outcome(CallResult::Timeout, HangupSide::System));
                 self.finish();
             }
             (Phase::Cancelling, Leg::B, Method::Invite | Method::Cancel) => self.cancel_done(),
@@ -219,12 +219,12 @@ impl Call {
             self.no_answer_at = None;
             self.start_cancel(
                 now,
-                outcome(CallResult::NoAnswer, Hangup::System),
+                outcome(CallResult::NoAnswer, HangupSide::System),
                 Some(480),
             );
         } else if self.phase == Phase::Confirmed && due(self.max_duration_at) {
             self.max_duration_at = None;
-            self.hang_up(now, Hangup::System);
+            self.hang_up(now, HangupSide::System);
         } else if due(self.guard_at) {
             self.guard_at = None;
             match self.phase {
@@ -388,7 +388,7 @@ impl Call {
         self.phase = Phase::Finished;
         let outcome = self
             .outcome
-            .unwrap_or(outcome(CallResult::Failed, Hangup::System));
+            .unwrap_or(outcome(CallResult::Failed, HangupSide::System));
         self.event(CallEvent::Ended {
             result: outcome.result,
             hangup: outcome.hangup,
@@ -397,7 +397,7 @@ impl Call {
     }
 }
 
-pub(super) fn outcome(result: CallResult, hangup: Hangup) -> Outcome {
+pub(super) fn outcome(result: CallResult, hangup: HangupSide) -> Outcome {
     Outcome {
         result,
         hangup: Some(hangup),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    CallRef, CdrOp, Leg, LookupId, MediaPorts, RouteResult, Switch, SwitchConfig, SwitchEvent,
+    CallRef, CdrOp, LookupId, MediaPorts, RouteResult, Switch, SwitchConfig, SwitchEvent,
     SwitchStats,
 };
 use crate::clock::SharedClock;
@@ -252,8 +252,8 @@ impl Engine {
                 direction,
             } => {
                 if let Some(m) = self.media.get(&call) {
-                    m.handle.set_remote(media_leg(leg), remote);
-                    m.handle.set_direction(media_leg(leg), direction.into());
+                    m.handle.set_remote(leg, remote);
+                    m.handle.set_direction(leg, direction);
                 }
             }
             SwitchEvent::Answered { call, call_record } => {
@@ -382,12 +382,5 @@ async fn cdr_writer(store: Store, mut ops: mpsc::UnboundedReceiver<CdrOp>) {
         if let Err(e) = result {
             tracing::warn!(error = %e, "call record write failed");
         }
-    }
-}
-
-fn media_leg(leg: Leg) -> crate::media::Leg {
-    match leg {
-        Leg::A => crate::media::Leg::A,
-        Leg::B => crate::media::Leg::B,
     }
 }

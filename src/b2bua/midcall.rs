@@ -8,7 +8,7 @@ use rsip::{Header, Method, Request, Response};
 
 use super::call::{Call, GUARD, Phase, Relay, outcome};
 use super::message::{ALLOW, Body, body_of, copy_relayed, cseq, map_status, respond, set_body};
-use super::{CallResult, Hangup, Leg, TxnId};
+use super::{CallResult, HangupSide, Leg, TxnId};
 use crate::sip::{ack_for_2xx, new_branch};
 
 impl Call {
@@ -59,8 +59,8 @@ impl Call {
         }
         self.reply(leg, txn, bye, 200);
         let hangup = match leg {
-            Leg::A => Hangup::Caller,
-            Leg::B => Hangup::Callee,
+            Leg::A => HangupSide::Caller,
+            Leg::B => HangupSide::Callee,
         };
         match self.phase {
             Phase::Confirmed => {
@@ -78,7 +78,7 @@ impl Call {
     }
 
     /// Hangs up both legs (max duration, failures).
-    pub(super) fn hang_up(&mut self, now: Instant, hangup: Hangup) {
+    pub(super) fn hang_up(&mut self, now: Instant, hangup: HangupSide) {
         if self.phase != Phase::Confirmed {
             return;
         }
@@ -225,6 +225,6 @@ impl Call {
             let relay = self.relays.remove(index);
             self.reply(relay.origin, relay.txn, &relay.request, 408);
         }
-        self.hang_up(now, Hangup::System);
+        self.hang_up(now, HangupSide::System);
     }
 }

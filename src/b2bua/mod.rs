@@ -82,7 +82,8 @@ mod tests_midcall;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use crate::media::sdp::{Direction, SdpError};
+pub use crate::media::MediaDirection;
+pub use crate::media::sdp::SdpError;
 pub use call::{Call, DialogId};
 pub use driver::{Engine, EngineParts, SipSettings};
 pub use shard::{Shard, shard_of, shard_of_message};
@@ -134,24 +135,9 @@ pub struct MediaPorts {
     pub b_side: u16,
 }
 
-/// One side of the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Leg {
-    /// The caller's dialog (we are its UAS).
-    A,
-    /// The callee's dialog (we are its UAC).
-    B,
-}
-
-impl Leg {
-    /// The other side.
-    pub fn other(self) -> Self {
-        match self {
-            Self::A => Self::B,
-            Self::B => Self::A,
-        }
-    }
-}
+/// One side of the call: `A` the caller's dialog (we are its UAS), `B` the
+/// callee's (we are its UAC); the same legs the relay carries media on.
+pub use crate::media::Leg;
 
 /// A server transaction, as the driver numbers them: handed to the call
 /// with each request ([`Call::handle_a_request`]) and carried back in
@@ -189,7 +175,7 @@ pub enum Action {
         /// Its RTP address (`0.0.0.0` for RFC 2543 hold).
         remote: SocketAddr,
         /// Its direction for the audio stream.
-        direction: Direction,
+        direction: MediaDirection,
     },
     /// A call-record milestone.
     Event(CallEvent),
@@ -207,42 +193,14 @@ pub enum CallEvent {
         /// How it went.
         result: CallResult,
         /// Who hung up, when anyone did.
-        hangup: Option<Hangup>,
+        hangup: Option<HangupSide>,
         /// The final status the caller got for its INVITE.
         status: u16,
     },
 }
 
-/// How a call went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CallResult {
-    /// Answered and later hung up.
-    Answered,
-    /// The callee was busy (486/600).
-    Busy,
-    /// Nobody answered (our timer, or 408/480 from the callee).
-    NoAnswer,
-    /// The caller gave up before the answer.
-    Cancelled,
-    /// The callee (or network) refused the call (3xx, 401–404, 410, 484,
-    /// 603, 604, 606).
-    Rejected,
-    /// Any other failure (5xx, other 4xx, broken answer).
-    Failed,
-    /// The B-leg INVITE got no response at all.
-    Timeout,
-}
-
-/// Who ended a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hangup {
-    /// The caller (BYE, CANCEL).
-    Caller,
-    /// The callee (BYE, rejection).
-    Callee,
-    /// ansim (timers, failures).
-    System,
-}
+/// How a call went and who hung up: the call record's vocabulary.
+pub use crate::store::{CallResult, HangupSide};
 
 /// Why a call could not be created from an INVITE.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@ use super::message::{
     ALLOW, Body, body_of, copy_relayed, header_value, lists_tag, map_status, respond, result_for,
     set_body,
 };
-use super::{CallEvent, CallResult, Hangup, Leg, TxnId};
+use super::{CallEvent, CallResult, HangupSide, Leg, TxnId};
 use crate::sip::headers::{core_values, tag_of, top_via};
 use crate::sip::{ack_for_2xx, new_branch};
 
@@ -142,7 +142,7 @@ impl Call {
         };
         let Some(sdp) = sdp.or_else(|| self.a_sdp.clone()) else {
             // No usable answer: the caller cannot get media.
-            self.outcome = Some(outcome(CallResult::Failed, Hangup::System));
+            self.outcome = Some(outcome(CallResult::Failed, HangupSide::System));
             self.answer_a_invite(502);
             self.end_b(now);
             return;
@@ -173,7 +173,7 @@ impl Call {
                 copy_relayed(&response.headers, &mut out.headers);
                 self.a_final = Some(map_status(code));
                 self.respond(Leg::A, self.a_invite_txn, out);
-                self.outcome = Some(outcome(result_for(code), Hangup::Callee));
+                self.outcome = Some(outcome(result_for(code), HangupSide::Callee));
                 self.finish();
             }
             Phase::Cancelling => self.cancel_done(),
@@ -202,7 +202,11 @@ impl Call {
         let tag = self.a.local_tag().to_owned();
         self.respond(Leg::A, txn, respond(cancel, 200, Some(&tag)));
         if self.phase == Phase::Calling {
-            self.start_cancel(now, outcome(CallResult::Cancelled, Hangup::Caller), None);
+            self.start_cancel(
+                now,
+                outcome(CallResult::Cancelled, HangupSide::Caller),
+                None,
+            );
         }
     }
 

@@ -5,9 +5,9 @@ use std::time::Duration;
 use rsip::Method;
 
 use super::test_support::*;
-use super::{Action, CallEvent, CallResult, Hangup, Leg};
+use super::{Action, CallEvent, CallResult, HangupSide, Leg};
 
-fn ended(result: CallResult, hangup: Option<Hangup>, status: u16) -> CallEvent {
+fn ended(result: CallResult, hangup: Option<HangupSide>, status: u16) -> CallEvent {
     CallEvent::Ended {
         result,
         hangup,
@@ -30,7 +30,7 @@ fn basic_call_caller_hangs_up() {
     assert!(actions.contains(&Action::Media {
         leg: Leg::A,
         remote: "10.9.8.7:40000".parse().unwrap(),
-        direction: super::Direction::SendRecv,
+        direction: super::MediaDirection::SendRecv,
     }));
 
     let ringing = h.b_answer(&invite, 180, CALLEE_EXTRA, None);
@@ -54,7 +54,7 @@ fn basic_call_caller_hangs_up() {
     assert!(answer.contains(&Action::Media {
         leg: Leg::B,
         remote: "10.1.1.1:50000".parse().unwrap(),
-        direction: super::Direction::SendRecv,
+        direction: super::MediaDirection::SendRecv,
     }));
 
     let ack = h.a_request("ACK", 10, None);
@@ -79,7 +79,7 @@ fn basic_call_caller_hangs_up() {
     let done = h.b_answer(&bye, 200, "", None);
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::Answered, Some(Hangup::Caller), 200)]
+        vec![ended(CallResult::Answered, Some(HangupSide::Caller), 200)]
     );
     assert!(h.call.is_finished());
 }
@@ -103,7 +103,7 @@ fn callee_hangs_up() {
     let done = h.a_answer(&bye, 200, None);
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::Answered, Some(Hangup::Callee), 200)]
+        vec![ended(CallResult::Answered, Some(HangupSide::Callee), 200)]
     );
     // A late request is refused.
     let info = h.a_request("INFO", 12, None);
@@ -121,7 +121,7 @@ fn bye_without_answer_times_out() {
         .handle_transaction_timeout(h.now, Leg::B, Method::Bye);
     assert_eq!(
         events(&h.drain()),
-        vec![ended(CallResult::Answered, Some(Hangup::Caller), 200)]
+        vec![ended(CallResult::Answered, Some(HangupSide::Caller), 200)]
     );
 }
 
@@ -145,7 +145,7 @@ fn cancel_before_answer() {
     assert_eq!(answers_to(&done, A_INVITE_TXN), vec![487]);
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::Cancelled, Some(Hangup::Caller), 487)]
+        vec![ended(CallResult::Cancelled, Some(HangupSide::Caller), 487)]
     );
 }
 
@@ -176,7 +176,7 @@ fn cancel_200_race() {
     let done = h.b_answer(&bye, 200, "", None);
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::Cancelled, Some(Hangup::Caller), 487)]
+        vec![ended(CallResult::Cancelled, Some(HangupSide::Caller), 487)]
     );
     // The CANCEL's own 200 and the B-leg 487 are absorbed silently now.
     let late = h.b_answer(&invite, 487, "", None);
@@ -203,7 +203,7 @@ fn busy_is_486() {
     assert_eq!(code, 486);
     assert_eq!(
         events,
-        vec![ended(CallResult::Busy, Some(Hangup::Callee), 486)]
+        vec![ended(CallResult::Busy, Some(HangupSide::Callee), 486)]
     );
 }
 
@@ -213,7 +213,7 @@ fn server_error_is_502() {
     assert_eq!(code, 502);
     assert_eq!(
         events,
-        vec![ended(CallResult::Failed, Some(Hangup::Callee), 502)]
+        vec![ended(CallResult::Failed, Some(HangupSide::Callee), 502)]
     );
 }
 
@@ -223,7 +223,7 @@ fn redirect_is_480_without_contact() {
     assert_eq!(code, 480);
     assert_eq!(
         events,
-        vec![ended(CallResult::Rejected, Some(Hangup::Callee), 480)]
+        vec![ended(CallResult::Rejected, Some(HangupSide::Callee), 480)]
     );
     assert!(
         !wire.contains("Contact") && !wire.contains("821055556666") && !wire.contains("10.1.1.1")
@@ -248,7 +248,7 @@ fn no_answer_timeout() {
     assert!(responses(&done, Leg::A).is_empty());
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::NoAnswer, Some(Hangup::System), 480)]
+        vec![ended(CallResult::NoAnswer, Some(HangupSide::System), 480)]
     );
 }
 
@@ -261,7 +261,7 @@ fn b_invite_timeout_is_408() {
     assert_eq!(codes(&responses(&actions, Leg::A)), vec![408]);
     assert_eq!(
         events(&actions),
-        vec![ended(CallResult::Timeout, Some(Hangup::System), 408)]
+        vec![ended(CallResult::Timeout, Some(HangupSide::System), 408)]
     );
     assert!(h.call.is_finished() && h.call.poll_timeout().is_none());
 }
@@ -279,7 +279,7 @@ fn max_duration_hangs_up_both() {
     assert!(events(&h.a_answer(&bye_a, 200, None)).is_empty());
     assert_eq!(
         events(&h.b_answer(&bye_b, 481, "", None)),
-        vec![ended(CallResult::Answered, Some(Hangup::System), 200)]
+        vec![ended(CallResult::Answered, Some(HangupSide::System), 200)]
     );
 }
 
@@ -339,7 +339,7 @@ fn early_bye_from_caller_cancels() {
     assert!(responses(&done, Leg::A).is_empty());
     assert_eq!(
         events(&done),
-        vec![ended(CallResult::Cancelled, Some(Hangup::Caller), 487)]
+        vec![ended(CallResult::Cancelled, Some(HangupSide::Caller), 487)]
     );
 }
 

@@ -3,9 +3,9 @@
 use rsip::Method;
 
 use super::test_support::*;
-use super::{Action, Direction, Leg};
+use super::{Action, Leg, MediaDirection};
 
-fn media(actions: &[Action]) -> Vec<(Leg, String, Direction)> {
+fn media(actions: &[Action]) -> Vec<(Leg, String, MediaDirection)> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -36,7 +36,7 @@ fn hold_from_caller() {
     let actions = h.drain();
     assert_eq!(
         media(&actions),
-        vec![(Leg::A, "10.9.8.7:40000".into(), Direction::SendOnly)]
+        vec![(Leg::A, "10.9.8.7:40000".into(), MediaDirection::SendOnly)]
     );
     let to_b = sent(&actions, Leg::B)[0].clone();
     assert_eq!(to_b.method, Method::Invite);
@@ -60,7 +60,7 @@ fn hold_from_caller() {
     );
     assert_eq!(
         media(&actions),
-        vec![(Leg::B, "10.1.1.1:50000".into(), Direction::RecvOnly)]
+        vec![(Leg::B, "10.1.1.1:50000".into(), MediaDirection::RecvOnly)]
     );
     let ok = responses(&actions, Leg::A)[0].clone();
     assert_eq!(ok.status_code.code(), 200);
@@ -81,7 +81,7 @@ fn hold_from_callee_with_zero_address() {
     let actions = h.drain();
     assert_eq!(
         media(&actions),
-        vec![(Leg::B, "0.0.0.0:50000".into(), Direction::SendOnly)]
+        vec![(Leg::B, "0.0.0.0:50000".into(), MediaDirection::SendOnly)]
     );
     let to_a = sent(&actions, Leg::A)[0].clone();
     assert_eq!(cseq_of(&to_a), "1 INVITE");
@@ -106,7 +106,7 @@ fn early_media_183_is_rewritten() {
     assert!(sdp.contains("m=audio 30000 ") && !sdp.contains("10.1.1.1"));
     assert_eq!(
         media(&actions),
-        vec![(Leg::B, "10.1.1.1:50000".into(), Direction::SendRecv)]
+        vec![(Leg::B, "10.1.1.1:50000".into(), MediaDirection::SendRecv)]
     );
     // A 200 without SDP reuses the early answer.
     let actions = h.b_answer(&invite, 200, CALLEE_EXTRA, None);

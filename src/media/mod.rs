@@ -117,8 +117,9 @@ pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
 pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
 pub use rtp::{Packet, RtpHeader, RtpPacket, classify, is_rtcp};
+pub use sdp::MediaDirection;
 pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
-pub use tap::{Leg, MediaDirection, MediaTap, PacketKind};
+pub use tap::{Leg, MediaTap, PacketKind};
 
 use std::net::SocketAddr;
 

@@ -21,8 +21,9 @@ use super::latch::SourcePolicy;
 use super::ports::PortPair;
 use super::rtcp::{self, Cname};
 use super::rtp::{Packet, RtpPacket};
+use super::sdp::MediaDirection;
 use super::stats::{MediaStats, RelayTotals, SharedStats};
-use super::tap::{Leg, MediaDirection, MediaTap, PacketKind};
+use super::tap::{Leg, MediaTap, PacketKind};
 
 /// Largest datagram relayed. The receive buffer is one byte longer: a
 /// datagram that fills it was truncated by the kernel and is dropped.

@@ -57,9 +57,11 @@ pub enum SdpError {
     NoAudio,
 }
 
-/// The SDP direction attribute of the audio stream (RFC 3264 §6.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
+/// The SDP direction attribute of a leg's audio stream (RFC 4566/3264
+/// §6.1), as offered by that leg: `sendonly` means the leg's party sends
+/// but does not receive (e.g. putting the other party on hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MediaDirection {
     /// `a=sendrecv` (the default).
     #[default]
     SendRecv,
@@ -71,7 +73,7 @@ pub enum Direction {
     Inactive,
 }
 
-impl Direction {
+impl MediaDirection {
     fn from_attribute(attr: &str) -> Option<Self> {
         match attr {
             "sendrecv" => Some(Self::SendRecv),
@@ -91,7 +93,7 @@ impl Direction {
     }
 }
 
-impl fmt::Display for Direction {
+impl fmt::Display for MediaDirection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::SendRecv => "sendrecv",
@@ -120,7 +122,7 @@ pub struct Rewritten {
     /// non-zero port.
     pub remote: Option<SocketAddr>,
     /// The peer's direction for the audio stream.
-    pub direction: Direction,
+    pub direction: MediaDirection,
     /// Where the relayed audio stream's lines are in `lines` (its `m=`
     /// line first).
     audio: std::ops::Range<usize>,
@@ -282,8 +284,8 @@ struct Section {
     /// Connection address given in this section, if any (`Some(None)`:
     /// given but not a numeric address).
     address: Option<Option<IpAddr>>,
-    /// Direction attribute given in this section, if any.
-    direction: Option<Direction>,
+    /// MediaDirection attribute given in this section, if any.
+    direction: Option<MediaDirection>,
     /// Whether this is the audio stream we relay.
     relayed: bool,
 }
@@ -297,7 +299,7 @@ struct Session {
     /// (`Some(None)`: given but not a numeric address).
     address: Option<Option<IpAddr>>,
     /// The session-level direction attribute, if any.
-    direction: Option<Direction>,
+    direction: Option<MediaDirection>,
 }
 
 /// Rewrites `body` for sending to the other leg (see the module docs).
@@ -362,7 +364,7 @@ fn session_line(session: &mut Session, kind: char, value: &str, target: Target) 
         'b' | 't' | 'r' | 'z' => session.lines.push(format!("{kind}={value}")),
         'a' => {
             let (name, _) = attribute(value);
-            if let Some(direction) = Direction::from_attribute(name) {
+            if let Some(direction) = MediaDirection::from_attribute(name) {
                 session.direction = Some(direction);
             } else if is_allowed_attribute(name) {
                 session.lines.push(format!("a={value}"));
@@ -417,7 +419,7 @@ fn section_line(section: &mut Section, kind: char, value: &str, target: Target) 
         'b' => section.lines.push(format!("b={value}")),
         'a' => {
             let (name, _) = attribute(value);
-            if let Some(direction) = Direction::from_attribute(name) {
+            if let Some(direction) = MediaDirection::from_attribute(name) {
                 section.direction = Some(direction);
             } else if is_allowed_attribute(name) {
                 section.lines.push(format!("a={value}"));
@@ -473,17 +475,6 @@ fn assemble(
         direction,
         audio,
     })
-}
-
-impl From<Direction> for super::MediaDirection {
-    fn from(d: Direction) -> Self {
-        match d {
-            Direction::SendRecv => super::MediaDirection::SendRecv,
-            Direction::SendOnly => super::MediaDirection::SendOnly,
-            Direction::RecvOnly => super::MediaDirection::RecvOnly,
-            Direction::Inactive => super::MediaDirection::Inactive,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ fn render(body: &str, target: Target) -> (Rewritten, String) {
 fn rewrites_addresses_ports_and_drops_identity() {
     let (rewritten, text) = render(OFFER, target());
     assert_eq!(rewritten.remote, Some("10.9.8.7:40000".parse().unwrap()));
-    assert_eq!(rewritten.direction, Direction::SendRecv);
+    assert_eq!(rewritten.direction, MediaDirection::SendRecv);
     for leak in [
         "10.9.8.7",
         "40000",
@@ -84,7 +84,7 @@ fn multiple_media_keep_first_audio_only() {
         m=audio 50004 RTP/AVP 0\n";
     let (rewritten, text) = render(body, target());
     assert_eq!(rewritten.remote, Some("10.0.0.3:50002".parse().unwrap()));
-    assert_eq!(rewritten.direction, Direction::RecvOnly);
+    assert_eq!(rewritten.direction, MediaDirection::RecvOnly);
     assert!(text.contains("m=video 0 RTP/AVP 96\r\n"));
     assert!(text.contains("m=audio 30000 RTP/AVP 8\r\nc=IN IP4 203.0.113.5\r\na=recvonly\r\n"));
     assert!(text.contains("m=audio 0 RTP/AVP 0\r\n"));
@@ -101,12 +101,12 @@ fn missing_connection_and_zero_address_hold() {
     assert!(text.contains("c=IN IP4 203.0.113.5"));
     let hold = "v=0\r\no=- 1 2 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n";
     let (rewritten, text) = render(hold, target());
-    assert_eq!(rewritten.direction, Direction::SendOnly);
+    assert_eq!(rewritten.direction, MediaDirection::SendOnly);
     assert!(text.contains("a=sendonly") && !text.contains("0.0.0.0"));
     let session_inactive =
         "v=0\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=inactive\r\nm=audio 5004 RTP/AVP 0\r\n";
     let (rewritten, text) = render(session_inactive, target());
-    assert_eq!(rewritten.direction, Direction::Inactive);
+    assert_eq!(rewritten.direction, MediaDirection::Inactive);
     assert!(text.contains("o=ansim") && text.ends_with("a=inactive\r\n"));
 }
 
@@ -187,7 +187,7 @@ fn assert_whitelisted(text: &str, target: Target) {
             "a=" => {
                 let name = attribute(value).0;
                 assert!(
-                    Direction::from_attribute(name).is_some()
+                    MediaDirection::from_attribute(name).is_some()
                         || ALLOWED_ATTRIBUTES
                             .iter()
                             .any(|a| a.eq_ignore_ascii_case(name)),
@@ -266,7 +266,7 @@ fn whitelist_covers_session_lines_and_keeps_the_allowed() {
         a=maxptime:40\r\na=silenceSupp:off - - - -\r\na=RTPMAP:13 CN/8000\r\n\
         a=ssrc:1 cname:bob\r\n";
     let (rewritten, text) = render(body, target());
-    assert_eq!(rewritten.direction, Direction::RecvOnly);
+    assert_eq!(rewritten.direction, MediaDirection::RecvOnly);
     assert_eq!(
         text,
         "v=0\r\no=ansim 7 7 IN IP4 203.0.113.5\r\ns=-\r\nc=IN IP4 203.0.113.5\r\n\

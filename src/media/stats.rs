@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::tap::{Leg, MediaDirection, PacketKind};
+use super::sdp::MediaDirection;
+use super::tap::{Leg, PacketKind};
 
 /// Counters of one socket (RTP or RTCP) of one leg.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

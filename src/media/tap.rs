@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use super::rtp::Packet;
+use super::sdp::MediaDirection;
 
 /// One side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,21 +51,6 @@ impl PacketKind {
             PacketKind::Rtcp => 1,
         }
     }
-}
-
-/// The SDP direction attribute of a leg's media (RFC 4566/3264), as offered
-/// by that leg: `sendonly` means the leg's party sends but does not receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MediaDirection {
-    /// `a=sendrecv` (the default).
-    #[default]
-    SendRecv,
-    /// `a=sendonly` (e.g. putting the other party on hold).
-    SendOnly,
-    /// `a=recvonly`.
-    RecvOnly,
-    /// `a=inactive`.
-    Inactive,
 }
 
 /// A hook that sees every relayed packet; the recorder implements it.

@@ -1,5 +1,6 @@
 //! Call records (CDRs). The SIP layer writes them; the API reads them.
 
+use super::records::{CallResult, HangupSide};
 use super::{Store, StoreError, parse_number, parse_party};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
@@ -26,12 +27,12 @@ pub struct CallRecord {
     pub answer_at: Option<Timestamp>,
     /// When the call ended.
     pub end_at: Option<Timestamp>,
-    /// How it ended (`answered`, `busy`, `no_answer`, …).
-    pub result: Option<String>,
+    /// How it ended, once it has.
+    pub result: Option<CallResult>,
     /// The final SIP status given to the caller.
     pub sip_status: Option<i64>,
-    /// Who hung up: `caller`, `callee` or `system`.
-    pub hangup_side: Option<String>,
+    /// Who hung up, when anyone did.
+    pub hangup_side: Option<HangupSide>,
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
 }
@@ -80,6 +81,13 @@ impl Store {
     }
 }
 
+fn corrupt(e: super::UnknownValue) -> StoreError {
+    StoreError::Corrupt {
+        table: "calls",
+        what: e.to_string(),
+    }
+}
+
 fn call(r: CallRow) -> Result<CallRecord, StoreError> {
     let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
     Ok(CallRecord {
@@ -92,9 +100,9 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         ring_at: ts(r.6),
         answer_at: ts(r.7),
         end_at: ts(r.8),
-        result: r.9,
+        result: r.9.map(|v| v.parse()).transpose().map_err(corrupt)?,
         sip_status: r.10,
-        hangup_side: r.11,
+        hangup_side: r.11.map(|v| v.parse()).transpose().map_err(corrupt)?,
         recording_id: r.12,
     })
 }
@@ -122,12 +130,12 @@ pub struct NewCall {
 pub struct CallEnd {
     /// When.
     pub at: Timestamp,
-    /// `answered`, `busy`, `no_answer`, `cancelled`, `rejected`, `failed`, `timeout`.
-    pub result: &'static str,
+    /// How it went.
+    pub result: CallResult,
     /// The final SIP status the caller got.
     pub sip_status: u16,
-    /// `caller`, `callee` or `system`, if someone hung up.
-    pub hangup_side: Option<&'static str>,
+    /// Who hung up, if someone did.
+    pub hangup_side: Option<HangupSide>,
 }
 
 impl Store {
@@ -176,9 +184,9 @@ impl Store {
         )
         .bind(id)
         .bind(end.at.as_millis())
-        .bind(end.result)
+        .bind(end.result.as_str())
         .bind(i64::from(end.sip_status))
-        .bind(end.hangup_side)
+        .bind(end.hangup_side.map(HangupSide::as_str))
         .execute(self.pool())
         .await?;
         Ok(())

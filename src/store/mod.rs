@@ -58,7 +58,7 @@ pub use disputes::{Dispute, Grant, GrantOnCall, NewDispute};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};
-pub use records::{RecordingFailure, RecordingState, UnknownValue};
+pub use records::{CallResult, HangupSide, RecordingFailure, RecordingState, UnknownValue};
 pub use retention::{BLOB_LOOKUP_BATCH, HoldState, Tombstone};
 pub use sessions::{
     CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,

@@ -87,6 +87,41 @@ stored_enum!(
     }
 );
 
+stored_enum!(
+    /// How a call went, in its record.
+    CallResult, "call result", {
+        /// Answered and later hung up.
+        Answered = "answered",
+        /// The callee was busy (486/600).
+        Busy = "busy",
+        /// Nobody answered (our timer, or 408/480 from the callee).
+        NoAnswer = "no_answer",
+        /// The caller gave up before the answer.
+        Cancelled = "cancelled",
+        /// Refused: by the callee or network (3xx, 401–404, 410, 484, 603,
+        /// 604, 606), or by us (no session routes it).
+        Rejected = "rejected",
+        /// Any other failure (5xx, other 4xx, broken answer).
+        Failed = "failed",
+        /// The B-leg INVITE got no response at all.
+        Timeout = "timeout",
+        /// ansim stopped (or died) while the call was up.
+        Interrupted = "interrupted",
+    }
+);
+
+stored_enum!(
+    /// Who ended a call.
+    HangupSide, "hangup side", {
+        /// The caller (BYE, CANCEL).
+        Caller = "caller",
+        /// The callee (BYE, rejection).
+        Callee = "callee",
+        /// ansim (timers, failures, shutdown).
+        System = "system",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +137,11 @@ mod tests {
         let e = "done".parse::<RecordingState>().unwrap_err();
         assert_eq!(e.to_string(), "'done' is not a recording state");
         assert_eq!(RecordingFailure::WriteError.to_string(), "write-error");
+        for r in CallResult::ALL {
+            assert_eq!(r.as_str().parse::<CallResult>(), Ok(*r));
+        }
+        for h in HangupSide::ALL {
+            assert_eq!(h.as_str().parse::<HangupSide>(), Ok(*h));
+        }
     }
 }

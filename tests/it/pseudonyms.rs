@@ -103,9 +103,9 @@ async fn call(
     store.insert_call(&c).await.unwrap();
     let end = CallEnd {
         at: invite_at.saturating_add(Duration::from_secs(60)),
-        result: "answered",
+        result: ansim::store::CallResult::Answered,
         sip_status: 200,
-        hangup_side: Some("caller"),
+        hangup_side: Some(ansim::store::HangupSide::Caller),
     };
     store.call_ended(&id, &end).await.unwrap();
     id
@@ -223,7 +223,7 @@ async fn closed_sessions_lose_their_numbers_after_the_period(db: Db) {
     assert!(
         calls
             .iter()
-            .all(|c| c.result.as_deref() == Some("answered"))
+            .all(|c| c.result.map(|r| r.as_str()) == Some("answered"))
     );
     // The open and the recently closed sessions keep their numbers.
     assert_eq!(

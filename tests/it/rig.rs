@@ -129,9 +129,9 @@ impl Rig {
             .unwrap();
         let end = ansim::store::CallEnd {
             at: answered.saturating_add(Duration::from_millis(20 * u64::from(packets))),
-            result: "answered",
+            result: ansim::store::CallResult::Answered,
             sip_status: 200,
-            hangup_side: Some("caller"),
+            hangup_side: Some(ansim::store::HangupSide::Caller),
         };
         self.store.call_ended(&r.call_id, &end).await.unwrap();
         r

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use rsip::{Method, Request, Response, SipMessage};
 
-use super::records::{hangup_name, result_name};
 use super::tables::{ClientId, TwoXx};
 use super::timers::Timer;
 use super::{CallRef, CdrOp, Leg, Switch, SwitchEvent, Transmit, TxnId};
@@ -241,9 +240,9 @@ impl Switch {
                 tracing::info!(call = %record, ?result, status, "call ended");
                 let end = CallEnd {
                     at,
-                    result: result_name(result),
+                    result,
                     sip_status: status,
-                    hangup_side: hangup.map(hangup_name),
+                    hangup_side: hangup,
                 };
                 CdrOp::End(record, end)
             }

@@ -59,7 +59,7 @@ use rsip::SipMessage;
 
 pub use records::CdrOp;
 
-use super::{DialogId, Direction, Leg, MediaPorts, Shard, TxnId};
+use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, TxnId};
 use crate::clock::Timestamp;
 use crate::phone::E164;
 use crate::routing::Route;
@@ -153,7 +153,7 @@ pub enum SwitchEvent {
         /// Its RTP address (`0.0.0.0` for RFC 2543 hold).
         remote: SocketAddr,
         /// Its direction for the audio stream.
-        direction: Direction,
+        direction: MediaDirection,
     },
     /// The callee answered and the caller has the 2xx: start the
     /// recording (if the call records) and the announcement.
@@ -328,9 +328,9 @@ impl Switch {
             if let Some(entry) = self.calls.get(&id) {
                 let end = crate::store::CallEnd {
                     at: wall,
-                    result: "interrupted",
+                    result: crate::store::CallResult::Interrupted,
                     sip_status: 0,
-                    hangup_side: Some("system"),
+                    hangup_side: Some(crate::store::HangupSide::System),
                 };
                 let op = CdrOp::End(entry.record_id.clone(), end);
                 self.events.push_back(SwitchEvent::CallRecord(op));

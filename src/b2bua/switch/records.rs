@@ -1,6 +1,5 @@
 //! Call records: the writes the switch asks for, and their ids.
 
-use crate::b2bua::{CallResult, Hangup};
 use crate::clock::Timestamp;
 use crate::store::{CallEnd, NewCall};
 
@@ -38,28 +37,6 @@ impl RecordIds {
         let nanos = ((ms % 1000) * 1_000_000) as u32;
         let ts = uuid::Timestamp::from_unix(&self.0, secs, nanos);
         format!("cal_{}", uuid::Uuid::new_v7(ts).simple())
-    }
-}
-
-/// A call result as call records name it.
-pub(super) fn result_name(r: CallResult) -> &'static str {
-    match r {
-        CallResult::Answered => "answered",
-        CallResult::Busy => "busy",
-        CallResult::NoAnswer => "no_answer",
-        CallResult::Cancelled => "cancelled",
-        CallResult::Rejected => "rejected",
-        CallResult::Failed => "failed",
-        CallResult::Timeout => "timeout",
-    }
-}
-
-/// Who hung up, as call records name it.
-pub(super) fn hangup_name(h: Hangup) -> &'static str {
-    match h {
-        Hangup::Caller => "caller",
-        Hangup::Callee => "callee",
-        Hangup::System => "system",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Initial INVITEs: a route lookup for the driver, then starting the call
 //! or refusing it.
 
+use crate::store::CallResult;
 use std::time::Instant;
 
 use rsip::{Request, StatusCode};
@@ -95,7 +96,7 @@ impl Switch {
                 let (caller, dialled) = (&lookup.caller, &lookup.dialled);
                 tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
                 self.refuse(now, lookup.server, status);
-                self.record_refused(lookup.caller, lookup.dialled, status, "rejected");
+                self.record_refused(lookup.caller, lookup.dialled, status, CallResult::Rejected);
                 None
             }
             RouteResult::Failed => {
@@ -120,7 +121,7 @@ impl Switch {
     }
 
     /// A record for a call no session routes.
-    fn record_refused(&mut self, caller: E164, dialled: E164, status: u16, result: &'static str) {
+    fn record_refused(&mut self, caller: E164, dialled: E164, status: u16, result: CallResult) {
         let at = self.wall;
         let id = self.record_ids.next(at);
         let call = NewCall {

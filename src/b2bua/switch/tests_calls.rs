@@ -7,7 +7,7 @@ use rsip::Method;
 use super::test_support::*;
 use super::{CdrOp, SwitchEvent};
 use crate::b2bua::test_support::reply_to;
-use crate::b2bua::{Direction, Leg};
+use crate::b2bua::{Leg, MediaDirection};
 use crate::store::Side;
 
 /// Everything of the caller that must never reach the callee.
@@ -51,7 +51,11 @@ fn ended(records: &[CdrOp]) -> Vec<(&'static str, u16, Option<&'static str>)> {
     records
         .iter()
         .filter_map(|op| match op {
-            CdrOp::End(_, end) => Some((end.result, end.sip_status, end.hangup_side)),
+            CdrOp::End(_, end) => Some((
+                end.result.as_str(),
+                end.sip_status,
+                end.hangup_side.map(|h| h.as_str()),
+            )),
             _ => None,
         })
         .collect()
@@ -106,7 +110,7 @@ fn customer_calls_master_and_nothing_leaks() {
     assert_eq!(insert.caller.as_str(), "+821012345678");
     assert_eq!(insert.invite_at, rig.wall);
     assert!(events.iter().any(|e| matches!(e,
-        SwitchEvent::Media { call: c, leg: Leg::A, remote, direction: Direction::SendRecv }
+        SwitchEvent::Media { call: c, leg: Leg::A, remote, direction: MediaDirection::SendRecv }
             if *c == call && remote.to_string() == "10.9.8.7:40000")));
 
     let b_invite = request(wire);
@@ -363,9 +367,9 @@ fn hold_and_unhold_are_relayed() {
         );
         assert_hidden(&[wire], &CALLER_SECRETS);
         let direction = if ours == "a=sendonly" {
-            Direction::SendOnly
+            MediaDirection::SendOnly
         } else {
-            Direction::SendRecv
+            MediaDirection::SendRecv
         };
         let events = rig.take_events();
         assert!(events.iter().any(|e| matches!(e,

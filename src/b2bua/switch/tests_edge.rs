@@ -293,7 +293,9 @@ fn shutdown_ends_every_call_interrupted() {
     rig.sw.shutdown(rig.wall);
     rig.collect();
     let records = rig.records();
-    assert!(matches!(&records[..], [CdrOp::End(_, end)] if end.result == "interrupted"));
+    assert!(
+        matches!(&records[..], [CdrOp::End(_, end)] if end.result == crate::store::CallResult::Interrupted)
+    );
     let events = rig.take_events();
     assert!(
         events

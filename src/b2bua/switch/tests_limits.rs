@@ -32,7 +32,7 @@ fn an_unknown_caller_gets_the_configured_status_and_a_record() {
                 ("unrouted", None)
             );
             assert_eq!(&call.id, id);
-            assert_eq!((end.result, end.sip_status), ("rejected", 403));
+            assert_eq!((end.result.as_str(), end.sip_status), ("rejected", 403));
         }
         other => panic!("{other:?}"),
     }

@@ -120,7 +120,10 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
     let calls = store.list_calls(&session_id).await.unwrap();
     assert_eq!(calls.len(), 1);
     assert_eq!(
-        (calls[0].result.as_deref(), calls[0].hangup_side.as_deref()),
+        (
+            calls[0].result.map(|r| r.as_str()),
+            calls[0].hangup_side.map(|h| h.as_str())
+        ),
         (Some("interrupted"), Some("system"))
     );
     let rec = store.find_recording(&calls[0].id).await.unwrap().unwrap();

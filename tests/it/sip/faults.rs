@@ -184,7 +184,7 @@ async fn a_full_disk_mid_call_fails_the_recording_and_not_the_call() {
     );
 
     let calls = calls_of(&t).await;
-    assert_eq!(calls[0].result.as_deref(), Some("answered"));
+    assert_eq!(calls[0].result.map(|r| r.as_str()), Some("answered"));
     let rec = finished_recording(&t, &calls[0].id).await;
     assert_eq!(
         (rec.state.as_str(), rec.failure.map(|f| f.as_str())),
