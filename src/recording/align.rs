@@ -510,4 +510,5 @@ impl Aligner {
 }
 
 #[cfg(test)]
+#[path = "align_tests.rs"]
 mod tests;
