@@ -87,6 +87,8 @@ fn main() {
         "packet",
         stage_generate,
     );
+    b.run("stage/rtp parse (ours)", "packet", stage_parse_ours);
+    b.run("stage/rtp parse (rtp-rs)", "packet", stage_parse_rtp_rs);
     b.run("stage/tap on_packet", "packet", stage_tap);
     b.run("stage/tap on_packet + try_recv", "packet", stage_tap_recv);
     b.run("stage/aligner push+poll_block", "packet", stage_aligner);
@@ -484,6 +486,38 @@ fn whole_path(m: &mut Meter, dir: &Path, fsync: bool) {
 
 // ---------------------------------------------------------------------------
 // 2. Stages
+
+/// The relay's one parse of an RTP packet: our header (bounds, padding,
+/// RTCP range checked) and its payload slice.
+fn stage_parse_ours(m: &mut Meter) {
+    let mut src = Source::new();
+    let n = m.n(1_000_000, 100);
+    while m.more() {
+        m.start();
+        for _ in 0..n {
+            let (_, _, data) = src.next();
+            let p = RtpPacket::parse(data).expect("the source makes RTP");
+            black_box((p.header.sequence, p.payload().len()));
+        }
+        m.stop(n);
+    }
+}
+
+/// The same with the `rtp-rs` zero-copy reader the design card names
+/// (which would still need our RTCP and padding checks).
+fn stage_parse_rtp_rs(m: &mut Meter) {
+    let mut src = Source::new();
+    let n = m.n(1_000_000, 100);
+    while m.more() {
+        m.start();
+        for _ in 0..n {
+            let (_, _, data) = src.next();
+            let r = rtp_rs::RtpReader::new(data).expect("the source makes RTP");
+            black_box((r.sequence_number(), r.payload().len()));
+        }
+        m.stop(n);
+    }
+}
 
 fn stage_generate(m: &mut Meter) {
     let mut src = Source::new();
