@@ -35,8 +35,7 @@ use ansim::recording::blob::{BlobStore, BlobWriter, LocalBlobStore};
 use ansim::recording::crec::{CrecHeader, CrecWriter};
 use ansim::recording::crec_reader::CrecReader;
 use ansim::recording::crec_source::ReadAt;
-use ansim::recording::{CHUNK_MEDIA, RecordingTap};
-use tokio::sync::mpsc;
+use ansim::recording::{CHUNK_MEDIA, RecordingTap, TapMessage};
 
 /// Timed work per measurement, at least.
 const MIN_TIME: Duration = Duration::from_secs(1);
@@ -77,7 +76,9 @@ fn main() {
         println!("# recording benchmark, quick mode (no --bench): a few iterations each");
     }
 
-    b.section("1. whole path per packet: tap -> queue -> aligner -> interleave -> seal -> append");
+    b.section(
+        "1. whole path per packet: tap (aligner, interleave, chunk) -> queue -> seal -> append",
+    );
     b.run("path/no-fsync", "packet", |m| whole_path(m, &b.dir, false));
     b.run("path/fsync", "packet", |m| whole_path(m, &b.dir, true));
 
@@ -90,7 +91,6 @@ fn main() {
     b.run("stage/rtp parse (ours)", "packet", stage_parse_ours);
     b.run("stage/rtp parse (rtp-rs)", "packet", stage_parse_rtp_rs);
     b.run("stage/tap on_packet", "packet", stage_tap);
-    b.run("stage/tap on_packet + try_recv", "packet", stage_tap_recv);
     b.run("stage/aligner push+poll_block", "packet", stage_aligner);
     b.run("stage/interleave 20 ms block", "block", stage_interleave);
     b.run("stage/seal_chunk 32000 B", "chunk", |m| {
@@ -433,55 +433,48 @@ fn append_block(pending: &mut Vec<u8>, pending_start_ms: &mut u64, block: &Block
 // ---------------------------------------------------------------------------
 // 1. The whole path
 
-/// What `writer::record` + `seal` do per packet, synchronously: the tokio
-/// task wake-ups, `spawn_blocking` per chunk and the 2 s flush timer of the
-/// real writer are not included.
+/// The whole recording path per packet, synchronously: the tap on the
+/// relay worker (codec, aligner, interleave, chunk cut) and what the
+/// writer does with each chunk (seal, append, optionally sync). The writer
+/// task's wake-ups and `spawn_blocking` (once per 2 s chunk) are not
+/// included.
 fn whole_path(m: &mut Meter, dir: &Path, fsync: bool) {
     let store = LocalBlobStore::new(dir).expect("blob dir");
-    let tap = Arc::new(RecordingTap::default());
-    let mut rx: mpsc::Receiver<_> = tap.switch_on();
-    let tap_dyn: Arc<dyn MediaTap> = tap.clone();
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut src = Source::new();
-    let mut aligner = Aligner::new(Codec::Pcmu, AlignConfig::default());
-    let mut pending: Vec<u8> = Vec::new();
-    let mut pending_start_ms = 0u64;
     // Long segments (many chunks) so timer reads are negligible.
     let chunks = m.n(if fsync { 20 } else { 100 }, 2);
     let packets = chunks * PACKETS_PER_CHUNK;
+    let mut sealed = 0u64;
     while m.more() {
+        let (mut tap, mut rx) = RecordingTap::channel(Arc::clone(&dropped));
         let (mut crec, mut blob, name) = new_recording(&store);
         m.start();
         for _ in 0..packets {
             let (d, arrival, data) = src.next();
-            tap_dyn.on_packet(d, parsed(data), arrival);
-            while let Ok(p) = rx.try_recv() {
-                aligner.push(p.channel, p.rtp(), p.arrival);
-            }
-            while let Some(block) = aligner.poll_block() {
-                append_block(&mut pending, &mut pending_start_ms, &block);
-            }
-            if pending.len() >= CHUNK_BYTES {
-                let chunk = crec
-                    .seal_chunk(pending_start_ms, &pending, false)
-                    .expect("seal");
-                pending_start_ms += (pending.len() / 16) as u64;
-                pending.clear();
-                blob.append(&chunk).expect("append");
-                if fsync {
-                    blob.sync().expect("sync");
+            tap.on_packet(d, parsed(data), arrival);
+            while let Ok(message) = rx.try_recv() {
+                if let TapMessage::Chunk {
+                    start_ms,
+                    bytes,
+                    last,
+                } = message
+                {
+                    let chunk = crec.seal_chunk(start_ms, &bytes, last).expect("seal");
+                    blob.append(&chunk).expect("append");
+                    if fsync {
+                        blob.sync().expect("sync");
+                    }
+                    sealed += 1;
                 }
             }
         }
         m.stop(packets);
-        assert_eq!(
-            aligner.stats().packets_used,
-            src.n,
-            "aligner dropped packets"
-        );
         drop(blob);
         remove_blob(dir, &name);
     }
-    assert_eq!(tap.dropped(), 0);
+    assert!(sealed > 0, "no chunk came out");
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -532,49 +525,24 @@ fn stage_generate(m: &mut Meter) {
     }
 }
 
-/// `on_packet` only (lock, copy, `try_send`); the queue (4096) is drained
-/// outside the timed part.
+/// The tap's `on_packet` alone, as the relay worker calls it: aligner
+/// insertion, block release, interleave, and a chunk queued every 2 s
+/// (the queue is drained outside the timed part).
 fn stage_tap(m: &mut Meter) {
-    let tap = Arc::new(RecordingTap::default());
-    let mut rx = tap.switch_on();
-    let tap_dyn: Arc<dyn MediaTap> = tap.clone();
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (mut tap, mut rx) = RecordingTap::channel(Arc::clone(&dropped));
     let mut src = Source::new();
     let n = m.n(4000, 100);
-    let mut drained = Vec::with_capacity(4096);
     while m.more() {
         m.start();
         for _ in 0..n {
             let (d, a, data) = src.next();
-            tap_dyn.on_packet(d, parsed(data), a);
+            tap.on_packet(d, parsed(data), a);
         }
         m.stop(n);
-        while let Ok(p) = rx.try_recv() {
-            drained.push(p);
-        }
-        drained.clear();
+        while rx.try_recv().is_ok() {}
     }
-    assert_eq!(tap.dropped(), 0);
-}
-
-/// `on_packet` and the writer's receive, one packet at a time (includes
-/// freeing each packet's copy).
-fn stage_tap_recv(m: &mut Meter) {
-    let tap = Arc::new(RecordingTap::default());
-    let mut rx = tap.switch_on();
-    let tap_dyn: Arc<dyn MediaTap> = tap.clone();
-    let mut src = Source::new();
-    let n = m.n(100_000, 100);
-    while m.more() {
-        m.start();
-        for _ in 0..n {
-            let (d, a, data) = src.next();
-            tap_dyn.on_packet(d, parsed(data), a);
-            let p = rx.try_recv().expect("queued");
-            black_box(&p);
-        }
-        m.stop(n);
-    }
-    assert_eq!(tap.dropped(), 0);
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 /// `Aligner::push` + `poll_block` (blocks dropped).

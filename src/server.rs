@@ -237,8 +237,14 @@ async fn start_sip(
     .await
     .map_err(ServeError::Sip)?;
     let ports = &config.media.ports;
-    let pool = crate::media::PortPool::new(config.media.bind, ports.first, ports.last)
+    let relay_config = crate::media::RelayConfig {
+        source: config.media.source,
+        totals: metrics.media.clone(),
+        workers: config.media.workers,
+    };
+    let relay = crate::media::Relay::new(config.media.bind, ports.first, ports.last, relay_config)
         .map_err(|e| ServeError::Media(e.to_string()))?;
+    tracing::info!(workers = relay.workers(), "media relay running");
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let limits = &metrics.limits;
     limits
@@ -249,7 +255,7 @@ async fn start_sip(
         .store(config.sip.max_tcp_connections as i64, relaxed);
     limits
         .media_port_pairs
-        .store(pool.capacity() as i64, relaxed);
+        .store(relay.capacity() as i64, relaxed);
     let settings = crate::b2bua::SipSettings {
         domain: config.sip.domain.clone(),
         trunk: config.trunk.address,
@@ -258,10 +264,6 @@ async fn start_sip(
         max_duration: config.sip.max_call_duration,
         no_answer_timeout: config.sip.no_answer_timeout,
         announcement,
-        relay: crate::media::RelayConfig {
-            source: config.media.source,
-            totals: metrics.media.clone(),
-        },
         max_calls: config.limits.max_calls,
         max_transactions: config.limits.max_transactions,
     };
@@ -276,7 +278,7 @@ async fn start_sip(
         inbound: rx,
         routing,
         store,
-        media: Arc::new(pool),
+        media: Arc::new(relay),
         settings,
         clock,
         metrics,

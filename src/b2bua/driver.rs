@@ -25,9 +25,9 @@ use super::{
     SwitchStats,
 };
 use crate::clock::SharedClock;
-use crate::media::{Announcement, MediaHandle, MediaSession, MediaTap, PortPool, RelayConfig};
+use crate::media::{Announcement, Leg, MediaHandle, Relay};
 use crate::metrics::Metrics;
-use crate::recording::{Recorder, RecordingMeta, RecordingTap};
+use crate::recording::{Recorder, RecordingMeta};
 use crate::routing::{Route, Routing};
 use crate::sip::Timers;
 use crate::store::Store;
@@ -55,8 +55,6 @@ pub struct SipSettings {
     /// Played to both parties when the call is answered, before they are
     /// bridged (`[media] announcement`).
     pub announcement: Option<Arc<Announcement>>,
-    /// How each call's relay admits media sources.
-    pub relay: RelayConfig,
     /// Most calls at once (routed or being routed); more get `503`.
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503`.
@@ -73,8 +71,8 @@ pub struct EngineParts {
     pub routing: Arc<Routing>,
     /// Call records.
     pub store: Store,
-    /// RTP port pairs.
-    pub media: Arc<PortPool>,
+    /// The media relay (its ports and workers).
+    pub media: Arc<Relay>,
     /// Settings from the configuration.
     pub settings: SipSettings,
     /// Wall-clock time for call records.
@@ -92,10 +90,11 @@ enum Found {
     Failed,
 }
 
-/// A call's relay, and its recording tap with the route it records under.
+/// A call's media, and the route it records under if it is recorded (the
+/// recording starts at answer).
 struct CallMedia {
     handle: MediaHandle,
-    recording: Option<(Arc<RecordingTap>, Route)>,
+    recording: Option<Route>,
 }
 
 /// The engine's state; see the module docs.
@@ -103,7 +102,7 @@ pub struct Engine {
     switch: Switch,
     transports: Transports,
     routing: Arc<Routing>,
-    pool: Arc<PortPool>,
+    relay: Arc<Relay>,
     settings: SipSettings,
     clock: SharedClock,
     metrics: Arc<Metrics>,
@@ -167,7 +166,7 @@ impl Engine {
             switch: Switch::new(0, 1, cfg),
             transports,
             routing,
-            pool: media,
+            relay: media,
             settings,
             clock,
             metrics,
@@ -260,13 +259,13 @@ impl Engine {
                 let Some(m) = self.media.get(&call) else {
                     return;
                 };
-                if let (Some(recorder), Some((tap, route))) = (&self.recorder, &m.recording) {
+                if let (Some(recorder), Some(route)) = (&self.recorder, &m.recording) {
                     let meta = RecordingMeta {
                         call_id: call_record,
                         session_id: route.session_id.clone(),
                         retention_class: route.retention_class.clone(),
                     };
-                    recorder.begin(tap, meta);
+                    m.handle.attach_tap(Box::new(recorder.begin(meta)));
                 }
                 if let Some(announcement) = &self.settings.announcement {
                     m.handle.play_then_bridge(announcement.clone());
@@ -290,8 +289,8 @@ impl Engine {
         }
     }
 
-    /// A route lookup came back: for a route, the relay is started on two
-    /// fresh port pairs before the switch hears of it.
+    /// A route lookup came back: for a route, the call's media is opened on
+    /// two fresh port pairs before the switch hears of it.
     fn on_found(&mut self, id: LookupId, found: Found) {
         let mut media = None;
         let result = match found {
@@ -299,22 +298,21 @@ impl Engine {
             Found::Failed => RouteResult::Failed,
             Found::Route(mut route) => {
                 route.record &= self.recorder.is_some();
-                match (self.pool.allocate(), self.pool.allocate()) {
-                    (Ok(a), Ok(b)) => {
+                match self.relay.open() {
+                    Ok(handle) => {
                         let ports = MediaPorts {
-                            a_side: a.port,
-                            b_side: b.port,
+                            a_side: handle.local_port(Leg::A),
+                            b_side: handle.local_port(Leg::B),
                         };
-                        let tap = route.record.then(|| Arc::new(RecordingTap::default()));
-                        let relay_tap = tap.clone().map(|t| t as Arc<dyn MediaTap>);
-                        let relay = self.settings.relay.clone();
-                        let handle = MediaSession::start_with(relay, a, b, relay_tap);
                         self.publish_pairs_in_use();
-                        let recording = tap.map(|t| (t, route.clone()));
+                        let recording = route.record.then(|| route.clone());
                         media = Some(CallMedia { handle, recording });
                         RouteResult::Routed { route, ports }
                     }
-                    _ => RouteResult::NoMedia,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no media for a call");
+                        RouteResult::NoMedia
+                    }
                 }
             }
         };
@@ -329,22 +327,19 @@ impl Engine {
         }
     }
 
-    /// Switches a call's recording off and stops its relay (freeing its
-    /// ports once the relay task has ended).
+    /// Ends a call's media (its recording with it), freeing its ports once
+    /// the worker has seen it.
     fn stop_media(&self, m: CallMedia) {
-        if let Some((tap, _)) = &m.recording {
-            tap.switch_off();
-        }
-        let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
+        let (relay, metrics) = (self.relay.clone(), self.metrics.clone());
         tokio::spawn(async move {
             m.handle.stop().await;
-            let in_use = pool.in_use() as i64;
+            let in_use = relay.in_use() as i64;
             metrics.media_pairs_in_use.store(in_use, Ordering::Relaxed);
         });
     }
 
     fn publish_pairs_in_use(&self) {
-        let in_use = self.pool.in_use() as i64;
+        let in_use = self.relay.in_use() as i64;
         let relaxed = Ordering::Relaxed;
         self.metrics.media_pairs_in_use.store(in_use, relaxed);
     }

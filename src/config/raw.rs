@@ -125,6 +125,8 @@ pub struct RawMedia {
     /// With `source = "learn"`: how long after an offer/answer a leg
     /// latches its first source (duration).
     pub learn_window: String,
+    /// Relay worker threads; 0 = one per available core.
+    pub workers: i64,
 }
 
 impl Default for RawMedia {
@@ -136,6 +138,7 @@ impl Default for RawMedia {
             announcement: String::new(),
             source: "sdp".into(),
             learn_window: "10s".into(),
+            workers: 0,
         }
     }
 }

@@ -62,6 +62,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("announcement", Str),
             f("source", Str),
             f("learn_window", Str),
+            f("workers", Int),
         ]),
     ),
     f(

@@ -108,6 +108,8 @@ pub struct MediaConfig {
     pub announcement: Option<PathBuf>,
     /// Who may send media on a leg (`source`, `learn_window`).
     pub source: crate::media::SourcePolicy,
+    /// Relay worker threads (`workers`); 0 = one per available core.
+    pub workers: usize,
 }
 
 /// `[limits]`
@@ -399,6 +401,7 @@ impl Config {
                 },
                 announcement: None,
                 source: crate::media::SourcePolicy::Sdp,
+                workers: 0,
             },
             routing: RoutingConfig {
                 unknown_caller_status: 404,

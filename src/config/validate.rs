@@ -210,7 +210,15 @@ fn media(raw: RawMedia) -> Result<MediaConfig> {
             return Err(ConfigError::invalid("media.source", reason));
         }
     };
+    let workers = match usize::try_from(raw.workers) {
+        Ok(n) if n <= 256 => n,
+        _ => {
+            let reason = format!("{} workers: give 0 (one per core) to 256", raw.workers);
+            return Err(ConfigError::invalid("media.workers", reason));
+        }
+    };
     Ok(MediaConfig {
+        workers,
         bind: at("media.bind", parse::ip_addr(&raw.bind))?,
         advertise,
         ports: at("media.ports", parse::port_range(&raw.ports))?,

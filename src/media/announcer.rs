@@ -1,14 +1,12 @@
-//! Playing the announcement from the relay task: the per-call state of one
-//! announcement being played (the encoded audio, one RTP stream per leg,
-//! the pacing timer).
+//! Playing the announcement: the per-call state of one announcement being
+//! played (the encoded audio, one RTP stream per leg, when the next packet
+//! is due). No clock and no timer of its own: the relay worker asks
+//! [`Announcer::due`] and calls back at that time.
 //!
 //! Everything is allocated when the playback starts; building a packet
 //! writes into a fixed buffer of its own.
 
-use std::task::{Context, Poll};
-use std::time::Duration;
-
-use tokio::time::{Interval, MissedTickBehavior};
+use std::time::{Duration, Instant};
 
 use super::announcement::{Announcement, SAMPLES_PER_PACKET};
 use super::g711::Codec;
@@ -36,37 +34,35 @@ pub(super) struct Announcer {
     /// Index of the next packet to send.
     next: usize,
     streams: [Stream; 2],
-    /// Fires every 20 ms, the first time at once; missed ticks are caught up
-    /// (burst) so the pace does not drift.
-    ticks: Interval,
+    /// When the next packet is due: the start, then every 20 ms after it.
+    /// A late worker catches up in a burst, so the pace does not drift.
+    due: Instant,
     /// Where a packet is built.
     packet: [u8; PACKET_LEN],
 }
 
 impl Announcer {
     /// Starts playing `announcement` encoded in `codec`; the first packet is
-    /// due at once. Must run inside a Tokio runtime (the relay task).
-    pub(super) fn start(announcement: &Announcement, codec: Codec) -> Announcer {
+    /// due at `now`.
+    pub(super) fn start(announcement: &Announcement, codec: Codec, now: Instant) -> Announcer {
         let stream = || Stream {
             ssrc: rand::random(),
             first_sequence: rand::random(),
             first_timestamp: rand::random(),
         };
-        let mut ticks = tokio::time::interval(PTIME);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
         Announcer {
             encoded: announcement.encode(codec),
             payload_type: codec.payload_type(),
             next: 0,
             streams: [stream(), stream()],
-            ticks,
+            due: now,
             packet: [0; PACKET_LEN],
         }
     }
 
-    /// Ready when the next packet is due.
-    pub(super) fn poll_tick(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.ticks.poll_tick(cx).map(|_| ())
+    /// When the next packet is due.
+    pub(super) fn due(&self) -> Instant {
+        self.due
     }
 
     /// The current packet for `leg`: RTP version 2, the codec's payload
@@ -94,9 +90,11 @@ impl Announcer {
         &self.packet
     }
 
-    /// Moves to the next packet; `true` when all have been sent.
+    /// Moves to the next packet, due 20 ms after this one; `true` when all
+    /// have been sent.
     pub(super) fn advance(&mut self) -> bool {
         self.next += 1;
+        self.due += PTIME;
         self.next * SAMPLES_PER_PACKET >= self.encoded.len()
     }
 }

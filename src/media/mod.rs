@@ -1,31 +1,34 @@
 //! Media: the RTP/RTCP relay between the two legs of a call.
 //!
 //! # Design
-//! - [`PortPool`] hands each leg a [`PortPair`]: an even RTP port and the
-//!   RTCP port above it, both bound. The pair returns its port to the pool
-//!   when dropped, however the call ends (stop, drop, panic).
-//! - [`MediaSession::start`] spawns **one Tokio task per call** that owns the
-//!   four sockets and all per-call state (SDP targets, latches, the receive
-//!   buffer). It waits on the control channel and the sockets' readiness
-//!   (`poll_recv_ready`, commands first, sockets in rotating order), then
-//!   drains the ready socket (up to 16 datagrams per turn) with
-//!   `try_recv_from` and forwards each with `try_send_to`. Why one task per call and not one per
-//!   socket: a packet arriving on A's socket latches A's address, which the
-//!   traffic coming from B needs — with one task that state is a plain local,
-//!   with four it would be shared (atomics or locks); one call needs one
-//!   buffer, not four; 1,500 calls are 1,500 tasks, not 6,000. A call is a
-//!   few hundred packets a second, far below one core.
+//! - [`Relay`] owns the [`PortPool`] and a few **worker threads**
+//!   (`[media] workers`, one per core by default). [`Relay::open`] takes
+//!   two port pairs (an even RTP port and the RTCP port above it, picked at
+//!   random from the free ones, bound) and gives the call to one worker
+//!   (round robin) with a [`MediaHandle`] to control it.
+//! - Each call's decisions live in a sans-IO `Bridge` (`bridge.rs`): SDP
+//!   targets, latches, RTCP scrubbing, the announcement, the tap, the
+//!   counters. It takes `now` and datagrams and says where to send them; it
+//!   has no socket, clock or runtime, and is tested without them.
+//! - A worker (`worker.rs`) is the I/O shell around its calls' bridges: an
+//!   epoll set (`mio`) of their sockets, a waker for the handles' requests
+//!   and a timer set (announcement packets, the tap's flushes). A ready
+//!   socket is drained with `recvmmsg` in batches of 32, and what a batch
+//!   forwards leaves in one `sendmmsg` (`mmsg.rs`): two system calls per
+//!   batch rather than two per packet, and no task wake-up per packet. A
+//!   flooded socket is served at most 4 batches per turn, then the others.
 //! - Packets are forwarded unchanged (no SSRC/sequence rewriting).
-//! - [`MediaHandle`] controls the task: SDP addresses, SDP direction, the
-//!   announcement, stats, stop. Dropping it stops the relay.
+//! - [`MediaHandle`] controls the call: SDP addresses, SDP direction, the
+//!   announcement, the tap, stats, stop. Dropping it ends the call's media.
 //!
-//! # No per-packet allocation, no global lock
-//! The receive buffer is allocated once per call; receive and send work on
-//! it in place; the tap gets a borrowed slice. Counters are relaxed atomics
-//! written by the call's own task ([`MediaStats`] reads them); the only
-//! mutexes are the pool's (once per allocation) and a per-call one touched
-//! when a latch or direction changes. No database, no logging per packet.
-//! A full send buffer drops the packet rather than waiting.
+//! # No per-packet allocation, no lock
+//! Each worker has one batch of receive buffers; receive, scrubbing and
+//! send work on them in place; the tap gets a borrowed slice. Counters are
+//! relaxed atomics written by the call's worker ([`MediaStats`] reads
+//! them); the only mutexes are the pool's (once per allocation) and a
+//! per-call one touched when a latch or direction changes. No database,
+//! no logging per packet. A full send buffer drops the packet rather than
+//! waiting.
 //!
 //! # Who may send (the source check)
 //! Every datagram is first checked against its socket's latch
@@ -73,9 +76,9 @@
 //!   number and timestamp, 20 ms packets of 160 samples (sequence +1,
 //!   timestamp +160), the marker bit on the first. Packets are built in a
 //!   fixed buffer: nothing is allocated per packet.
-//! - **Pacing.** A 20 ms `tokio::time::Interval` polled by the relay task
-//!   (before the sockets), first tick at once; missed ticks are caught up
-//!   in a burst, so the stream does not drift from the clock.
+//! - **Pacing.** Each packet is due 20 ms after the one before, the first
+//!   at once; the worker wakes for it (its timer set). A late worker
+//!   catches up in a burst, so the stream does not drift from the clock.
 //! - **Target.** Each packet goes out of the leg's RTP socket to the leg's
 //!   current RTP target: the latched source, else the SDP address. With
 //!   neither, it is dropped and counted
@@ -85,21 +88,24 @@
 //!   received (RTP or RTCP) is relayed to the other leg. It is still
 //!   validated, latched, shown to the tap (the recording keeps what the
 //!   parties say, not the announcement, which never passes the tap) and
-//!   counted as dropped ([`LegStats::dropped_announcing`]); so is what is
-//!   already waiting in the sockets when the last packet has gone out (the
-//!   task drains them then). From then on packets are relayed again,
+//!   counted as dropped ([`LegStats::dropped_announcing`]). From then on
+//!   packets are relayed again,
 //!   unchanged (the phones see the other party's SSRC take over from ours).
 //!
 //! # The tap
 //! [`MediaTap::on_packet`] sees every valid packet received from a leg, as
 //! the relay parsed it ([`Packet`]: RTP with its header, or scrubbed RTCP)
-//! and with the leg it came from, synchronously on the relay task. It must
-//! not block: copy and return (see the trait's contract).
+//! and with the leg it came from, synchronously on the call's worker, and
+//! has a timer of its own ([`MediaTap::poll_timeout`]). It must not block:
+//! see the trait's contract. The recorder's tap aligns and cuts chunks
+//! there and hands a chunk every 2 s to its writer task.
 
 pub mod announcement;
 mod announcer;
+mod bridge;
 pub mod g711;
 mod latch;
+mod mmsg;
 mod ports;
 mod relay;
 pub mod rtcp;
@@ -108,6 +114,7 @@ pub mod sdp;
 mod stats;
 mod tap;
 pub mod wav;
+mod worker;
 
 #[cfg(test)]
 mod relay_tests;
@@ -115,7 +122,7 @@ mod relay_tests;
 pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
 pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
-pub use relay::{MAX_DATAGRAM, MediaHandle, MediaSession, RelayConfig};
+pub use relay::{MAX_DATAGRAM, MediaHandle, Relay, RelayConfig};
 pub use rtp::{Packet, RtpHeader, RtpPacket, classify, is_rtcp};
 pub use sdp::MediaDirection;
 pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
@@ -153,7 +160,7 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
-    /// Sockets were requested outside a Tokio runtime.
-    #[error("media sockets need a Tokio runtime")]
-    NoRuntime,
+    /// A relay worker thread could not be started, or has stopped.
+    #[error("media worker: {0}")]
+    Worker(#[source] std::io::Error),
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 
 use super::MediaError;
 
@@ -130,12 +130,8 @@ impl PortPool {
     ///
     /// # Errors
     /// [`MediaError::PoolExhausted`] when no pair is left,
-    /// [`MediaError::Bind`] when binding fails otherwise (bind IP not local),
-    /// [`MediaError::NoRuntime`] outside a Tokio runtime.
+    /// [`MediaError::Bind`] when binding fails otherwise (bind IP not local).
     pub fn allocate(&self) -> Result<PortPair, MediaError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(MediaError::NoRuntime);
-        }
         let mut slots = self.inner.lock();
         let count = slots.free.len();
         let start = if count == 0 {
@@ -186,9 +182,9 @@ impl PortPool {
     /// Binds one non-blocking UDP socket; `Ok(None)` on `EADDRINUSE`.
     fn bind(&self, port: u16) -> Result<Option<UdpSocket>, MediaError> {
         let addr = SocketAddr::new(self.inner.bind_ip, port);
-        let bound = std::net::UdpSocket::bind(addr).and_then(|socket| {
+        let bound = UdpSocket::bind(addr).and_then(|socket| {
             socket.set_nonblocking(true)?;
-            UdpSocket::from_std(socket)
+            Ok(socket)
         });
         match bound {
             Ok(socket) => Ok(Some(socket)),
@@ -219,12 +215,6 @@ mod tests {
         assert_eq!(PortPool::new(LOCALHOST, 101, 103).unwrap().capacity(), 1);
         assert_eq!(PortPool::new(LOCALHOST, 100, 103).unwrap().capacity(), 2);
         assert_eq!(PortPool::new(LOCALHOST, 100, 104).unwrap().capacity(), 2);
-    }
-
-    #[test]
-    fn needs_a_runtime() {
-        let pool = PortPool::new(LOCALHOST, 31100, 31103).unwrap();
-        assert!(matches!(pool.allocate(), Err(MediaError::NoRuntime)));
     }
 
     #[tokio::test]

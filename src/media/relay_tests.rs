@@ -16,26 +16,40 @@ use super::*;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const GUARD: Duration = Duration::from_secs(5);
 
-/// A call: the relay, its pool, and two phones (port pairs of their own, so
-/// a phone's RTCP is on its RTP port + 1 as SDP implies).
+/// A call: its media handle, the relay (declared after the handle, so it
+/// drops last), and two phones (port pairs of their own, so a phone's
+/// RTCP is on its RTP port + 1 as SDP implies).
 struct Call {
     relay: MediaHandle,
-    pool: PortPool,
-    phone_a: PortPair,
-    phone_b: PortPair,
+    pool: Relay,
+    phone_a: Phone,
+    phone_b: Phone,
 }
 
-/// Relay ports in `base..base+10`, phone ports in `base+10..base+20`.
-fn call(base: u16, config: RelayConfig, tap: Option<Arc<dyn MediaTap>>) -> Call {
-    let pool = PortPool::new(LOCALHOST, base, base + 9).unwrap();
+/// A phone's RTP and RTCP sockets.
+struct Phone {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+fn phone(pool: &PortPool) -> Phone {
+    let PortPair { rtp, rtcp, .. } = pool.allocate().unwrap();
+    Phone {
+        rtp: UdpSocket::from_std(rtp).unwrap(),
+        rtcp: UdpSocket::from_std(rtcp).unwrap(),
+    }
+}
+
+/// A relay with one call on `base..base+10`, phone ports in
+/// `base+10..base+20`.
+fn call(base: u16, config: RelayConfig, tap: Option<Box<dyn MediaTap>>) -> Call {
+    let pool = Relay::new(LOCALHOST, base, base + 9, config).unwrap();
     let phones = PortPool::new(LOCALHOST, base + 10, base + 19).unwrap();
-    let relay = MediaSession::start_with(
-        config,
-        pool.allocate().unwrap(),
-        pool.allocate().unwrap(),
-        tap,
-    );
-    let (phone_a, phone_b) = (phones.allocate().unwrap(), phones.allocate().unwrap());
+    let relay = pool.open().unwrap();
+    if let Some(tap) = tap {
+        relay.attach_tap(tap);
+    }
+    let (phone_a, phone_b) = (phone(&phones), phone(&phones));
     relay.set_remote(Leg::A, addr(&phone_a.rtp));
     relay.set_remote(Leg::B, addr(&phone_b.rtp));
     Call {
@@ -126,6 +140,12 @@ async fn relays_rtp_both_ways_unchanged() {
     }
     assert_nothing_pending(&c.phone_a.rtp);
     assert_nothing_pending(&c.phone_b.rtp);
+    // The worker counts a send once `sendmmsg` returns: maybe just after
+    // the phone got it.
+    until(&c.relay, |s| {
+        s.a.rtp.packets_out == 50 && s.b.rtp.packets_out == 50
+    })
+    .await;
     let stats = c.relay.stats();
     for leg in [&stats.a, &stats.b] {
         let bytes = 50 * 172;
@@ -272,6 +292,10 @@ async fn relays_rtcp_on_its_own_ports() {
     assert_nothing_pending(&c.phone_a.rtp);
     assert_nothing_pending(&c.phone_b.rtp);
 
+    until(&c.relay, |s| {
+        s.a.rtcp.packets_out == 1 && s.b.rtcp.packets_out == 1
+    })
+    .await;
     let stats = c.relay.stats();
     for leg in [&stats.a, &stats.b] {
         assert_eq!(leg.rtp, Counters::default());
@@ -325,6 +349,10 @@ async fn drops_and_counts_garbage_and_keeps_working() {
     assert_eq!(recv(&c.phone_b.rtcp).await.0, rtcp(0xa));
     assert_nothing_pending(&c.phone_b.rtp);
 
+    until(&c.relay, |s| {
+        s.b.rtp.packets_out == 1 && s.b.rtcp.packets_out == 1
+    })
+    .await;
     let stats = c.relay.stats();
     assert_eq!((stats.a.rtp.packets_in, stats.a.rtp.dropped), (6, 5));
     assert_eq!((stats.a.rtcp.packets_in, stats.a.rtcp.dropped), (3, 2));
@@ -333,8 +361,8 @@ async fn drops_and_counts_garbage_and_keeps_working() {
 
 #[tokio::test]
 async fn admits_nothing_before_sdp_and_drops_when_no_target_is_known() {
-    let pool = PortPool::new(LOCALHOST, 31320, 31329).unwrap();
-    let relay = MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
+    let pool = Relay::new(LOCALHOST, 31320, 31329, RelayConfig::default()).unwrap();
+    let relay = pool.open().unwrap();
     let phone = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     let phone_b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     let to_a = SocketAddr::new(LOCALHOST, relay.local_port(Leg::A));
@@ -367,7 +395,26 @@ struct RecordingTap {
     directions: Mutex<Vec<(Leg, MediaDirection)>>,
 }
 
-impl MediaTap for RecordingTap {
+/// Lets a test keep a [`RecordingTap`] while the relay owns the tap.
+struct SharedTap(Arc<RecordingTap>);
+
+impl SharedTap {
+    fn boxed(tap: &Arc<RecordingTap>) -> Option<Box<dyn MediaTap>> {
+        Some(Box::new(SharedTap(Arc::clone(tap))))
+    }
+}
+
+impl MediaTap for SharedTap {
+    fn on_packet(&mut self, from: Leg, packet: Packet<'_>, arrival: Instant) {
+        self.0.on_packet(from, packet, arrival);
+    }
+
+    fn on_media_direction(&mut self, leg: Leg, direction: MediaDirection) {
+        self.0.on_media_direction(leg, direction);
+    }
+}
+
+impl RecordingTap {
     fn on_packet(&self, from: Leg, packet: Packet<'_>, arrival: Instant) {
         assert!(arrival <= Instant::now());
         self.packets
@@ -384,7 +431,7 @@ impl MediaTap for RecordingTap {
 #[tokio::test]
 async fn tap_sees_every_relayed_packet() {
     let tap = Arc::new(RecordingTap::default());
-    let c = call(31340, RelayConfig::default(), Some(tap.clone()));
+    let c = call(31340, RelayConfig::default(), SharedTap::boxed(&tap));
     use PacketKind::{Rtcp, Rtp};
     let mut expected: Seen = Vec::new();
     let steps = [
@@ -443,10 +490,11 @@ async fn stop_frees_ports_and_ends_the_task() {
     c.relay.stop().await;
     assert_eq!(c.pool.in_use(), 0);
     // The ports are really closed: the pool (and the OS) give them again.
-    let again: Vec<PortPair> = (0..c.pool.capacity())
-        .map(|_| c.pool.allocate().unwrap())
+    let again: Vec<MediaHandle> = (0..c.pool.capacity() / 2)
+        .map(|_| c.pool.open().unwrap())
         .collect();
-    assert!(again.iter().any(|pair| pair.port == relay_port));
+    let ports = |h: &MediaHandle| [h.local_port(Leg::A), h.local_port(Leg::B)];
+    assert!(again.iter().any(|h| ports(h).contains(&relay_port)));
     drop(again);
     // Packets to a stopped relay go nowhere and hurt nothing.
     send(&c.phone_a.rtp, &rtp(2, 0xa), to_a).await;
@@ -458,7 +506,7 @@ async fn dropping_the_handle_frees_ports() {
     let c = call(31380, RelayConfig::default(), None);
     let Call { relay, pool, .. } = c;
     drop(relay);
-    // The task is aborted and frees its ports once the runtime drops it.
+    // The worker closes the call and frees its ports once it sees the drop.
     timeout(GUARD, async {
         while pool.in_use() > 0 {
             tokio::task::yield_now().await;
@@ -466,18 +514,17 @@ async fn dropping_the_handle_frees_ports() {
     })
     .await
     .expect("ports freed after drop");
-    assert!(pool.allocate().is_ok());
+    assert!(pool.open().is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_calls_share_a_pool() {
-    let pool = Arc::new(PortPool::new(LOCALHOST, 31400, 31439).unwrap());
+    let pool = Arc::new(Relay::new(LOCALHOST, 31400, 31439, RelayConfig::default()).unwrap());
     let mut calls = Vec::new();
     for i in 0..10u32 {
         let pool = Arc::clone(&pool);
         calls.push(tokio::spawn(async move {
-            let relay =
-                MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
+            let relay = pool.open().unwrap();
             let a = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
             let b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
             relay.set_remote(Leg::A, addr(&a));

@@ -55,29 +55,55 @@ impl PacketKind {
 
 /// A hook that sees every relayed packet; the recorder implements it.
 ///
+/// A tap is owned by the call's relay once attached
+/// ([`crate::media::MediaHandle::attach_tap`]) and driven by the relay
+/// worker that owns the call, sans-IO style: inputs come in as method
+/// calls with the time, and the tap says when it next wants to be woken
+/// ([`MediaTap::poll_timeout`]).
+///
 /// # Contract
-/// - Called synchronously on the relay task, in arrival order per socket,
+/// - Called synchronously on the relay worker, in arrival order per socket,
 ///   for every packet from the leg's own source that passed validation
 ///   (valid RTP, or RTCP), before it is sent on — also when it cannot be
 ///   sent (no target yet, send error). Garbage and foreign packets dropped
 ///   by the relay are not shown.
 /// - `packet` is parsed once, by the relay: RTP as received with its
-///   header, RTCP as scrubbed for the other leg. It borrows the relay's
-///   buffer and is only valid during the call: copy what you keep.
-/// - Implementations **must not block** (no I/O, no waiting on locks held
-///   elsewhere for long, no `block_on`): the relay of the whole call waits
-///   for them. Copy into your own buffer or a bounded channel (`try_send`)
-///   and return; drop and count if full.
-/// - A panic in the tap ends the call's relay task (ports are still freed).
-pub trait MediaTap: Send + Sync {
+///   header, RTCP as scrubbed for the other leg. It borrows the worker's
+///   receive buffer and is only valid during the call: copy what you keep.
+/// - Implementations **must not block** (no I/O, no locks held elsewhere,
+///   no `block_on`): every call on the same worker waits for them. Do the
+///   cheap per-packet work in place; hand anything slow (encryption, disk)
+///   to another thread in batches, through a bounded queue (`try_send`),
+///   and drop and count when it is full.
+/// - A panic in the tap detaches it (it is dropped, the relay logs it); the
+///   call's media goes on.
+pub trait MediaTap: Send {
     /// A packet received from `from`'s party at `arrival` (taken right
     /// after the receive).
-    fn on_packet(&self, from: Leg, packet: Packet<'_>, arrival: Instant);
+    fn on_packet(&mut self, from: Leg, packet: Packet<'_>, arrival: Instant);
 
     /// The SDP direction of `leg` changed (hold / resume). The relay keeps
     /// forwarding whatever arrives; the tap may use this, e.g. to mark a
     /// hold in the recording. Default: ignored.
-    fn on_media_direction(&self, leg: Leg, direction: MediaDirection) {
+    fn on_media_direction(&mut self, leg: Leg, direction: MediaDirection) {
         let _ = (leg, direction);
+    }
+
+    /// When the tap next wants [`MediaTap::handle_timeout`]; `None` for
+    /// never. Asked again after every call into the tap.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The time from [`MediaTap::poll_timeout`] has come (`now` is at or
+    /// after it).
+    fn handle_timeout(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The tap is detached (or the call's relay stops): no more packets
+    /// come. The tap is dropped right after.
+    fn close(&mut self, now: Instant) {
+        let _ = now;
     }
 }

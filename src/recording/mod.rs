@@ -35,5 +35,4 @@ pub mod wav;
 mod writer;
 
 pub use service::{LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy};
-pub use tap::{RecordingTap, TapPacket};
-pub use writer::{CHUNK_MEDIA, EARLY_PACKETS, FLUSH_EVERY};
+pub use tap::{CHUNK_MEDIA, CHUNK_QUEUE, EARLY_PACKETS, FLUSH_EVERY, RecordingTap, TapMessage};

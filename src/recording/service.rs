@@ -134,6 +134,8 @@ pub struct RecordingCounters {
     pub failed_unsupported_codec: AtomicU64,
     /// Recordings found without a writer and marked `truncated`.
     pub truncated: AtomicU64,
+    /// Chunks dropped because a writer fell behind (its queue was full).
+    pub tap_dropped: Arc<AtomicU64>,
 }
 
 impl RecordingCounters {
@@ -254,12 +256,16 @@ impl Recorder {
         Ok(truncated)
     }
 
-    /// Switches the call's tap on and starts its writer task. Failures are
-    /// logged by the writer and never disturb the call.
-    pub fn begin(self: &Arc<Self>, tap: &RecordingTap, meta: RecordingMeta) {
-        let rx = tap.switch_on();
+    /// Starts recording a call: spawns its writer task and returns the tap
+    /// to attach to the call's media
+    /// ([`crate::media::MediaHandle::attach_tap`]); closing the tap ends
+    /// the recording. Failures are logged by the writer and never disturb
+    /// the call. Must run inside a Tokio runtime (the writer is a task).
+    pub fn begin(self: &Arc<Self>, meta: RecordingMeta) -> RecordingTap {
+        let (tap, rx) = RecordingTap::channel(Arc::clone(&self.counters.tap_dropped));
         let this = self.clone();
         tokio::spawn(async move { super::writer::run(this, meta, rx).await });
+        tap
     }
 
     /// The pseudonym of `number` under the pseudonym key (which must exist:

@@ -1,18 +1,18 @@
-//! One call's recording writer: tap packets in, encrypted chunks out.
+//! One call's recording writer: plaintext chunks in (from the call's
+//! [`super::tap::RecordingTap`] on the relay worker), encrypted chunks out.
 //!
-//! The writer waits for the first audio packet (its payload type names the
-//! codec), makes the recording's DEK, stores the row (wrapped DEK) before
-//! the blob exists, then aligns both directions and seals a chunk at least
-//! every [`CHUNK_MEDIA`] of audio and every [`FLUSH_EVERY`] of wall time,
+//! The writer waits for the tap to name the codec (its first audio
+//! packet), makes the recording's DEK, stores the row (wrapped DEK) before
+//! the blob exists, then seals each chunk the tap sends (at least every
+//! [`CHUNK_MEDIA`] of audio and every [`FLUSH_EVERY`] of wall time),
 //! syncing the blob each time: a crash loses at most that much audio.
 //!
 //! It never gets stuck and never holds more than it must:
-//! - silence is released by time ([`Aligner::advance`] on the flush timer),
-//!   and chunks are cut at [`CHUNK_MEDIA`] of audio whatever came out at
-//!   once, so a long hold neither piles up in memory nor makes an
+//! - the tap releases silence by time and cuts chunks at [`CHUNK_MEDIA`]
+//!   of audio, so a long hold neither piles up in memory nor makes an
 //!   oversized chunk;
-//! - while waiting for the codec it keeps at most [`EARLY_PACKETS`]; audio
-//!   in a codec it cannot store (anything but PCMU/PCMA) ends the
+//! - the tap keeps at most [`EARLY_PACKETS`] while waiting for the codec;
+//!   audio in a codec it cannot store (anything but PCMU/PCMA) ends the
 //!   recording `failed` with reason `unsupported-codec` at once, with
 //!   nothing buffered;
 //! - any write error (key store, database, blob, full disk) ends it
@@ -26,29 +26,18 @@
 //! recording's real expiry (see [`super::rewrap`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::align::{AlignConfig, Aligner, Block};
 use super::blob::BlobWriter;
 use super::crec::{CrecHeader, CrecWriter};
 use super::service::{Recorder, RecordingMeta};
-use super::tap::TapPacket;
+use super::tap::TapMessage;
+#[cfg(doc)]
+use super::tap::{CHUNK_MEDIA, EARLY_PACKETS, FLUSH_EVERY};
 use crate::keys::{Dek, DekBinding};
 use crate::media::g711::Codec;
 use crate::store::{RecordingEnd, RecordingFailure, RecordingRow, RecordingState};
-
-/// Audio per chunk at most.
-pub const CHUNK_MEDIA: Duration = Duration::from_secs(2);
-/// Wall time between flushes at most, even when no audio flows (hold).
-pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
-/// Packets kept while the codec is not known yet (about 3 s of telephone
-/// events, comfort noise or the like at 50 packets a second).
-pub const EARLY_PACKETS: usize = 150;
-
-/// Bytes of one full chunk: two interleaved channels, one byte a sample.
-const CHUNK_BYTES: usize = 2 * 8 * CHUNK_MEDIA.as_millis() as usize;
 
 /// Why a recording stopped early (logged; the call goes on).
 #[derive(Debug, thiserror::Error)]
@@ -74,37 +63,35 @@ struct Open {
     row: RecordingRow,
     crec: CrecWriter,
     blob: Option<Box<dyn BlobWriter>>,
-    aligner: Aligner,
-    /// Interleaved caller/callee bytes not yet sealed, and where they start.
-    pending: Vec<u8>,
-    pending_start_ms: u64,
     /// Audio written so far, in samples per channel.
     samples: u64,
+    /// Where the last sealed chunk ends, in ms of media time.
+    end_ms: u64,
 }
 
-/// What the first packets said about the codec.
+/// What the tap said first.
 enum Start {
-    /// Audio in this codec, with the packets seen so far.
-    Codec(Codec, Vec<TapPacket>),
+    /// Audio in this codec.
+    Codec(Codec),
     /// Audio in a codec we cannot store.
     Unsupported,
     /// The tap closed before any audio (an empty recording).
     Ended,
 }
 
-/// Runs the writer until the tap is switched off.
+/// Runs the writer until the tap is closed.
 pub(super) async fn run(
     rec: Arc<Recorder>,
     meta: RecordingMeta,
-    mut rx: mpsc::Receiver<TapPacket>,
+    mut rx: mpsc::Receiver<TapMessage>,
 ) {
     let recording_id = uuid::Uuid::new_v4();
     // Registered before its row exists, so reconciliation never takes a
     // live recording for an orphan.
     let _live = rec.writers().register(recording_id.to_string());
-    let (codec, early) = match wait_for_codec(&mut rx).await {
-        Start::Codec(codec, early) => (codec, early),
-        Start::Ended => (Codec::Pcmu, Vec::new()),
+    let codec = match wait_for_codec(&mut rx).await {
+        Start::Codec(codec) => codec,
+        Start::Ended => Codec::Pcmu,
         Start::Unsupported => {
             drop(rx); // nothing more is buffered: the tap's sends now fail fast
             unsupported(&rec, &meta, recording_id).await;
@@ -122,14 +109,17 @@ pub(super) async fn run(
             return;
         }
     };
-    if let Err(e) = record(&mut open, early, &mut rx).await {
-        drop(rx);
-        tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording write failed: recording ends failed, the call goes on");
-        rec.counters().failed(RecordingFailure::WriteError);
-        end_failed(&rec, &open.row, open.samples, RecordingFailure::WriteError).await;
-        return;
-    }
-    match finish(&rec, &mut open).await {
+    let last = match record(&mut open, &mut rx).await {
+        Ok(last) => last,
+        Err(e) => {
+            drop(rx);
+            tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording write failed: recording ends failed, the call goes on");
+            rec.counters().failed(RecordingFailure::WriteError);
+            end_failed(&rec, &open.row, open.samples, RecordingFailure::WriteError).await;
+            return;
+        }
+    };
+    match finish(&rec, &mut open, last).await {
         Ok(()) => {
             rec.counters().completed();
             tracing::info!(call = %meta.call_id, recording = %open.row.id, seconds = open.samples / 8000, "recording complete");
@@ -142,26 +132,15 @@ pub(super) async fn run(
     }
 }
 
-/// Reads packets until one names the codec, keeping at most
-/// [`EARLY_PACKETS`] of them.
-async fn wait_for_codec(rx: &mut mpsc::Receiver<TapPacket>) -> Start {
-    let mut early = Vec::new();
-    while let Some(p) = rx.recv().await {
-        let payload_type = p.header.payload_type;
-        if let Some(codec) = Codec::from_payload_type(payload_type) {
-            early.push(p);
-            return Start::Codec(codec, early);
-        }
-        // Comfort noise (13) and dynamic types (telephone events, or audio
-        // in a dynamic codec) may precede the audio; any other static type
-        // is audio we cannot store.
-        let maybe_later = payload_type == 13 || payload_type >= 96;
-        if !maybe_later || early.len() >= EARLY_PACKETS {
-            return Start::Unsupported;
-        }
-        early.push(p);
+/// Waits for the tap to name the codec (or say it cannot be stored).
+async fn wait_for_codec(rx: &mut mpsc::Receiver<TapMessage>) -> Start {
+    match rx.recv().await {
+        Some(TapMessage::Codec(codec)) => Start::Codec(codec),
+        Some(TapMessage::Unsupported) => Start::Unsupported,
+        // The tap sends the codec before any chunk; a chunk first would be
+        // a bug of ours: nothing was written, so end the recording empty.
+        Some(TapMessage::Chunk { .. }) | None => Start::Ended,
     }
-    Start::Ended
 }
 
 /// A new row for `recording_id` with its DEK wrapped under the start
@@ -287,80 +266,37 @@ async fn start(
         row,
         crec,
         blob: Some(blob),
-        aligner: Aligner::new(codec, AlignConfig::default()),
-        pending: Vec::new(),
-        pending_start_ms: 0,
         samples: 0,
+        end_ms: 0,
     })
 }
 
-async fn record(
-    open: &mut Open,
-    early: Vec<TapPacket>,
-    rx: &mut mpsc::Receiver<TapPacket>,
-) -> Result<(), WriteError> {
-    for p in early {
-        open.aligner.push(p.channel, p.rtp(), p.arrival);
-    }
-    let mut flush = tokio::time::interval(FLUSH_EVERY);
-    flush.tick().await;
-    loop {
-        tokio::select! {
-            p = rx.recv() => match p {
-                Some(p) => open.aligner.push(p.channel, p.rtp(), p.arrival),
-                None => return Ok(()),
-            },
-            _ = flush.tick() => {
-                // Time passes for the aligner too: silence comes out now.
-                open.aligner.advance(Instant::now());
-                collect(open);
-                seal_full(open).await?;
-                if !open.pending.is_empty() {
-                    seal(open, open.pending.len(), false).await?;
-                }
-                continue;
+/// Seals every chunk the tap sends; `true` when the last one was sealed
+/// (the tap closed in order), `false` when the queue closed without it
+/// (the last chunk was dropped on a full queue, or the tap went away).
+async fn record(open: &mut Open, rx: &mut mpsc::Receiver<TapMessage>) -> Result<bool, WriteError> {
+    while let Some(message) = rx.recv().await {
+        if let TapMessage::Chunk {
+            start_ms,
+            bytes,
+            last,
+        } = message
+        {
+            seal(open, start_ms, &bytes, last).await?;
+            if last {
+                return Ok(true);
             }
         }
-        collect(open);
-        seal_full(open).await?;
     }
+    Ok(false)
 }
 
-/// Moves finished blocks from the aligner into the pending chunk.
-fn collect(open: &mut Open) {
-    while let Some(block) = open.aligner.poll_block() {
-        append_block(open, &block);
-    }
-}
-
-fn append_block(open: &mut Open, block: &Block) {
-    if open.pending.is_empty() {
-        open.pending_start_ms = block.start_ms;
-    }
-    for (c, e) in block.caller.iter().zip(block.callee.iter()) {
-        open.pending.push(*c);
-        open.pending.push(*e);
-    }
-    open.samples += block.caller.len() as u64;
-}
-
-/// Seals as many full chunks as are pending.
-async fn seal_full(open: &mut Open) -> Result<(), WriteError> {
-    while open.pending.len() >= CHUNK_BYTES {
-        seal(open, CHUNK_BYTES, false).await?;
-    }
-    Ok(())
-}
-
-/// Seals the first `len` pending bytes as one chunk (the last chunk of the
-/// file if `last`), appends it and syncs the blob.
-async fn seal(open: &mut Open, len: usize, last: bool) -> Result<(), WriteError> {
-    let len = len.min(open.pending.len());
-    let chunk = open
-        .crec
-        .seal_chunk(open.pending_start_ms, &open.pending[..len], last)?;
-    open.pending_start_ms += (len / 16) as u64;
-    open.pending.drain(..len);
+/// Seals `bytes` (interleaved, starting at `start_ms`) as one chunk (the
+/// last of the file if `last`), appends it and syncs the blob.
+async fn seal(open: &mut Open, start_ms: u64, bytes: &[u8], last: bool) -> Result<(), WriteError> {
+    let chunk = open.crec.seal_chunk(start_ms, bytes, last)?;
+    open.samples += (bytes.len() / 2) as u64;
+    open.end_ms = start_ms + (bytes.len() / 16) as u64;
     let mut blob = open
         .blob
         .take()
@@ -375,11 +311,11 @@ async fn seal(open: &mut Open, len: usize, last: bool) -> Result<(), WriteError>
     Ok(())
 }
 
-async fn finish(rec: &Recorder, open: &mut Open) -> Result<(), WriteError> {
-    open.aligner.finish();
-    collect(open);
-    seal_full(open).await?;
-    seal(open, open.pending.len(), true).await?;
+async fn finish(rec: &Recorder, open: &mut Open, last_sealed: bool) -> Result<(), WriteError> {
+    if !last_sealed {
+        // The file still ends with a last chunk (empty), as readers expect.
+        seal(open, open.end_ms, &[], true).await?;
+    }
     let ended_at = rec.clock.now();
     let expires_at = ended_at.saturating_add(rec.period_of(&open.row.retention_class));
     // The DEK moves to the epoch of the real expiry before the row says

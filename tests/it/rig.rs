@@ -9,7 +9,7 @@ use ansim::clock::{Clock, ManualClock, SharedClock};
 use ansim::keys::{DirKeyStore, KeyStore, MasterKey};
 use ansim::media::{Leg, MediaTap, Packet, PacketKind};
 use ansim::recording::blob::{BlobStore, LocalBlobStore};
-use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy, RecordingTap};
+use ansim::recording::{Recorder, RecordingMeta, RecordingPolicy};
 use ansim::store::{NewCall, RecordingRow, Store};
 
 use crate::harness::{DAY, T0, TestDb, n, policy};
@@ -192,13 +192,13 @@ impl Rig {
             invite_at: self.clock.now(),
         };
         self.store.insert_call(&call).await.unwrap();
-        let tap = RecordingTap::default();
         let meta = RecordingMeta {
             call_id: call_id.clone(),
             session_id: session.into(),
             retention_class: class.into(),
         };
-        self.recorder.begin(&tap, meta);
+        // The tap as the relay worker would drive it.
+        let mut tap = self.recorder.begin(meta);
         let start = Instant::now();
         for i in 0..packets {
             let at = start + Duration::from_millis(20 * u64::from(i));
@@ -210,8 +210,8 @@ impl Rig {
                 }
             }
         }
-        tokio::task::yield_now().await;
-        tap.switch_off();
+        tap.close(start + Duration::from_millis(20 * u64::from(packets)));
+        drop(tap);
         self.finished(&call_id).await
     }
 

@@ -44,7 +44,7 @@ async fn expect_announcement(phone: &UdpSocket, from: SocketAddr, pt: u8, expect
 #[tokio::test]
 async fn plays_to_both_legs_then_bridges() {
     let tap = Arc::new(RecordingTap::default());
-    let c = call(31460, RelayConfig::default(), Some(tap.clone()));
+    let c = call(31460, RelayConfig::default(), SharedTap::boxed(&tap));
     let audio = samples(1600);
     let expected: Vec<u8> = audio.iter().map(|&s| linear_to_ulaw(s)).collect();
     let announcement = Arc::new(Announcement::from_samples(audio).unwrap());
@@ -85,6 +85,10 @@ async fn plays_to_both_legs_then_bridges() {
     send(&c.phone_b.rtp, &rtp(2, 0xb), to_b).await;
     assert_eq!(recv(&c.phone_a.rtp).await, (rtp(2, 0xb), to_a));
 
+    until(&c.relay, |s| {
+        s.a.rtp.packets_out == 11 && s.b.rtp.packets_out == 11
+    })
+    .await;
     let stats = c.relay.stats();
     for leg in [&stats.a, &stats.b] {
         assert_eq!(leg.announcement_sent, 10);
@@ -112,8 +116,8 @@ async fn plays_to_both_legs_then_bridges() {
 
 #[tokio::test]
 async fn uses_the_codec_seen_and_drops_without_target() {
-    let pool = PortPool::new(LOCALHOST, 31480, 31489).unwrap();
-    let relay = MediaSession::start(pool.allocate().unwrap(), pool.allocate().unwrap(), None);
+    let pool = Relay::new(LOCALHOST, 31480, 31489, RelayConfig::default()).unwrap();
+    let relay = pool.open().unwrap();
     // Only A is known, by its SDP and a latched PCMA packet (B's SDP is
     // not known yet).
     let phone_a = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
@@ -134,6 +138,10 @@ async fn uses_the_codec_seen_and_drops_without_target() {
     expected.resize(320, Codec::Pcma.silence());
     relay.play_then_bridge(Arc::new(Announcement::from_samples(audio).unwrap()));
     expect_announcement(&phone_a, to_a, 8, &expected).await;
+    until(&relay, |s| {
+        s.a.announcement_sent == 2 && s.b.announcement_dropped == 2
+    })
+    .await;
     let stats = relay.stats();
     assert_eq!(
         (stats.a.announcement_sent, stats.a.announcement_dropped),

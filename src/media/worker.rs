@@ -1,0 +1,374 @@
+//! A relay worker: one OS thread that owns the sockets of a set of calls
+//! and relays their media, draining ready sockets with `recvmmsg` and
+//! sending each batch on with one `sendmmsg` ([`super::mmsg`]).
+//!
+//! The worker is the I/O shell around each call's sans-IO
+//! [`Bridge`]: it waits on an epoll set (`mio`) of its calls' sockets, a
+//! waker for requests from the handles, and the earliest of the calls'
+//! timers (announcement packets, the tap's flushes). No task per call, no
+//! lock and no allocation per packet; a flooded socket is served at most
+//! [`ROUNDS`] batches per turn, so it cannot starve the others.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::bridge::{Bridge, Command, Forward};
+use super::mmsg::{self, BATCH, Batch, SendQueue};
+use super::ports::PortPair;
+use super::tap::{Leg, PacketKind};
+
+/// The waker's token; sockets use their slot index.
+const WAKER: Token = Token(usize::MAX);
+
+/// Batches read from one socket per turn at most.
+const ROUNDS: usize = 4;
+
+/// A call's id, unique in the process.
+pub(super) type CallId = u64;
+
+/// What a handle (or the relay) asks of a worker.
+pub(super) enum Request {
+    /// A new call on these port pairs (`[leg A, leg B]`).
+    Open {
+        call: CallId,
+        pairs: [PortPair; 2],
+        bridge: Box<Bridge>,
+    },
+    /// A command for a call's bridge.
+    Command(CallId, Command),
+    /// The call ends: its tap is closed, its sockets closed (ports back in
+    /// the pool), then `done` is told.
+    Close(CallId, Option<tokio::sync::oneshot::Sender<()>>),
+    /// The worker ends (every call with it).
+    Shutdown,
+}
+
+/// The sending side of a worker's request queue.
+#[derive(Debug, Clone)]
+pub(super) struct WorkerLink {
+    tx: std::sync::mpsc::Sender<Request>,
+    waker: Arc<Waker>,
+}
+
+impl WorkerLink {
+    /// Queues `request` and wakes the worker; `false` when the worker is gone.
+    pub(super) fn send(&self, request: Request) -> bool {
+        if self.tx.send(request).is_err() {
+            return false;
+        }
+        // Fails only if the eventfd is broken; the next request retries.
+        let _ = self.waker.wake();
+        true
+    }
+}
+
+/// One socket of a call, registered under its slot's token.
+struct Socket {
+    call: CallId,
+    leg: Leg,
+    kind: PacketKind,
+    fd: RawFd,
+}
+
+/// One call: its bridge, its sockets' tokens and the sockets themselves.
+struct Call {
+    bridge: Box<Bridge>,
+    /// Slot index per `[leg][kind]`.
+    tokens: [[usize; 2]; 2],
+    /// Raw fds per `[leg][kind]`, for sending.
+    fds: [[RawFd; 2]; 2],
+    /// The timer this call is filed under, if any.
+    timer: Option<Instant>,
+    /// Owns the sockets; dropped (closed, ports freed) when the call is.
+    _pairs: [PortPair; 2],
+}
+
+/// The worker's state.
+pub(super) struct Worker {
+    poll: Poll,
+    requests: Receiver<Request>,
+    sockets: Vec<Option<Socket>>,
+    free_slots: Vec<usize>,
+    calls: HashMap<CallId, Call>,
+    timers: BTreeSet<(Instant, CallId)>,
+    /// Sockets that still had datagrams after [`ROUNDS`] batches.
+    backlog: Vec<usize>,
+    batch: Batch,
+    queue: SendQueue,
+    forwards: [Option<Forward>; BATCH],
+    /// A shutdown was asked for (or every link is gone).
+    stopping: bool,
+}
+
+impl Worker {
+    /// A worker and the link to reach it; run it with [`Worker::run`].
+    pub(super) fn new() -> std::io::Result<(Worker, WorkerLink)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, requests) = std::sync::mpsc::channel();
+        let worker = Worker {
+            poll,
+            requests,
+            sockets: Vec::new(),
+            free_slots: Vec::new(),
+            calls: HashMap::new(),
+            timers: BTreeSet::new(),
+            backlog: Vec::new(),
+            batch: Batch::new(),
+            queue: SendQueue::new(),
+            forwards: [None; BATCH],
+            stopping: false,
+        };
+        Ok((worker, WorkerLink { tx, waker }))
+    }
+
+    /// Relays until [`Request::Shutdown`] or every link is gone.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = if self.backlog.is_empty() {
+                self.timers
+                    .first()
+                    .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(std::time::Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!(error = %e, "media worker cannot poll: stopping");
+                break;
+            }
+            let now = Instant::now();
+            // Requests first: a remote set before a packet arrived applies
+            // to that packet (`serve` checks again after each receive).
+            self.take_requests(now);
+            for event in &events {
+                if let Token(slot) = event.token()
+                    && event.token() != WAKER
+                {
+                    self.serve(now, slot);
+                }
+            }
+            for slot in std::mem::take(&mut self.backlog) {
+                self.serve(now, slot);
+            }
+            if self.stopping {
+                break;
+            }
+            self.fire_timers(Instant::now());
+        }
+        let now = Instant::now();
+        for (_, mut call) in self.calls.drain() {
+            call.bridge.close(now);
+        }
+    }
+
+    /// Applies every queued request (cheap when there is none).
+    fn take_requests(&mut self, now: Instant) {
+        while !self.stopping {
+            match self.requests.try_recv() {
+                Ok(Request::Open {
+                    call,
+                    pairs,
+                    bridge,
+                }) => self.open(call, pairs, bridge),
+                Ok(Request::Command(id, command)) => {
+                    if let Some(call) = self.calls.get_mut(&id) {
+                        call.bridge.handle(now, command);
+                        self.reschedule(id);
+                    }
+                }
+                Ok(Request::Close(id, done)) => {
+                    self.close(now, id);
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => self.stopping = true,
+                Err(TryRecvError::Empty) => return,
+            }
+        }
+    }
+
+    fn open(&mut self, id: CallId, pairs: [PortPair; 2], bridge: Box<Bridge>) {
+        let mut tokens = [[0; 2]; 2];
+        let mut fds = [[0; 2]; 2];
+        for leg in [Leg::A, Leg::B] {
+            for kind in [PacketKind::Rtp, PacketKind::Rtcp] {
+                let pair = &pairs[leg.index()];
+                let fd = match kind {
+                    PacketKind::Rtp => pair.rtp.as_raw_fd(),
+                    PacketKind::Rtcp => pair.rtcp.as_raw_fd(),
+                };
+                let slot = self.free_slots.pop().unwrap_or_else(|| {
+                    self.sockets.push(None);
+                    self.sockets.len() - 1
+                });
+                let registered = self.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(slot),
+                    Interest::READABLE,
+                );
+                if let Err(e) = registered {
+                    // The socket stays silent for this call; it is still
+                    // closed and freed with the others.
+                    tracing::error!(error = %e, "media socket could not be registered");
+                }
+                self.sockets[slot] = Some(Socket {
+                    call: id,
+                    leg,
+                    kind,
+                    fd,
+                });
+                tokens[leg.index()][kind.index()] = slot;
+                fds[leg.index()][kind.index()] = fd;
+                // Datagrams that arrived before registration would not
+                // raise an edge: read them now.
+                self.backlog.push(slot);
+            }
+        }
+        let call = Call {
+            bridge,
+            tokens,
+            fds,
+            timer: None,
+            _pairs: pairs,
+        };
+        self.calls.insert(id, call);
+        self.reschedule(id);
+    }
+
+    fn close(&mut self, now: Instant, id: CallId) {
+        let Some(mut call) = self.calls.remove(&id) else {
+            return;
+        };
+        if let Some(at) = call.timer {
+            self.timers.remove(&(at, id));
+        }
+        call.bridge.close(now);
+        for slot in call.tokens.iter().flatten().copied() {
+            if let Some(socket) = self.sockets[slot].take() {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&socket.fd));
+            }
+            self.backlog.retain(|s| *s != slot);
+            self.free_slots.push(slot);
+        }
+        // The sockets close here (ports back to the pool).
+        drop(call);
+    }
+
+    /// Reads and relays what waits on socket `slot`, up to [`ROUNDS`]
+    /// batches; a socket with more is served again next turn.
+    fn serve(&mut self, now: Instant, slot: usize) {
+        let Some(Some(socket)) = self.sockets.get(slot) else {
+            return;
+        };
+        let (id, leg, kind, fd) = (socket.call, socket.leg, socket.kind, socket.fd);
+        for _ in 0..ROUNDS {
+            let n = match self.batch.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    // E.g. an ICMP error reported on the socket: one-shot.
+                    tracing::debug!(error = %e, ?leg, ?kind, "media receive error");
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            // What a handle asked before these were sent applies to them.
+            self.take_requests(now);
+            let Some(call) = self.calls.get_mut(&id) else {
+                return; // closed meanwhile: the datagrams go nowhere
+            };
+            let mut out_fd = None;
+            for i in 0..n {
+                let (buf, len, src) = self.batch.datagram(i);
+                let Some(src) = src else { continue };
+                let forward = call.bridge.handle_datagram(now, leg, kind, src, buf, len);
+                self.forwards[i] = forward;
+                if let Some(f) = forward {
+                    out_fd = Some(call.fds[f.via.index()][f.kind.index()]);
+                    self.queue.push(i, f.len, f.to);
+                }
+            }
+            if let Some(out) = out_fd {
+                let (queue, batch, forwards) = (&mut self.queue, &mut self.batch, &self.forwards);
+                let mut order = forwards[..n].iter().flatten();
+                queue.flush(out, batch, |_, result| {
+                    if let Some(f) = order.next() {
+                        call.bridge.sent(f, result);
+                    }
+                });
+            }
+            if n < BATCH {
+                self.reschedule(id);
+                return;
+            }
+        }
+        self.backlog.push(slot);
+        self.reschedule(id);
+    }
+
+    /// Files call `id` under its bridge's next timeout.
+    fn reschedule(&mut self, id: CallId) {
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let next = call.bridge.poll_timeout();
+        if next == call.timer {
+            return;
+        }
+        if let Some(at) = call.timer {
+            self.timers.remove(&(at, id));
+        }
+        if let Some(at) = next {
+            self.timers.insert((at, id));
+        }
+        call.timer = next;
+    }
+
+    /// Runs every call's due timers: announcement packets, tap timeouts.
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                return;
+            }
+            self.timers.pop_first();
+            if let Some(call) = self.calls.get_mut(&id) {
+                call.timer = None;
+                play_due(call, now);
+                call.bridge.handle_timeout(now);
+            }
+            self.reschedule(id);
+        }
+    }
+}
+
+/// Sends every announcement packet due by `now` (a late worker catches
+/// up in a burst).
+fn play_due(call: &mut Call, now: Instant) {
+    loop {
+        let mut any = false;
+        for leg in [Leg::A, Leg::B] {
+            let fd = call.fds[leg.index()][PacketKind::Rtp.index()];
+            let Some((target, packet)) = call.bridge.poll_announcement(now, leg) else {
+                continue;
+            };
+            any = true;
+            let result = target.and_then(|to| mmsg::send_one(fd, packet, to));
+            call.bridge.announcement_sent(leg, result);
+        }
+        if !any {
+            return;
+        }
+        call.bridge.announcement_advance();
+    }
+}
