@@ -49,6 +49,12 @@ pub struct Metrics {
     pub limit_api_max_connections: AtomicI64,
     /// INVITEs refused with `503` because `[limits] max_calls` were up.
     pub calls_over_limit: AtomicU64,
+    /// Call-record batches committed by the write-behind writer.
+    pub cdr_batches: AtomicU64,
+    /// Call-record writes dropped because the writer's queue was full.
+    pub cdr_dropped: AtomicU64,
+    /// Call-record writes that failed (the database refused them).
+    pub cdr_failed: AtomicU64,
     /// SIP transactions (server and client) open now.
     pub sip_transactions: AtomicI64,
     /// The configured limits, shown so a dashboard can relate usage to
@@ -231,7 +237,7 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 14] = [
+        let counters: [(&str, &str, u64); 17] = [
             (
                 "ansim_media_rtcp_unscrubbable_total",
                 "RTCP datagrams dropped because they could not be scrubbed of identity.",
@@ -296,6 +302,21 @@ impl Metrics {
                 "ansim_calls_over_limit_total",
                 "INVITEs answered 503 because [limits] max_calls were in progress.",
                 load(&self.calls_over_limit),
+            ),
+            (
+                "ansim_cdr_batches_total",
+                "Call-record batches committed (one transaction each).",
+                load(&self.cdr_batches),
+            ),
+            (
+                "ansim_cdr_dropped_total",
+                "Call-record writes dropped because the database fell behind.",
+                load(&self.cdr_dropped),
+            ),
+            (
+                "ansim_cdr_failed_total",
+                "Call-record writes the database refused.",
+                load(&self.cdr_failed),
             ),
             (
                 "ansim_media_foreign_packets_total",

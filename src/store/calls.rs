@@ -138,10 +138,28 @@ pub struct CallEnd {
     pub hangup_side: Option<HangupSide>,
 }
 
-impl Store {
-    /// Writes the start of a call record.
-    pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
-        sqlx::query(
+/// A write to the call records: what the SIP switch asks for as a call
+/// goes on. Applied in order; updates touch a record the first time only.
+#[derive(Debug, Clone)]
+pub enum CallWrite {
+    /// A new record.
+    Insert(NewCall),
+    /// The callee rings.
+    Ring(String, Timestamp),
+    /// The callee answered.
+    Answer(String, Timestamp),
+    /// The call ended.
+    End(String, CallEnd),
+}
+
+/// Runs one call-record write on `conn` (the pool, or a transaction's
+/// connection).
+async fn apply<'c, E>(conn: E, write: &CallWrite) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let query = match write {
+        CallWrite::Insert(c) => sqlx::query(
             "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -150,35 +168,18 @@ impl Store {
         .bind(c.direction)
         .bind(c.caller.as_str())
         .bind(c.dialled.as_str())
-        .bind(c.invite_at.as_millis())
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    /// Records when the callee started ringing (the first time only).
-    pub async fn call_ringing(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE calls SET ring_at = $2 WHERE id = $1 AND ring_at IS NULL")
-            .bind(id)
-            .bind(at.as_millis())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Records when the callee answered (the first time only).
-    pub async fn call_answered(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE calls SET answer_at = $2 WHERE id = $1 AND answer_at IS NULL")
-            .bind(id)
-            .bind(at.as_millis())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Records how the call ended (the first time only).
-    pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
-        sqlx::query(
+        .bind(c.invite_at.as_millis()),
+        CallWrite::Ring(id, at) => {
+            sqlx::query("UPDATE calls SET ring_at = $2 WHERE id = $1 AND ring_at IS NULL")
+                .bind(id)
+                .bind(at.as_millis())
+        }
+        CallWrite::Answer(id, at) => {
+            sqlx::query("UPDATE calls SET answer_at = $2 WHERE id = $1 AND answer_at IS NULL")
+                .bind(id)
+                .bind(at.as_millis())
+        }
+        CallWrite::End(id, end) => sqlx::query(
             "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5 \
              WHERE id = $1 AND end_at IS NULL",
         )
@@ -186,10 +187,42 @@ impl Store {
         .bind(end.at.as_millis())
         .bind(end.result.as_str())
         .bind(i64::from(end.sip_status))
-        .bind(end.hangup_side.map(HangupSide::as_str))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        .bind(end.hangup_side.map(HangupSide::as_str)),
+    };
+    query.execute(conn).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Applies `writes` in order in one transaction: all or none. This is
+    /// how the SIP engine's write-behind writer stores a batch (one commit,
+    /// one sync, for everything that queued up meanwhile).
+    pub async fn write_calls(&self, writes: &[CallWrite]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for write in writes {
+            apply(&mut *tx.conn(), write).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Writes the start of a call record.
+    pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
+        apply(self.pool(), &CallWrite::Insert(c.clone())).await
+    }
+
+    /// Records when the callee started ringing (the first time only).
+    pub async fn call_ringing(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        apply(self.pool(), &CallWrite::Ring(id.to_owned(), at)).await
+    }
+
+    /// Records when the callee answered (the first time only).
+    pub async fn call_answered(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        apply(self.pool(), &CallWrite::Answer(id.to_owned(), at)).await
+    }
+
+    /// Records how the call ended (the first time only).
+    pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
+        apply(self.pool(), &CallWrite::End(id.to_owned(), end.clone())).await
     }
 
     /// Marks calls left without an end (the process died) as interrupted.

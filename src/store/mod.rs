@@ -53,7 +53,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, NewAuditEvent};
-pub use calls::{CallEnd, CallRecord, NewCall};
+pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
 pub use disputes::{Dispute, Grant, GrantOnCall, NewDispute};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;

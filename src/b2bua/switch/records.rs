@@ -1,21 +1,12 @@
 //! Call records: the writes the switch asks for, and their ids.
 
 use crate::clock::Timestamp;
-use crate::store::{CallEnd, NewCall};
 
-/// A write to the call records. The driver applies them in order (one
-/// task), so that an update never overtakes the insert of its record.
-#[derive(Debug, Clone)]
-pub enum CdrOp {
-    /// A new record.
-    Insert(NewCall),
-    /// The callee rings.
-    Ring(String, Timestamp),
-    /// The callee answered.
-    Answer(String, Timestamp),
-    /// The call ended.
-    End(String, CallEnd),
-}
+/// A write to the call records, as the store defines it
+/// ([`crate::store::CallWrite`]). The driver applies them in order, in
+/// batches (write-behind), so that an update never overtakes the insert of
+/// its record.
+pub use crate::store::CallWrite as CdrOp;
 
 /// Makes call record ids (`cal_` and a UUIDv7) from the wall time the
 /// driver passed in, rather than from a clock of its own; ids made in

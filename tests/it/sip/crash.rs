@@ -150,3 +150,75 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
     );
     assert!(dominated_by(&left, 440.0, 880.0) && dominated_by(&right, 880.0, 440.0));
 }
+
+/// Call records are written behind the calls, in batches: a `kill -9`
+/// shortly after calls ended loses none of their records (the README's
+/// bound is 100 ms at a steady load; the margin here is for a busy CI
+/// machine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_calls_keeps_their_records() {
+    const CALLS: usize = 10;
+    let t = SipTest::start("127.0.0.1/32").await;
+    let sip = t.sip;
+    let (dir, uas_port, proxy, api) = (
+        t.dir.path().to_owned(),
+        t.uas_port,
+        t.session.a.proxy_number.as_str().to_owned(),
+        t.api,
+    );
+    let store = t.store.clone();
+    let session_id = t.session.id.clone();
+    let mut env = super::recording::cli_env(&t);
+    env.push(("ANSIM_SIP__LISTEN".into(), format!("[\"udp:{sip}\"]")));
+    env.push((
+        "ANSIM_TRUNK__ADDRESS".into(),
+        format!("127.0.0.1:{uas_port}"),
+    ));
+    env.push(("ANSIM_API__LISTEN".into(), api.to_string()));
+    env.push(("ANSIM_MEDIA__PORTS".into(), "41840-41899".into()));
+    let _keep = t.stop_keeping_files().await;
+
+    let mut ansim = serve(&dir, &env);
+    wait_for_options(sip).await;
+    let count = CALLS.to_string();
+    let callee = Sipp::spawn(
+        &dir,
+        &scenario("uas_answer.xml"),
+        uas_port,
+        &["-m", &count],
+        "uas",
+    );
+    let caller = Sipp::spawn(
+        &dir,
+        &scenario("uac_call.xml"),
+        free_udp_port(),
+        &[
+            "-s",
+            &proxy,
+            "-key",
+            "caller",
+            CUSTOMER,
+            "-m",
+            &count,
+            "-r",
+            "20",
+            &sip.to_string(),
+        ],
+        "uac",
+    )
+    .movable();
+    let (uac_ok, uac_log) = caller.finish().await;
+    assert!(uac_ok, "caller failed:\n{uac_log}");
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uas_ok, "callee failed:\n{uas_log}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ansim.start_kill().unwrap(); // SIGKILL
+    ansim.wait().await.unwrap();
+
+    let calls = store.list_calls(&session_id).await.unwrap();
+    assert_eq!(calls.len(), CALLS, "{calls:?}");
+    for call in &calls {
+        assert_eq!(call.result.map(|r| r.as_str()), Some("answered"), "{call:?}");
+        assert!(call.answer_at.is_some() && call.end_at.is_some(), "{call:?}");
+    }
+}
