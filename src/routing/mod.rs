@@ -10,8 +10,10 @@
 //! never served past it; and a positive entry lives at most
 //! `[routing] route_cache_ttl`, which bounds how long a session closed by
 //! another node (several nodes share PostgreSQL) can still be routed here.
-//! Misses are not cached, so a session created on another node is routable
-//! everywhere as soon as it is committed.
+//! Misses are cached too (negative entries), for at most
+//! [`NEGATIVE_TTL`] and [`NEGATIVE_ENTRIES`] of them: a session opened
+//! through this process drops its keys' negative entries at once, and one
+//! opened through another node is routable here within [`NEGATIVE_TTL`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
@@ -72,11 +74,49 @@ pub enum SessionError {
 /// Where a call goes: the answer to [`Routing::route`].
 pub type Route = RouteRow;
 
+/// How long "no session routes this" is served from memory at most.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+/// Negative entries kept at most: a caller trying many numbers (a scan)
+/// cannot grow the cache without bound; beyond, misses go uncached.
+pub const NEGATIVE_ENTRIES: usize = 100_000;
+
 #[derive(Debug, Clone)]
 struct CacheEntry {
-    route: Route,
+    /// The route, or `None` for a negative entry (no session routes it).
+    route: Option<Route>,
     /// When this entry stops being trusted (fetch time + cache TTL).
     stale_at: Timestamp,
+}
+
+/// The cache: entries and how many of them are negative.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<(E164, E164), CacheEntry>,
+    negative: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, key: (E164, E164), entry: CacheEntry) {
+        if entry.route.is_none() {
+            if self.negative >= NEGATIVE_ENTRIES {
+                return;
+            }
+            self.negative += 1;
+        }
+        if let Some(old) = self.entries.insert(key, entry)
+            && old.route.is_none()
+        {
+            self.negative -= 1;
+        }
+    }
+
+    fn remove(&mut self, key: &(E164, E164)) {
+        if let Some(old) = self.entries.remove(key)
+            && old.route.is_none()
+        {
+            self.negative -= 1;
+        }
+    }
 }
 
 /// Counters the metrics endpoint reports.
@@ -101,7 +141,7 @@ pub struct Routing {
     /// TTLs, quarantine, retention classes.
     policy: RoutingPolicy,
     /// `(caller, dialled)` → route; see the module docs for consistency.
-    cache: RwLock<HashMap<(E164, E164), CacheEntry>>,
+    cache: RwLock<Cache>,
     /// For `/metrics`.
     pub counters: RoutingCounters,
 }
@@ -113,7 +153,7 @@ impl Routing {
             store,
             clock,
             policy,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(Cache::default()),
             counters: RoutingCounters::default(),
         }
     }
@@ -242,18 +282,20 @@ impl Routing {
         let key = (caller.clone(), dialled.clone());
         if let Some(hit) = self.cached(&key, now) {
             bump(&self.counters.cache_hits);
-            return Ok(Some(hit));
+            return Ok(hit);
         }
         bump(&self.counters.cache_misses);
         let found = self.store.lookup_route(caller, dialled, now).await?;
-        if let Some(route) = found
-            .as_ref()
-            .filter(|_| !self.policy.route_cache_ttl.is_zero())
-        {
-            let stale_at = now.saturating_add(self.policy.route_cache_ttl);
+        let ttl = self.policy.route_cache_ttl;
+        if !ttl.is_zero() {
+            let ttl = if found.is_some() {
+                ttl
+            } else {
+                ttl.min(NEGATIVE_TTL)
+            };
             let entry = CacheEntry {
-                route: route.clone(),
-                stale_at,
+                route: found.clone(),
+                stale_at: now.saturating_add(ttl),
             };
             self.cache
                 .write()
@@ -263,10 +305,12 @@ impl Routing {
         Ok(found)
     }
 
-    fn cached(&self, key: &(E164, E164), now: Timestamp) -> Option<Route> {
+    /// A fresh cache entry for `key`: `Some(None)` for a fresh negative one.
+    fn cached(&self, key: &(E164, E164), now: Timestamp) -> Option<Option<Route>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        let entry = cache.get(key)?;
-        if entry.stale_at > now && entry.route.expires_at > now {
+        let entry = cache.entries.get(key)?;
+        let alive = entry.route.as_ref().is_none_or(|r| r.expires_at > now);
+        if entry.stale_at > now && alive {
             return Some(entry.route.clone());
         }
         drop(cache);
@@ -284,9 +328,18 @@ impl Routing {
         }
     }
 
-    /// Entries in the route cache (for tests and metrics).
+    /// Positive entries in the route cache (for tests and metrics).
     pub fn cached_routes(&self) -> usize {
-        self.cache.read().unwrap_or_else(|p| p.into_inner()).len()
+        let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
+        cache.entries.len() - cache.negative
+    }
+
+    /// Negative entries in the route cache (for tests and metrics).
+    pub fn cached_misses(&self) -> usize {
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .negative
     }
 }
 

@@ -75,7 +75,7 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
     let (c, m) = (n(C), n(M));
     let proxy = pool_numbers(1).remove(0);
 
-    // No session yet: misses are not cached...
+    // No session yet: the miss is cached (a negative entry)...
     assert!(
         routing
             .route(&c, &proxy, clock_now(&clock))
@@ -83,8 +83,27 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(routing.cached_routes(), 0);
-    // ...so a session created meanwhile is found at once.
+    assert_eq!((routing.cached_routes(), routing.cached_misses()), (0, 1));
+    let misses = routing
+        .counters
+        .cache_misses
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        routing
+            .route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        routing
+            .counters
+            .cache_misses
+            .load(std::sync::atomic::Ordering::Relaxed),
+        misses,
+        "the second miss is answered from memory"
+    );
+    // ...and dropped when a session opens here, so it is found at once.
     let s = routing.create_session(request(C, M)).await.unwrap();
     let r = routing
         .route(&c, &proxy, clock_now(&clock))
@@ -92,7 +111,7 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!((r.session_id.as_str(), &r.callee), (s.id.as_str(), &m));
-    assert_eq!(routing.cached_routes(), 1);
+    assert_eq!((routing.cached_routes(), routing.cached_misses()), (1, 0));
     let hits = routing
         .counters
         .cache_hits
@@ -190,3 +209,39 @@ async fn cached_routes_never_outlive_the_session(db: Db) {
     assert!(matches!(refused, SessionError::Create(_)), "{refused:?}");
 }
 on_both_databases!(cached_routes_never_outlive_the_session);
+
+/// A session opened through another node (another `Routing` on the same
+/// database) is routable here once the negative entry is older than
+/// `NEGATIVE_TTL`, without any message between the nodes.
+async fn a_miss_cached_here_expires_for_a_session_opened_elsewhere(db: Db) {
+    let db = TestDb::new(db).await;
+    let (here, clock) = routing(&db);
+    let (elsewhere, _) = routing(&db);
+    db.store
+        .add_numbers(&pool_numbers(1), clock_now(&clock))
+        .await
+        .unwrap();
+    let (c, proxy) = (n(C), pool_numbers(1).remove(0));
+    assert!(
+        here.route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    elsewhere.create_session(request(C, M)).await.unwrap();
+    assert!(
+        here.route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_none(),
+        "still the cached miss"
+    );
+    clock.advance(ansim::routing::NEGATIVE_TTL);
+    assert!(
+        here.route(&c, &proxy, clock_now(&clock))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+on_both_databases!(a_miss_cached_here_expires_for_a_session_opened_elsewhere);

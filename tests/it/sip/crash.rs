@@ -218,7 +218,14 @@ async fn kill_9_right_after_calls_keeps_their_records() {
     let calls = store.list_calls(&session_id).await.unwrap();
     assert_eq!(calls.len(), CALLS, "{calls:?}");
     for call in &calls {
-        assert_eq!(call.result.map(|r| r.as_str()), Some("answered"), "{call:?}");
-        assert!(call.answer_at.is_some() && call.end_at.is_some(), "{call:?}");
+        assert_eq!(
+            call.result.map(|r| r.as_str()),
+            Some("answered"),
+            "{call:?}"
+        );
+        assert!(
+            call.answer_at.is_some() && call.end_at.is_some(),
+            "{call:?}"
+        );
     }
 }
