@@ -1,7 +1,7 @@
-//! Per-call relay counters: atomics written by the relay task, read as a
+//! Per-call relay counters: atomics written by the call's relay worker, read as a
 //! snapshot by [`crate::media::MediaHandle::stats`].
 //!
-//! Counters are relaxed atomics written by one task (no lock per packet);
+//! Counters are relaxed atomics written by one worker (no lock per packet);
 //! the rarely changing fields (latched addresses, SDP direction) sit behind a
 //! small mutex touched only when they change or when a snapshot is taken.
 
