@@ -2,6 +2,7 @@
 # Installs the Debian packages the tests use, if any is missing:
 #   postgresql      the PostgreSQL half of the store tests
 #   sip-tester      SIPp, the SIP peer of the call tests
+#   baresip-core    a second real user agent placing a call (tests/it/sip/trunks.rs)
 #   docker-compose  to validate docker-compose.yml (no engine needed)
 #   softhsm2        the PKCS#11 token of the HSM key store tests
 #   chromium, chromium-driver, fonts-liberation  the support page test
@@ -9,7 +10,7 @@
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester docker-compose softhsm2 chromium chromium-driver fonts-liberation)
+packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver fonts-liberation)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

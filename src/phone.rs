@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+pub mod plan;
+pub use plan::{NumberFormat, NumberPlan};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A phone number in E.164 form: `+` then 1–15 digits, the first not `0`.

@@ -215,8 +215,8 @@ async fn start_sip(
     let counters = metrics.transport.clone();
     let (tx, rx) = crate::transport::inbound_queues(config.limits.inbound_queue, counters.clone());
     let gate = crate::transport::SourceGate::new(
-        config.trunk.allow.clone(),
-        vec![config.trunk.address.ip()],
+        config.trunk_allow(),
+        config.trunks.iter().map(|t| t.address.ip()).collect(),
         config.sip.outsider_replies_per_second,
         counters.clone(),
     );
@@ -227,7 +227,7 @@ async fn start_sip(
         max_message_size: config.sip.max_message_size,
         counters,
     };
-    let transports = crate::transport::Transports::bind(
+    let mut transports = crate::transport::Transports::bind(
         &config.sip.listen,
         config.sip.tls.as_ref(),
         transport_settings,
@@ -236,6 +236,11 @@ async fn start_sip(
     )
     .await
     .map_err(ServeError::Sip)?;
+    let (failures_tx, trunk_failures) = tokio::sync::mpsc::channel(64);
+    transports
+        .connect_trunks(&trunk_links(config), failures_tx)
+        .await
+        .map_err(ServeError::Sip)?;
     let ports = &config.media.ports;
     let pool = crate::media::PortPool::new(config.media.bind, ports.first, ports.last)
         .map_err(|e| ServeError::Media(e.to_string()))?;
@@ -252,7 +257,18 @@ async fn start_sip(
         .store(pool.capacity() as i64, relaxed);
     let settings = crate::b2bua::SipSettings {
         domain: config.sip.domain.clone(),
-        trunk: config.trunk.address,
+        trunks: config
+            .trunks
+            .iter()
+            .map(|t| crate::b2bua::TrunkPeer {
+                name: t.name.clone(),
+                address: t.address,
+                allow: t.allow.clone(),
+                transport: t.transport,
+                numbers: t.numbers.clone(),
+                keepalive: t.keepalive,
+            })
+            .collect(),
         advertise: config.media.advertise,
         unknown_caller_status: config.routing.unknown_caller_status,
         max_duration: config.sip.max_call_duration,
@@ -281,9 +297,25 @@ async fn start_sip(
         clock,
         metrics,
         recorder: Some(recorder),
+        trunk_failures,
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
     Ok(tokio::spawn(engine))
+}
+
+/// The TCP and TLS trunks the transports keep connections to.
+fn trunk_links(config: &Config) -> Vec<crate::transport::TrunkLink> {
+    config
+        .trunks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.transport != crate::config::Transport::Udp)
+        .map(|(trunk, t)| crate::transport::TrunkLink {
+            trunk,
+            address: t.address,
+            tls_ca: t.tls_ca.clone(),
+        })
+        .collect()
 }
 
 /// Opens the key store (a key directory with its master key, or a PKCS#11

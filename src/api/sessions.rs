@@ -170,6 +170,10 @@ pub(super) struct CallView {
     hangup_side: Option<crate::store::HangupSide>,
     duration_ms: Option<i64>,
     recording_id: Option<String>,
+    /// Why the call was refused, when the result alone does not say
+    /// (`no-caller-number`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 impl CallView {
@@ -179,7 +183,7 @@ impl CallView {
             _ => None,
         };
         CallView {
-            caller: show_numbers.then_some(c.caller),
+            caller: c.caller.filter(|_| show_numbers),
             id: c.id,
             session_id: c.session_id,
             direction: c.direction,
@@ -193,6 +197,7 @@ impl CallView {
             hangup_side: c.hangup_side,
             duration_ms,
             recording_id: c.recording_id,
+            reason: c.reason,
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct Call {
     pub(super) a_invite_txn: TxnId,
     pub(super) a_invite: Request,
     pub(super) b_invite: Request,
+    /// The position in `cfg.trunks` of the trunk the B-leg INVITE went to.
+    pub(super) b_trunk: usize,
+    /// The routing decision, to call the next trunk with.
+    pub(super) routing: Routing,
     pub(super) a_origin: Origin,
     pub(super) b_origin: Origin,
     /// The last SDP sent to the caller (reused if the 2xx has none).
@@ -128,7 +132,8 @@ impl Call {
         if routing.record {
             recordable_only(&mut rewritten);
         }
-        let mut b = b_dialog(&routing, &cfg)?;
+        let first = cfg.trunks.first().ok_or_else(no_trunk)?;
+        let mut b = b_dialog(&routing, &cfg, first)?;
         let mut b_origin = Origin::new(u64::from(rand::random::<u32>()));
         let sdp = b_origin.render(&rewritten, cfg.advertise);
         let b_invite = b_leg_invite(&mut b, invite, sdp);
@@ -144,6 +149,8 @@ impl Call {
             a_invite_txn: txn,
             a_invite: invite.clone(),
             b_invite: b_invite.clone(),
+            b_trunk: 0,
+            routing,
             a_origin: Origin::new(u64::from(rand::random::<u32>())),
             b_origin,
             a_sdp: None,
@@ -201,6 +208,9 @@ impl Call {
     pub fn handle_transaction_timeout(&mut self, now: Instant, leg: Leg, method: Method) {
         match (self.phase, leg, method) {
             (Phase::Calling, Leg::B, Method::Invite) => {
+                if self.fail_over(408) {
+                    return;
+                }
                 self.answer_a_invite(408);
                 self.outcome = Some(outcome(CallResult::Timeout, HangupSide::System));
                 self.finish();
@@ -418,7 +428,8 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
         .and_then(parse_cseq)
         .ok_or(PeerError::Header("CSeq"))?;
     top_via(&invite.headers).ok_or(PeerError::Header("Via"))?;
-    let fallback = uri(&format!("sip:{}", cfg.trunk))?;
+    let trunk = cfg.trunks.first().ok_or_else(no_trunk)?;
+    let fallback = uri(&format!("sip:{}", trunk.address))?;
     Ok(Dialog {
         call_id: call_id.to_owned(),
         local: format!("{to};tag={}", new_tag()),
@@ -429,17 +440,27 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
         fallback,
         routes: header_list(&invite.headers, "Record-Route"),
         local_sip: cfg.local_sip,
+        transport: "UDP",
     })
 }
 
-/// The callee's dialog, before any response.
-fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
-    let callee = format!("sip:{}@{}", routing.callee.as_str(), cfg.trunk);
+/// The callee's dialog through `trunk`, before any response; numbers
+/// written in the trunk's format.
+pub(super) fn b_dialog(
+    routing: &Routing,
+    cfg: &CallConfig,
+    trunk: &super::TrunkTarget,
+) -> Result<Dialog, CallError> {
+    let callee = format!(
+        "sip:{}@{}",
+        trunk.numbers.write(&routing.callee),
+        trunk.address
+    );
     Ok(Dialog {
         call_id: cfg.shard.new_call_id(),
         local: format!(
             "<sip:{}@{}>;tag={}",
-            routing.caller_id.as_str(),
+            trunk.numbers.write(&routing.caller_id),
             cfg.domain,
             new_tag()
         ),
@@ -450,11 +471,16 @@ fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
         fallback: uri(&callee)?,
         routes: Vec::new(),
         local_sip: cfg.local_sip,
+        transport: super::trunks::via_transport(trunk.transport),
     })
 }
 
+fn no_trunk() -> CallError {
+    CallError::Local("no trunk to send the B-leg to".into())
+}
+
 /// The B-leg INVITE: built from scratch, only whitelisted headers copied.
-fn b_leg_invite(b: &mut Dialog, invite: &Request, sdp: Vec<u8>) -> Request {
+pub(super) fn b_leg_invite(b: &mut Dialog, invite: &Request, sdp: Vec<u8>) -> Request {
     let mut b_invite = b.request(Method::Invite);
     b_invite.headers.push(b.contact());
     b_invite.headers.push(Header::Allow(Allow::new(ALLOW)));

@@ -60,15 +60,17 @@
 //!   more (e.g. after the BYE toward the other side was answered or timed
 //!   out); then [`Call::is_finished`] is true.
 
-mod addr;
 mod call;
 mod dialog;
 mod driver;
+mod failover;
 mod message;
 mod midcall;
+mod numbers;
 mod setup;
 mod shard;
 mod switch;
+mod trunks;
 
 #[cfg(test)]
 mod test_support;
@@ -90,6 +92,7 @@ pub use shard::{Shard, shard_of, shard_of_message};
 pub use switch::{
     CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
 };
+pub use trunks::{PROBE_TIMEOUT, TrunkPeer};
 
 use crate::phone::E164;
 
@@ -100,8 +103,9 @@ pub struct CallConfig {
     pub domain: String,
     /// Our SIP address, written into Via and Contact.
     pub local_sip: SocketAddr,
-    /// The trunk: where B-leg requests go (Request-URI and To host).
-    pub trunk: SocketAddr,
+    /// The trunks the B-leg tries, in order (at least one): it goes to the
+    /// first, and on to the next on `503`, `408` or a transport error.
+    pub trunks: Vec<TrunkTarget>,
     /// Our media address, written into every SDP we send.
     pub advertise: IpAddr,
     /// Longest a call may last after the answer before we hang up.
@@ -111,6 +115,19 @@ pub struct CallConfig {
     /// The shard of the switch that owns the call: the B-leg Call-ID is
     /// drawn to hash to it ([`Shard::new_call_id`]).
     pub shard: Shard,
+}
+
+/// A trunk a B-leg may go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkTarget {
+    /// The trunk's index in the switch's trunks (`[[trunks]]` order).
+    pub index: usize,
+    /// Where its requests go (Request-URI and To host).
+    pub address: SocketAddr,
+    /// How (the Via transport, and Contact's `transport=`).
+    pub transport: crate::config::Transport,
+    /// How it writes numbers (the B-leg's Request-URI, To and From users).
+    pub numbers: crate::phone::NumberPlan,
 }
 
 /// Who the B-leg calls and as whom, decided by routing.

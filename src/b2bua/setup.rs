@@ -166,6 +166,9 @@ impl Call {
 
     fn on_invite_failure(&mut self, response: &Response) {
         let code = response.status_code.code();
+        if self.fail_over(code) {
+            return;
+        }
         match self.phase {
             Phase::Calling => {
                 let tag = self.a.local_tag().to_owned();

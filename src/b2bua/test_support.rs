@@ -23,7 +23,12 @@ pub(super) fn cfg() -> CallConfig {
     CallConfig {
         domain: "ansim.example".into(),
         local_sip: "198.51.100.10:5060".parse().unwrap(),
-        trunk: "192.0.2.50:5060".parse().unwrap(),
+        trunks: vec![super::TrunkTarget {
+            index: 0,
+            address: "192.0.2.50:5060".parse().unwrap(),
+            transport: crate::config::Transport::Udp,
+            numbers: crate::phone::NumberPlan::default(),
+        }],
         advertise: "203.0.113.5".parse().unwrap(),
         max_duration: Duration::from_secs(3600),
         no_answer_timeout: Duration::from_secs(60),

@@ -13,8 +13,10 @@ use ipnet::IpNet;
 pub struct Config {
     /// `[sip]`: SIP listeners and domain.
     pub sip: SipConfig,
-    /// `[trunk]`: the peer B-legs go to, and who may call us.
-    pub trunk: TrunkConfig,
+    /// `[trunk]` or `[[trunks]]`: the carrier peers B-legs go to, and who
+    /// may call us; at least one, in the order B-legs try them
+    /// (`priority`, then as written).
+    pub trunks: Vec<TrunkConfig>,
     /// `[media]`: RTP sockets and SDP.
     pub media: MediaConfig,
     /// `[routing]`: routing behaviour and session lifetimes.
@@ -84,13 +86,36 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `[trunk]`
+/// One trunk (`[trunk]`, or an entry of `[[trunks]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkConfig {
+    /// Its name (unique; letters, digits, `-`, `_`), in logs and metrics.
+    pub name: String,
     /// Where B-leg INVITEs are sent (a real IP and a non-zero port).
     pub address: SocketAddr,
     /// Source networks allowed to send us INVITEs; empty means nobody.
     pub allow: Vec<IpNet>,
+    /// How B-legs reach it.
+    pub transport: Transport,
+    /// The CA certificates (PEM) that verify its certificate; set exactly
+    /// when `transport` is TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// How it writes numbers, both ways.
+    pub numbers: crate::phone::NumberPlan,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// OPTIONS probe interval; `None` = not probed.
+    pub keepalive: Option<Duration>,
+}
+
+impl Config {
+    /// Every trunk's `allow`, for the source gate.
+    pub fn trunk_allow(&self) -> Vec<IpNet> {
+        self.trunks
+            .iter()
+            .flat_map(|t| t.allow.iter().copied())
+            .collect()
+    }
 }
 
 /// `[media]`
@@ -386,10 +411,16 @@ impl Config {
                 max_message_size: 65_535,
                 tls: None,
             },
-            trunk: TrunkConfig {
+            trunks: vec![TrunkConfig {
+                name: "trunk".into(),
                 address: SocketAddr::new(localhost, 5080),
                 allow: vec![IpNet::from(localhost)],
-            },
+                transport: Transport::Udp,
+                tls_ca: None,
+                numbers: crate::phone::NumberPlan::default(),
+                priority: 0,
+                keepalive: None,
+            }],
             media: MediaConfig {
                 bind: localhost,
                 advertise: localhost,

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use super::raw::{
     RawApi, RawConfig, RawKeys, RawLimits, RawMedia, RawRetention, RawRouting, RawSip, RawStore,
-    RawTls, RawTrunk,
+    RawTls,
 };
 use super::{
     ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig, PortRange,
-    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, TrunkConfig,
-    parse,
+    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, parse,
 };
 use crate::duration::parse_duration;
 use crate::media::SourcePolicy;
@@ -36,7 +35,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     let media = media(raw.media)?;
     Ok(Config {
         sip: sip(raw.sip)?,
-        trunk: trunk(raw.trunk)?,
+        trunks: super::trunks::trunks(raw.trunk, raw.trunks)?,
         limits: limits(raw.limits, media.ports)?,
         media,
         routing: routing(raw.routing)?,
@@ -48,11 +47,11 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
 }
 
 /// Wraps a parser's reason with the key.
-fn at<T>(key: &str, r: std::result::Result<T, String>) -> Result<T> {
+pub(super) fn at<T>(key: &str, r: std::result::Result<T, String>) -> Result<T> {
     r.map_err(|reason| ConfigError::invalid(key, reason))
 }
 
-fn duration(key: &str, value: &str) -> Result<Duration> {
+pub(super) fn duration(key: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|source| ConfigError::Duration {
         key: key.to_string(),
         value: value.to_string(),
@@ -177,20 +176,6 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         max_message_size: int_in("sip.max_message_size", raw.max_message_size, 4096, 1 << 20)?,
         tls,
     })
-}
-
-fn trunk(raw: RawTrunk) -> Result<TrunkConfig> {
-    let address = at("trunk.address", parse::socket_addr(&raw.address))?;
-    if address.ip().is_unspecified() || address.port() == 0 {
-        let reason = format!("'{address}' is not a destination (needs a real IP and port)");
-        return Err(ConfigError::invalid("trunk.address", reason));
-    }
-    let allow = raw
-        .allow
-        .iter()
-        .map(|s| at("trunk.allow", parse::ip_net(s)))
-        .collect::<Result<_>>()?;
-    Ok(TrunkConfig { address, allow })
 }
 
 fn media(raw: RawMedia) -> Result<MediaConfig> {

@@ -15,8 +15,8 @@ pub struct CallRecord {
     /// `a_to_b`, `b_to_a` or `unrouted`.
     pub direction: String,
     /// The caller's real number, or its pseudonym once the personal-data
-    /// retention period has passed.
-    pub caller: PartyNumber,
+    /// retention period has passed; `None` when the call came without one.
+    pub caller: Option<PartyNumber>,
     /// The proxy number dialled.
     pub dialled: E164,
     /// When the INVITE arrived.
@@ -35,6 +35,9 @@ pub struct CallRecord {
     pub hangup_side: Option<HangupSide>,
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
+    /// Why the call was refused, when the result alone does not say
+    /// (`no-caller-number`).
+    pub reason: Option<String>,
 }
 
 type CallRow = (
@@ -51,6 +54,7 @@ type CallRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 impl Store {
@@ -58,7 +62,7 @@ impl Store {
     pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
+                    end_at, result, sip_status, hangup_side, recording_id, reason \
              FROM calls WHERE session_id = $1 ORDER BY invite_at, id",
         )
         .bind(session_id)
@@ -71,7 +75,7 @@ impl Store {
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
+                    end_at, result, sip_status, hangup_side, recording_id, reason \
              FROM calls WHERE id = $1",
         )
         .bind(id)
@@ -94,7 +98,11 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         id: r.0,
         session_id: r.1,
         direction: r.2,
-        caller: parse_party("calls", &r.3)?,
+        // A call without a caller's number is stored with an empty one.
+        caller: match r.3.as_str() {
+            "" => None,
+            raw => Some(parse_party("calls", raw)?),
+        },
         dialled: parse_number("calls", &r.4)?,
         invite_at: Timestamp::from_millis(r.5),
         ring_at: ts(r.6),
@@ -104,6 +112,7 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         sip_status: r.10,
         hangup_side: r.11.map(|v| v.parse()).transpose().map_err(corrupt)?,
         recording_id: r.12,
+        reason: r.13,
     })
 }
 
@@ -117,12 +126,16 @@ pub struct NewCall {
     pub session_id: Option<String>,
     /// `a_to_b`, `b_to_a` or `unrouted`.
     pub direction: &'static str,
-    /// The caller's real number.
-    pub caller: E164,
+    /// The caller's real number; `None` when the INVITE had none (stored
+    /// as an empty text, which pseudonymisation leaves alone).
+    pub caller: Option<E164>,
     /// The proxy number dialled.
     pub dialled: E164,
     /// When the INVITE arrived.
     pub invite_at: Timestamp,
+    /// Why it was refused, when the result alone does not say
+    /// (`no-caller-number`).
+    pub reason: Option<&'static str>,
 }
 
 /// How a call ended, for its record.
@@ -142,15 +155,16 @@ impl Store {
     /// Writes the start of a call record.
     pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&c.id)
         .bind(c.session_id.as_deref())
         .bind(c.direction)
-        .bind(c.caller.as_str())
+        .bind(c.caller.as_ref().map_or("", |n| n.as_str()))
         .bind(c.dialled.as_str())
         .bind(c.invite_at.as_millis())
+        .bind(c.reason)
         .execute(self.pool())
         .await?;
         Ok(())

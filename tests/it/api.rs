@@ -242,7 +242,8 @@ async fn pseudonymised_sessions_and_calls_read_through_the_api(db: Db) {
         id: ansim::store::new_id("cal"),
         session_id: Some(id.clone()),
         direction: "a_to_b",
-        caller: E164::parse(C).unwrap(),
+        caller: Some(E164::parse(C).unwrap()),
+        reason: None,
         dialled: E164::parse(proxy).unwrap(),
         invite_at: T0,
     };

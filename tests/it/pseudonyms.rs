@@ -96,7 +96,8 @@ async fn call(
         } else {
             "unrouted"
         },
-        caller: n(caller),
+        caller: Some(n(caller)),
+        reason: None,
         dialled: dialled.clone(),
         invite_at,
     };
@@ -216,7 +217,7 @@ async fn closed_sessions_lose_their_numbers_after_the_period(db: Db) {
     assert_eq!(
         calls
             .iter()
-            .map(|c| (c.id.clone(), c.caller.as_str().to_owned()))
+            .map(|c| (c.id.clone(), c.caller.as_ref().unwrap().as_str().to_owned()))
             .collect::<BTreeSet<_>>(),
         BTreeSet::from([(c1, p(CUSTOMER)), (c2, p(MASTER))])
     );

@@ -187,7 +187,8 @@ impl Rig {
             // A real session when there is one (the call's foreign key).
             session_id: (session != "ses_test").then(|| session.to_owned()),
             direction: "a_to_b",
-            caller: n("+821012345678"),
+            caller: Some(n("+821012345678")),
+            reason: None,
             dialled: n("+82505000001"),
             invite_at: self.clock.now(),
         };
