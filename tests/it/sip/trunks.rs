@@ -378,3 +378,59 @@ async fn keepalives_show_each_trunks_state_in_metrics() {
     );
     t.stop().await;
 }
+
+/// baresip's configuration for a caller on `port`: no sound card (ALSA's
+/// null device both ways), PCMU, the menu for `/dial`.
+const BARESIP_CONFIG: &str = "poll_method epoll\n\
+    sip_listen 127.0.0.1:[port]\n\
+    audio_player alsa,null\naudio_source alsa,null\naudio_alert alsa,null\n\
+    module_path /usr/lib/baresip/modules\n\
+    module g711.so\nmodule alsa.so\nmodule_app account.so\nmodule_app menu.so\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_places_a_call_through_ansim_to_sipp() {
+    let t = SipTest::start("127.0.0.1/32").await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let home = t.dir.path().join("baresip");
+    std::fs::create_dir_all(&home).unwrap();
+    let port = free_udp_port().to_string();
+    std::fs::write(home.join("config"), BARESIP_CONFIG.replace("[port]", &port)).unwrap();
+    let account = format!("<sip:{CUSTOMER}@127.0.0.1>;regint=0;audio_codecs=PCMU\n");
+    std::fs::write(home.join("accounts"), account).unwrap();
+    let callee = uas(&t, &scenario("uas_hangup.xml"), "uas");
+    let dial = format!("/dial sip:{proxy}@{}", t.sip);
+    let run = tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&home)
+        .args(["-n", "127.0.0.1", "-e", &dial, "-t", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("baresip quits by itself (-t 5)")
+        .expect("baresip is installed (apt-get install baresip-core)");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uas_ok, "callee failed:\n{uas_log}\nbaresip said:\n{said}");
+    assert!(said.contains("Call established"), "{said}");
+    let invite = received(&uas_log, "INVITE ");
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{MASTER}@")),
+        "{invite}"
+    );
+    let contact = format!("127.0.0.1:{port}");
+    for secret in ["baresip", "1012345678", &contact] {
+        assert!(
+            !invite.contains(secret),
+            "{secret} reached the callee:\n{invite}"
+        );
+    }
+    let calls = calls_of(&t).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].result, Some(ansim::store::CallResult::Answered));
+    assert_eq!(calls[0].hangup_side, Some(ansim::store::HangupSide::Callee));
+    t.stop().await;
+}
