@@ -114,6 +114,12 @@ mod tests {
     }
 
     #[test]
+    fn a_tel_from_is_a_number_too() {
+        let lines = [("From", "<tel:010-5555-6666>;tag=1")];
+        assert_eq!(caller(&lines, &korean()).as_deref(), Some("+821055556666"));
+    }
+
+    #[test]
     fn national_from_needs_the_trunks_country() {
         let lines = [("From", "<sip:01055556666@carrier>;tag=1")];
         assert_eq!(caller(&lines, &korean()).as_deref(), Some("+821055556666"));

@@ -179,7 +179,9 @@ pub enum TransportError {
         reason: String,
     },
     /// Calls go out over UDP, so one UDP listener is required.
-    #[error("sip.listen needs at least one udp: address (B-legs are sent over UDP)")]
+    #[error(
+        "sip.listen needs at least one udp: address (UDP trunks and their keep-alives are served from it)"
+    )]
     NoUdp,
 }
 
