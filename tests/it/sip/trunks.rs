@@ -434,3 +434,27 @@ async fn baresip_places_a_call_through_ansim_to_sipp() {
     assert_eq!(calls[0].hangup_side, Some(ansim::store::HangupSide::Callee));
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_tcp_connection_to_the_trunk_is_opened_again_for_the_next_call() {
+    let t = SipTest::start_trunks(|port, _| trunk_at(port, "transport = \"tcp\"\n")).await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    for round in 0..2 {
+        // Each SIPp callee takes one call and exits, closing the connection.
+        let callee = tcp_uas(&t, "uas_answer.xml", t.uas_port, &format!("uas{round}"));
+        let log = format!("uac{round}");
+        let caller = uac(&t, &scenario("uac_call.xml"), CUSTOMER, &proxy, &log);
+        let (uac_ok, uac_log) = caller.finish().await;
+        let (uas_ok, uas_log) = callee.finish().await;
+        assert!(uac_ok, "caller {round} failed:\n{uac_log}");
+        assert!(uas_ok, "callee {round} failed:\n{uas_log}");
+    }
+    let calls = calls_of(&t).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.result == Some(ansim::store::CallResult::Answered))
+    );
+    t.stop().await;
+}
