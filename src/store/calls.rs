@@ -35,6 +35,9 @@ pub struct CallRecord {
     pub hangup_side: Option<HangupSide>,
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
+    /// Why ansim ended the call itself (`session-expired`,
+    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`).
+    pub end_reason: Option<String>,
 }
 
 type CallRow = (
@@ -51,6 +54,7 @@ type CallRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 impl Store {
@@ -58,7 +62,7 @@ impl Store {
     pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
+                    end_at, result, sip_status, hangup_side, recording_id, end_reason \
              FROM calls WHERE session_id = $1 ORDER BY invite_at, id",
         )
         .bind(session_id)
@@ -71,7 +75,7 @@ impl Store {
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
+                    end_at, result, sip_status, hangup_side, recording_id, end_reason \
              FROM calls WHERE id = $1",
         )
         .bind(id)
@@ -104,6 +108,7 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         sip_status: r.10,
         hangup_side: r.11.map(|v| v.parse()).transpose().map_err(corrupt)?,
         recording_id: r.12,
+        end_reason: r.13,
     })
 }
 
@@ -136,6 +141,9 @@ pub struct CallEnd {
     pub sip_status: u16,
     /// Who hung up, if someone did.
     pub hangup_side: Option<HangupSide>,
+    /// Why ansim ended the call itself, if it did for a reason beyond a
+    /// plain hang-up (see [`CallRecord::end_reason`]).
+    pub reason: Option<&'static str>,
 }
 
 impl Store {
@@ -179,7 +187,8 @@ impl Store {
     /// Records how the call ended (the first time only).
     pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5 \
+            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5, \
+                    end_reason = $6 \
              WHERE id = $1 AND end_at IS NULL",
         )
         .bind(id)
@@ -187,6 +196,7 @@ impl Store {
         .bind(end.result.as_str())
         .bind(i64::from(end.sip_status))
         .bind(end.hangup_side.map(HangupSide::as_str))
+        .bind(end.reason)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -106,6 +106,7 @@ async fn call(
         result: ansim::store::CallResult::Answered,
         sip_status: 200,
         hangup_side: Some(ansim::store::HangupSide::Caller),
+        reason: None,
     };
     store.call_ended(&id, &end).await.unwrap();
     id

@@ -435,3 +435,32 @@ async fn staff_tokens_are_found_by_hash_and_disabled(db: Db) {
     assert_eq!(db.store.disable_staff("bob", T0).await.unwrap(), None);
 }
 on_both_databases!(staff_tokens_are_found_by_hash_and_disabled);
+
+async fn call_end_reason_is_kept(db: Db) {
+    let db = TestDb::new(db).await;
+    for (id, reason) in [
+        ("cal_reason", Some("session-refresh-failed")),
+        ("cal_plain", None),
+    ] {
+        let call = ansim::store::NewCall {
+            id: id.into(),
+            session_id: None,
+            direction: "unrouted",
+            caller: n(CUSTOMER),
+            dialled: n(MASTER),
+            invite_at: T0,
+        };
+        db.store.insert_call(&call).await.unwrap();
+        let end = ansim::store::CallEnd {
+            at: T0,
+            result: ansim::store::CallResult::Failed,
+            sip_status: 200,
+            hangup_side: Some(ansim::store::HangupSide::System),
+            reason,
+        };
+        db.store.call_ended(id, &end).await.unwrap();
+        let stored = db.store.get_call(id).await.unwrap().unwrap();
+        assert_eq!(stored.end_reason.as_deref(), reason, "{id}");
+    }
+}
+on_both_databases!(call_end_reason_is_kept);
