@@ -121,11 +121,12 @@ impl Call {
     /// `txn`) to the other leg.
     fn relay(&mut self, from: Leg, txn: TxnId, request: Request) {
         let invite = request.method == Method::Invite;
-        let refreshing = self
-            .keepalive(from.other())
-            .as_ref()
-            .and_then(|k| k.outstanding.as_ref())
-            .is_some_and(|(_, sent)| sent.method == Method::Invite);
+        // Our own refresh in flight on either leg: glare (RFC 3261 §14.1).
+        let refreshing = [&self.a_keep, &self.b_keep]
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.outstanding.as_ref())
+            .any(|(_, sent)| sent.method == Method::Invite);
         let pending = self.relays.iter().any(|r| r.sent.method == Method::Invite);
         if invite && (pending || refreshing || self.b_ack_pending.is_some()) {
             self.reply(from, txn, &request, 491);
@@ -211,7 +212,8 @@ impl Call {
         if success && matches!(relay.sent.method, Method::Invite | Method::Update) {
             out.headers.push(self.dialog(relay.origin).contact());
             // A refresh of both legs' sessions, each on its own terms.
-            self.refreshed(now, leg, as_uac(&response));
+            let timers = self.cfg.dialog_timers;
+            self.refreshed(now, leg, as_uac(&response, &timers));
             let agreed = as_uas(&relay.request.headers, &self.cfg.dialog_timers);
             if let Some(kind) = agreed {
                 uas_headers(&mut out.headers, kind);

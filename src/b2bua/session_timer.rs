@@ -182,15 +182,16 @@ pub(super) fn as_uas(headers: &Headers, cfg: &DialogTimers) -> Option<Kind> {
     })
 }
 
-/// The session timer a 2xx to our request (we the UAC) sets up, if any.
-pub(super) fn as_uac(response: &Response) -> Option<Kind> {
+/// The session timer a 2xx to our request (we the UAC) sets up, if any;
+/// never shorter than our Min-SE, whatever the peer wrote.
+pub(super) fn as_uac(response: &Response, cfg: &DialogTimers) -> Option<Kind> {
     let (secs, refresher) = session_expires(&response.headers)?;
     let refresher = match refresher.as_deref() {
         Some("uas") => Refresher::Peer,
         _ => Refresher::Us,
     };
     Some(Kind::Timer {
-        interval: Duration::from_secs(secs.max(1)),
+        interval: Duration::from_secs(secs.max(cfg.min_se.as_secs()).max(1)),
         refresher,
     })
 }
@@ -422,7 +423,7 @@ impl Call {
         self.acks.push((leg, cseq, ack.clone()));
         self.send(leg, ack);
         self.dialog(leg).refresh_target(&response.headers);
-        self.arm_keepalive(now, leg, as_uac(response));
+        self.arm_keepalive(now, leg, as_uac(response, &self.cfg.dialog_timers));
         if let Ok(Body::Sdp(sdp)) = body_of(&response.headers, &response.body) {
             let audio_port = match leg {
                 Leg::A => self.ports.a_side,
@@ -525,6 +526,12 @@ mod tests {
         let floor = req("Supported: timer\r\nMin-SE: 3600\r\n");
         assert_eq!(as_uas(&floor.headers, &cfg), timer(3600, Refresher::Us));
         assert_eq!(too_brief(&req("Session-Expires: 60\r\n"), &cfg), Some(90));
+        let brief = crate::b2bua::test_support::response(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+             To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+             Session-Expires: 1;refresher=uac\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(as_uac(&brief, &cfg), timer(90, Refresher::Us));
         assert_eq!(too_brief(&req("Session-Expires: 90\r\n"), &cfg), None);
         assert_eq!(too_brief(&req(""), &cfg), None);
     }

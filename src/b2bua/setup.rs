@@ -171,7 +171,7 @@ impl Call {
             uas_headers(&mut ok.headers, kind);
         }
         self.arm_keepalive(now, Leg::A, self.a_timer);
-        self.arm_keepalive(now, Leg::B, as_uac(&response));
+        self.arm_keepalive(now, Leg::B, as_uac(&response, &self.cfg.dialog_timers));
         copy_relayed(&response.headers, &mut ok.headers);
         set_body(&mut ok.headers, &mut ok.body, "application/sdp", sdp);
         self.respond(Leg::A, self.a_invite_txn, ok);

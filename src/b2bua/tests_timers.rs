@@ -306,3 +306,24 @@ fn no_probe_when_off_and_no_timer() {
     // Only the maximum duration is left.
     assert_eq!(h.call.poll_timeout(), Some(h.now + SECS(3600)));
 }
+
+#[test]
+fn a_reinvite_crossing_our_refresh_gets_491() {
+    let (mut h, _) = answered_with(&a_invite(), cfg(), "Session-Expires: 90;refresher=uac\r\n");
+    let start = h.now;
+    assert_eq!(
+        methods(&at(&mut h, start, 45), Leg::B),
+        vec![Method::Invite]
+    );
+    let reinvite = h.b_request("INVITE", 2, Some(B_SDP));
+    let txn = h.callee_sends(reinvite);
+    let actions = h.drain();
+    assert_eq!(answers_to(&actions, txn), vec![491]);
+    assert!(sent(&actions, Leg::A).is_empty());
+}
+
+#[test]
+fn a_callee_asking_for_a_tiny_interval_is_refreshed_at_our_floor() {
+    let (h, _) = answered_with(&a_invite(), cfg(), "Session-Expires: 1;refresher=uac\r\n");
+    assert_eq!(h.call.poll_timeout(), Some(h.now + SECS(45)));
+}
