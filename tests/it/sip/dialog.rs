@@ -1,7 +1,7 @@
 //! Delayed offer and session timers end to end with SIPp: an offerless
 //! INVITE bridged with media and a two-channel recording, a session
-//! refreshed on both legs, and a refused refresh ending the call on both
-//! sides.
+//! refreshed on both legs, a refused refresh ending the call on both
+//! sides, and a dead dialog found by the in-dialog OPTIONS probe.
 //!
 //! The session-timer tests use a 6 s session interval, below the RFC 4028
 //! floor of 90 s, with `min_session_expires = "2s"`: ansim accepts it (and
@@ -176,5 +176,33 @@ async fn refused_refresh_hangs_up_both_sides() {
         (Some("failed"), Some("system"))
     );
     assert_eq!(c.end_reason.as_deref(), Some("session-refresh-failed"));
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialog_probe_answered_481_hangs_up_both_sides() {
+    let t = SipTest::start_with("127.0.0.1/32", "dialog_probe_interval = \"1s\"\n").await;
+    let callee = uas(&t, &scenario("uas_probe_481.xml"), "uas");
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    // Neither side knows session timers: both legs are probed.
+    let caller = uac(&t, &scenario("uac_probed.xml"), CUSTOMER, &proxy, "uac");
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncallee:\n{uas_log}");
+    let probe = received(&uac_log, "OPTIONS");
+    assert!(
+        !probe.contains("callee") && !probe.contains(MASTER),
+        "{probe}"
+    );
+    let calls = calls_of(&t).await;
+    let c = &calls[0];
+    assert_eq!(
+        (
+            c.result.map(|r| r.as_str()),
+            c.hangup_side.map(|h| h.as_str())
+        ),
+        (Some("failed"), Some("system"))
+    );
+    assert_eq!(c.end_reason.as_deref(), Some("dialog-probe-failed"));
     t.stop().await;
 }
