@@ -310,7 +310,8 @@ impl Call {
 
     /// Why ansim ended the call itself, beyond a plain hang-up: a session
     /// that expired or whose refresh failed, a failed dialog probe, a
-    /// delayed-offer ACK without an answer (the call record's `end_reason`).
+    /// delayed offer whose 2xx has no offer or whose ACK has no answer (the
+    /// call record's `end_reason`).
     pub fn end_reason(&self) -> Option<&'static str> {
         self.end_reason
     }

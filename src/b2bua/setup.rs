@@ -155,6 +155,7 @@ impl Call {
             // caller. ACK and BYE the callee.
             if self.delayed {
                 self.ack_b(&response);
+                self.end_reason = Some("no-offer-in-2xx");
             }
             self.outcome = Some(outcome(CallResult::Failed, HangupSide::System));
             self.answer_a_invite(502);

@@ -132,6 +132,7 @@ fn ack_without_answer_hangs_up_both() {
             status: 200
         }]
     );
+    assert_eq!(h.call.end_reason(), Some("no-answer-in-ack"));
 }
 
 #[test]
@@ -153,6 +154,7 @@ fn two_xx_without_offer_is_acked_and_byed() {
             status: 502
         }]
     );
+    assert_eq!(h.call.end_reason(), Some("no-offer-in-2xx"));
 }
 
 #[test]

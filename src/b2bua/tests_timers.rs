@@ -135,6 +135,7 @@ fn refresh_refused_ends_both_legs() {
     assert_eq!(methods(&actions, Leg::A), vec![Method::Bye]);
     assert_eq!(methods(&actions, Leg::B), vec![Method::Bye]);
     assert_eq!(finish_byes(&mut h, &actions), vec![failed()]);
+    assert_eq!(h.call.end_reason(), Some("session-refresh-failed"));
 }
 
 #[test]
@@ -184,6 +185,7 @@ fn callee_refresher_that_goes_quiet_is_hung_up() {
     assert_eq!(methods(&actions, Leg::A), vec![Method::Bye]);
     assert_eq!(methods(&actions, Leg::B), vec![Method::Bye]);
     assert_eq!(finish_byes(&mut h, &actions), vec![failed()]);
+    assert_eq!(h.call.end_reason(), Some("session-expired"));
 }
 
 #[test]
@@ -286,6 +288,7 @@ fn probe_without_timer_and_481_ends_the_call() {
     assert_eq!(methods(&actions, Leg::A), vec![Method::Bye]);
     assert_eq!(methods(&actions, Leg::B), vec![Method::Bye]);
     assert_eq!(finish_byes(&mut h, &actions), vec![failed()]);
+    assert_eq!(h.call.end_reason(), Some("dialog-probe-failed"));
 }
 
 #[test]

@@ -36,7 +36,8 @@ pub struct CallRecord {
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
     /// Why ansim ended the call itself (`session-expired`,
-    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`).
+    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`,
+    /// `no-offer-in-2xx`).
     pub end_reason: Option<String>,
 }
 
