@@ -255,6 +255,11 @@ async fn start_sip(
     limits
         .media_port_pairs
         .store(pool.capacity() as i64, relaxed);
+    if config.sip.min_session_expires < std::time::Duration::from_secs(90) {
+        tracing::warn!(
+            "sip.min_session_expires is below the RFC 4028 minimum of 90s (for tests only)"
+        );
+    }
     let settings = crate::b2bua::SipSettings {
         domain: config.sip.domain.clone(),
         trunks: config
@@ -280,6 +285,11 @@ async fn start_sip(
         },
         max_calls: config.limits.max_calls,
         max_transactions: config.limits.max_transactions,
+        dialog_timers: crate::b2bua::DialogTimers {
+            session_expires: config.sip.session_expires,
+            min_se: config.sip.min_session_expires,
+            probe_interval: config.sip.dialog_probe_interval,
+        },
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");

@@ -61,6 +61,8 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503`.
     pub max_transactions: usize,
+    /// Session timers (RFC 4028) and the in-dialog probe, per leg.
+    pub dialog_timers: super::DialogTimers,
 }
 
 /// What the engine is built from.
@@ -161,6 +163,7 @@ impl Engine {
             max_calls: settings.max_calls,
             max_transactions: settings.max_transactions,
             timers: Timers::default(),
+            dialog_timers: settings.dialog_timers,
         };
         let limits = &metrics.limits;
         let relaxed = Ordering::Relaxed;

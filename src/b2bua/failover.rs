@@ -3,14 +3,13 @@
 //! A `503`, a `408` or a transport error (reported as a transaction
 //! timeout) to the B-leg INVITE, while the call is still being set up,
 //! sends the INVITE to the next trunk of [`super::CallConfig::trunks`],
-//! like a proxy's serial forking: the same Call-ID, From tag, CSeq and
-//! SDP, a new branch, and the Request-URI and To of the next trunk,
+//! like a proxy's serial forking: the same Call-ID, From tag and SDP (none
+//! for a delayed offer), a new branch, and the Request-URI and To of the next trunk,
 //! its numbers in that trunk's format. The caller hears nothing of it
 //! (a `183` relayed from the first trunk stays the last it heard). When
 //! no trunk is left, the failure goes to the caller as before.
 
 use super::call::{Call, Phase, b_dialog, b_leg_invite};
-use super::message::{Body, body_of};
 
 impl Call {
     /// On a failure `code` of the B-leg INVITE: sends it to the next trunk
@@ -31,11 +30,16 @@ impl Call {
         // the call by it.
         b.call_id = self.b.call_id.clone();
         b.local = self.b.local.clone();
-        let sdp = match body_of(&self.b_invite.headers, &self.b_invite.body) {
-            Ok(Body::Sdp(sdp)) => sdp,
-            _ => Vec::new(),
+        // A delayed offer stays one: the next trunk gets no body either
+        // (never an empty `application/sdp`).
+        let sdp = if self.delayed {
+            None
+        } else {
+            self.b_sdp.clone()
         };
-        let invite = b_leg_invite(&mut b, &self.a_invite, sdp);
+        let timers = &self.cfg.dialog_timers;
+        let timer = (timers.session_expires.as_secs(), timers.min_se.as_secs());
+        let invite = b_leg_invite(&mut b, &self.a_invite, sdp, timer);
         tracing::info!(
             code,
             trunk = trunk.index,
@@ -43,6 +47,8 @@ impl Call {
         );
         self.b = b;
         self.b_trunk = next;
+        self.b_invite_cseq = self.b.local_cseq;
+        self.b_422_retries = 0;
         self.b_invite = invite.clone();
         self.b_provisional = false;
         self.b_rseq = None;

@@ -79,6 +79,13 @@ pub struct RawSip {
     /// Largest SIP message (bytes): a UDP datagram, or what one TCP/TLS
     /// connection may buffer for one message.
     pub max_message_size: i64,
+    /// RFC 4028 session interval we ask for and accept at most (duration).
+    pub session_expires: String,
+    /// Shortest session interval we accept, our Min-SE (duration).
+    pub min_session_expires: String,
+    /// In-dialog OPTIONS interval on a leg without a session timer
+    /// (duration, "0s" = off).
+    pub dialog_probe_interval: String,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -95,6 +102,9 @@ impl Default for RawSip {
             max_tcp_connections: 1024,
             tcp_idle_timeout: "120s".into(),
             max_message_size: 65_535,
+            session_expires: "1800s".into(),
+            min_session_expires: "90s".into(),
+            dialog_probe_interval: "0s".into(),
             tls: None,
         }
     }

@@ -61,6 +61,30 @@ fn bad_sip_call_timers() {
 }
 
 #[test]
+fn session_timer_settings() {
+    let c = Config::from_toml_str(
+        "[sip]\nsession_expires = \"10m\"\nmin_session_expires = \"2s\"\n\
+         dialog_probe_interval = \"30s\"",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.sip.session_expires, Duration::from_secs(600));
+    assert_eq!(c.sip.min_session_expires, Duration::from_secs(2));
+    assert_eq!(c.sip.dialog_probe_interval, Duration::from_secs(30));
+    let key = "sip.session_expires";
+    assert_rejected("[sip]\nsession_expires = \"60s\"", key, "between");
+    assert_rejected("[sip]\nsession_expires = \"2d\"", key, "between");
+    assert_rejected("[sip]\nsession_expires = \"1500ms\"", key, "whole seconds");
+    assert_rejected("[sip]\nsession_expires = \"soon\"", key, "");
+    let key = "sip.min_session_expires";
+    assert_rejected("[sip]\nmin_session_expires = \"0s\"", key, "at least 1s");
+    let key = "sip.dialog_probe_interval";
+    assert_rejected("[sip]\ndialog_probe_interval = \"2d\"", key, "at most 1d");
+    let e = err("[sip]\nsession_expire = \"90s\"");
+    assert!(e.to_string().contains("session_expire"), "{e}");
+}
+
+#[test]
 fn bad_trunk_address() {
     assert_rejected(
         "[trunk]\naddress = \"trunk.example:5060\"",

@@ -53,6 +53,15 @@ pub struct SipConfig {
     pub tcp_idle_timeout: Duration,
     /// Largest SIP message in bytes (UDP datagram, TCP/TLS framing buffer).
     pub max_message_size: usize,
+    /// RFC 4028 session interval asked for and accepted at most (whole
+    /// seconds, >= `min_session_expires`).
+    pub session_expires: Duration,
+    /// Shortest session interval accepted, our Min-SE (whole seconds,
+    /// >= 1s; below 90s breaks RFC 4028 §4 and is for tests only).
+    pub min_session_expires: Duration,
+    /// In-dialog OPTIONS interval on a leg without a session timer (whole
+    /// seconds; zero = off).
+    pub dialog_probe_interval: Duration,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -409,6 +418,9 @@ impl Config {
                 max_tcp_connections: 1024,
                 tcp_idle_timeout: Duration::from_secs(120),
                 max_message_size: 65_535,
+                session_expires: Duration::from_secs(1800),
+                min_session_expires: Duration::from_secs(90),
+                dialog_probe_interval: Duration::ZERO,
                 tls: None,
             },
             trunks: vec![TrunkConfig {

@@ -121,6 +121,7 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         }
         listen.push(addr);
     }
+    let (session_expires, min_session_expires, dialog_probe_interval) = session_timers(&raw)?;
     let tls = tls("sip", raw.tls)?;
     if let Some(l) = listen.iter().find(|l| l.transport == Transport::Tls)
         && tls.is_none()
@@ -174,8 +175,47 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         )?,
         tcp_idle_timeout: positive_duration("sip.tcp_idle_timeout", &raw.tcp_idle_timeout)?,
         max_message_size: int_in("sip.max_message_size", raw.max_message_size, 4096, 1 << 20)?,
+        session_expires,
+        min_session_expires,
+        dialog_probe_interval,
         tls,
     })
+}
+
+/// Longest `[sip] session_expires`: a day.
+const MAX_SESSION_EXPIRES: Duration = Duration::from_secs(86_400);
+
+/// A SIP interval given in whole seconds (headers carry delta-seconds).
+fn seconds(key: &str, value: &str) -> Result<Duration> {
+    let d = duration(key, value)?;
+    if d.subsec_nanos() != 0 {
+        return Err(ConfigError::invalid(key, "must be whole seconds"));
+    }
+    Ok(d)
+}
+
+/// `session_expires`, `min_session_expires`, `dialog_probe_interval`.
+fn session_timers(raw: &RawSip) -> Result<(Duration, Duration, Duration)> {
+    let expires = seconds("sip.session_expires", &raw.session_expires)?;
+    let min = seconds("sip.min_session_expires", &raw.min_session_expires)?;
+    let probe = seconds("sip.dialog_probe_interval", &raw.dialog_probe_interval)?;
+    if min.is_zero() {
+        return Err(ConfigError::invalid(
+            "sip.min_session_expires",
+            "must be at least 1s (RFC 4028 asks for 90s)",
+        ));
+    }
+    if expires < min || expires > MAX_SESSION_EXPIRES {
+        let reason = "must lie between sip.min_session_expires and 1d";
+        return Err(ConfigError::invalid("sip.session_expires", reason));
+    }
+    if probe > MAX_SESSION_EXPIRES {
+        return Err(ConfigError::invalid(
+            "sip.dialog_probe_interval",
+            "must be at most 1d (0s = off)",
+        ));
+    }
+    Ok((expires, min, probe))
 }
 
 fn media(raw: RawMedia) -> Result<MediaConfig> {

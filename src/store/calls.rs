@@ -35,8 +35,10 @@ pub struct CallRecord {
     pub hangup_side: Option<HangupSide>,
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
-    /// Why the call was refused, when the result alone does not say
-    /// (`no-caller-number`).
+    /// Why the call was refused or ended by ansim itself, when the result
+    /// alone does not say (`no-caller-number`; `session-expired`,
+    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`,
+    /// `no-offer-in-2xx`).
     pub reason: Option<String>,
 }
 
@@ -149,6 +151,10 @@ pub struct CallEnd {
     pub sip_status: u16,
     /// Who hung up, if someone did.
     pub hangup_side: Option<HangupSide>,
+    /// Why ansim ended the call itself, if it did for a reason beyond a
+    /// plain hang-up (written to [`CallRecord::reason`]; `None` keeps a
+    /// reason the record already has).
+    pub reason: Option<&'static str>,
 }
 
 impl Store {
@@ -193,7 +199,8 @@ impl Store {
     /// Records how the call ended (the first time only).
     pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5 \
+            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5, \
+                    reason = COALESCE($6, reason) \
              WHERE id = $1 AND end_at IS NULL",
         )
         .bind(id)
@@ -201,6 +208,7 @@ impl Store {
         .bind(end.result.as_str())
         .bind(i64::from(end.sip_status))
         .bind(end.hangup_side.map(HangupSide::as_str))
+        .bind(end.reason)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -107,6 +107,7 @@ async fn call(
         result: ansim::store::CallResult::Answered,
         sip_status: 200,
         hangup_side: Some(ansim::store::HangupSide::Caller),
+        reason: None,
     };
     store.call_ended(&id, &end).await.unwrap();
     id
@@ -391,6 +392,7 @@ async fn a_call_without_a_caller_keeps_its_reason(db: Db) {
         result: ansim::store::CallResult::Rejected,
         sip_status: 404,
         hangup_side: None,
+        reason: None,
     };
     db.store.call_ended(&id, &end).await.unwrap();
     let other = call(&db.store, None, STRANGER, &dialled, T0).await;

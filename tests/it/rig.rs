@@ -132,6 +132,7 @@ impl Rig {
             result: ansim::store::CallResult::Answered,
             sip_status: 200,
             hangup_side: Some(ansim::store::HangupSide::Caller),
+            reason: None,
         };
         self.store.call_ended(&r.call_id, &end).await.unwrap();
         r

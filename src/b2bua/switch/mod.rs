@@ -48,6 +48,8 @@ mod test_support;
 #[cfg(test)]
 mod tests_calls;
 #[cfg(test)]
+mod tests_dialog;
+#[cfg(test)]
 mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
@@ -97,6 +99,8 @@ pub struct SwitchConfig {
     pub max_transactions: usize,
     /// RFC 3261 timer values.
     pub timers: Timers,
+    /// Session timers (RFC 4028) and the in-dialog probe.
+    pub dialog_timers: super::DialogTimers,
 }
 
 /// A call of a switch, for the driver (which keeps its media under it).
@@ -341,6 +345,7 @@ impl Switch {
                     result: crate::store::CallResult::Interrupted,
                     sip_status: 0,
                     hangup_side: Some(crate::store::HangupSide::System),
+                    reason: None,
                 };
                 let op = CdrOp::End(entry.record_id.clone(), end);
                 self.events.push_back(SwitchEvent::CallRecord(op));

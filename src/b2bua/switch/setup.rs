@@ -35,6 +35,16 @@ impl Switch {
             .unwrap_or_default();
         let caller = caller_number(&req.headers, &plan);
         let dialled = dialled_number(&req.uri.to_string(), &plan);
+        if let Some(min_se) = crate::b2bua::too_brief(&req, &self.cfg.dialog_timers) {
+            tracing::info!(min_se, "session interval too brief: 422");
+            self.stats.calls_refused += 1;
+            let resp = response_to(&req, StatusCode::from(422), Some(&new_tag()));
+            let resp = crate::b2bua::interval_too_brief(resp, min_se);
+            if let Some(txn) = self.open_server(now, flow, key, req, None) {
+                self.respond_on(now, txn, resp);
+            }
+            return;
+        }
         if self.calls_full() {
             tracing::warn!(max_calls = self.cfg.max_calls, "call limit reached: 503");
             self.stats.calls_refused += 1;
@@ -155,6 +165,7 @@ impl Switch {
             result,
             sip_status: status,
             hangup_side: None,
+            reason: None,
         };
         let record = SwitchEvent::CallRecord;
         self.events.push_back(record(CdrOp::Insert(call)));
@@ -192,6 +203,7 @@ impl Switch {
             advertise: self.cfg.advertise,
             max_duration: self.cfg.max_duration,
             no_answer_timeout: self.cfg.no_answer_timeout,
+            dialog_timers: self.cfg.dialog_timers,
             shard: self.shard,
         };
         let routing = CallRouting {

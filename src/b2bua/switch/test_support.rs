@@ -47,6 +47,7 @@ pub(super) fn cfg() -> SwitchConfig {
         max_calls: 10,
         max_transactions: 100,
         timers: Timers::default(),
+        dialog_timers: crate::b2bua::DialogTimers::default(),
     }
 }
 

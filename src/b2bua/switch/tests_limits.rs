@@ -82,7 +82,7 @@ fn an_invite_that_cannot_be_relayed_is_refused() {
         .next()
         .unwrap()
         .to_owned()
-        + "Content-Length: 0\r\n\r\n";
+        + "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
     rig.feed(&carrier(), &offerless);
     let id = rig.lookup();
     assert!(rig.answer(id, routed()).is_none());

@@ -222,6 +222,53 @@ fn a_503_moves_the_b_leg_to_the_next_trunk() {
 }
 
 #[test]
+fn an_offerless_call_fails_over_without_a_body() {
+    let mut rig = Rig::with(two_trunks());
+    let head = default_invite();
+    let head = head.split("Content-Type:").next().unwrap_or_default();
+    let offerless = format!("{head}Content-Length: 0\r\n\r\n");
+    let (_, first) = rig.routed_call(&carrier(), &offerless);
+    assert!(first.body.is_empty(), "a delayed offer goes out offerless");
+    rig.callee_answers(&first, 503, "", None);
+    let again: Vec<_> = rig.sent_to(&second()).iter().map(|m| request(m)).collect();
+    assert_eq!(methods(&again), vec![Method::Invite]);
+    let retry = &again[0];
+    assert!(retry.body.is_empty(), "no SDP on the next trunk either");
+    assert_eq!(
+        header_of(retry, "Content-Type"),
+        None,
+        "no empty application/sdp"
+    );
+    assert_eq!(header_of(retry, "Content-Length").as_deref(), Some("0"));
+    // The callee's 2xx carries the offer, as on the first trunk.
+    let ok = reply_to(retry, 200, "btag-second", CALLEE_EXTRA, Some(B_SDP));
+    rig.feed(&second(), &crate::b2bua::test_support::text(ok));
+    let to_caller = rig.sent_to(&carrier());
+    assert!(
+        to_caller
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && m.contains("m=audio "))
+    );
+    assert!(
+        rig.sent_to(&second()).is_empty(),
+        "the ACK waits for the caller's answer"
+    );
+}
+
+/// The value of the first header called `name` in `req`, if any.
+fn header_of(req: &rsip::Request, name: &str) -> Option<String> {
+    req.to_string()
+        .split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+}
+
+#[test]
 fn the_last_trunks_failure_reaches_the_caller() {
     let mut rig = Rig::with(two_trunks());
     let (_, first) = rig.routed_call(&carrier(), &default_invite());

@@ -10,6 +10,7 @@ mod attack;
 mod browser;
 mod calls;
 mod crash;
+mod dialog;
 mod edge;
 mod faults;
 mod media;
