@@ -201,8 +201,6 @@ impl Session<'_> {
             .collect();
         let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
         self.cmd(reqwest::Method::POST, "actions", body).await;
-        self.cmd(reqwest::Method::DELETE, "actions", Value::Null)
-            .await;
     }
 
     /// Clicks the element matching `css` at `(dx, dy)` pixels from its
@@ -219,8 +217,6 @@ impl Session<'_> {
             ]
         }]});
         self.cmd(reqwest::Method::POST, "actions", body).await;
-        self.cmd(reqwest::Method::DELETE, "actions", Value::Null)
-            .await;
     }
 
     /// Resizes the browser window.

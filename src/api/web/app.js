@@ -44,7 +44,8 @@ function plural(prefix, count) {
 function when(ms) {
   if (ms == null) return "";
   return new Intl.DateTimeFormat(lang, {
-    dateStyle: "medium", timeStyle: "medium", timeZone: zone, timeZoneName: "short",
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    second: "2-digit", timeZone: zone, timeZoneName: "short",
   }).format(new Date(ms));
 }
 
@@ -368,6 +369,7 @@ class Player {
   constructor(rec) {
     this.rec = rec;
     this.wave = null;
+    this.resume = null;   // where a channel switch resumes, while it loads
     this.channels = "both";
     this.audio = el("audio", { controls: true, preload: "metadata", className: "audio" });
     this.audio.setAttribute("aria-label", t("player.audio"));
@@ -568,14 +570,18 @@ class Player {
     if (value === this.channels) return;
     this.channels = value;
     this.radios[value].checked = true;
-    const at = this.audio.currentTime;
-    const playing = !this.audio.paused;
-    const rate = this.audio.playbackRate;
+    // A switch still loading keeps the place it was going back to.
+    const resume = this.resume || {
+      at: this.audio.currentTime, playing: !this.audio.paused, rate: this.audio.playbackRate,
+    };
+    this.resume = resume;
     this.audio.src = this.src();
     this.audio.addEventListener("loadedmetadata", () => {
-      this.audio.currentTime = at;
-      this.audio.playbackRate = rate;
-      if (playing) this.audio.play().catch((e) => showError(String(e)));
+      if (this.resume !== resume) return;
+      this.resume = null;
+      this.audio.currentTime = resume.at;
+      this.audio.playbackRate = resume.rate;
+      if (resume.playing) this.audio.play().catch((e) => showError(String(e)));
     }, { once: true });
     announce(t(`player.${value}`));
   }

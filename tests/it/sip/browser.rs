@@ -67,6 +67,8 @@ async fn sign_in(s: &Session<'_>, base: &str, token: &str) {
 }
 
 async fn open_first_dispute(s: &Session<'_>) {
+    s.wait_until("document.querySelector('#disputes tbody tr button.link') !== null")
+        .await;
     s.click("#disputes tbody tr button.link").await;
     s.wait_until("!document.getElementById('dispute-panel').hidden")
         .await;
@@ -301,12 +303,12 @@ async fn check_shortcuts(s: &Session<'_>, shots: &Path) {
         .await;
     s.screenshot(&shots.join("5-agent-caller-only.png")).await;
     check_caller_only(s).await;
-    s.keys(&["2"]).await;
-    s.wait_until(&format!("{AUDIO}.currentSrc.endsWith('?channels=callee')"))
-        .await;
-    s.keys(&["3"]).await;
+    // 2 then 3 at once: both sides again, still at the same place.
+    let at = current_time(s).await;
+    s.keys(&["2", "3"]).await;
     s.wait_until(&format!(
-        "{AUDIO}.currentSrc.endsWith('/audio') && {AUDIO}.readyState >= 1"
+        "{AUDIO}.currentSrc.endsWith('/audio') && {AUDIO}.readyState >= 1 \
+         && Math.abs({AUDIO}.currentTime - {at}) < 0.05"
     ))
     .await;
     // ?: the help, which Escape closes.
