@@ -5,12 +5,13 @@
 #   baresip-core    a second real user agent placing a call (tests/it/sip/trunks.rs)
 #   docker-compose  to validate docker-compose.yml (no engine needed)
 #   softhsm2        the PKCS#11 token of the HSM key store tests
-#   chromium, chromium-driver, fonts-liberation  the support page test
-#                   (headless, WebDriver; the font so screenshots show text)
+#   chromium, chromium-driver, fonts-liberation, fonts-nanum  the support
+#                   page test (headless, WebDriver; the fonts so screenshots
+#                   show text, Korean included)
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver fonts-liberation)
+packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver fonts-liberation fonts-nanum)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -17,7 +17,7 @@ use super::problem::Problem;
 use super::sessions::CallView;
 use crate::audit::Event;
 use crate::clock::Timestamp;
-use crate::store::{Role, Store};
+use crate::store::{DisputeSearch, DisputeState, Role, Store};
 
 /// `GET /v1/me` (any role): the caller's own staff record, so a client
 /// (the web page) knows which role it acts as.
@@ -29,23 +29,51 @@ pub async fn me(caller: Caller) -> Json<Value> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Include resolved disputes (`true`/`false`, default false).
+    /// Include resolved disputes (`true`/`false`, default false); the
+    /// older spelling of `state=all`.
     all: Option<bool>,
+    /// Part of the ticket (case-insensitive), e.g. `CS-77`.
+    ticket: Option<String>,
+    /// `open` (the default), `resolved` or `all`.
+    state: Option<String>,
 }
 
-/// `GET /v1/disputes[?all=true]` (support, supervisor): open disputes
-/// (or all), newest first.
+impl ListQuery {
+    fn search(&self) -> Result<DisputeSearch<'_>, Problem> {
+        let state = match (self.state.as_deref(), self.all) {
+            (None, Some(true)) => DisputeState::Any,
+            (None | Some("open"), _) => DisputeState::Open,
+            (Some("resolved"), _) => DisputeState::Resolved,
+            (Some("all"), _) => DisputeState::Any,
+            (Some(_), _) => {
+                return Err(Problem::invalid_field(
+                    "state",
+                    "must be open, resolved or all",
+                ));
+            }
+        };
+        let ticket = self
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if ticket.is_some_and(|t| t.len() > 500) {
+            return Err(Problem::invalid_field("ticket", "at most 500 characters"));
+        }
+        Ok(DisputeSearch { ticket, state })
+    }
+}
+
+/// `GET /v1/disputes[?ticket=…][&state=open|resolved|all]` (support,
+/// supervisor): the disputes found (by default the open ones), newest
+/// first.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Value>, Problem> {
     caller.require(&[Role::Support, Role::Supervisor])?;
-    let disputes = state
-        .routing
-        .store()
-        .list_disputes(q.all.unwrap_or(false), 500)
-        .await?;
+    let disputes = state.store.search_disputes(&q.search()?, 500).await?;
     Ok(Json(json!({ "disputes": disputes })))
 }
 

@@ -368,3 +368,73 @@ impl Store {
             .collect())
     }
 }
+
+/// Which disputes a search wants, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeState {
+    /// Not resolved yet.
+    Open,
+    /// Resolved.
+    Resolved,
+    /// Either.
+    Any,
+}
+
+/// A search of the disputes (`GET /v1/disputes?ticket=…&state=…`).
+#[derive(Debug, Clone, Copy)]
+pub struct DisputeSearch<'a> {
+    /// Part of the ticket, case-insensitively (ASCII); `None` for any.
+    pub ticket: Option<&'a str>,
+    /// Open, resolved or either.
+    pub state: DisputeState,
+}
+
+/// `text` as a LIKE pattern that matches it anywhere, its own `%`, `_` and
+/// `\` taken literally (with `ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+impl Store {
+    /// The disputes a search finds, newest first (at most `limit`).
+    pub async fn search_disputes(
+        &self,
+        q: &DisputeSearch<'_>,
+        limit: i64,
+    ) -> Result<Vec<Dispute>, StoreError> {
+        let (open, resolved) = match q.state {
+            DisputeState::Open => (1i64, 0i64),
+            DisputeState::Resolved => (0, 1),
+            DisputeState::Any => (1, 1),
+        };
+        let pattern = q.ticket.map_or_else(|| "%".to_owned(), contains_pattern);
+        let ids: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM disputes \
+             WHERE (($1 = 1 AND resolved_at IS NULL) OR ($2 = 1 AND resolved_at IS NOT NULL)) \
+             AND lower(ticket) LIKE $3 ESCAPE '\\' \
+             ORDER BY opened_at DESC, id LIMIT $4",
+        )
+        .bind(open)
+        .bind(resolved)
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id,) in ids {
+            if let Some(d) = self.get_dispute(&id).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+}

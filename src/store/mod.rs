@@ -54,7 +54,7 @@ use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::{CallEnd, CallRecord, NewCall};
-pub use disputes::{Dispute, Grant, GrantOnCall, NewDispute};
+pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};

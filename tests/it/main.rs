@@ -21,4 +21,5 @@ mod routing;
 mod sip;
 mod softhsm;
 mod store;
+mod waveform;
 mod webdriver;
