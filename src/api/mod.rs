@@ -11,8 +11,10 @@ pub mod auth;
 mod connections;
 mod disputes;
 pub mod extract;
+pub mod idempotency;
 mod numbers;
 mod ops;
+pub mod page;
 mod playback;
 pub mod problem;
 mod sessions;
@@ -21,6 +23,7 @@ mod support;
 pub mod throttle;
 pub mod tls;
 mod web;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -112,12 +115,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/disputes/{id}/resolve", post(disputes::resolve))
         .route("/v1/grants/{id}/approve", post(disputes::approve))
         .route("/v1/recordings/{id}/audio", get(playback::audio))
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        // Inside the body limit: the key's body is read under it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         // The body limit: a declared Content-Length over it is refused
         // before the handler runs, a longer chunked body is cut off while
         // it is read (axum's own 2 MB default is off: one limit, ours).

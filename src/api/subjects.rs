@@ -128,7 +128,7 @@ pub async fn erase(
             .await?
             .is_some_and(|s| s.is_open(state.clock.now()));
         if open {
-            state.routing.close_session(&id).await?;
+            state.routing.close_session_as(&id, true).await?;
             closed.push(id);
         }
     }

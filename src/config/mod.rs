@@ -17,6 +17,7 @@ mod schema;
 mod tests;
 mod types;
 mod validate;
+pub mod webhooks;
 
 use std::path::Path;
 

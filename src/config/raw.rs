@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub api: RawApi,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[webhooks]`
+    pub webhooks: super::webhooks::RawWebhooks,
 }
 
 /// `[sip]`: where we listen for SIP and under which domain.

@@ -115,6 +115,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("inbound_queue", Int),
         ]),
     ),
+    f("webhooks", Kind::Table(super::webhooks::FIELDS)),
 ];
 
 /// Checks every key of `table` (the document root) against [`ROOT`].
@@ -235,6 +236,7 @@ mod tests {
         raw.api.tls = Some(tls);
         raw.limits.max_calls = Some(1);
         raw.retention.legally_required = Some(Vec::new());
+        raw.webhooks.events = Some(Vec::new());
         Table::try_from(raw).expect("serializes")
     }
 

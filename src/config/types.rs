@@ -29,6 +29,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[limits]`: capacity bounds.
     pub limits: LimitsConfig,
+    /// `[webhooks]`: event delivery.
+    pub webhooks: super::webhooks::WebhooksConfig,
 }
 
 /// `[sip]`
@@ -436,6 +438,7 @@ impl Config {
                 max_transactions: 20_000,
                 inbound_queue: 4096,
             },
+            webhooks: super::webhooks::WebhooksConfig::default(),
         }
     }
 }

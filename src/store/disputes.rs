@@ -1,6 +1,6 @@
 //! Disputes and playback grants.
 
-use super::{Store, StoreError, Tx, new_id};
+use super::{Store, StoreError, Tx, WebhookEvent, new_id};
 use crate::clock::Timestamp;
 
 /// A dispute on one or more calls.
@@ -110,7 +110,7 @@ impl Tx {
         }
         let mut call_ids = d.call_ids.to_vec();
         call_ids.sort();
-        Ok(Dispute {
+        let dispute = Dispute {
             id,
             ticket: d.ticket.to_owned(),
             reason: d.reason.to_owned(),
@@ -120,7 +120,10 @@ impl Tx {
             resolved_by: None,
             resolved_at: None,
             call_ids,
-        })
+        };
+        self.enqueue_webhook(&WebhookEvent::DisputeOpened(&dispute), now)
+            .await?;
+        Ok(dispute)
     }
 
     /// Marks a dispute resolved; `false` if it already was.
@@ -139,7 +142,12 @@ impl Tx {
         .bind(now.as_millis())
         .execute(self.conn())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.enqueue_webhook(&WebhookEvent::DisputeResolved { id, by }, now)
+            .await?;
+        Ok(true)
     }
 
     /// Requests a grant on a dispute.

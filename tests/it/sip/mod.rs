@@ -14,6 +14,7 @@ mod edge;
 mod faults;
 mod media;
 mod recording;
+mod webhooks;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
