@@ -116,7 +116,11 @@ pub async fn open(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "dispute": d, "held_recordings": held })),
+        Json({
+            let mut v = json!(d);
+            v["held_recordings"] = json!(held);
+            v
+        }),
     ))
 }
 
@@ -232,9 +236,9 @@ pub async fn resolve(
         ),
         _ => None,
     };
-    Ok(Json(
-        json!({ "dispute": store.get_dispute(&id).await?, "released": released }),
-    ))
+    let mut v = json!(dispute(store, &id).await?);
+    v["released"] = json!(released);
+    Ok(Json(v))
 }
 
 /// Whether dispute `d`'s hold still waits to be released.
@@ -287,5 +291,7 @@ pub(super) fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {
         (Some(_), Some(e)) if e <= now => "expired",
         _ => "approved",
     };
-    json!({ "grant": g, "status": status })
+    let mut v = json!(g);
+    v["status"] = json!(status);
+    v
 }

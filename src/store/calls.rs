@@ -73,6 +73,30 @@ impl Store {
         rows.into_iter().map(call).collect()
     }
 
+    /// A page of a session's calls in `(invite_at, id)` order, after the
+    /// call `after` (its `invite_at` in ms and id), at most `limit`.
+    pub async fn list_calls_page(
+        &self,
+        session_id: &str,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows: Vec<CallRow> = sqlx::query_as(
+            "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
+                    end_at, result, sip_status, hangup_side, recording_id \
+             FROM calls WHERE session_id = $1 AND (invite_at > $2 OR (invite_at = $2 AND id > $3)) \
+             ORDER BY invite_at, id LIMIT $4",
+        )
+        .bind(session_id)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(call).collect()
+    }
+
     /// One call record.
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallRow> = sqlx::query_as(CALL_SQL)

@@ -207,6 +207,16 @@ impl Tx {
     }
 }
 
+/// `FROM … WHERE … ORDER BY … LIMIT` of a page of disputes, newest first
+/// ($1: include resolved, $2/$3: before (opened_at, id), $4: limit).
+macro_rules! dispute_page {
+    () => {
+        "FROM disputes WHERE ($1 = 1 OR resolved_at IS NULL) \
+         AND (opened_at < $2 OR (opened_at = $2 AND id < $3)) \
+         ORDER BY opened_at DESC, id DESC LIMIT $4"
+    };
+}
+
 impl Store {
     /// A dispute with its calls.
     pub async fn get_dispute(&self, id: &str) -> Result<Option<Dispute>, StoreError> {
@@ -291,21 +301,59 @@ impl Store {
         include_resolved: bool,
         limit: i64,
     ) -> Result<Vec<Dispute>, StoreError> {
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM disputes WHERE ($1 = 1 OR resolved_at IS NULL) \
-             ORDER BY opened_at DESC, id LIMIT $2",
-        )
+        self.list_disputes_page(include_resolved, None, limit).await
+    }
+
+    /// A page of disputes in `(opened_at, id)` order, newest first, before
+    /// the dispute `before` (its `opened_at` in ms and id): two queries,
+    /// whatever the page's size.
+    pub async fn list_disputes_page(
+        &self,
+        include_resolved: bool,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<Dispute>, StoreError> {
+        let (at, id) = before.unwrap_or((i64::MAX, ""));
+        let rows: Vec<DisputeRow> = sqlx::query_as(concat!(
+            "SELECT id, ticket, reason, opened_by, opened_at, hold_id, resolved_by, resolved_at ",
+            dispute_page!()
+        ))
         .bind(i64::from(include_resolved))
+        .bind(at)
+        .bind(id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            if let Some(d) = self.get_dispute(&id).await? {
-                out.push(d);
-            }
+        let calls: Vec<(String, String)> = sqlx::query_as(concat!(
+            "SELECT dispute_id, call_id FROM dispute_calls WHERE dispute_id IN (SELECT id ",
+            dispute_page!(),
+            ") ORDER BY dispute_id, call_id"
+        ))
+        .bind(i64::from(include_resolved))
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_dispute: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for (d, c) in calls {
+            by_dispute.entry(d).or_default().push(c);
         }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|r| Dispute {
+                call_ids: by_dispute.remove(&r.0).unwrap_or_default(),
+                id: r.0,
+                ticket: r.1,
+                reason: r.2,
+                opened_by: r.3,
+                opened_at: Timestamp::from_millis(r.4),
+                hold_id: r.5,
+                resolved_by: r.6,
+                resolved_at: r.7.map(Timestamp::from_millis),
+            })
+            .collect())
     }
 
     /// The hold of the oldest open dispute that covers `call_id` with a

@@ -63,7 +63,8 @@ pub use recordings::{RecordingEnd, RecordingRow};
 pub use records::{CallResult, HangupSide, RecordingFailure, RecordingState, UnknownValue};
 pub use retention::{BLOB_LOOKUP_BATCH, HoldState, Tombstone};
 pub use sessions::{
-    CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,
+    CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord,
+    SessionStatus, Side,
 };
 pub use staff::{Role, StaffMember};
 pub use webhooks::{WebhookEvent, WebhookPolicy};

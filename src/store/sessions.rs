@@ -75,6 +75,18 @@ pub enum CloseReason {
     Expired,
 }
 
+/// A session's status as the API filters on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Routing calls now.
+    Open,
+    /// Closed through the API or CLI.
+    Closed,
+    /// Its TTL ran out.
+    Expired,
+}
+
 /// A session as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -451,6 +463,46 @@ impl Store {
             record: record != 0,
             retention_class,
         }))
+    }
+
+    /// A page of sessions in `(created_at, id)` order after the session
+    /// `after` (its `created_at` in ms and id), at most `limit`; only those
+    /// of `participant` (a real number, either side) and in `status` at
+    /// `now`, when given.
+    pub async fn list_sessions(
+        &self,
+        participant: Option<&E164>,
+        status: Option<SessionStatus>,
+        now: Timestamp,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let status_sql = match status {
+            None => "",
+            Some(SessionStatus::Open) => " AND closed_at IS NULL AND expires_at > $4",
+            Some(SessionStatus::Closed) => " AND close_reason = 'closed'",
+            Some(SessionStatus::Expired) => {
+                " AND (close_reason = 'expired' OR (closed_at IS NULL AND expires_at <= $4))"
+            }
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM sessions \
+             WHERE (created_at > $1 OR (created_at = $1 AND id > $2)) \
+               AND ($3 = '' OR a_number = $3 OR b_number = $3) \
+               AND $4 = $4{status_sql} \
+             ORDER BY created_at, id LIMIT $5",
+            session_columns!()
+        ));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows: Vec<SessionRow> = sqlx::query_as(sql)
+            .bind(at)
+            .bind(id)
+            .bind(participant.map_or("", E164::as_str))
+            .bind(now.as_millis())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(SessionRecord::try_from).collect()
     }
 
     /// Counts sessions open at `now` (for metrics).

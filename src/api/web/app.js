@@ -75,7 +75,7 @@ function button(text, onClick, cls) {
 async function signIn(t) {
   sessionStorage.setItem(TOKEN_KEY, t);
   try {
-    me = (await api("GET", "/v1/me")).staff;
+    me = await api("GET", "/v1/me");
   } catch (e) {
     sessionStorage.removeItem(TOKEN_KEY);
     throw e;
@@ -106,10 +106,10 @@ function signOut() {
 
 async function loadDisputes() {
   const all = $("show-resolved").checked;
-  const data = await api("GET", `/v1/disputes${all ? "?all=true" : ""}`);
+  const data = await api("GET", `/v1/disputes?limit=500${all ? "&all=true" : ""}`);
   const body = $("disputes").querySelector("tbody");
   body.replaceChildren();
-  for (const d of data.disputes) {
+  for (const d of data.items) {
     const tr = row([d.ticket, d.reason, d.call_ids.length, when(d.opened_at),
                     d.resolved_at ? "resolved" : "open"]);
     tr.className = "link";
@@ -122,16 +122,16 @@ async function loadDisputes() {
 function grantRow(g) {
   const action = document.createElement("span");
   const canApprove = me.role === "supervisor" && g.status === "pending" &&
-    g.grant.requested_by !== me.id;
+    g.requested_by !== me.id;
   if (canApprove) {
     action.appendChild(button("Approve", () => run(async () => {
-      await api("POST", `/v1/grants/${encodeURIComponent(g.grant.id)}/approve`);
+      await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/approve`);
       await showDispute(current);
     }), "approve"));
   }
-  const tr = row([g.requested_by_name || g.grant.requested_by, when(g.grant.requested_at),
-                  g.status, g.approved_by_name || "", when(g.grant.expires_at), action]);
-  tr.dataset.grant = g.grant.id;
+  const tr = row([g.requested_by_name || g.requested_by, when(g.requested_at),
+                  g.status, g.approved_by_name || "", when(g.expires_at), action]);
+  tr.dataset.grant = g.id;
   return tr;
 }
 
@@ -186,7 +186,7 @@ function recordingBlock(r, canPlay) {
 async function showDispute(id) {
   const data = await api("GET", `/v1/disputes/${encodeURIComponent(id)}`);
   current = id;
-  const d = data.dispute;
+  const d = data;
   $("dispute-panel").hidden = false;
   $("d-ticket").textContent = d.ticket;
   $("d-reason").textContent = d.reason;
@@ -205,7 +205,7 @@ async function showDispute(id) {
   grants.replaceChildren();
   for (const g of data.grants) grants.appendChild(grantRow(g));
 
-  const mine = data.grants.some((g) => g.status === "approved" && g.grant.requested_by === me.id);
+  const mine = data.grants.some((g) => g.status === "approved" && g.requested_by === me.id);
   const canPlay = open && mine;
   const recs = $("recordings");
   for (const a of recs.querySelectorAll("audio")) a.pause();
@@ -248,7 +248,7 @@ document.addEventListener("DOMContentLoaded", () => {
       };
       const r = await api("POST", "/v1/disputes", body);
       await loadDisputes();
-      await showDispute(r.dispute.id);
+      await showDispute(r.id);
     });
   });
   const saved = token();

@@ -118,11 +118,7 @@ async fn a_full_flow_is_seen_as_signed_events_without_real_numbers() {
     let body = json!({ "call_ids": [call.id], "ticket": "T-1", "reason": "no-show" });
     let (status, d) = call_api(t.api, "POST", "/v1/disputes", &tokens["sup"], Some(body)).await;
     assert_eq!(status, 201, "{d}");
-    let did = d["id"]
-        .as_str()
-        .or(d["dispute"]["id"].as_str())
-        .unwrap()
-        .to_owned();
+    let did = d["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/disputes/{did}/resolve");
     let (status, v) = call_api(t.api, "POST", &path, &tokens["sup"], None).await;
     assert_eq!(status, 200, "{v}");
