@@ -325,7 +325,7 @@ impl Store {
         };
         insert_session(&mut tx, &record).await?;
         let event = WebhookEvent::SessionOpened(&record);
-        webhooks::enqueue(&mut *tx, &self.webhooks, &event, now).await?;
+        webhooks::enqueue(&mut tx, &self.webhooks, &event, now).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -598,7 +598,7 @@ async fn end_session(
         let row: SessionRow = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
         let session = SessionRecord::try_from(row)?;
         let event = WebhookEvent::SessionClosed(&session, because);
-        webhooks::enqueue(&mut **tx, hooks, &event, now).await?;
+        webhooks::enqueue(tx, hooks, &event, now).await?;
     }
     Ok(())
 }
