@@ -92,6 +92,27 @@ impl Receiver {
 
     /// A receiver on `port` (0: any), answering as `mode`.
     pub async fn start_on(port: u16, mode: Mode) -> Receiver {
+        Receiver::serve(port, mode, None).await
+    }
+
+    /// A receiver speaking HTTPS with `cert`/`key` (PEM), accepting.
+    pub async fn start_tls(cert: &str, key: &str) -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Receiver::serve(0, Mode::Accept, Some(acceptor)).await
+    }
+
+    async fn serve(port: u16, mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -106,12 +127,20 @@ impl Receiver {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                let st = st.clone();
+                let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(tcp).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });

@@ -207,3 +207,69 @@ async fn a_receiver_that_fails_gets_the_event_again_with_backoff(db: Db) {
     assert_eq!(list[1].state, "failed", "{list:?}");
     assert_eq!(metrics.webhooks_given_up.load(Relaxed), 1);
 }
+
+on_both_databases!(https_receivers_are_checked_against_the_ca_file);
+async fn https_receivers_are_checked_against_the_ca_file(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(2), T0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(dir.path());
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (ca, wrong_ca) = (dir.path().join("ca.pem"), dir.path().join("other.pem"));
+    std::fs::write(&ca, certified.cert.pem()).unwrap();
+    std::fs::write(&wrong_ca, other.cert.pem()).unwrap();
+    let receiver = Receiver::start_tls(
+        &certified.cert.pem(),
+        &certified.signing_key.serialize_pem(),
+    )
+    .await;
+    let store = db.store.with_webhooks(all_events());
+    let clock = ManualClock::new(ansim::clock::SystemClock.now());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let routing = Routing::new(store.clone(), shared.clone(), crate::harness::policy());
+    let metrics = Arc::new(ansim::metrics::Metrics::default());
+    let deliverer = |ca_file: &std::path::Path| {
+        let raw = RawWebhooks {
+            url: format!("https://localhost:{}/hooks", receiver.addr.port()),
+            secret_file: secret.display().to_string(),
+            ca_file: ca_file.display().to_string(),
+            ..RawWebhooks::default()
+        };
+        let cfg = ansim::config::webhooks::validate_raw(raw).unwrap();
+        Deliverer::new(&cfg, store.clone(), shared.clone(), metrics.clone())
+            .unwrap()
+            .unwrap()
+    };
+    open_on(&routing, "+821000000001", "+821000000002").await;
+    // A receiver whose certificate the CA file does not vouch for gets nothing.
+    assert_eq!(deliverer(&wrong_ca).deliver_due().await.unwrap(), 1);
+    let row = store.list_webhooks(None, 1).await.unwrap().remove(0);
+    assert_eq!(row.state, "pending");
+    assert!(
+        row.last_error.as_deref().unwrap().starts_with("TLS"),
+        "{row:?}"
+    );
+    assert!(receiver.accepted().is_empty());
+    // With the right CA it is delivered over TLS, signed.
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(deliverer(&ca).deliver_due().await.unwrap(), 1);
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, row.id);
+    assert_eq!(receiver.bad_signatures(), 0);
+    // A CA file without a certificate is refused at start-up.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let raw = RawWebhooks {
+        url: "https://localhost/hooks".into(),
+        secret_file: secret.display().to_string(),
+        ca_file: empty.display().to_string(),
+        ..RawWebhooks::default()
+    };
+    let cfg = ansim::config::webhooks::validate_raw(raw).unwrap();
+    let refused = Deliverer::new(&cfg, store.clone(), shared, metrics)
+        .err()
+        .unwrap();
+    assert!(refused.to_string().contains("no usable CA"), "{refused}");
+}
