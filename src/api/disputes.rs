@@ -37,6 +37,7 @@ use crate::store::{Dispute, Grant, NewDispute, Role, Store};
 /// Body of `POST /v1/disputes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct OpenBody {
     call_ids: Vec<String>,
     ticket: String,

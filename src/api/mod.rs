@@ -13,6 +13,7 @@ mod disputes;
 pub mod extract;
 pub mod idempotency;
 mod numbers;
+pub mod openapi;
 mod ops;
 pub mod page;
 mod playback;
@@ -119,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)

@@ -17,7 +17,7 @@ use crate::routing::{SessionError, SessionRequest};
 use crate::store::{CallRecord, CreateSessionError, Participant, Role, SessionRecord};
 
 /// Body of `POST /v1/sessions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     a: Option<String>,
@@ -29,7 +29,7 @@ pub struct CreateBody {
 
 /// A session as the API shows it. After the personal-data retention period
 /// the participants' numbers read as their pseudonyms `h:…`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     id: String,
     a: Participant,
@@ -200,7 +200,7 @@ pub async fn list(
 
 /// A call record; the caller's number (real, or its pseudonym `h:…` after
 /// the personal-data retention period) only for the provisioner.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct CallView {
     id: String,
     session_id: Option<String>,

@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 const AUDIT_LOCK_SLOT: i64 = -1;
 
 /// One stored audit event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the chain.
     pub seq: i64,

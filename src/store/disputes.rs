@@ -4,7 +4,7 @@ use super::{Store, StoreError, Tx, WebhookEvent, new_id};
 use crate::clock::Timestamp;
 
 /// A dispute on one or more calls.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Dispute {
     /// `dsp_…`.
     pub id: String,
@@ -27,7 +27,7 @@ pub struct Dispute {
 }
 
 /// A request for playback of a dispute's recordings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// `gnt_…`.
     pub id: String,

@@ -55,7 +55,7 @@ pub struct NewSession {
 }
 
 /// One participant of a session as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Participant {
     /// The participant's real number, or its pseudonym once the session
     /// has been closed for longer than the personal-data retention period.
@@ -76,7 +76,7 @@ pub enum CloseReason {
 }
 
 /// A session's status as the API filters on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     /// Routing calls now.

@@ -275,7 +275,7 @@ pub struct Claimed {
 }
 
 /// One outbox row as `GET /v1/webhooks/deliveries` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     /// `msg_…`: the `webhook-id`.
     pub id: String,

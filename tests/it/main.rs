@@ -13,6 +13,7 @@ mod hsm;
 mod https;
 mod idempotency;
 mod layering;
+mod openapi;
 mod pages;
 mod playback;
 mod playback_damage;
