@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use, if any is missing:
+# Installs what the tests use: openapi-spec-validator in a venv, and the
+# Debian packages, if any is missing:
 #   postgresql      the PostgreSQL half of the store tests
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   baresip-core    a second real user agent placing a call (tests/it/sip/trunks.rs)
@@ -11,12 +12,27 @@
 # As root it installs them; otherwise it prints the command to run.
 set -euo pipefail
 
-packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver fonts-liberation fonts-nanum)
+# openapi-spec-validator (PyPI) checks GET /openapi.json in
+# tests/it/openapi.rs; it lives in a venv in the checkout's target/.
+validator_venv() {
+  local venv
+  venv="$(cd "$(dirname "$0")/.." && pwd)/target/openapi-venv"
+  if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q openapi-spec-validator
+  fi
+}
+
+packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver
+          fonts-liberation fonts-nanum python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "${#missing[@]}" -eq 0 ]; then
+  validator_venv
+  exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
   echo "missing packages: ${missing[*]}" >&2
@@ -27,3 +43,4 @@ echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+validator_venv

@@ -63,6 +63,12 @@ pub struct Metrics {
     /// Each trunk's name and whether it is up (its keep-alive probes
     /// answer), as the SIP engine last saw them.
     trunks: Mutex<Vec<(String, bool)>>,
+    /// Webhook deliveries the receiver accepted (2xx).
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook delivery tries that failed (each is retried).
+    pub webhooks_failed_attempts: AtomicU64,
+    /// Webhook events given up after `[webhooks] give_up_after`.
+    pub webhooks_given_up: AtomicU64,
 }
 
 /// The configured capacity limits, as gauges.
@@ -166,6 +172,25 @@ impl Metrics {
             load(&self.retention_erase_failures),
         );
         self.render_edge(&mut out);
+        for (name, help, v) in [
+            (
+                "ansim_webhook_deliveries_total",
+                "Webhook events the receiver accepted.",
+                &self.webhooks_delivered,
+            ),
+            (
+                "ansim_webhook_delivery_failures_total",
+                "Webhook delivery tries that failed (each is retried).",
+                &self.webhooks_failed_attempts,
+            ),
+            (
+                "ansim_webhook_given_up_total",
+                "Webhook events given up after [webhooks] give_up_after.",
+                &self.webhooks_given_up,
+            ),
+        ] {
+            counter(&mut out, name, help, load(v));
+        }
         counter(
             &mut out,
             "ansim_http_connections_refused_total",

@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The file descriptor limit is too low for the configuration.
     #[error("{0}")]
     FdLimit(#[from] crate::fd_limit::FdLimitError),
+    /// The webhook secret or client could not be set up.
+    #[error("{0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -78,7 +81,7 @@ pub fn routing_policy(config: &Config) -> RoutingPolicy {
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.store.database_url.url).await?;
     store.migrate().await?;
-    Ok(store)
+    Ok(store.with_webhooks(crate::webhooks::policy(&config.webhooks)))
 }
 
 /// Runs the service until `shutdown` resolves (SIGINT/SIGTERM from the CLI).
@@ -147,6 +150,13 @@ pub async fn run(
             addr: config.api.listen.to_string(),
             source,
         })?;
+    let deliverer = crate::webhooks::Deliverer::new(
+        &config.webhooks,
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?
+    .map(|d| tokio::spawn(d.run(stop_rx.clone())));
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
     let api_shutdown = async move {
@@ -176,6 +186,9 @@ pub async fn run(
     let _ = sip.await;
     let _ = sweeper.await;
     let _ = reconciler.await;
+    if let Some(d) = deliverer {
+        let _ = d.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
@@ -469,6 +482,10 @@ async fn expiry_job(routing: Arc<Routing>, clock: SharedClock, mut stop: watch::
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "expired sessions ended"),
             Err(e) => tracing::warn!(error = %e, "session expiry failed; will retry"),
+        }
+        // Idempotency keys are kept 24 h; expired ones go here.
+        if let Err(e) = routing.store().purge_idempotency(clock.now()).await {
+            tracing::warn!(error = %e, "idempotency key purge failed; will retry");
         }
     }
 }

@@ -18,6 +18,7 @@ mod tests;
 mod trunks;
 mod types;
 mod validate;
+pub mod webhooks;
 
 use std::path::Path;
 

@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub api: RawApi,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[webhooks]`
+    pub webhooks: super::webhooks::RawWebhooks,
 }
 
 impl Default for RawConfig {

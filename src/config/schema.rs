@@ -131,6 +131,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("inbound_queue", Int),
         ]),
     ),
+    f("webhooks", Kind::Table(super::webhooks::FIELDS)),
 ];
 
 /// Checks every key of `table` (the document root) against [`ROOT`].
@@ -264,6 +265,7 @@ mod tests {
         };
         raw.trunk = Some(trunk.clone());
         raw.trunks = Some(vec![trunk]);
+        raw.webhooks.events = Some(Vec::new());
         Table::try_from(raw).expect("serializes")
     }
 

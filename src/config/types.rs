@@ -31,6 +31,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[limits]`: capacity bounds.
     pub limits: LimitsConfig,
+    /// `[webhooks]`: event delivery.
+    pub webhooks: super::webhooks::WebhooksConfig,
 }
 
 /// `[sip]`
@@ -479,6 +481,7 @@ impl Config {
                 max_transactions: 20_000,
                 inbound_queue: 4096,
             },
+            webhooks: super::webhooks::WebhooksConfig::default(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         keys: keys(raw.keys)?,
         retention: retention(raw.retention)?,
         api: api(raw.api)?,
+        webhooks: super::webhooks::validate(raw.webhooks)?,
     })
 }
 

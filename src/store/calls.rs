@@ -1,7 +1,8 @@
 //! Call records (CDRs). The SIP layer writes them; the API reads them.
 
 use super::records::{CallResult, HangupSide};
-use super::{Store, StoreError, parse_number, parse_party};
+use super::webhooks::WebhookEvent;
+use super::{Store, StoreError, Tx, parse_number, parse_party};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
 
@@ -59,6 +60,11 @@ type CallRow = (
     Option<String>,
 );
 
+/// One call record by id.
+const CALL_SQL: &str = "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, \
+        answer_at, end_at, result, sip_status, hangup_side, recording_id, reason \
+     FROM calls WHERE id = $1";
+
 impl Store {
     /// The calls of a session, oldest first.
     pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
@@ -73,16 +79,36 @@ impl Store {
         rows.into_iter().map(call).collect()
     }
 
-    /// One call record.
-    pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
-        let row: Option<CallRow> = sqlx::query_as(
+    /// A page of a session's calls in `(invite_at, id)` order, after the
+    /// call `after` (its `invite_at` in ms and id), at most `limit`.
+    pub async fn list_calls_page(
+        &self,
+        session_id: &str,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
                     end_at, result, sip_status, hangup_side, recording_id, reason \
-             FROM calls WHERE id = $1",
+             FROM calls WHERE session_id = $1 AND (invite_at > $2 OR (invite_at = $2 AND id > $3)) \
+             ORDER BY invite_at, id LIMIT $4",
         )
+        .bind(session_id)
+        .bind(at)
         .bind(id)
-        .fetch_optional(self.pool())
+        .bind(limit)
+        .fetch_all(self.pool())
         .await?;
+        rows.into_iter().map(call).collect()
+    }
+
+    /// One call record.
+    pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = sqlx::query_as(CALL_SQL)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(call).transpose()
     }
 }
@@ -196,9 +222,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records how the call ended (the first time only).
+    /// Records how the call ended (the first time only), with its
+    /// `call.completed` event in the same transaction.
     pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
             "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5, \
                     reason = COALESCE($6, reason) \
              WHERE id = $1 AND end_at IS NULL",
@@ -209,20 +237,48 @@ impl Store {
         .bind(i64::from(end.sip_status))
         .bind(end.hangup_side.map(HangupSide::as_str))
         .bind(end.reason)
-        .execute(self.pool())
+        .execute(tx.conn())
         .await?;
-        Ok(())
+        if done.rows_affected() == 1 {
+            report_completed(&mut tx, id, end.at).await?;
+        }
+        tx.commit().await
     }
 
     /// Marks calls left without an end (the process died) as interrupted.
+    /// Each gets its `call.completed` event in the same transaction.
     pub async fn interrupt_open_calls(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let open: Vec<(String,)> = sqlx::query_as("SELECT id FROM calls WHERE end_at IS NULL")
+            .fetch_all(tx.conn())
+            .await?;
         let done = sqlx::query(
             "UPDATE calls SET end_at = $1, result = 'interrupted', hangup_side = 'system' \
              WHERE end_at IS NULL",
         )
         .bind(at.as_millis())
-        .execute(self.pool())
+        .execute(tx.conn())
         .await?;
+        for (id,) in &open {
+            report_completed(&mut tx, id, at).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Writes `call.completed` for call `id` (as it now reads) into `tx`.
+async fn report_completed(tx: &mut Tx, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    if !tx.webhooks.wants("call.completed") {
+        return Ok(());
+    }
+    let row: Option<CallRow> = sqlx::query_as(CALL_SQL)
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+    if let Some(c) = row.map(call).transpose()? {
+        tx.enqueue_webhook(&WebhookEvent::CallCompleted(&c), now)
+            .await?;
+    }
+    Ok(())
 }

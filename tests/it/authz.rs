@@ -349,7 +349,7 @@ async fn grants_are_narrow(db: Db) {
             201,
         )
         .await;
-    let own = own["grant"]["id"].as_str().unwrap().to_owned();
+    let own = own["id"].as_str().unwrap().to_owned();
     let v = w
         .api
         .post_ok(&format!("/v1/grants/{own}/approve"), "boss", None, 403)
@@ -364,7 +364,7 @@ async fn grants_are_narrow(db: Db) {
             201,
         )
         .await;
-    let pending = pending["grant"]["id"].as_str().unwrap().to_owned();
+    let pending = pending["id"].as_str().unwrap().to_owned();
     w.api
         .post_ok(&format!("/v1/grants/{pending}/approve"), "agent", None, 403)
         .await;

@@ -203,7 +203,7 @@ function showMe() {
 async function signIn(tok) {
   sessionStorage.setItem(TOKEN_KEY, tok);
   try {
-    me = (await api("GET", "/v1/me")).staff;
+    me = await api("GET", "/v1/me");
   } catch (e) {
     sessionStorage.removeItem(TOKEN_KEY);
     throw e;
@@ -294,17 +294,17 @@ async function openDispute() {
 function grantRow(g) {
   const action = el("span");
   const canApprove = me.role === "supervisor" && g.status === "pending" &&
-    g.grant.requested_by !== me.id;
+    g.requested_by !== me.id;
   if (canApprove) {
     action.append(button(t("grant.approve"), () => run(async () => {
-      await api("POST", `/v1/grants/${encodeURIComponent(g.grant.id)}/approve`);
+      await api("POST", `/v1/grants/${encodeURIComponent(g.id)}/approve`);
       await showDispute(current);
     }), "approve"));
   }
-  const tr = row([g.requested_by_name || g.grant.requested_by, when(g.grant.requested_at),
+  const tr = row([g.requested_by_name || g.requested_by, when(g.requested_at),
                   el("span", { className: `badge ${g.status}` }, term("grant", g.status)),
-                  g.approved_by_name || "", when(g.grant.expires_at), action]);
-  tr.dataset.grant = g.grant.id;
+                  g.approved_by_name || "", when(g.expires_at), action]);
+  tr.dataset.grant = g.id;
   tr.dataset.status = g.status;
   return tr;
 }
@@ -343,7 +343,7 @@ function recordingBlock(r, canPlay) {
 async function showDispute(id) {
   const data = await api("GET", `/v1/disputes/${encodeURIComponent(id)}`);
   current = id;
-  const d = data.dispute;
+  const d = data;
   $("dispute-panel").hidden = false;
   $("d-title").textContent = t("dispute.title", { ticket: d.ticket });
   $("d-reason").textContent = d.reason;
@@ -358,7 +358,7 @@ async function showDispute(id) {
          seconds(c.duration_ms), term("result", c.result)])));
   $("grants").querySelector("tbody").replaceChildren(...data.grants.map(grantRow));
 
-  const mine = data.grants.some((g) => g.status === "approved" && g.grant.requested_by === me.id);
+  const mine = data.grants.some((g) => g.status === "approved" && g.requested_by === me.id);
   stopPlayers();
   $("recordings").replaceChildren(...data.recordings.map((r) => recordingBlock(r, open && mine)));
 }

@@ -16,6 +16,7 @@ mod faults;
 mod media;
 mod recording;
 mod trunks;
+mod webhooks;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
