@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests use: openapi-spec-validator in a venv, and the
-# Debian packages, if any is missing:
+# Installs what the tests use: openapi-spec-validator and
+# openapi-python-client in a venv, and the Debian packages, if any is missing:
 #   postgresql      the PostgreSQL half of the store tests
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   baresip-core    a second real user agent placing a call (tests/it/sip/trunks.rs)
@@ -13,13 +13,20 @@
 set -euo pipefail
 
 # openapi-spec-validator (PyPI) checks GET /openapi.json in
-# tests/it/openapi.rs; it lives in a venv in the checkout's target/.
+# tests/it/openapi.rs, and openapi-python-client generates the client that
+# tests/it/openapi_client.rs drives; both live in a venv in the checkout's
+# target/.
 validator_venv() {
   local venv
   venv="$(cd "$(dirname "$0")/.." && pwd)/target/openapi-venv"
-  if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  if [ ! -x "$venv/bin/python3" ]; then
     python3 -m venv "$venv"
+  fi
+  if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
     "$venv/bin/pip" install -q openapi-spec-validator
+  fi
+  if [ ! -x "$venv/bin/openapi-python-client" ]; then
+    "$venv/bin/pip" install -q openapi-python-client
   fi
 }
 

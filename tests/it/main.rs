@@ -14,6 +14,7 @@ mod https;
 mod idempotency;
 mod layering;
 mod openapi;
+mod openapi_client;
 mod pages;
 mod playback;
 mod playback_damage;
