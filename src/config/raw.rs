@@ -55,6 +55,7 @@ impl Default for RawConfig {
             retention: RawRetention::default(),
             api: RawApi::default(),
             limits: RawLimits::default(),
+            webhooks: super::webhooks::RawWebhooks::default(),
         }
     }
 }

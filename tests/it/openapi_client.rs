@@ -187,9 +187,10 @@ async fn a_generated_python_client_opens_a_session_and_reads_its_calls() {
         id: ansim::store::new_id("cal"),
         session_id: Some(id.clone()),
         direction: "a_to_b",
-        caller: E164::parse(a).unwrap(),
+        caller: Some(E164::parse(a).unwrap()),
         dialled: E164::parse(proxies[0]).unwrap(),
         invite_at: T0,
+        reason: None,
     };
     db.store.insert_call(&call).await.unwrap();
     let args = py("calls", vec![id.clone()]);

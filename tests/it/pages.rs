@@ -92,10 +92,11 @@ impl Lists {
             id: format!("cal_{i:04}"),
             session_id: Some(session.to_owned()),
             direction: "a_to_b",
-            caller: n("+821000000001"),
+            caller: Some(n("+821000000001")),
             dialled: n("+8250500000001"),
             // Two calls per millisecond: the id breaks the tie.
             invite_at: Timestamp::from_millis(T0.as_millis() + i / 2),
+            reason: None,
         };
         self.store.insert_call(&c).await.unwrap();
         c.id
