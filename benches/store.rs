@@ -132,7 +132,8 @@ async fn commit_costs(name: &str, store: Store, n: usize) {
                 id: id.clone(),
                 session_id: None,
                 direction: "a_to_b",
-                caller: number(i),
+                caller: Some(number(i)),
+                reason: None,
                 dialled: number(i + 1),
                 invite_at: Timestamp::from_millis(T0),
             };

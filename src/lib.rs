@@ -60,3 +60,4 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod transport;
+pub mod webhooks;

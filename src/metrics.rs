@@ -66,6 +66,15 @@ pub struct Metrics {
     pub media: Arc<RelayTotals>,
     /// How recordings ended.
     pub recording: Arc<RecordingCounters>,
+    /// Each trunk's name and whether it is up (its keep-alive probes
+    /// answer), as the SIP engine last saw them.
+    trunks: Mutex<Vec<(String, bool)>>,
+    /// Webhook deliveries the receiver accepted (2xx).
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook delivery tries that failed (each is retried).
+    pub webhooks_failed_attempts: AtomicU64,
+    /// Webhook events given up after `[webhooks] give_up_after`.
+    pub webhooks_given_up: AtomicU64,
 }
 
 /// The configured capacity limits, as gauges.
@@ -100,6 +109,11 @@ impl Metrics {
         let mut map = self.http.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((method.to_owned(), route.to_owned(), status))
             .or_default() += 1;
+    }
+
+    /// Publishes the trunks' states (`ansim_trunk_up`).
+    pub fn set_trunks(&self, states: Vec<(String, bool)>) {
+        *self.trunks.lock().unwrap_or_else(|p| p.into_inner()) = states;
     }
 
     /// The Prometheus exposition text.
@@ -164,6 +178,25 @@ impl Metrics {
             load(&self.retention_erase_failures),
         );
         self.render_edge(&mut out);
+        for (name, help, v) in [
+            (
+                "ansim_webhook_deliveries_total",
+                "Webhook events the receiver accepted.",
+                &self.webhooks_delivered,
+            ),
+            (
+                "ansim_webhook_delivery_failures_total",
+                "Webhook delivery tries that failed (each is retried).",
+                &self.webhooks_failed_attempts,
+            ),
+            (
+                "ansim_webhook_given_up_total",
+                "Webhook events given up after [webhooks] give_up_after.",
+                &self.webhooks_given_up,
+            ),
+        ] {
+            counter(&mut out, name, help, load(v));
+        }
         counter(
             &mut out,
             "ansim_http_connections_refused_total",
@@ -228,7 +261,27 @@ impl Metrics {
                 route.replace('\\', "\\\\").replace('"', "\\\"")
             );
         }
+        drop(map);
+        self.render_trunks(&mut out);
         out
+    }
+
+    /// `ansim_trunk_up{trunk="name"}`: 1 while the trunk answers its
+    /// keep-alives (always, for a trunk without them). Names are checked
+    /// at start-up to be letters, digits, `-` and `_`.
+    fn render_trunks(&self, out: &mut String) {
+        let trunks = self.trunks.lock().unwrap_or_else(|p| p.into_inner());
+        if trunks.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ansim_trunk_up Whether the trunk answers its OPTIONS keep-alives.\n\
+             # TYPE ansim_trunk_up gauge"
+        );
+        for (name, up) in trunks.iter() {
+            let _ = writeln!(out, "ansim_trunk_up{{trunk=\"{name}\"}} {}", u8::from(*up));
+        }
     }
 
     /// The hostile-network counters and the limits.

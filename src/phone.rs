@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+pub mod plan;
+pub use plan::{NumberFormat, NumberPlan};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A phone number in E.164 form: `+` then 1–15 digits, the first not `0`.
@@ -111,6 +114,18 @@ impl std::str::FromStr for E164 {
         E164::parse(s)
     }
 }
+
+impl utoipa::PartialSchema for E164 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^\+[1-9][0-9]{6,14}$"))
+            .description(Some("an E.164 phone number"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for E164 {}
 
 impl Serialize for E164 {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -221,6 +236,19 @@ impl fmt::Debug for PartyNumber {
         }
     }
 }
+
+impl utoipa::PartialSchema for PartyNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "a real E.164 number, or its pseudonym h:… after the personal-data retention period",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PartyNumber {}
 
 impl Serialize for PartyNumber {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -57,6 +57,9 @@ pub enum ServeError {
     /// The file descriptor limit is too low for the configuration.
     #[error("{0}")]
     FdLimit(#[from] crate::fd_limit::FdLimitError),
+    /// The webhook secret or client could not be set up.
+    #[error("{0}")]
+    Webhooks(#[from] crate::webhooks::WebhookError),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -78,7 +81,7 @@ pub fn routing_policy(config: &Config) -> RoutingPolicy {
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.store.database_url.url).await?;
     store.migrate().await?;
-    Ok(store)
+    Ok(store.with_webhooks(crate::webhooks::policy(&config.webhooks)))
 }
 
 /// Runs the service until `shutdown` resolves (SIGINT/SIGTERM from the CLI).
@@ -147,6 +150,13 @@ pub async fn run(
             addr: config.api.listen.to_string(),
             source,
         })?;
+    let deliverer = crate::webhooks::Deliverer::new(
+        &config.webhooks,
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?
+    .map(|d| tokio::spawn(d.run(stop_rx.clone())));
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
     let api_shutdown = async move {
@@ -176,6 +186,9 @@ pub async fn run(
     let _ = sip.await;
     let _ = sweeper.await;
     let _ = reconciler.await;
+    if let Some(d) = deliverer {
+        let _ = d.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
@@ -215,8 +228,8 @@ async fn start_sip(
     let counters = metrics.transport.clone();
     let (tx, rx) = crate::transport::inbound_queues(config.limits.inbound_queue, counters.clone());
     let gate = crate::transport::SourceGate::new(
-        config.trunk.allow.clone(),
-        vec![config.trunk.address.ip()],
+        config.trunk_allow(),
+        config.trunks.iter().map(|t| t.address.ip()).collect(),
         config.sip.outsider_replies_per_second,
         counters.clone(),
     );
@@ -227,7 +240,7 @@ async fn start_sip(
         max_message_size: config.sip.max_message_size,
         counters,
     };
-    let transports = crate::transport::Transports::bind(
+    let mut transports = crate::transport::Transports::bind(
         &config.sip.listen,
         config.sip.tls.as_ref(),
         transport_settings,
@@ -236,6 +249,11 @@ async fn start_sip(
     )
     .await
     .map_err(ServeError::Sip)?;
+    let (failures_tx, trunk_failures) = tokio::sync::mpsc::channel(64);
+    transports
+        .connect_trunks(&trunk_links(config), failures_tx)
+        .await
+        .map_err(ServeError::Sip)?;
     let ports = &config.media.ports;
     let relay_config = crate::media::RelayConfig {
         source: config.media.source,
@@ -256,9 +274,25 @@ async fn start_sip(
     limits
         .media_port_pairs
         .store(relay.capacity() as i64, relaxed);
+    if config.sip.min_session_expires < std::time::Duration::from_secs(90) {
+        tracing::warn!(
+            "sip.min_session_expires is below the RFC 4028 minimum of 90s (for tests only)"
+        );
+    }
     let settings = crate::b2bua::SipSettings {
         domain: config.sip.domain.clone(),
-        trunk: config.trunk.address,
+        trunks: config
+            .trunks
+            .iter()
+            .map(|t| crate::b2bua::TrunkPeer {
+                name: t.name.clone(),
+                address: t.address,
+                allow: t.allow.clone(),
+                transport: t.transport,
+                numbers: t.numbers.clone(),
+                keepalive: t.keepalive,
+            })
+            .collect(),
         advertise: config.media.advertise,
         unknown_caller_status: config.routing.unknown_caller_status,
         max_duration: config.sip.max_call_duration,
@@ -266,6 +300,11 @@ async fn start_sip(
         announcement,
         max_calls: config.limits.max_calls,
         max_transactions: config.limits.max_transactions,
+        dialog_timers: crate::b2bua::DialogTimers {
+            session_expires: config.sip.session_expires,
+            min_se: config.sip.min_session_expires,
+            probe_interval: config.sip.dialog_probe_interval,
+        },
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");
@@ -283,9 +322,25 @@ async fn start_sip(
         clock,
         metrics,
         recorder: Some(recorder),
+        trunk_failures,
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
     Ok(tokio::spawn(engine))
+}
+
+/// The TCP and TLS trunks the transports keep connections to.
+fn trunk_links(config: &Config) -> Vec<crate::transport::TrunkLink> {
+    config
+        .trunks
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.transport != crate::config::Transport::Udp)
+        .map(|(trunk, t)| crate::transport::TrunkLink {
+            trunk,
+            address: t.address,
+            tls_ca: t.tls_ca.clone(),
+        })
+        .collect()
 }
 
 /// Opens the key store (a key directory with its master key, or a PKCS#11
@@ -429,6 +484,10 @@ async fn expiry_job(routing: Arc<Routing>, clock: SharedClock, mut stop: watch::
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "expired sessions ended"),
             Err(e) => tracing::warn!(error = %e, "session expiry failed; will retry"),
+        }
+        // Idempotency keys are kept 24 h; expired ones go here.
+        if let Err(e) = routing.store().purge_idempotency(clock.now()).await {
+            tracing::warn!(error = %e, "idempotency key purge failed; will retry");
         }
     }
 }

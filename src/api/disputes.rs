@@ -37,6 +37,7 @@ use crate::store::{Dispute, Grant, NewDispute, Role, Store};
 /// Body of `POST /v1/disputes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(utoipa::ToSchema)]
 pub struct OpenBody {
     call_ids: Vec<String>,
     ticket: String,
@@ -116,7 +117,11 @@ pub async fn open(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "dispute": d, "held_recordings": held })),
+        Json({
+            let mut v = json!(d);
+            v["held_recordings"] = json!(held);
+            v
+        }),
     ))
 }
 
@@ -232,9 +237,9 @@ pub async fn resolve(
         ),
         _ => None,
     };
-    Ok(Json(
-        json!({ "dispute": store.get_dispute(&id).await?, "released": released }),
-    ))
+    let mut v = json!(dispute(store, &id).await?);
+    v["released"] = json!(released);
+    Ok(Json(v))
 }
 
 /// Whether dispute `d`'s hold still waits to be released.
@@ -287,5 +292,7 @@ pub(super) fn grant_view(g: &Grant, now: crate::clock::Timestamp) -> Value {
         (Some(_), Some(e)) if e <= now => "expired",
         _ => "approved",
     };
-    json!({ "grant": g, "status": status })
+    let mut v = json!(g);
+    v["status"] = json!(status);
+    v
 }

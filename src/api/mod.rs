@@ -11,8 +11,11 @@ pub mod auth;
 mod connections;
 mod disputes;
 pub mod extract;
+pub mod idempotency;
 mod numbers;
+pub mod openapi;
 mod ops;
+pub mod page;
 mod playback;
 pub mod problem;
 mod sessions;
@@ -21,6 +24,7 @@ mod support;
 pub mod throttle;
 pub mod tls;
 mod web;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -96,7 +100,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/numbers", post(numbers::add).get(numbers::list))
-        .route("/v1/sessions", post(sessions::create))
+        .route("/v1/sessions", post(sessions::create).get(sessions::list))
         .route(
             "/v1/sessions/{id}",
             get(sessions::read).delete(sessions::close),
@@ -112,12 +116,21 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/disputes/{id}/resolve", post(disputes::resolve))
         .route("/v1/grants/{id}/approve", post(disputes::approve))
         .route("/v1/recordings/{id}/audio", get(playback::audio))
+        .route("/v1/recordings/{id}/waveform", get(playback::waveform))
         .route("/", get(web::index))
         .route("/assets/app.js", get(web::script))
         .route("/assets/app.css", get(web::style))
+        .route("/assets/i18n/{file}", get(web::messages))
+        .route("/v1/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/openapi.json", get(openapi::document))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        // Inside the body limit: the key's body is read under it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         // The body limit: a declared Content-Length over it is refused
         // before the handler runs, a longer chunked body is cut off while
         // it is read (axum's own 2 MB default is off: one limit, ours).

@@ -15,7 +15,7 @@ use crate::store::{AddedNumbers, Role};
 const MAX_NUMBERS: usize = 10_000;
 
 /// Body of `POST /v1/numbers`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
     numbers: Vec<String>,

@@ -1,4 +1,5 @@
-//! `GET /v1/recordings/{id}/audio`: a recording as a 2-channel WAV,
+//! `GET /v1/recordings/{id}/audio`: a recording as a 2-channel WAV (or one
+//! side, mono: `?channels=caller|callee`),
 //! decrypted on the fly, with HTTP Range support.
 //!
 //! Only a support user (or a supervisor) holding a live grant (approved,
@@ -23,23 +24,32 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use super::extract::Caller;
+use super::extract::{Caller, Params};
 use super::problem::Problem;
 use crate::audit::Event;
 use crate::metrics::Metrics;
 use crate::recording::crec::CrecError;
 use crate::recording::crec_reader::CrecReader;
 use crate::recording::export::{ExportError, Sealed, codec_of};
-use crate::recording::playback::{ByteRange, RangeReader, WavLayout};
+use crate::recording::playback::{ByteRange, Channels, RangeReader, WavLayout};
+use crate::recording::waveform::{self, WaveformError};
 use crate::store::{Grant, GrantOnCall, Role, StaffMember};
+
+/// Waveforms computed at once, process-wide: each is a CPU-bound pass over
+/// a recording, so more would only slow each other down and take threads
+/// from the rest; a request past these waits its turn.
+const WAVEFORMS_AT_ONCE: usize = 2;
+static WAVEFORMS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WAVEFORMS_AT_ONCE);
 
 /// Pieces in flight between the decrypting thread and the socket: enough
 /// to keep the socket busy, little enough to hold at most a few chunks.
@@ -111,15 +121,36 @@ fn damaged(recording: &str, e: &CrecError) -> Problem {
     )
 }
 
-/// `GET|HEAD /v1/recordings/{id}/audio` (support or supervisor, with a
-/// live grant of their own).
-pub async fn audio(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, Problem> {
+/// Query of `GET /v1/recordings/{id}/audio`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioQuery {
+    /// `caller`, `callee` or `both` (the default): one side alone is a
+    /// mono WAV.
+    channels: Option<String>,
+}
+
+/// Query of `GET /v1/recordings/{id}/waveform`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformQuery {
+    /// Milliseconds a bucket (default 50, at least 10, at most 100,000
+    /// buckets an answer).
+    bucket_ms: Option<u64>,
+}
+
+/// What a listener may open: who they are, the grant that lets them, and
+/// the recording, unsealed (its DEK unwrapped, nothing decrypted yet).
+struct Access {
+    me: StaffMember,
+    grant: Grant,
+    sealed: Sealed,
+}
+
+/// The checks every read of a recording's audio makes: a support user
+/// (or a supervisor) with a live grant of their own on it, a recording not
+/// erased, its key still there.
+async fn open_for(state: &AppState, caller: Caller, id: &str) -> Result<Access, Problem> {
     // Supervisors may ask for grants too (then someone else approves).
     let me = caller.require(&[Role::Support, Role::Supervisor])?.clone();
     let recorder = state.recorder.clone().ok_or_else(|| {
@@ -133,17 +164,17 @@ pub async fn audio(
     let store = &state.store;
     // The live row, or the tombstone of an erased recording: either names
     // the call the grant must cover.
-    let (row, call_id) = match store.find_recording(&id).await? {
+    let (row, call_id) = match store.find_recording(id).await? {
         Some(row) if row.id == id => {
             let call = row.call_id.clone();
             (Ok(row), call)
         }
-        _ => match store.find_tombstone(&id).await? {
+        _ => match store.find_tombstone(id).await? {
             Some(t) => (Err(t.clone()), t.call_id),
-            None => return Err(Problem::not_found("recording", &id)),
+            None => return Err(Problem::not_found("recording", id)),
         },
     };
-    let grant = live_grant(&state, &me, &call_id).await?;
+    let grant = live_grant(state, &me, &call_id).await?;
     let row = row.map_err(|t| {
         erased(format!(
             "recording {} was erased at {} ({})",
@@ -157,8 +188,27 @@ pub async fn audio(
         Err(e @ ExportError::KeyDestroyed(..)) => return Err(erased(e.to_string())),
         Err(e) => return Err(Problem::internal(&e)),
     };
+    Ok(Access { me, grant, sealed })
+}
+
+/// `GET|HEAD /v1/recordings/{id}/audio[?channels=caller|callee|both]`
+/// (support or supervisor, with a live grant of their own).
+pub async fn audio(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<AudioQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let channels = match q.channels.as_deref() {
+        None => Channels::Both,
+        Some(name) => Channels::from_name(name)
+            .ok_or_else(|| Problem::invalid_field("channels", "must be caller, callee or both"))?,
+    };
+    let Access { me, grant, sealed } = open_for(&state, caller, &id).await?;
     let row_id = sealed.row.id.clone();
-    let mut player = Player::start(sealed, state.metrics.clone());
+    let mut player = Player::start(sealed, channels, state.metrics.clone());
     let len = player.len(&row_id).await?;
     let range = headers
         .get(header::RANGE)
@@ -190,11 +240,72 @@ pub async fn audio(
     }
     // The play is recorded (committed) before a byte of audio goes out.
     let now = state.clock.now();
-    let event = Event::recording_played(now, &me.id, &row_id, &grant.id, (start, end, len));
+    let mut event = Event::recording_played(now, &me.id, &row_id, &grant.id, (start, end, len));
+    if channels != Channels::Both {
+        event.detail.push_str(" channels=");
+        event.detail.push_str(channels.as_str());
+    }
     state.audit.record(&event).await?;
     response
         .body(player.play(start, end))
         .map_err(|e| Problem::internal(&e))
+}
+
+/// `GET /v1/recordings/{id}/waveform[?bucket_ms=50]` (support or
+/// supervisor, with a live grant of their own): per channel, the peaks of
+/// each bucket and the stretches of speech ([`crate::recording::waveform`]),
+/// computed from the decrypted chunks on a blocking thread, one chunk in
+/// memory at a time; nothing is kept. Audited (`recording.waveform`)
+/// before it is sent; `Cache-Control: no-store`.
+pub async fn waveform(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Params(q): Params<WaveformQuery>,
+) -> Result<Response, Problem> {
+    let bucket_ms = q.bucket_ms.unwrap_or(50);
+    if bucket_ms < waveform::MIN_BUCKET_MS {
+        return Err(bucket_problem(&WaveformError::BucketTooSmall(bucket_ms)));
+    }
+    let Access { me, grant, sealed } = open_for(&state, caller, &id).await?;
+    let metrics = state.metrics.clone();
+    let turn = WAVEFORMS
+        .acquire()
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    // The turn goes with the work: a client that leaves does not free it
+    // before the work is done.
+    let computed = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let reader = sealed.reader()?;
+        let w = waveform::compute(&reader, codec_of(&reader), bucket_ms);
+        metrics
+            .playback_chunks_decrypted
+            .fetch_add(reader.decryptions(), Ordering::Relaxed);
+        w
+    })
+    .await
+    .map_err(|e| Problem::internal(&e))?;
+    let w = match computed {
+        Ok(w) => w,
+        Err(e @ (WaveformError::BucketTooSmall(_) | WaveformError::TooManyBuckets { .. })) => {
+            return Err(bucket_problem(&e));
+        }
+        Err(WaveformError::Crec(e)) if e.is_damaged_file() => return Err(damaged(&id, &e)),
+        Err(WaveformError::Crec(e)) => return Err(Problem::internal(&e)),
+    };
+    let event = Event::recording_waveform(state.clock.now(), &me.id, &id, &grant.id, bucket_ms);
+    state.audit.record(&event).await?;
+    let mut response = Json(w).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// 422 naming `bucket_ms`: too small, or too many buckets.
+fn bucket_problem(e: &WaveformError) -> Problem {
+    Problem::invalid_field("bucket_ms", e)
 }
 
 /// 416 with the length the client should have asked within.
@@ -240,14 +351,14 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl Player {
-    fn start(sealed: Sealed, metrics: Arc<Metrics>) -> Player {
+    fn start(sealed: Sealed, channels: Channels, metrics: Arc<Metrics>) -> Player {
         let (len_tx, len) = oneshot::channel();
         let (go, go_rx) = oneshot::channel();
         let (tx, pieces) = mpsc::channel(PIPELINE);
         tokio::spawn(async move {
             let opened = blocking(|| {
                 let reader = sealed.reader()?;
-                let layout = WavLayout::new(&reader, codec_of(&reader));
+                let layout = WavLayout::of_channels(&reader, codec_of(&reader), channels);
                 // Authenticating the length decrypted a chunk: count it,
                 // whatever comes next (HEAD, 416, or damage).
                 metrics

@@ -6,6 +6,34 @@ use serde::Serialize;
 
 use crate::store::StoreError;
 
+/// Every problem slug the API answers with (a test keeps it complete).
+pub const SLUGS: &[&str] = &[
+    "dispute-resolved",
+    "forbidden",
+    "grant-already-approved",
+    "grant-expired",
+    "grant-pending",
+    "idempotency-key-in-use",
+    "idempotency-key-reused",
+    "invalid-field",
+    "invalid-token",
+    "malformed-request",
+    "missing-token",
+    "no-grant",
+    "no-proxy-number",
+    "not-found",
+    "payload-too-large",
+    "range-not-satisfiable",
+    "recording-damaged",
+    "recording-disabled",
+    "recording-erased",
+    "release-incomplete",
+    "token-disabled",
+    "too-many-auth-failures",
+    "unavailable",
+    "unsupported-media-type",
+];
+
 /// Prefix of every problem `type`; the slug after it is stable.
 pub const TYPE_PREFIX: &str = "urn:ansim:problem:";
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::extract::{Caller, JsonBody, Params};
+use super::page::{self, Cursor, Page};
 use super::problem::Problem;
 use crate::audit::Event;
 use crate::clock::Timestamp;
@@ -16,7 +17,7 @@ use crate::routing::{SessionError, SessionRequest};
 use crate::store::{CallRecord, CreateSessionError, Participant, Role, SessionRecord};
 
 /// Body of `POST /v1/sessions`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     a: Option<String>,
@@ -28,7 +29,7 @@ pub struct CreateBody {
 
 /// A session as the API shows it. After the personal-data retention period
 /// the participants' numbers read as their pseudonyms `h:…`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     id: String,
     a: Participant,
@@ -147,13 +148,59 @@ pub async fn close(
 
 /// Query of `GET /v1/calls`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CallsQuery {
     session: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Query of `GET /v1/sessions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsQuery {
+    participant: Option<String>,
+    status: Option<crate::store::SessionStatus>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/sessions?participant=…&status=open|closed|expired` (provisioner),
+/// oldest first, a page at a time.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Params(q): Params<SessionsQuery>,
+) -> Result<Json<Page<SessionView>>, Problem> {
+    caller.require(&[Role::Provisioner])?;
+    let limit = page::limit(q.limit)?;
+    let after = Cursor::parse(q.cursor.as_deref())?;
+    let participant = q
+        .participant
+        .filter(|p| !p.is_empty())
+        .map(|p| E164::parse(&p).map_err(|e| Problem::invalid_field("participant", e)))
+        .transpose()?;
+    let now = state.clock.now();
+    let rows = state
+        .store
+        .list_sessions(
+            participant.as_ref(),
+            q.status,
+            now,
+            after.as_ref().map(|c| (c.key, c.id.as_str())),
+            limit + 1,
+        )
+        .await?;
+    let page = Page::from_rows(rows, limit, |s| Cursor {
+        key: s.created_at.as_millis(),
+        id: s.id.clone(),
+    });
+    Ok(Json(page.map(|s| SessionView::new(s, now))))
 }
 
 /// A call record; the caller's number (real, or its pseudonym `h:…` after
 /// the personal-data retention period) only for the provisioner.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct CallView {
     id: String,
     session_id: Option<String>,
@@ -170,6 +217,10 @@ pub(super) struct CallView {
     hangup_side: Option<crate::store::HangupSide>,
     duration_ms: Option<i64>,
     recording_id: Option<String>,
+    /// Why the call was refused, when the result alone does not say
+    /// (`no-caller-number`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 impl CallView {
@@ -179,7 +230,7 @@ impl CallView {
             _ => None,
         };
         CallView {
-            caller: show_numbers.then_some(c.caller),
+            caller: c.caller.filter(|_| show_numbers),
             id: c.id,
             session_id: c.session_id,
             direction: c.direction,
@@ -193,18 +244,22 @@ impl CallView {
             hangup_side: c.hangup_side,
             duration_ms,
             recording_id: c.recording_id,
+            reason: c.reason,
         }
     }
 }
 
-/// `GET /v1/calls?session={id}` (provisioner, support).
+/// `GET /v1/calls?session={id}` (provisioner, support): the session's
+/// calls, oldest first, a page at a time.
 pub async fn calls(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<CallsQuery>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<Page<CallView>>, Problem> {
     let me = caller.require(&[Role::Provisioner, Role::Support])?;
     let show_numbers = me.role == Role::Provisioner;
+    let limit = page::limit(q.limit)?;
+    let after = Cursor::parse(q.cursor.as_deref())?;
     let session = q
         .session
         .filter(|s| !s.is_empty())
@@ -212,22 +267,29 @@ pub async fn calls(
     if state.routing.get_session(&session).await?.is_none() {
         return Err(Problem::not_found("session", &session));
     }
-    let calls: Vec<CallView> = state
-        .routing
-        .store()
-        .list_calls(&session)
-        .await?
-        .into_iter()
-        .map(|c| CallView::new(c, show_numbers))
-        .collect();
-    let recordings = calls.iter().filter(|c| c.recording_id.is_some()).count();
+    let rows = state
+        .store
+        .list_calls_page(
+            &session,
+            after.as_ref().map(|c| (c.key, c.id.as_str())),
+            limit + 1,
+        )
+        .await?;
+    let page = Page::from_rows(rows, limit, |c| Cursor {
+        key: c.invite_at.as_millis(),
+        id: c.id.clone(),
+    })
+    .map(|c| CallView::new(c, show_numbers));
+    let recordings = page
+        .items
+        .iter()
+        .filter(|c| c.recording_id.is_some())
+        .count();
     if recordings > 0 {
         // Listing recordings is an access event like any other, committed
         // before anything is shown.
         let event = Event::recordings_listed(state.clock.now(), &me.id, &session, recordings);
         state.audit.record(&event).await?;
     }
-    Ok(Json(
-        serde_json::json!({ "session": session, "calls": calls }),
-    ))
+    Ok(Json(page))
 }

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::Caller;
+use super::page::{self, Cursor, Page};
 use super::problem::Problem;
 use crate::audit::{Actor, Event};
 use crate::phone::E164;
@@ -128,7 +129,7 @@ pub async fn erase(
             .await?
             .is_some_and(|s| s.is_open(state.clock.now()));
         if open {
-            state.routing.close_session(&id).await?;
+            state.routing.close_session_as(&id, true).await?;
             closed.push(id);
         }
     }
@@ -154,18 +155,20 @@ pub async fn erase(
 
 /// Query of `GET /v1/audit`.
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     since: Option<String>,
     limit: Option<i64>,
+    cursor: Option<String>,
 }
 
-/// `GET /v1/audit?since=RFC3339&limit=N` (auditor): access events, oldest
-/// first, with their chain hashes.
+/// `GET /v1/audit?since=RFC3339` (auditor): access events, oldest first
+/// (chain order), with their chain hashes, a page at a time.
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,
     super::extract::Params(q): super::extract::Params<AuditQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Page<crate::store::AuditEvent>>, Problem> {
     caller.require(&[Role::Auditor])?;
     let since = match q.since.as_deref() {
         None | Some("") => crate::clock::Timestamp::from_millis(0),
@@ -176,10 +179,11 @@ pub async fn audit(
             )
         })?,
     };
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 10000"));
-    }
-    let events = state.store.list_audit(since, limit).await?;
-    Ok(Json(json!({ "events": events })))
+    let limit = page::limit(q.limit)?;
+    let after = Cursor::parse(q.cursor.as_deref())?.map_or(0, |c| c.key);
+    let rows = state.store.list_audit_page(since, after, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |e| Cursor {
+        key: e.seq,
+        id: String::new(),
+    })))
 }

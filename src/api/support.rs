@@ -13,40 +13,86 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::disputes::{dispute, grant_view};
 use super::extract::{Caller, Params};
+use super::page::{self, Cursor, Page};
 use super::problem::Problem;
 use super::sessions::CallView;
 use crate::audit::Event;
 use crate::clock::Timestamp;
-use crate::store::{Role, Store};
+use crate::store::{Dispute, DisputeSearch, DisputeState, Role, Store};
 
 /// `GET /v1/me` (any role): the caller's own staff record, so a client
 /// (the web page) knows which role it acts as.
-pub async fn me(caller: Caller) -> Json<Value> {
-    Json(json!({ "staff": caller.0 }))
+pub async fn me(caller: Caller) -> Json<crate::store::StaffMember> {
+    Json(caller.0)
 }
 
 /// Query of `GET /v1/disputes`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Include resolved disputes (`true`/`false`, default false).
+    /// Include resolved disputes (`true`/`false`, default false); the
+    /// older spelling of `state=all`.
     all: Option<bool>,
+    /// Part of the ticket (case-insensitive), e.g. `CS-77`.
+    ticket: Option<String>,
+    /// `open` (the default), `resolved` or `all`.
+    state: Option<String>,
+    /// Items per page (1–500, default 50).
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
-/// `GET /v1/disputes[?all=true]` (support, supervisor): open disputes
-/// (or all), newest first.
+impl ListQuery {
+    fn search(&self) -> Result<DisputeSearch<'_>, Problem> {
+        let state = match (self.state.as_deref(), self.all) {
+            (None, Some(true)) => DisputeState::Any,
+            (None | Some("open"), _) => DisputeState::Open,
+            (Some("resolved"), _) => DisputeState::Resolved,
+            (Some("all"), _) => DisputeState::Any,
+            (Some(_), _) => {
+                return Err(Problem::invalid_field(
+                    "state",
+                    "must be open, resolved or all",
+                ));
+            }
+        };
+        let ticket = self
+            .ticket
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if ticket.is_some_and(|t| t.len() > 500) {
+            return Err(Problem::invalid_field("ticket", "at most 500 characters"));
+        }
+        Ok(DisputeSearch { ticket, state })
+    }
+}
+
+/// `GET /v1/disputes[?ticket=…][&state=open|resolved|all]` (support,
+/// supervisor): the disputes found (by default the open ones), newest
+/// first, a page at a time (`limit`, `cursor`).
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Params(q): Params<ListQuery>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<Page<Dispute>>, Problem> {
     caller.require(&[Role::Support, Role::Supervisor])?;
-    let disputes = state
-        .routing
-        .store()
-        .list_disputes(q.all.unwrap_or(false), 500)
+    let search = q.search()?;
+    let limit = page::limit(q.limit)?;
+    let before = Cursor::parse(q.cursor.as_deref())?;
+    let rows = state
+        .store
+        .list_disputes_page(
+            &search,
+            before.as_ref().map(|c| (c.key, c.id.as_str())),
+            limit + 1,
+        )
         .await?;
-    Ok(Json(json!({ "disputes": disputes })))
+    Ok(Json(Page::from_rows(rows, limit, |d| Cursor {
+        key: d.opened_at.as_millis(),
+        id: d.id.clone(),
+    })))
 }
 
 /// A recording of a disputed call, as support sees it.
@@ -170,10 +216,9 @@ pub async fn show(
     // The listing is an access event: committed before anything is shown.
     let event = Event::recordings_listed(now, &me.id, &d.id, recordings.len());
     state.audit.record(&event).await?;
-    Ok(Json(json!({
-        "dispute": d,
-        "calls": calls,
-        "recordings": recordings,
-        "grants": grants,
-    })))
+    let mut v = json!(d);
+    v["calls"] = json!(calls);
+    v["recordings"] = json!(recordings);
+    v["grants"] = json!(grants);
+    Ok(Json(v))
 }

@@ -55,6 +55,8 @@ pub enum Action {
     RecordingList,
     /// Audio of a recording was sent.
     RecordingPlay,
+    /// A recording's waveform (peaks, speech stretches) was sent.
+    RecordingWaveform,
     /// A recording was exported on the command line.
     RecordingExport,
     /// A recording was erased.
@@ -74,6 +76,7 @@ impl Action {
             Action::GrantApprove => "grant.approve",
             Action::RecordingList => "recording.list",
             Action::RecordingPlay => "recording.play",
+            Action::RecordingWaveform => "recording.waveform",
             Action::RecordingExport => "recording.export",
             Action::RecordingErase => "recording.erase",
             Action::SubjectErase => "subject.erase",
@@ -180,6 +183,25 @@ impl Event {
             at,
             Actor::staff(by),
             Action::RecordingPlay,
+            recording,
+            detail,
+        )
+    }
+
+    /// `recording.waveform`: the waveform of `recording`, in buckets of
+    /// `bucket_ms`, was sent under `grant`.
+    pub fn recording_waveform(
+        at: Timestamp,
+        by: &str,
+        recording: &str,
+        grant: &str,
+        bucket_ms: u64,
+    ) -> Event {
+        let detail = format!("grant={grant} bucket_ms={bucket_ms}");
+        Event::new(
+            at,
+            Actor::staff(by),
+            Action::RecordingWaveform,
             recording,
             detail,
         )

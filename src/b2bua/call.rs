@@ -10,6 +10,7 @@ use rsip::{Header, Method, Request, Response, Uri};
 pub(super) use super::Leg;
 use super::dialog::Dialog;
 use super::message::{ALLOW, Body, body_of, contact_uri, copy_relayed, header_list, set_body};
+use super::session_timer::{Keepalive, Kind, as_uas, uac_headers};
 use super::{
     Action, CallConfig, CallError, CallEvent, CallResult, HangupSide, MediaPorts, PeerError,
     Routing, TxnId,
@@ -74,10 +75,34 @@ pub struct Call {
     pub(super) a_invite_txn: TxnId,
     pub(super) a_invite: Request,
     pub(super) b_invite: Request,
+    /// The position in `cfg.trunks` of the trunk the B-leg INVITE went to.
+    pub(super) b_trunk: usize,
+    /// The routing decision, to call the next trunk with.
+    pub(super) routing: Routing,
     pub(super) a_origin: Origin,
     pub(super) b_origin: Origin,
-    /// The last SDP sent to the caller (reused if the 2xx has none).
+    /// The last SDP sent to the caller (reused if the 2xx has none; the
+    /// body of our session refreshes on A).
     pub(super) a_sdp: Option<Vec<u8>>,
+    /// The last SDP sent to the callee (the body of our refreshes on B).
+    pub(super) b_sdp: Option<Vec<u8>>,
+    /// The CSeq number of the B-leg INVITE (1, more after a 422 retry).
+    pub(super) b_invite_cseq: u32,
+    /// Retries of the B-leg INVITE after 422.
+    pub(super) b_422_retries: u8,
+    /// The caller's INVITE had no offer (delayed offer): the callee's 2xx
+    /// carries the offer, the caller's ACK the answer.
+    pub(super) delayed: bool,
+    /// Delayed offer: the callee's 2xx, whose ACK waits for the caller's
+    /// answer in its ACK.
+    pub(super) b_ack_pending: Option<Response>,
+    /// The session timer agreed with the caller, armed at the answer.
+    pub(super) a_timer: Option<Kind>,
+    /// Each leg's session timer or probe, once answered.
+    pub(super) a_keep: Option<Keepalive>,
+    pub(super) b_keep: Option<Keepalive>,
+    /// Why the call ended, when not a plain hang-up (logged).
+    pub(super) end_reason: Option<&'static str>,
     pub(super) relays: Vec<Relay>,
     /// ACKs we sent for 2xx responses, by leg and CSeq, to re-send.
     pub(super) acks: Vec<(Leg, u32, Request)>,
@@ -117,21 +142,36 @@ impl Call {
         }
         let a = a_dialog(invite, &cfg)?;
         let offer = match body_of(&invite.headers, &invite.body)? {
-            Body::Sdp(sdp) => sdp,
-            Body::Empty | Body::Other { .. } => return Err(PeerError::NoOffer.into()),
+            Body::Sdp(sdp) => Some(sdp),
+            Body::Empty => None,
+            Body::Other { .. } => return Err(PeerError::NoOffer.into()),
         };
         let target = Target {
             address: cfg.advertise,
             audio_port: ports.b_side,
         };
-        let mut rewritten = rewrite(&offer, target).map_err(PeerError::from)?;
-        if routing.record {
-            recordable_only(&mut rewritten);
-        }
-        let mut b = b_dialog(&routing, &cfg)?;
+        let rewritten = match offer {
+            Some(offer) => {
+                let mut rewritten = rewrite(&offer, target).map_err(PeerError::from)?;
+                if routing.record {
+                    recordable_only(&mut rewritten);
+                }
+                Some(rewritten)
+            }
+            None => None,
+        };
+        let first = cfg.trunks.first().ok_or_else(no_trunk)?;
+        let mut b = b_dialog(&routing, &cfg, first)?;
         let mut b_origin = Origin::new(u64::from(rand::random::<u32>()));
-        let sdp = b_origin.render(&rewritten, cfg.advertise);
-        let b_invite = b_leg_invite(&mut b, invite, sdp);
+        let sdp = rewritten
+            .as_ref()
+            .map(|r| b_origin.render(r, cfg.advertise));
+        let timer = (
+            cfg.dialog_timers.session_expires.as_secs(),
+            cfg.dialog_timers.min_se.as_secs(),
+        );
+        let b_invite = b_leg_invite(&mut b, invite, sdp.clone(), timer);
+        let a_timer = as_uas(&invite.headers, &cfg.dialog_timers);
         let mut call = Call {
             // Config bounds these; an unbounded one never overflows.
             no_answer_at: now.checked_add(cfg.no_answer_timeout),
@@ -144,9 +184,20 @@ impl Call {
             a_invite_txn: txn,
             a_invite: invite.clone(),
             b_invite: b_invite.clone(),
+            b_trunk: 0,
+            routing,
             a_origin: Origin::new(u64::from(rand::random::<u32>())),
             b_origin,
             a_sdp: None,
+            b_sdp: sdp,
+            b_invite_cseq: 1,
+            b_422_retries: 0,
+            delayed: rewritten.is_none(),
+            b_ack_pending: None,
+            a_timer,
+            a_keep: None,
+            b_keep: None,
+            end_reason: None,
             relays: Vec::new(),
             acks: Vec::new(),
             b_provisional: false,
@@ -160,7 +211,9 @@ impl Call {
             guard_at: None,
             actions: VecDeque::new(),
         };
-        call.media(Leg::A, &rewritten);
+        if let Some(rewritten) = &rewritten {
+            call.media(Leg::A, rewritten);
+        }
         call.send(Leg::B, b_invite);
         Ok(call)
     }
@@ -184,11 +237,15 @@ impl Call {
         self.handle_request(now, Leg::B, txn, request);
     }
 
-    /// An ACK from `leg` for a 2xx we sent there (initial or relayed). It
-    /// needs nothing from the call: the driver stops the 2xx
-    /// retransmission, and `Answered` was already emitted when the 2xx
-    /// was relayed.
-    pub fn handle_ack(&mut self, _now: Instant, _leg: Leg, _ack: Request) {}
+    /// An ACK from `leg` for a 2xx we sent there (initial or relayed). The
+    /// driver stops the 2xx retransmission, and `Answered` was already
+    /// emitted when the 2xx was relayed; with a delayed offer the caller's
+    /// first ACK carries its answer, which the B-leg ACK carries on.
+    pub fn handle_ack(&mut self, now: Instant, leg: Leg, ack: Request) {
+        if leg == Leg::A {
+            self.on_delayed_answer(now, &ack);
+        }
+    }
 
     /// A response to a request we sent toward the callee (including
     /// retransmitted 2xx to an INVITE, which we ACK again).
@@ -201,13 +258,16 @@ impl Call {
     pub fn handle_transaction_timeout(&mut self, now: Instant, leg: Leg, method: Method) {
         match (self.phase, leg, method) {
             (Phase::Calling, Leg::B, Method::Invite) => {
+                if self.fail_over(408) {
+                    return;
+                }
                 self.answer_a_invite(408);
                 self.outcome = Some(outcome(CallResult::Timeout, HangupSide::System));
                 self.finish();
             }
             (Phase::Cancelling, Leg::B, Method::Invite | Method::Cancel) => self.cancel_done(),
             (Phase::Ending, _, Method::Bye) => self.bye_done(leg),
-            (Phase::Confirmed, _, _) => self.relay_timeout(now, leg, method),
+            (Phase::Confirmed, _, _) => self.confirmed_timeout(now, leg, method),
             _ => {}
         }
     }
@@ -225,6 +285,8 @@ impl Call {
         } else if self.phase == Phase::Confirmed && due(self.max_duration_at) {
             self.max_duration_at = None;
             self.hang_up(now, HangupSide::System);
+        } else if self.phase == Phase::Confirmed {
+            self.keepalive_fire(now);
         } else if due(self.guard_at) {
             self.guard_at = None;
             match self.phase {
@@ -244,7 +306,7 @@ impl Call {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = match self.phase {
             Phase::Calling => [self.no_answer_at, None],
-            Phase::Confirmed => [self.max_duration_at, None],
+            Phase::Confirmed => [self.max_duration_at, self.keepalive_timeout()],
             Phase::Cancelling | Phase::Ending => [self.guard_at, None],
             Phase::Finished => [None, None],
         };
@@ -254,6 +316,14 @@ impl Call {
     /// Whether the call is over and `Ended` was emitted.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
+    }
+
+    /// Why ansim ended the call itself, beyond a plain hang-up: a session
+    /// that expired or whose refresh failed, a failed dialog probe, a
+    /// delayed offer whose 2xx has no offer or whose ACK has no answer (the
+    /// call record's `end_reason`).
+    pub fn end_reason(&self) -> Option<&'static str> {
+        self.end_reason
     }
 
     /// Call-ID of the caller's dialog.
@@ -284,12 +354,16 @@ impl Call {
             return;
         };
         let code = response.status_code.code();
-        if leg == Leg::B && method == "INVITE" && number == 1 {
-            self.on_invite_response(now, response);
-        } else if method == "BYE" && code >= 200 {
+        if leg == Leg::B && method == "INVITE" && number == self.b_invite_cseq {
+            return self.on_invite_response(now, response);
+        }
+        if self.keepalive_response(now, leg, number, &response) {
+            return;
+        }
+        if method == "BYE" && code >= 200 {
             self.bye_done(leg);
         } else {
-            self.on_relay_response(leg, number, &method, response);
+            self.on_relay_response(now, leg, number, &method, response);
         }
     }
 
@@ -374,8 +448,9 @@ impl Call {
             Leg::B => &mut self.b_origin,
         };
         let body = origin.render(&rewritten, self.cfg.advertise);
-        if to == Leg::A {
-            self.a_sdp = Some(body.clone());
+        match to {
+            Leg::A => self.a_sdp = Some(body.clone()),
+            Leg::B => self.b_sdp = Some(body.clone()),
         }
         Ok(body)
     }
@@ -386,6 +461,9 @@ impl Call {
             return;
         }
         self.phase = Phase::Finished;
+        if let Some(reason) = self.end_reason {
+            tracing::info!(reason, "call ended by ansim");
+        }
         let outcome = self
             .outcome
             .unwrap_or(outcome(CallResult::Failed, HangupSide::System));
@@ -418,7 +496,8 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
         .and_then(parse_cseq)
         .ok_or(PeerError::Header("CSeq"))?;
     top_via(&invite.headers).ok_or(PeerError::Header("Via"))?;
-    let fallback = uri(&format!("sip:{}", cfg.trunk))?;
+    let trunk = cfg.trunks.first().ok_or_else(no_trunk)?;
+    let fallback = uri(&format!("sip:{}", trunk.address))?;
     Ok(Dialog {
         call_id: call_id.to_owned(),
         local: format!("{to};tag={}", new_tag()),
@@ -429,17 +508,27 @@ fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
         fallback,
         routes: header_list(&invite.headers, "Record-Route"),
         local_sip: cfg.local_sip,
+        transport: "UDP",
     })
 }
 
-/// The callee's dialog, before any response.
-fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
-    let callee = format!("sip:{}@{}", routing.callee.as_str(), cfg.trunk);
+/// The callee's dialog through `trunk`, before any response; numbers
+/// written in the trunk's format.
+pub(super) fn b_dialog(
+    routing: &Routing,
+    cfg: &CallConfig,
+    trunk: &super::TrunkTarget,
+) -> Result<Dialog, CallError> {
+    let callee = format!(
+        "sip:{}@{}",
+        trunk.numbers.write(&routing.callee),
+        trunk.address
+    );
     Ok(Dialog {
         call_id: cfg.shard.new_call_id(),
         local: format!(
             "<sip:{}@{}>;tag={}",
-            routing.caller_id.as_str(),
+            trunk.numbers.write(&routing.caller_id),
             cfg.domain,
             new_tag()
         ),
@@ -450,21 +539,36 @@ fn b_dialog(routing: &Routing, cfg: &CallConfig) -> Result<Dialog, CallError> {
         fallback: uri(&callee)?,
         routes: Vec::new(),
         local_sip: cfg.local_sip,
+        transport: super::trunks::via_transport(trunk.transport),
     })
 }
 
-/// The B-leg INVITE: built from scratch, only whitelisted headers copied.
-fn b_leg_invite(b: &mut Dialog, invite: &Request, sdp: Vec<u8>) -> Request {
+fn no_trunk() -> CallError {
+    CallError::Local("no trunk to send the B-leg to".into())
+}
+
+/// The B-leg INVITE: built from scratch, only whitelisted headers copied,
+/// asking for a session timer of `secs` seconds with us refreshing (Min-SE
+/// `min_se`); without SDP for a delayed offer.
+pub(super) fn b_leg_invite(
+    b: &mut Dialog,
+    invite: &Request,
+    sdp: Option<Vec<u8>>,
+    (secs, min_se): (u64, u64),
+) -> Request {
     let mut b_invite = b.request(Method::Invite);
     b_invite.headers.push(b.contact());
     b_invite.headers.push(Header::Allow(Allow::new(ALLOW)));
+    uac_headers(&mut b_invite.headers, secs, min_se);
     copy_relayed(&invite.headers, &mut b_invite.headers);
-    set_body(
-        &mut b_invite.headers,
-        &mut b_invite.body,
-        "application/sdp",
-        sdp,
-    );
+    if let Some(sdp) = sdp {
+        set_body(
+            &mut b_invite.headers,
+            &mut b_invite.body,
+            "application/sdp",
+            sdp,
+        );
+    }
     b_invite
 }
 

@@ -30,6 +30,9 @@ pub(super) struct Dialog {
     pub(super) routes: Vec<String>,
     /// Our SIP address, for Via and Contact.
     pub(super) local_sip: SocketAddr,
+    /// How the leg's requests travel (`UDP`, `TCP`, `TLS`), for Via and
+    /// Contact.
+    pub(super) transport: &'static str,
 }
 
 impl Dialog {
@@ -45,13 +48,22 @@ impl Dialog {
 
     /// Our Contact header.
     pub(super) fn contact(&self) -> Header {
-        Header::Contact(Contact::new(format!("<sip:ansim@{}>", self.local_sip)))
+        let param = match self.transport {
+            "TCP" => ";transport=tcp",
+            "TLS" => ";transport=tls",
+            _ => "",
+        };
+        Header::Contact(Contact::new(format!(
+            "<sip:ansim@{}{param}>",
+            self.local_sip
+        )))
     }
 
     /// A Via for a new client transaction from us.
     pub(super) fn via(&self) -> Header {
         Header::Via(Via::new(format!(
-            "SIP/2.0/UDP {};branch={};rport",
+            "SIP/2.0/{} {};branch={};rport",
+            self.transport,
             self.local_sip,
             new_branch()
         )))

@@ -46,8 +46,8 @@ const CDR_MAX_BATCH: usize = 1_000;
 pub struct SipSettings {
     /// Our SIP domain (From host of B-legs).
     pub domain: String,
-    /// Where B-leg requests go.
-    pub trunk: SocketAddr,
+    /// The trunks, best first: where B-leg requests go.
+    pub trunks: Vec<super::TrunkPeer>,
     /// Our media address, written into SDP; also our Via/Contact host when
     /// the SIP socket is bound to a wildcard address.
     pub advertise: IpAddr,
@@ -64,6 +64,8 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503`.
     pub max_transactions: usize,
+    /// Session timers (RFC 4028) and the in-dialog probe, per leg.
+    pub dialog_timers: super::DialogTimers,
 }
 
 /// What the engine is built from.
@@ -86,6 +88,9 @@ pub struct EngineParts {
     pub metrics: Arc<Metrics>,
     /// Records answered calls of sessions with recording on.
     pub recorder: Option<Arc<Recorder>>,
+    /// Trunks the transports could not connect to (by index), from
+    /// [`Transports::connect_trunks`].
+    pub trunk_failures: mpsc::Receiver<usize>,
 }
 
 /// What a spawned route lookup found.
@@ -121,6 +126,8 @@ pub struct Engine {
     leases: HashMap<u64, FlowLease>,
     /// The switch's stats as last added to the metrics.
     published: SwitchStats,
+    /// The trunk states as last published.
+    published_trunks: Vec<(String, bool)>,
 }
 
 impl Engine {
@@ -136,6 +143,7 @@ impl Engine {
             clock,
             metrics,
             recorder,
+            mut trunk_failures,
         } = parts;
         let (found, mut found_rx) = mpsc::channel(1024);
         let (cdr, cdr_rx) = mpsc::channel(CDR_QUEUE);
@@ -151,7 +159,7 @@ impl Engine {
         let cfg = SwitchConfig {
             domain: settings.domain.clone(),
             local_sip,
-            trunk: settings.trunk,
+            trunks: settings.trunks.clone(),
             advertise: settings.advertise,
             unknown_caller_status: settings.unknown_caller_status,
             max_duration: settings.max_duration,
@@ -159,6 +167,7 @@ impl Engine {
             max_calls: settings.max_calls,
             max_transactions: settings.max_transactions,
             timers: Timers::default(),
+            dialog_timers: settings.dialog_timers,
         };
         let limits = &metrics.limits;
         let relaxed = Ordering::Relaxed;
@@ -166,7 +175,8 @@ impl Engine {
         limits
             .max_transactions
             .store(settings.max_transactions as i64, relaxed);
-        tracing::info!(local = %local_sip, trunk = %settings.trunk, "SIP engine running");
+        let first = settings.trunks.first().map(|t| t.address);
+        tracing::info!(local = %local_sip, trunk = ?first, trunks = settings.trunks.len(), "SIP engine running");
         let mut engine = Engine {
             switch: Switch::new(0, 1, cfg),
             transports,
@@ -181,7 +191,10 @@ impl Engine {
             media: HashMap::new(),
             leases: HashMap::new(),
             published: SwitchStats::default(),
+            published_trunks: Vec::new(),
         };
+        engine.switch.start_keepalives(Instant::now());
+        engine.flush();
         loop {
             let next = engine.switch.poll_timeout();
             let sleep = async {
@@ -199,6 +212,10 @@ impl Engine {
                     None => break,
                 },
                 Some((id, found)) = found_rx.recv() => engine.on_found(id, found),
+                Some(trunk) = trunk_failures.recv() => {
+                    let wall = engine.clock.now();
+                    engine.switch.handle_trunk_failure(Instant::now(), wall, trunk);
+                }
                 _ = sleep => {
                     let wall = engine.clock.now();
                     engine.switch.handle_timeout(Instant::now(), wall);
@@ -371,6 +388,11 @@ impl Engine {
         m.sip_transactions
             .fetch_add(delta(now.transactions, was.transactions), relaxed);
         self.published = now;
+        let trunks = self.switch.trunk_states();
+        if trunks != self.published_trunks {
+            m.set_trunks(trunks.clone());
+            self.published_trunks = trunks;
+        }
     }
 }
 

@@ -139,6 +139,8 @@ pub(super) fn map_status(code: u16) -> u16 {
         486 | 600 => 486,
         404 | 410 | 484 | 604 => 404,
         408 | 480 => 480,
+        // The callee's session-interval floor is not the caller's to fix.
+        422 => 502,
         400..=499 | 600..=699 => code,
         _ => 502,
     }
@@ -186,6 +188,7 @@ mod tests {
             (500, 502),
             (503, 502),
             (603, 603),
+            (422, 502),
         ];
         for (from, to) in cases {
             assert_eq!(map_status(from), to, "{from}");

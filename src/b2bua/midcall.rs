@@ -8,6 +8,7 @@ use rsip::{Header, Method, Request, Response};
 
 use super::call::{Call, GUARD, Phase, Relay, outcome};
 use super::message::{ALLOW, Body, body_of, copy_relayed, cseq, map_status, respond, set_body};
+use super::session_timer::{Kind, as_uac, as_uas, uac_headers, uas_headers};
 use super::{CallResult, HangupSide, Leg, TxnId};
 use crate::sip::{ack_for_2xx, new_branch};
 
@@ -88,6 +89,7 @@ impl Call {
     }
 
     fn bye(&mut self, now: Instant, legs: &[Leg]) {
+        self.flush_b_ack();
         for &leg in legs {
             let bye = self.dialog(leg).request(Method::Bye);
             self.send(leg, bye);
@@ -119,7 +121,14 @@ impl Call {
     /// `txn`) to the other leg.
     fn relay(&mut self, from: Leg, txn: TxnId, request: Request) {
         let invite = request.method == Method::Invite;
-        if invite && self.relays.iter().any(|r| r.sent.method == Method::Invite) {
+        // Our own refresh in flight on either leg: glare (RFC 3261 §14.1).
+        let refreshing = [&self.a_keep, &self.b_keep]
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.outstanding.as_ref())
+            .any(|(_, sent)| sent.method == Method::Invite);
+        let pending = self.relays.iter().any(|r| r.sent.method == Method::Invite);
+        if invite && (pending || refreshing || self.b_ack_pending.is_some()) {
             self.reply(from, txn, &request, 491);
             return;
         }
@@ -147,6 +156,11 @@ impl Call {
         let mut sent = self.dialog(to).request(request.method);
         if matches!(request.method, Method::Invite | Method::Update) {
             sent.headers.push(self.dialog(to).contact());
+            let timer = self.keepalive(to).as_ref().map(|k| k.kind);
+            if let Some(Kind::Timer { interval, .. }) = timer {
+                let min_se = self.cfg.dialog_timers.min_se.as_secs();
+                uac_headers(&mut sent.headers, interval.as_secs(), min_se);
+            }
         }
         copy_relayed(&request.headers, &mut sent.headers);
         if let Some((content_type, bytes)) = body {
@@ -167,6 +181,7 @@ impl Call {
     /// a BYE: the answer to a relayed request, or a stray.
     pub(super) fn on_relay_response(
         &mut self,
+        now: Instant,
         leg: Leg,
         number: u32,
         method: &str,
@@ -196,6 +211,14 @@ impl Call {
         let mut out = respond(&relay.request, map_status(code), None);
         if success && matches!(relay.sent.method, Method::Invite | Method::Update) {
             out.headers.push(self.dialog(relay.origin).contact());
+            // A refresh of both legs' sessions, each on its own terms.
+            let timers = self.cfg.dialog_timers;
+            self.refreshed(now, leg, as_uac(&response, &timers));
+            let agreed = as_uas(&relay.request.headers, &self.cfg.dialog_timers);
+            if let Some(kind) = agreed {
+                uas_headers(&mut out.headers, kind);
+            }
+            self.refreshed(now, relay.origin, agreed);
         }
         copy_relayed(&response.headers, &mut out.headers);
         match body_of(&response.headers, &response.body) {

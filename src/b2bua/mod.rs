@@ -56,28 +56,44 @@
 //! * `Event(Ringing)` is emitted once, at the first 180–189.
 //! * A reliable provisional (`Require: 100rel`) from the callee is PRACKed
 //!   by us on the B-leg and relayed to the caller unreliably.
+//! * Delayed offer (an INVITE without SDP): the B-leg INVITE has no SDP,
+//!   the callee's offer in its 2xx is rewritten into the caller's 2xx, and
+//!   the B-leg ACK waits for the caller's ACK, whose answer it carries
+//!   (`delayed_offer.rs`).
+//! * Session timers (RFC 4028) are negotiated on each leg on its own and
+//!   refreshed by us where we can be the refresher; a leg without one is
+//!   probed with OPTIONS if configured (`session_timer.rs`). A failed
+//!   refresh or probe hangs both legs up.
 //! * `Ended` is emitted once, when nothing of the call is outstanding any
 //!   more (e.g. after the BYE toward the other side was answered or timed
 //!   out); then [`Call::is_finished`] is true.
 
-mod addr;
 mod call;
+mod delayed_offer;
 mod dialog;
 mod driver;
+mod failover;
 mod message;
 mod midcall;
+mod numbers;
+mod session_timer;
 mod setup;
 mod shard;
 mod switch;
+mod trunks;
 
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests_basic;
 #[cfg(test)]
+mod tests_delayed;
+#[cfg(test)]
 mod tests_hiding;
 #[cfg(test)]
 mod tests_midcall;
+#[cfg(test)]
+mod tests_timers;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -86,10 +102,13 @@ pub use crate::media::MediaDirection;
 pub use crate::media::sdp::SdpError;
 pub use call::{Call, DialogId};
 pub use driver::{Engine, EngineParts, SipSettings};
+pub use session_timer::DialogTimers;
+pub(crate) use session_timer::{interval_too_brief, too_brief};
 pub use shard::{Shard, shard_of, shard_of_message};
 pub use switch::{
     CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
 };
+pub use trunks::{PROBE_TIMEOUT, TrunkPeer};
 
 use crate::phone::E164;
 
@@ -100,17 +119,33 @@ pub struct CallConfig {
     pub domain: String,
     /// Our SIP address, written into Via and Contact.
     pub local_sip: SocketAddr,
-    /// The trunk: where B-leg requests go (Request-URI and To host).
-    pub trunk: SocketAddr,
+    /// The trunks the B-leg tries, in order (at least one): it goes to the
+    /// first, and on to the next on `503`, `408` or a transport error.
+    pub trunks: Vec<TrunkTarget>,
     /// Our media address, written into every SDP we send.
     pub advertise: IpAddr,
     /// Longest a call may last after the answer before we hang up.
     pub max_duration: Duration,
     /// How long the callee may take to answer before we give up.
     pub no_answer_timeout: Duration,
+    /// Session timers and the in-dialog probe, per leg.
+    pub dialog_timers: DialogTimers,
     /// The shard of the switch that owns the call: the B-leg Call-ID is
     /// drawn to hash to it ([`Shard::new_call_id`]).
     pub shard: Shard,
+}
+
+/// A trunk a B-leg may go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkTarget {
+    /// The trunk's index in the switch's trunks (`[[trunks]]` order).
+    pub index: usize,
+    /// Where its requests go (Request-URI and To host).
+    pub address: SocketAddr,
+    /// How (the Via transport, and Contact's `transport=`).
+    pub transport: crate::config::Transport,
+    /// How it writes numbers (the B-leg's Request-URI, To and From users).
+    pub numbers: crate::phone::NumberPlan,
 }
 
 /// Who the B-leg calls and as whom, decided by routing.
@@ -233,7 +268,7 @@ pub enum PeerError {
     /// A dialog header (From, To, Call-ID, CSeq, Via) is missing or bad.
     #[error("missing or malformed {0}")]
     Header(&'static str),
-    /// No SDP offer (late offer is not supported).
+    /// The body is not SDP (an offerless INVITE is a delayed offer).
     #[error("no SDP offer")]
     NoOffer,
     /// The SDP offer cannot be read.

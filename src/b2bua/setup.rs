@@ -6,11 +6,12 @@ use std::time::Instant;
 use rsip::headers::{Allow, CSeq, MaxForwards, UntypedHeader, Via};
 use rsip::{Header, Headers, Method, Request, Response};
 
-use super::call::{Call, GUARD, Outcome, Phase, outcome};
+use super::call::{Call, GUARD, Outcome, Phase, b_leg_invite, outcome};
 use super::message::{
     ALLOW, Body, body_of, copy_relayed, header_value, lists_tag, map_status, respond, result_for,
     set_body,
 };
+use super::session_timer::{as_uac, min_se, uas_headers};
 use super::{CallEvent, CallResult, HangupSide, Leg, TxnId};
 use crate::sip::headers::{core_values, tag_of, top_via};
 use crate::sip::{ack_for_2xx, new_branch};
@@ -100,7 +101,7 @@ impl Call {
                 self.answer_a_invite(487);
                 self.end_b(now);
             }
-            _ => self.resend_ack(Leg::B, 1),
+            _ => self.resend_ack(Leg::B, self.b_invite_cseq),
         }
     }
 
@@ -108,7 +109,7 @@ impl Call {
     fn ack_b(&mut self, response: &Response) {
         self.b.learn_from_response(response);
         let ack = ack_for_2xx(&self.b_invite, response, &new_branch());
-        self.acks.push((Leg::B, 1, ack.clone()));
+        self.acks.push((Leg::B, self.b_invite_cseq, ack.clone()));
         self.send(Leg::B, ack);
     }
 
@@ -133,23 +134,45 @@ impl Call {
         self.guard_at = Some(now + GUARD);
     }
 
-    /// The callee answered: ACK it, relay the 200 to the caller.
+    /// The callee answered: ACK it (with a delayed offer, once the caller
+    /// has ACKed), relay the 200 to the caller, arm each leg's session
+    /// timer or probe.
     fn answer(&mut self, now: Instant, response: Response) {
-        self.ack_b(&response);
+        if !self.delayed {
+            self.ack_b(&response);
+        }
         let sdp = match body_of(&response.headers, &response.body) {
             Ok(Body::Sdp(sdp)) => self.cross_sdp(Leg::B, &sdp).ok(),
             _ => None,
         };
-        let Some(sdp) = sdp.or_else(|| self.a_sdp.clone()) else {
-            // No usable answer: the caller cannot get media.
+        let fallback = if self.delayed {
+            None
+        } else {
+            self.a_sdp.clone()
+        };
+        let Some(sdp) = sdp.or(fallback) else {
+            // No usable answer (or, delayed, no offer): no media for the
+            // caller. ACK and BYE the callee.
+            if self.delayed {
+                self.ack_b(&response);
+                self.end_reason = Some("no-offer-in-2xx");
+            }
             self.outcome = Some(outcome(CallResult::Failed, HangupSide::System));
             self.answer_a_invite(502);
             self.end_b(now);
             return;
         };
+        if self.delayed {
+            self.hold_b_ack(&response);
+        }
         let code = response.status_code.code();
         let mut ok = self.a_dialog_response(code);
         ok.headers.push(Header::Allow(Allow::new(ALLOW)));
+        if let Some(kind) = self.a_timer {
+            uas_headers(&mut ok.headers, kind);
+        }
+        self.arm_keepalive(now, Leg::A, self.a_timer);
+        self.arm_keepalive(now, Leg::B, as_uac(&response, &self.cfg.dialog_timers));
         copy_relayed(&response.headers, &mut ok.headers);
         set_body(&mut ok.headers, &mut ok.body, "application/sdp", sdp);
         self.respond(Leg::A, self.a_invite_txn, ok);
@@ -166,6 +189,12 @@ impl Call {
 
     fn on_invite_failure(&mut self, response: &Response) {
         let code = response.status_code.code();
+        if code == 422 && self.phase == Phase::Calling && self.retry_b_invite(response) {
+            return;
+        }
+        if self.fail_over(code) {
+            return;
+        }
         match self.phase {
             Phase::Calling => {
                 let tag = self.a.local_tag().to_owned();
@@ -179,6 +208,32 @@ impl Call {
             Phase::Cancelling => self.cancel_done(),
             _ => {}
         }
+    }
+
+    /// The callee refused our session interval as too brief (422): ask
+    /// again with its Min-SE, twice at most (RFC 4028 §7.3). False if we
+    /// give up.
+    fn retry_b_invite(&mut self, response: &Response) -> bool {
+        let Some(floor) = min_se(&response.headers) else {
+            return false;
+        };
+        if self.b_422_retries >= 2 || floor <= self.cfg.dialog_timers.min_se.as_secs() {
+            return false;
+        }
+        self.b_422_retries += 1;
+        let secs = floor.max(self.cfg.dialog_timers.session_expires.as_secs());
+        let sdp = if self.delayed {
+            None
+        } else {
+            self.b_sdp.clone()
+        };
+        let invite = b_leg_invite(&mut self.b, &self.a_invite, sdp, (secs, floor));
+        self.b_invite_cseq = self.b.local_cseq;
+        self.b_invite = invite.clone();
+        self.b_provisional = false;
+        self.b_rseq = None;
+        self.send(Leg::B, invite);
+        true
     }
 
     /// Sends the caller's INVITE its final `code`, once.
@@ -244,7 +299,10 @@ impl Call {
                 headers.push(header.clone());
             }
         }
-        headers.push(Header::CSeq(CSeq::new("1 CANCEL")));
+        headers.push(Header::CSeq(CSeq::new(format!(
+            "{} CANCEL",
+            self.b_invite_cseq
+        ))));
         let cancel = Request {
             method: Method::Cancel,
             uri: self.b_invite.uri.clone(),

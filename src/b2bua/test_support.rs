@@ -23,10 +23,16 @@ pub(super) fn cfg() -> CallConfig {
     CallConfig {
         domain: "ansim.example".into(),
         local_sip: "198.51.100.10:5060".parse().unwrap(),
-        trunk: "192.0.2.50:5060".parse().unwrap(),
+        trunks: vec![super::TrunkTarget {
+            index: 0,
+            address: "192.0.2.50:5060".parse().unwrap(),
+            transport: crate::config::Transport::Udp,
+            numbers: crate::phone::NumberPlan::default(),
+        }],
         advertise: "203.0.113.5".parse().unwrap(),
         max_duration: Duration::from_secs(3600),
         no_answer_timeout: Duration::from_secs(60),
+        dialog_timers: super::DialogTimers::default(),
         shard: super::Shard::SOLE,
     }
 }
@@ -120,8 +126,13 @@ pub(super) struct Harness {
 impl Harness {
     /// Creates the call; returns it with the actions of `Call::new`.
     pub(super) fn new() -> (Self, Vec<Action>) {
+        Self::with(&a_invite(), cfg())
+    }
+
+    /// Creates the call for `invite` with `cfg`.
+    pub(super) fn with(invite: &Request, cfg: CallConfig) -> (Self, Vec<Action>) {
         let now = Instant::now();
-        let mut call = Call::new(now, A_INVITE_TXN, &a_invite(), routing(), PORTS, cfg()).unwrap();
+        let mut call = Call::new(now, A_INVITE_TXN, invite, routing(), PORTS, cfg).unwrap();
         let actions = drain(&mut call);
         let b_invite = sent(&actions, Leg::B)[0].clone();
         (

@@ -234,7 +234,7 @@ fn relayed_request_timeout_hangs_up() {
 #[test]
 fn new_refuses_garbage() {
     let mut invite = a_invite();
-    invite.body.clear();
+    invite.body = b"not sdp".to_vec();
     let err =
         super::Call::new(h_now(), A_INVITE_TXN, &invite, routing(), PORTS, cfg()).unwrap_err();
     assert_eq!(err.status(), 488);

@@ -15,8 +15,10 @@ mod rules_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod trunks;
 mod types;
 mod validate;
+pub mod webhooks;
 
 use std::path::Path;
 
@@ -110,6 +112,10 @@ fn fill_defaults(doc: &mut toml::Table) {
         return; // cannot happen: RawConfig always serializes; serde defaults apply then
     };
     for (section, default) in defaults {
+        // `[[trunks]]` replaces the default `[trunk]`.
+        if section == "trunk" && doc.contains_key("trunks") {
+            continue;
+        }
         let toml::Value::Table(default) = default else {
             continue;
         };

@@ -10,13 +10,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     /// `[sip]`
     pub sip: RawSip,
-    /// `[trunk]`
-    pub trunk: RawTrunk,
+    /// `[trunk]`: the one-trunk form (absent = the default trunk, unless
+    /// `[[trunks]]` is given; both is an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<RawTrunk>,
+    /// `[[trunks]]`: several trunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunks: Option<Vec<RawTrunk>>,
     /// `[media]`
     pub media: RawMedia,
     /// `[routing]`
@@ -31,6 +36,28 @@ pub struct RawConfig {
     pub api: RawApi,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[webhooks]`
+    pub webhooks: super::webhooks::RawWebhooks,
+}
+
+impl Default for RawConfig {
+    /// The development defaults, with the default `[trunk]` written out
+    /// (a file without `[trunk]` or `[[trunks]]` gets it too).
+    fn default() -> Self {
+        Self {
+            sip: RawSip::default(),
+            trunk: Some(RawTrunk::default()),
+            trunks: None,
+            media: RawMedia::default(),
+            routing: RawRouting::default(),
+            store: RawStore::default(),
+            keys: RawKeys::default(),
+            retention: RawRetention::default(),
+            api: RawApi::default(),
+            limits: RawLimits::default(),
+            webhooks: super::webhooks::RawWebhooks::default(),
+        }
+    }
 }
 
 /// `[sip]`: where we listen for SIP and under which domain.
@@ -55,6 +82,13 @@ pub struct RawSip {
     /// Largest SIP message (bytes): a UDP datagram, or what one TCP/TLS
     /// connection may buffer for one message.
     pub max_message_size: i64,
+    /// RFC 4028 session interval we ask for and accept at most (duration).
+    pub session_expires: String,
+    /// Shortest session interval we accept, our Min-SE (duration).
+    pub min_session_expires: String,
+    /// In-dialog OPTIONS interval on a leg without a session timer
+    /// (duration, "0s" = off).
+    pub dialog_probe_interval: String,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -71,6 +105,9 @@ impl Default for RawSip {
             max_tcp_connections: 1024,
             tcp_idle_timeout: "120s".into(),
             max_message_size: 65_535,
+            session_expires: "1800s".into(),
+            min_session_expires: "90s".into(),
+            dialog_probe_interval: "0s".into(),
             tls: None,
         }
     }
@@ -89,21 +126,46 @@ pub struct RawTls {
     pub key: Option<String>,
 }
 
-/// `[trunk]`: the peer we relay B-legs to and who may call us.
+/// `[trunk]` or one `[[trunks]]` entry: a carrier peer, where B-legs go
+/// and who may call us.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTrunk {
+    /// Its name, in logs and `/metrics` (`""` = `trunk`; required in
+    /// `[[trunks]]`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
     /// `ip:port` where B-leg INVITEs go.
     pub address: String,
     /// CIDRs or bare IPs allowed to send INVITEs.
     pub allow: Vec<String>,
+    /// `udp`, `tcp` or `tls`: how B-legs reach it.
+    pub transport: String,
+    /// PEM CA file that verifies its certificate (`tls` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    /// `e164` or `national`.
+    pub number_format: String,
+    /// Country code, digits (`"82"`); needed by `national`.
+    pub country: String,
+    /// Lower is tried first.
+    pub priority: i64,
+    /// OPTIONS probe interval (duration; `"0s"` = none).
+    pub keepalive: String,
 }
 
 impl Default for RawTrunk {
     fn default() -> Self {
         Self {
+            name: String::new(),
             address: "127.0.0.1:5080".into(),
             allow: vec!["127.0.0.1/32".into()],
+            transport: "udp".into(),
+            tls_ca: None,
+            number_format: "e164".into(),
+            country: String::new(),
+            priority: 0,
+            keepalive: "0s".into(),
         }
     }
 }

@@ -61,6 +61,30 @@ fn bad_sip_call_timers() {
 }
 
 #[test]
+fn session_timer_settings() {
+    let c = Config::from_toml_str(
+        "[sip]\nsession_expires = \"10m\"\nmin_session_expires = \"2s\"\n\
+         dialog_probe_interval = \"30s\"",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.sip.session_expires, Duration::from_secs(600));
+    assert_eq!(c.sip.min_session_expires, Duration::from_secs(2));
+    assert_eq!(c.sip.dialog_probe_interval, Duration::from_secs(30));
+    let key = "sip.session_expires";
+    assert_rejected("[sip]\nsession_expires = \"60s\"", key, "between");
+    assert_rejected("[sip]\nsession_expires = \"2d\"", key, "between");
+    assert_rejected("[sip]\nsession_expires = \"1500ms\"", key, "whole seconds");
+    assert_rejected("[sip]\nsession_expires = \"soon\"", key, "");
+    let key = "sip.min_session_expires";
+    assert_rejected("[sip]\nmin_session_expires = \"0s\"", key, "at least 1s");
+    let key = "sip.dialog_probe_interval";
+    assert_rejected("[sip]\ndialog_probe_interval = \"2d\"", key, "at most 1d");
+    let e = err("[sip]\nsession_expire = \"90s\"");
+    assert!(e.to_string().contains("session_expire"), "{e}");
+}
+
+#[test]
 fn bad_trunk_address() {
     assert_rejected(
         "[trunk]\naddress = \"trunk.example:5060\"",
@@ -82,8 +106,8 @@ fn bad_cidr() {
         "10.0.0.0/33",
     );
     let c = Config::from_toml_str("[trunk]\nallow = [\"10.0.0.1\", \"::1\"]", no_env()).unwrap();
-    assert_eq!(c.trunk.allow[0].to_string(), "10.0.0.1/32");
-    assert_eq!(c.trunk.allow[1].to_string(), "::1/128");
+    assert_eq!(c.trunks[0].allow[0].to_string(), "10.0.0.1/32");
+    assert_eq!(c.trunks[0].allow[1].to_string(), "::1/128");
 }
 
 #[test]
@@ -430,4 +454,90 @@ fn a_default_naming_a_removed_class_is_dropped_but_an_explicit_one_is_checked() 
         "retention.legally_required",
         "not a class",
     );
+}
+
+#[test]
+fn several_trunks_sorted_by_priority() {
+    let toml = r#"
+[[trunks]]
+name = "backup"
+address = "192.0.2.2:5060"
+allow = ["192.0.2.2"]
+priority = 20
+keepalive = "30s"
+
+[[trunks]]
+name = "main"
+address = "192.0.2.1:5061"
+allow = ["192.0.2.0/28"]
+transport = "tls"
+tls_ca = "ca.pem"
+number_format = "national"
+country = "82"
+priority = 10
+"#;
+    let c = Config::from_toml_str(toml, no_env()).unwrap();
+    let names: Vec<&str> = c.trunks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["main", "backup"]);
+    let main = &c.trunks[0];
+    assert_eq!(main.transport, Transport::Tls);
+    assert_eq!(main.tls_ca.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(main.numbers.format, crate::phone::NumberFormat::National);
+    assert_eq!(main.numbers.country.as_deref(), Some("82"));
+    assert_eq!(main.keepalive, None);
+    assert_eq!(c.trunks[1].keepalive, Some(Duration::from_secs(30)));
+    assert_eq!(c.trunk_allow().len(), 2);
+}
+
+#[test]
+fn one_trunk_form_keeps_its_defaults() {
+    let c = Config::from_toml_str("[trunk]\naddress = \"192.0.2.9:5060\"", no_env()).unwrap();
+    assert_eq!(c.trunks.len(), 1);
+    let t = &c.trunks[0];
+    assert_eq!((t.name.as_str(), t.transport), ("trunk", Transport::Udp));
+    assert_eq!(t.numbers, crate::phone::NumberPlan::default());
+    assert_eq!(t.keepalive, None);
+}
+
+#[test]
+fn trunk_and_trunks_together_is_an_error() {
+    let toml = "[trunk]\naddress = \"192.0.2.9:5060\"\n[[trunks]]\nname = \"a\"";
+    assert_rejected(toml, "trunks", "not both");
+    assert_rejected("trunks = []", "trunks", "at least one");
+}
+
+#[test]
+fn bad_trunk_entries_name_their_index() {
+    let one = |body: &str| format!("[[trunks]]\nname = \"a\"\n{body}");
+    assert_rejected(
+        "[[trunks]]\naddress = \"192.0.2.1:5060\"",
+        "trunks[0].name",
+        "required",
+    );
+    assert_rejected("[[trunks]]\nname = \"a b\"", "trunks[0].name", "letters");
+    let twice = "[[trunks]]\nname = \"a\"\n[[trunks]]\nname = \"a\"";
+    assert_rejected(twice, "trunks[1].name", "two trunks");
+    assert_rejected(&one("transport = \"sctp\""), "trunks[0].transport", "sctp");
+    assert_rejected(&one("transport = \"tls\""), "trunks[0].tls_ca", "CA file");
+    assert_rejected(&one("tls_ca = \"ca.pem\""), "trunks[0].tls_ca", "only used");
+    let national = one("number_format = \"national\"");
+    assert_rejected(&national, "trunks[0].country", "country code");
+    assert_rejected(
+        &one("number_format = \"e.164\""),
+        "trunks[0].number_format",
+        "e.164",
+    );
+    assert_rejected(&one("country = \"082\""), "trunks[0].country", "082");
+    assert_rejected(&one("priority = -1"), "trunks[0].priority", "-1");
+    assert_rejected(
+        &one("keepalive = \"100ms\""),
+        "trunks[0].keepalive",
+        "too short",
+    );
+    assert_rejected(
+        &one("address = \"0.0.0.0:5060\""),
+        "trunks[0].address",
+        "destination",
+    );
+    assert_rejected("[trunk]\ntransport = \"tls\"", "trunk.tls_ca", "CA file");
 }

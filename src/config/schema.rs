@@ -16,6 +16,8 @@ pub(crate) enum Kind {
     /// A table with free-form keys and string values (`retention.classes`).
     StrMap,
     Table(&'static [Field]),
+    /// An array of tables (`[[trunks]]`).
+    TableList(&'static [Field]),
 }
 
 /// A named key.
@@ -33,6 +35,19 @@ use Kind::{Bool, Int, Str, StrList, StrMap};
 
 const TLS: &[Field] = &[f("cert", Str), f("key", Str)];
 
+/// The keys of `[trunk]` and of each `[[trunks]]` entry.
+const TRUNK: &[Field] = &[
+    f("name", Str),
+    f("address", Str),
+    f("allow", StrList),
+    f("transport", Str),
+    f("tls_ca", Str),
+    f("number_format", Str),
+    f("country", Str),
+    f("priority", Int),
+    f("keepalive", Str),
+];
+
 /// The whole document.
 pub(crate) const ROOT: &[Field] = &[
     f(
@@ -46,13 +61,14 @@ pub(crate) const ROOT: &[Field] = &[
             f("max_tcp_connections", Int),
             f("tcp_idle_timeout", Str),
             f("max_message_size", Int),
+            f("session_expires", Str),
+            f("min_session_expires", Str),
+            f("dialog_probe_interval", Str),
             f("tls", Kind::Table(TLS)),
         ]),
     ),
-    f(
-        "trunk",
-        Kind::Table(&[f("address", Str), f("allow", StrList)]),
-    ),
+    f("trunk", Kind::Table(TRUNK)),
+    f("trunks", Kind::TableList(TRUNK)),
     f(
         "media",
         Kind::Table(&[
@@ -116,6 +132,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("inbound_queue", Int),
         ]),
     ),
+    f("webhooks", Kind::Table(super::webhooks::FIELDS)),
 ];
 
 /// Checks every key of `table` (the document root) against [`ROOT`].
@@ -187,6 +204,11 @@ fn check_value(value: &Value, kind: Kind, key: &str) -> Result<(), ConfigError> 
             .iter()
             .try_for_each(|(k, v)| check_value(v, Str, &join(key, k))),
         (Kind::Table(fields), Value::Table(table)) => check_table(table, fields, key),
+        (Kind::TableList(fields), Value::Array(items)) => {
+            items.iter().enumerate().try_for_each(|(i, item)| {
+                check_value(item, Kind::Table(fields), &format!("{key}[{i}]"))
+            })
+        }
         (kind, value) => Err(ConfigError::Type {
             key: key.to_string(),
             expected: expected(kind),
@@ -203,6 +225,7 @@ fn expected(kind: Kind) -> &'static str {
         StrList => "an array of strings",
         StrMap => "a table of strings",
         Kind::Table(_) => "a table",
+        Kind::TableList(_) => "an array of tables ([[section]])",
     }
 }
 
@@ -236,6 +259,14 @@ mod tests {
         raw.api.tls = Some(tls);
         raw.limits.max_calls = Some(1);
         raw.retention.legally_required = Some(Vec::new());
+        let trunk = super::super::raw::RawTrunk {
+            name: "t".into(),
+            tls_ca: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        raw.trunk = Some(trunk.clone());
+        raw.trunks = Some(vec![trunk]);
+        raw.webhooks.events = Some(Vec::new());
         Table::try_from(raw).expect("serializes")
     }
 
@@ -246,9 +277,15 @@ mod tests {
         from_schema.sort_unstable();
         assert_eq!(from_serde, from_schema, "keys of [{at}]");
         for field in fields {
-            if let (Kind::Table(inner), Some(Value::Table(t))) = (field.kind, table.get(field.name))
-            {
-                same_keys(t, inner, field.name);
+            match (field.kind, table.get(field.name)) {
+                (Kind::Table(inner), Some(Value::Table(t))) => same_keys(t, inner, field.name),
+                (Kind::TableList(inner), Some(Value::Array(items))) => {
+                    for item in items {
+                        let t = item.as_table().expect("a table");
+                        same_keys(t, inner, field.name);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -295,5 +332,20 @@ mod tests {
         assert!(lookup(&path("store.databse_url")).is_err());
         assert!(lookup(&path("sip.domain.x")).is_err());
         assert!(lookup(&path("nope.x")).is_err());
+        assert!(matches!(lookup(&path("trunks")), Ok(Kind::TableList(_))));
+        assert!(lookup(&path("trunks.address")).is_err());
+    }
+
+    #[test]
+    fn trunk_entries_are_checked_by_index() {
+        let table: Table = "[[trunks]]\nname = \"a\"\n[[trunks]]\nadress = \"x\""
+            .parse()
+            .unwrap();
+        assert_eq!(
+            check(&table).unwrap_err().to_string(),
+            "unknown key 'adress' in [trunks[1]]"
+        );
+        let table: Table = "trunks = 5".parse().unwrap();
+        assert_eq!(check(&table).unwrap_err().key().as_deref(), Some("trunks"));
     }
 }

@@ -13,8 +13,10 @@ use ipnet::IpNet;
 pub struct Config {
     /// `[sip]`: SIP listeners and domain.
     pub sip: SipConfig,
-    /// `[trunk]`: the peer B-legs go to, and who may call us.
-    pub trunk: TrunkConfig,
+    /// `[trunk]` or `[[trunks]]`: the carrier peers B-legs go to, and who
+    /// may call us; at least one, in the order B-legs try them
+    /// (`priority`, then as written).
+    pub trunks: Vec<TrunkConfig>,
     /// `[media]`: RTP sockets and SDP.
     pub media: MediaConfig,
     /// `[routing]`: routing behaviour and session lifetimes.
@@ -29,6 +31,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[limits]`: capacity bounds.
     pub limits: LimitsConfig,
+    /// `[webhooks]`: event delivery.
+    pub webhooks: super::webhooks::WebhooksConfig,
 }
 
 /// `[sip]`
@@ -51,6 +55,15 @@ pub struct SipConfig {
     pub tcp_idle_timeout: Duration,
     /// Largest SIP message in bytes (UDP datagram, TCP/TLS framing buffer).
     pub max_message_size: usize,
+    /// RFC 4028 session interval asked for and accepted at most (whole
+    /// seconds, >= `min_session_expires`).
+    pub session_expires: Duration,
+    /// Shortest session interval accepted, our Min-SE (whole seconds,
+    /// >= 1s; below 90s breaks RFC 4028 §4 and is for tests only).
+    pub min_session_expires: Duration,
+    /// In-dialog OPTIONS interval on a leg without a session timer (whole
+    /// seconds; zero = off).
+    pub dialog_probe_interval: Duration,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -84,13 +97,36 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// `[trunk]`
+/// One trunk (`[trunk]`, or an entry of `[[trunks]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkConfig {
+    /// Its name (unique; letters, digits, `-`, `_`), in logs and metrics.
+    pub name: String,
     /// Where B-leg INVITEs are sent (a real IP and a non-zero port).
     pub address: SocketAddr,
     /// Source networks allowed to send us INVITEs; empty means nobody.
     pub allow: Vec<IpNet>,
+    /// How B-legs reach it.
+    pub transport: Transport,
+    /// The CA certificates (PEM) that verify its certificate; set exactly
+    /// when `transport` is TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// How it writes numbers, both ways.
+    pub numbers: crate::phone::NumberPlan,
+    /// Lower is tried first.
+    pub priority: u32,
+    /// OPTIONS probe interval; `None` = not probed.
+    pub keepalive: Option<Duration>,
+}
+
+impl Config {
+    /// Every trunk's `allow`, for the source gate.
+    pub fn trunk_allow(&self) -> Vec<IpNet> {
+        self.trunks
+            .iter()
+            .flat_map(|t| t.allow.iter().copied())
+            .collect()
+    }
 }
 
 /// `[media]`
@@ -386,12 +422,21 @@ impl Config {
                 max_tcp_connections: 1024,
                 tcp_idle_timeout: Duration::from_secs(120),
                 max_message_size: 65_535,
+                session_expires: Duration::from_secs(1800),
+                min_session_expires: Duration::from_secs(90),
+                dialog_probe_interval: Duration::ZERO,
                 tls: None,
             },
-            trunk: TrunkConfig {
+            trunks: vec![TrunkConfig {
+                name: "trunk".into(),
                 address: SocketAddr::new(localhost, 5080),
                 allow: vec![IpNet::from(localhost)],
-            },
+                transport: Transport::Udp,
+                tls_ca: None,
+                numbers: crate::phone::NumberPlan::default(),
+                priority: 0,
+                keepalive: None,
+            }],
             media: MediaConfig {
                 bind: localhost,
                 advertise: localhost,
@@ -439,6 +484,7 @@ impl Config {
                 max_transactions: 20_000,
                 inbound_queue: 4096,
             },
+            webhooks: super::webhooks::WebhooksConfig::default(),
         }
     }
 }

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use super::raw::{
     RawApi, RawConfig, RawKeys, RawLimits, RawMedia, RawRetention, RawRouting, RawSip, RawStore,
-    RawTls, RawTrunk,
+    RawTls,
 };
 use super::{
     ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig, PortRange,
-    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, TrunkConfig,
-    parse,
+    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, parse,
 };
 use crate::duration::parse_duration;
 use crate::media::SourcePolicy;
@@ -36,7 +35,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
     let media = media(raw.media)?;
     Ok(Config {
         sip: sip(raw.sip)?,
-        trunk: trunk(raw.trunk)?,
+        trunks: super::trunks::trunks(raw.trunk, raw.trunks)?,
         limits: limits(raw.limits, media.ports)?,
         media,
         routing: routing(raw.routing)?,
@@ -44,15 +43,16 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         keys: keys(raw.keys)?,
         retention: retention(raw.retention)?,
         api: api(raw.api)?,
+        webhooks: super::webhooks::validate(raw.webhooks)?,
     })
 }
 
 /// Wraps a parser's reason with the key.
-fn at<T>(key: &str, r: std::result::Result<T, String>) -> Result<T> {
+pub(super) fn at<T>(key: &str, r: std::result::Result<T, String>) -> Result<T> {
     r.map_err(|reason| ConfigError::invalid(key, reason))
 }
 
-fn duration(key: &str, value: &str) -> Result<Duration> {
+pub(super) fn duration(key: &str, value: &str) -> Result<Duration> {
     parse_duration(value).map_err(|source| ConfigError::Duration {
         key: key.to_string(),
         value: value.to_string(),
@@ -122,6 +122,7 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         }
         listen.push(addr);
     }
+    let (session_expires, min_session_expires, dialog_probe_interval) = session_timers(&raw)?;
     let tls = tls("sip", raw.tls)?;
     if let Some(l) = listen.iter().find(|l| l.transport == Transport::Tls)
         && tls.is_none()
@@ -175,22 +176,47 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         )?,
         tcp_idle_timeout: positive_duration("sip.tcp_idle_timeout", &raw.tcp_idle_timeout)?,
         max_message_size: int_in("sip.max_message_size", raw.max_message_size, 4096, 1 << 20)?,
+        session_expires,
+        min_session_expires,
+        dialog_probe_interval,
         tls,
     })
 }
 
-fn trunk(raw: RawTrunk) -> Result<TrunkConfig> {
-    let address = at("trunk.address", parse::socket_addr(&raw.address))?;
-    if address.ip().is_unspecified() || address.port() == 0 {
-        let reason = format!("'{address}' is not a destination (needs a real IP and port)");
-        return Err(ConfigError::invalid("trunk.address", reason));
+/// Longest `[sip] session_expires`: a day.
+const MAX_SESSION_EXPIRES: Duration = Duration::from_secs(86_400);
+
+/// A SIP interval given in whole seconds (headers carry delta-seconds).
+fn seconds(key: &str, value: &str) -> Result<Duration> {
+    let d = duration(key, value)?;
+    if d.subsec_nanos() != 0 {
+        return Err(ConfigError::invalid(key, "must be whole seconds"));
     }
-    let allow = raw
-        .allow
-        .iter()
-        .map(|s| at("trunk.allow", parse::ip_net(s)))
-        .collect::<Result<_>>()?;
-    Ok(TrunkConfig { address, allow })
+    Ok(d)
+}
+
+/// `session_expires`, `min_session_expires`, `dialog_probe_interval`.
+fn session_timers(raw: &RawSip) -> Result<(Duration, Duration, Duration)> {
+    let expires = seconds("sip.session_expires", &raw.session_expires)?;
+    let min = seconds("sip.min_session_expires", &raw.min_session_expires)?;
+    let probe = seconds("sip.dialog_probe_interval", &raw.dialog_probe_interval)?;
+    if min.is_zero() {
+        return Err(ConfigError::invalid(
+            "sip.min_session_expires",
+            "must be at least 1s (RFC 4028 asks for 90s)",
+        ));
+    }
+    if expires < min || expires > MAX_SESSION_EXPIRES {
+        let reason = "must lie between sip.min_session_expires and 1d";
+        return Err(ConfigError::invalid("sip.session_expires", reason));
+    }
+    if probe > MAX_SESSION_EXPIRES {
+        return Err(ConfigError::invalid(
+            "sip.dialog_probe_interval",
+            "must be at most 1d (0s = off)",
+        ));
+    }
+    Ok((expires, min, probe))
 }
 
 fn media(raw: RawMedia) -> Result<MediaConfig> {

@@ -12,6 +12,7 @@
 //! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
 //! | [`export`] | decrypting a recording back into a WAV |
 //! | [`playback`] | the same WAV by byte range, decrypting only the chunks a range needs |
+//! | [`waveform`] | per-channel peaks and speech stretches, streamed over the chunks |
 //!
 //! Keys come from [`crate::keys`]: a fresh DEK per recording, wrapped by
 //! the KEK of its retention epoch, which lives in the key store.
@@ -32,6 +33,7 @@ pub mod rewrap;
 mod service;
 mod tap;
 pub mod wav;
+pub mod waveform;
 mod writer;
 
 pub use service::{LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy};

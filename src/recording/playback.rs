@@ -2,7 +2,8 @@
 //!
 //! Pure: works on an open [`CrecReader`]. [`WavLayout::new`] maps the WAV
 //! file a full export would produce (44-byte header, then 16-bit stereo
-//! PCM, caller left) onto the recording's chunks from their index, then
+//! PCM, caller left; or one side alone, mono: [`Channels`]) onto the
+//! recording's chunks from their index, then
 //! decrypts one chunk, the last, to authenticate the file's length.
 //! [`RangeReader`] then yields the bytes of any `[start, end)` of that file,
 //! decrypting only the chunks that overlap the range, one at a time, so a
@@ -40,8 +41,50 @@ use super::crec_reader::{Chunk, CrecReader};
 use super::wav;
 use crate::media::g711::{Codec, SAMPLE_RATE};
 
-/// Bytes of PCM per stereo frame (two 16-bit samples).
-const FRAME_BYTES: u64 = 4;
+/// Which side(s) of the call a WAV carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channels {
+    /// Stereo: the caller left, the callee right.
+    #[default]
+    Both,
+    /// Mono: the caller alone.
+    Caller,
+    /// Mono: the callee alone.
+    Callee,
+}
+
+impl Channels {
+    /// `caller`, `callee` or `both`, as `?channels=` names them.
+    pub fn from_name(name: &str) -> Option<Channels> {
+        match name {
+            "both" => Some(Channels::Both),
+            "caller" => Some(Channels::Caller),
+            "callee" => Some(Channels::Callee),
+            _ => None,
+        }
+    }
+
+    /// The name `?channels=` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channels::Both => "both",
+            Channels::Caller => "caller",
+            Channels::Callee => "callee",
+        }
+    }
+
+    fn count(self) -> u16 {
+        match self {
+            Channels::Both => 2,
+            Channels::Caller | Channels::Callee => 1,
+        }
+    }
+
+    /// Bytes of PCM per frame (one 16-bit sample per channel).
+    fn frame_bytes(self) -> u64 {
+        u64::from(self.count()) * 2
+    }
+}
 /// Most bytes of silence in one piece: a long gap is sent in pieces.
 const SILENCE_PIECE: u64 = 64 * 1024;
 /// Bytes of the WAV header.
@@ -72,6 +115,7 @@ struct Segment {
 #[derive(Debug, Clone)]
 pub struct WavLayout {
     codec: Codec,
+    channels: Channels,
     header: [u8; wav::HEADER_LEN],
     segments: Vec<Segment>,
     len: u64,
@@ -80,12 +124,11 @@ pub struct WavLayout {
     final_chunk: Option<Chunk>,
 }
 
-/// The WAV file offset of a sample position. Positions are bounded by the
-/// index (at most 25 h × 8000), so this cannot overflow; saturating anyway.
-fn offset_of(sample: u64) -> u64 {
-    sample
-        .saturating_mul(FRAME_BYTES)
-        .saturating_add(HEADER_LEN)
+/// The WAV file offset of a sample position, with `frame` bytes a frame.
+/// Positions are bounded by the index (at most 25 h × 8000), so this cannot
+/// overflow; saturating anyway.
+fn offset_of(sample: u64, frame: u64) -> u64 {
+    sample.saturating_mul(frame).saturating_add(HEADER_LEN)
 }
 
 impl WavLayout {
@@ -94,6 +137,18 @@ impl WavLayout {
     /// damage known: the last chunk does not authenticate, the index
     /// stopped at a damaged chunk, or data follows the chunk marked last.
     pub fn new(reader: &CrecReader<'_>, codec: Codec) -> Result<WavLayout, CrecError> {
+        WavLayout::of_channels(reader, codec, Channels::Both)
+    }
+
+    /// As [`WavLayout::new`], for the WAV of `channels`: stereo, or one
+    /// side alone as a mono file.
+    pub fn of_channels(
+        reader: &CrecReader<'_>,
+        codec: Codec,
+        channels: Channels,
+    ) -> Result<WavLayout, CrecError> {
+        let frame = channels.frame_bytes();
+        let offset_of = |sample| offset_of(sample, frame);
         let count = reader.chunk_count();
         let mut segments = Vec::with_capacity(count.saturating_mul(2));
         let mut end_sample = 0;
@@ -135,7 +190,8 @@ impl WavLayout {
         let declared = u32::try_from(data_len).unwrap_or(wav::UNKNOWN_SIZE);
         Ok(WavLayout {
             codec,
-            header: wav::wav_header(2, SAMPLE_RATE, declared),
+            channels,
+            header: wav::wav_header(channels.count(), SAMPLE_RATE, declared),
             segments,
             len,
             final_chunk,
@@ -160,7 +216,7 @@ impl WavLayout {
 
     /// Audio length in milliseconds.
     pub fn duration_ms(&self) -> u64 {
-        self.len.saturating_sub(HEADER_LEN) / FRAME_BYTES / SAMPLES_PER_MS
+        self.len.saturating_sub(HEADER_LEN) / self.channels.frame_bytes() / SAMPLES_PER_MS
     }
 
     /// The bytes `[start, end)` of the file (clamped to its length), as
@@ -250,7 +306,11 @@ impl RangeReader<'_, '_, '_> {
                         _ => None,
                     })
                     .unzip();
-                let pcm = wav::interleave_pcm16(&caller, &callee, codec);
+                let pcm = match self.layout.channels {
+                    Channels::Both => wav::interleave_pcm16(&caller, &callee, codec),
+                    Channels::Caller => mono_pcm16(&caller, codec),
+                    Channels::Callee => mono_pcm16(&callee, codec),
+                };
                 let piece = usize::try_from(from)
                     .ok()
                     .zip(usize::try_from(to).ok())
@@ -321,6 +381,13 @@ impl Iterator for RangeReader<'_, '_, '_> {
             }
         }
     }
+}
+
+/// One side's G.711 as 16-bit little-endian PCM.
+fn mono_pcm16(side: &[u8], codec: Codec) -> Vec<u8> {
+    side.iter()
+        .flat_map(|b| codec.decode(*b).to_le_bytes())
+        .collect()
 }
 
 /// A byte range asked for with an HTTP `Range` header (RFC 9110 §14.1.2).

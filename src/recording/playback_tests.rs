@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use uuid::Uuid;
 
-use super::{ByteRange, WavLayout};
+use super::{ByteRange, Channels, WavLayout};
 use crate::keys::Dek;
 use crate::media::g711::Codec;
 use crate::recording::crec::{self, CrecHeader, CrecWriter};
@@ -376,4 +376,33 @@ proptest! {
         let at = CrecReader::open_at(&bytes, id, &d).and_then(|r| r.read_all());
         prop_assert_eq!(format!("{mem:?}"), format!("{at:?}"));
     }
+}
+
+#[test]
+fn one_side_alone_is_that_channel_of_the_export_as_mono() {
+    let (bytes, full) = file(&long());
+    let (left, right) = wav::deinterleave_pcm16(&full[44..]);
+    let d = dek();
+    let reader = CrecReader::open(&bytes, Uuid::from_u128(ID), &d).unwrap();
+    for (channels, side) in [(Channels::Caller, &left), (Channels::Callee, &right)] {
+        let layout = WavLayout::of_channels(&reader, Codec::Pcmu, channels).unwrap();
+        let both = WavLayout::new(&reader, Codec::Pcmu).unwrap();
+        assert_eq!(layout.duration_ms(), both.duration_ms());
+        assert_eq!(layout.len() - 44, (both.len() - 44) / 2);
+        let mono = read(&reader, &layout, 0, layout.len());
+        assert_eq!(
+            &mono[..44],
+            &wav::wav_header(1, 8000, (side.len() * 2) as u32)
+        );
+        let pcm: Vec<i16> = mono[44..]
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(&pcm, side, "{channels:?}");
+        // A range in the middle (across the gap) is the same bytes.
+        let (a, b) = (30_001 * 2 + 44, 31_000 * 2 + 44 + 9000);
+        assert_eq!(read(&reader, &layout, a, b), mono[a as usize..b as usize]);
+    }
+    assert_eq!(Channels::from_name("caller"), Some(Channels::Caller));
+    assert_eq!(Channels::from_name("left"), None);
 }

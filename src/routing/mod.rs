@@ -248,7 +248,20 @@ impl Routing {
 
     /// Closes a session and stops routing it at once.
     pub async fn close_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let closed = self.store.close_session(id, self.clock.now()).await?;
+        self.close_session_as(id, false).await
+    }
+
+    /// As [`Routing::close_session`]; `erased`: because its participant's
+    /// data is being erased (the `session.closed` webhook says so).
+    pub async fn close_session_as(
+        &self,
+        id: &str,
+        erased: bool,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let closed = self
+            .store
+            .close_session_as(id, self.clock.now(), erased)
+            .await?;
         if let Some(s) = &closed {
             self.invalidate(&s.route_keys());
             tracing::info!(session = %s.id, "session closed");

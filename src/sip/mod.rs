@@ -48,6 +48,7 @@ pub mod parse;
 pub mod peek;
 pub mod reply;
 pub mod transaction;
+pub mod uri;
 pub mod wire;
 
 pub use build::{MAGIC_COOKIE, ack_for_2xx, ack_for_non_2xx, new_branch, new_tag};

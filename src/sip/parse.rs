@@ -304,7 +304,7 @@ impl<'a> RawMessage<'a> {
     fn normalised(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(self.start.len() + self.body.len() + 64 * self.headers.len());
-        out.extend_from_slice(self.start);
+        out.extend_from_slice(&super::uri::normalise_request_line(self.start));
         out.extend_from_slice(b"\r\n");
         for (name, value) in &self.headers {
             out.extend_from_slice(name.as_bytes());

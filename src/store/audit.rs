@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 const AUDIT_LOCK_SLOT: i64 = -1;
 
 /// One stored audit event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the chain.
     pub seq: i64,
@@ -142,11 +142,23 @@ impl Store {
         since: Timestamp,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        self.list_audit_page(since, 0, limit).await
+    }
+
+    /// As [`Store::list_audit`], after the event `after_seq` (a page).
+    pub async fn list_audit_page(
+        &self,
+        since: Timestamp,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE at >= $1 ORDER BY seq LIMIT $2"
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE at >= $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
         ));
         let rows: Vec<EventRow> = sqlx::query_as(sql)
             .bind(since.as_millis())
+            .bind(after_seq)
             .bind(limit)
             .fetch_all(self.pool())
             .await?;

@@ -1,7 +1,8 @@
 //! Call records (CDRs). The SIP layer writes them; the API reads them.
 
 use super::records::{CallResult, HangupSide};
-use super::{Store, StoreError, parse_number, parse_party};
+use super::webhooks::WebhookEvent;
+use super::{Store, StoreError, Tx, parse_number, parse_party};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
 
@@ -15,8 +16,8 @@ pub struct CallRecord {
     /// `a_to_b`, `b_to_a` or `unrouted`.
     pub direction: String,
     /// The caller's real number, or its pseudonym once the personal-data
-    /// retention period has passed.
-    pub caller: PartyNumber,
+    /// retention period has passed; `None` when the call came without one.
+    pub caller: Option<PartyNumber>,
     /// The proxy number dialled.
     pub dialled: E164,
     /// When the INVITE arrived.
@@ -35,6 +36,11 @@ pub struct CallRecord {
     pub hangup_side: Option<HangupSide>,
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
+    /// Why the call was refused or ended by ansim itself, when the result
+    /// alone does not say (`no-caller-number`; `session-expired`,
+    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`,
+    /// `no-offer-in-2xx`).
+    pub reason: Option<String>,
 }
 
 type CallRow = (
@@ -51,14 +57,20 @@ type CallRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
+
+/// One call record by id.
+const CALL_SQL: &str = "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, \
+        answer_at, end_at, result, sip_status, hangup_side, recording_id, reason \
+     FROM calls WHERE id = $1";
 
 impl Store {
     /// The calls of a session, oldest first.
     pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
+                    end_at, result, sip_status, hangup_side, recording_id, reason \
              FROM calls WHERE session_id = $1 ORDER BY invite_at, id",
         )
         .bind(session_id)
@@ -67,16 +79,36 @@ impl Store {
         rows.into_iter().map(call).collect()
     }
 
+    /// A page of a session's calls in `(invite_at, id)` order, after the
+    /// call `after` (its `invite_at` in ms and id), at most `limit`.
+    pub async fn list_calls_page(
+        &self,
+        session_id: &str,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows: Vec<CallRow> = sqlx::query_as(
+            "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
+                    end_at, result, sip_status, hangup_side, recording_id, reason \
+             FROM calls WHERE session_id = $1 AND (invite_at > $2 OR (invite_at = $2 AND id > $3)) \
+             ORDER BY invite_at, id LIMIT $4",
+        )
+        .bind(session_id)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(call).collect()
+    }
+
     /// One call record.
     pub async fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
-        let row: Option<CallRow> = sqlx::query_as(
-            "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id \
-             FROM calls WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?;
+        let row: Option<CallRow> = sqlx::query_as(CALL_SQL)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(call).transpose()
     }
 }
@@ -94,7 +126,11 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         id: r.0,
         session_id: r.1,
         direction: r.2,
-        caller: parse_party("calls", &r.3)?,
+        // A call without a caller's number is stored with an empty one.
+        caller: match r.3.as_str() {
+            "" => None,
+            raw => Some(parse_party("calls", raw)?),
+        },
         dialled: parse_number("calls", &r.4)?,
         invite_at: Timestamp::from_millis(r.5),
         ring_at: ts(r.6),
@@ -104,6 +140,7 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         sip_status: r.10,
         hangup_side: r.11.map(|v| v.parse()).transpose().map_err(corrupt)?,
         recording_id: r.12,
+        reason: r.13,
     })
 }
 
@@ -117,12 +154,16 @@ pub struct NewCall {
     pub session_id: Option<String>,
     /// `a_to_b`, `b_to_a` or `unrouted`.
     pub direction: &'static str,
-    /// The caller's real number.
-    pub caller: E164,
+    /// The caller's real number; `None` when the INVITE had none (stored
+    /// as an empty text, which pseudonymisation leaves alone).
+    pub caller: Option<E164>,
     /// The proxy number dialled.
     pub dialled: E164,
     /// When the INVITE arrived.
     pub invite_at: Timestamp,
+    /// Why it was refused, when the result alone does not say
+    /// (`no-caller-number`).
+    pub reason: Option<&'static str>,
 }
 
 /// How a call ended, for its record.
@@ -136,6 +177,10 @@ pub struct CallEnd {
     pub sip_status: u16,
     /// Who hung up, if someone did.
     pub hangup_side: Option<HangupSide>,
+    /// Why ansim ended the call itself, if it did for a reason beyond a
+    /// plain hang-up (written to [`CallRecord::reason`]; `None` keeps a
+    /// reason the record already has).
+    pub reason: Option<&'static str>,
 }
 
 /// A write to the call records: what the SIP switch asks for as a call
@@ -152,88 +197,129 @@ pub enum CallWrite {
     End(String, CallEnd),
 }
 
-/// Runs one call-record write on `conn` (the pool, or a transaction's
-/// connection).
-async fn apply<'c, E>(conn: E, write: &CallWrite) -> Result<(), StoreError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
-    let query = match write {
-        CallWrite::Insert(c) => sqlx::query(
-            "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&c.id)
-        .bind(c.session_id.as_deref())
-        .bind(c.direction)
-        .bind(c.caller.as_str())
-        .bind(c.dialled.as_str())
-        .bind(c.invite_at.as_millis()),
+/// Runs one call-record write in `tx`; an end writes its `call.completed`
+/// event in the same transaction.
+async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
+    match write {
+        CallWrite::Insert(c) => {
+            sqlx::query(
+                "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&c.id)
+            .bind(c.session_id.as_deref())
+            .bind(c.direction)
+            .bind(c.caller.as_ref().map_or("", |n| n.as_str()))
+            .bind(c.dialled.as_str())
+            .bind(c.invite_at.as_millis())
+            .bind(c.reason)
+            .execute(tx.conn())
+            .await?;
+        }
         CallWrite::Ring(id, at) => {
             sqlx::query("UPDATE calls SET ring_at = $2 WHERE id = $1 AND ring_at IS NULL")
                 .bind(id)
                 .bind(at.as_millis())
+                .execute(tx.conn())
+                .await?;
         }
         CallWrite::Answer(id, at) => {
             sqlx::query("UPDATE calls SET answer_at = $2 WHERE id = $1 AND answer_at IS NULL")
                 .bind(id)
                 .bind(at.as_millis())
+                .execute(tx.conn())
+                .await?;
         }
-        CallWrite::End(id, end) => sqlx::query(
-            "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5 \
-             WHERE id = $1 AND end_at IS NULL",
-        )
-        .bind(id)
-        .bind(end.at.as_millis())
-        .bind(end.result.as_str())
-        .bind(i64::from(end.sip_status))
-        .bind(end.hangup_side.map(HangupSide::as_str)),
-    };
-    query.execute(conn).await?;
+        CallWrite::End(id, end) => {
+            let done = sqlx::query(
+                "UPDATE calls SET end_at = $2, result = $3, sip_status = $4, hangup_side = $5, \
+                        reason = COALESCE($6, reason) \
+                 WHERE id = $1 AND end_at IS NULL",
+            )
+            .bind(id)
+            .bind(end.at.as_millis())
+            .bind(end.result.as_str())
+            .bind(i64::from(end.sip_status))
+            .bind(end.hangup_side.map(HangupSide::as_str))
+            .bind(end.reason)
+            .execute(tx.conn())
+            .await?;
+            if done.rows_affected() == 1 {
+                report_completed(tx, id, end.at).await?;
+            }
+        }
+    }
     Ok(())
 }
 
 impl Store {
-    /// Applies `writes` in order in one transaction: all or none. This is
-    /// how the SIP engine's write-behind writer stores a batch (one commit,
-    /// one sync, for everything that queued up meanwhile).
+    /// Applies `writes` in order in one transaction: all or none, with
+    /// their webhook events. This is how the SIP engine's write-behind
+    /// writer stores a batch (one commit, one sync, for everything that
+    /// queued up meanwhile).
     pub async fn write_calls(&self, writes: &[CallWrite]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for write in writes {
-            apply(&mut *tx.conn(), write).await?;
+            apply(&mut tx, write).await?;
         }
         tx.commit().await
     }
 
     /// Writes the start of a call record.
     pub async fn insert_call(&self, c: &NewCall) -> Result<(), StoreError> {
-        apply(self.pool(), &CallWrite::Insert(c.clone())).await
+        self.write_calls(&[CallWrite::Insert(c.clone())]).await
     }
 
     /// Records when the callee started ringing (the first time only).
     pub async fn call_ringing(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        apply(self.pool(), &CallWrite::Ring(id.to_owned(), at)).await
+        self.write_calls(&[CallWrite::Ring(id.to_owned(), at)]).await
     }
 
     /// Records when the callee answered (the first time only).
     pub async fn call_answered(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        apply(self.pool(), &CallWrite::Answer(id.to_owned(), at)).await
+        self.write_calls(&[CallWrite::Answer(id.to_owned(), at)]).await
     }
 
-    /// Records how the call ended (the first time only).
+    /// Records how the call ended (the first time only), with its
+    /// `call.completed` event in the same transaction.
     pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
-        apply(self.pool(), &CallWrite::End(id.to_owned(), end.clone())).await
+        self.write_calls(&[CallWrite::End(id.to_owned(), end.clone())]).await
     }
 
     /// Marks calls left without an end (the process died) as interrupted.
+    /// Each gets its `call.completed` event in the same transaction.
     pub async fn interrupt_open_calls(&self, at: Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let open: Vec<(String,)> = sqlx::query_as("SELECT id FROM calls WHERE end_at IS NULL")
+            .fetch_all(tx.conn())
+            .await?;
         let done = sqlx::query(
             "UPDATE calls SET end_at = $1, result = 'interrupted', hangup_side = 'system' \
              WHERE end_at IS NULL",
         )
         .bind(at.as_millis())
-        .execute(self.pool())
+        .execute(tx.conn())
         .await?;
+        for (id,) in &open {
+            report_completed(&mut tx, id, at).await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Writes `call.completed` for call `id` (as it now reads) into `tx`.
+async fn report_completed(tx: &mut Tx, id: &str, now: Timestamp) -> Result<(), StoreError> {
+    if !tx.webhooks.wants("call.completed") {
+        return Ok(());
+    }
+    let row: Option<CallRow> = sqlx::query_as(CALL_SQL)
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await?;
+    if let Some(c) = row.map(call).transpose()? {
+        tx.enqueue_webhook(&WebhookEvent::CallCompleted(&c), now)
+            .await?;
+    }
+    Ok(())
 }

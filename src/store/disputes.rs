@@ -1,10 +1,10 @@
 //! Disputes and playback grants.
 
-use super::{Store, StoreError, Tx, new_id};
+use super::{Store, StoreError, Tx, WebhookEvent, new_id};
 use crate::clock::Timestamp;
 
 /// A dispute on one or more calls.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Dispute {
     /// `dsp_…`.
     pub id: String,
@@ -27,7 +27,7 @@ pub struct Dispute {
 }
 
 /// A request for playback of a dispute's recordings.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// `gnt_…`.
     pub id: String,
@@ -110,7 +110,7 @@ impl Tx {
         }
         let mut call_ids = d.call_ids.to_vec();
         call_ids.sort();
-        Ok(Dispute {
+        let dispute = Dispute {
             id,
             ticket: d.ticket.to_owned(),
             reason: d.reason.to_owned(),
@@ -120,7 +120,10 @@ impl Tx {
             resolved_by: None,
             resolved_at: None,
             call_ids,
-        })
+        };
+        self.enqueue_webhook(&WebhookEvent::DisputeOpened(&dispute), now)
+            .await?;
+        Ok(dispute)
     }
 
     /// Marks a dispute resolved; `false` if it already was.
@@ -139,7 +142,12 @@ impl Tx {
         .bind(now.as_millis())
         .execute(self.conn())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.enqueue_webhook(&WebhookEvent::DisputeResolved { id, by }, now)
+            .await?;
+        Ok(true)
     }
 
     /// Requests a grant on a dispute.
@@ -197,6 +205,18 @@ impl Tx {
             ..g.clone()
         }))
     }
+}
+
+/// `FROM … WHERE … ORDER BY … LIMIT` of a page of disputes, newest first
+/// ($1: include resolved, $2/$3: before (opened_at, id), $4: limit).
+macro_rules! dispute_page {
+    () => {
+        "FROM disputes \
+         WHERE (($1 = 1 AND resolved_at IS NULL) OR ($2 = 1 AND resolved_at IS NOT NULL)) \
+         AND lower(ticket) LIKE $3 ESCAPE '\\' \
+         AND (opened_at < $4 OR (opened_at = $4 AND id < $5)) \
+         ORDER BY opened_at DESC, id DESC LIMIT $6"
+    };
 }
 
 impl Store {
@@ -283,21 +303,80 @@ impl Store {
         include_resolved: bool,
         limit: i64,
     ) -> Result<Vec<Dispute>, StoreError> {
-        let ids: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM disputes WHERE ($1 = 1 OR resolved_at IS NULL) \
-             ORDER BY opened_at DESC, id LIMIT $2",
-        )
-        .bind(i64::from(include_resolved))
+        let state = if include_resolved {
+            DisputeState::Any
+        } else {
+            DisputeState::Open
+        };
+        let search = DisputeSearch {
+            ticket: None,
+            state,
+        };
+        self.list_disputes_page(&search, None, limit).await
+    }
+
+    /// A page of disputes in `(opened_at, id)` order, newest first, before
+    /// the dispute `before` (its `opened_at` in ms and id): two queries,
+    /// whatever the page's size.
+    pub async fn list_disputes_page(
+        &self,
+        search: &DisputeSearch<'_>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<Dispute>, StoreError> {
+        let (at, id) = before.unwrap_or((i64::MAX, ""));
+        let (open, resolved) = match search.state {
+            DisputeState::Open => (1i64, 0i64),
+            DisputeState::Resolved => (0, 1),
+            DisputeState::Any => (1, 1),
+        };
+        let pattern = search
+            .ticket
+            .map_or_else(|| "%".to_owned(), contains_pattern);
+        let rows: Vec<DisputeRow> = sqlx::query_as(concat!(
+            "SELECT id, ticket, reason, opened_by, opened_at, hold_id, resolved_by, resolved_at ",
+            dispute_page!()
+        ))
+        .bind(open)
+        .bind(resolved)
+        .bind(&pattern)
+        .bind(at)
+        .bind(id)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id,) in ids {
-            if let Some(d) = self.get_dispute(&id).await? {
-                out.push(d);
-            }
+        let calls: Vec<(String, String)> = sqlx::query_as(concat!(
+            "SELECT dispute_id, call_id FROM dispute_calls WHERE dispute_id IN (SELECT id ",
+            dispute_page!(),
+            ") ORDER BY dispute_id, call_id"
+        ))
+        .bind(open)
+        .bind(resolved)
+        .bind(&pattern)
+        .bind(at)
+        .bind(id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        let mut by_dispute: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for (d, c) in calls {
+            by_dispute.entry(d).or_default().push(c);
         }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|r| Dispute {
+                call_ids: by_dispute.remove(&r.0).unwrap_or_default(),
+                id: r.0,
+                ticket: r.1,
+                reason: r.2,
+                opened_by: r.3,
+                opened_at: Timestamp::from_millis(r.4),
+                hold_id: r.5,
+                resolved_by: r.6,
+                resolved_at: r.7.map(Timestamp::from_millis),
+            })
+            .collect())
     }
 
     /// The hold of the oldest open dispute that covers `call_id` with a
@@ -367,4 +446,39 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Which disputes a search wants, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisputeState {
+    /// Not resolved yet.
+    Open,
+    /// Resolved.
+    Resolved,
+    /// Either.
+    Any,
+}
+
+/// A search of the disputes (`GET /v1/disputes?ticket=…&state=…`).
+#[derive(Debug, Clone, Copy)]
+pub struct DisputeSearch<'a> {
+    /// Part of the ticket, case-insensitively (ASCII); `None` for any.
+    pub ticket: Option<&'a str>,
+    /// Open, resolved or either.
+    pub state: DisputeState,
+}
+
+/// `text` as a LIKE pattern that matches it anywhere, its own `%`, `_` and
+/// `\` taken literally (with `ESCAPE '\'`).
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }

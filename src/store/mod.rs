@@ -32,6 +32,7 @@
 mod audit;
 mod calls;
 mod disputes;
+pub mod idempotency;
 mod numbers;
 #[cfg(test)]
 mod plan_tests;
@@ -41,6 +42,7 @@ mod records;
 mod retention;
 mod sessions;
 mod staff;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -54,16 +56,18 @@ use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
-pub use disputes::{Dispute, Grant, GrantOnCall, NewDispute};
+pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};
 pub use records::{CallResult, HangupSide, RecordingFailure, RecordingState, UnknownValue};
 pub use retention::{BLOB_LOOKUP_BATCH, HoldState, Tombstone};
 pub use sessions::{
-    CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord, Side,
+    CloseReason, CreateSessionError, NewSession, Participant, RouteRow, SessionRecord,
+    SessionStatus, Side,
 };
 pub use staff::{Role, StaffMember};
+pub use webhooks::{WebhookEvent, WebhookPolicy};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +132,8 @@ pub struct Store {
     backend: Backend,
     /// Consulted before every [`Tx`] commits; only tests set one.
     commit_hook: Option<Arc<dyn CommitHook>>,
+    /// Which webhook events writes put into the outbox ([`webhooks`]).
+    webhooks: Arc<webhooks::WebhookPolicy>,
 }
 
 impl std::fmt::Debug for Store {
@@ -203,6 +209,7 @@ impl Store {
             pool,
             backend,
             commit_hook: None,
+            webhooks: Arc::default(),
         })
     }
 
@@ -226,6 +233,7 @@ impl Store {
             inner,
             audited: Vec::new(),
             hook: self.commit_hook.clone(),
+            webhooks: self.webhooks.clone(),
         })
     }
 
@@ -271,6 +279,8 @@ pub struct Tx {
     /// Audit actions appended in this transaction, for the [`CommitHook`].
     audited: Vec<String>,
     hook: Option<Arc<dyn CommitHook>>,
+    /// The store's webhook policy, for [`Tx::enqueue_webhook`].
+    webhooks: Arc<webhooks::WebhookPolicy>,
 }
 
 impl Tx {

@@ -155,7 +155,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let due: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, caller FROM calls \
-             WHERE session_id IS NULL AND end_at < $1 AND caller NOT LIKE 'h:%' LIMIT $2",
+             WHERE session_id IS NULL AND end_at < $1 AND caller NOT LIKE 'h:%' AND caller <> '' LIMIT $2",
         )
         .bind(before.as_millis())
         .bind(BATCH)
@@ -201,7 +201,7 @@ impl Store {
             .await?,
             calls: count(
                 "SELECT COUNT(*) FROM calls c LEFT JOIN sessions s ON s.id = c.session_id \
-                 WHERE c.caller NOT LIKE 'h:%' AND ((c.session_id IS NULL AND c.end_at < $1) \
+                 WHERE c.caller NOT LIKE 'h:%' AND c.caller <> '' AND ((c.session_id IS NULL AND c.end_at < $1) \
                    OR (s.closed_at < $1 AND (s.a_number NOT LIKE 'h:%' OR s.b_number NOT LIKE 'h:%')))",
             )
             .await?,
@@ -251,7 +251,7 @@ async fn pseudonymise_session_calls<F: Fn(&E164) -> String>(
     h: &mut Hasher<'_, F>,
 ) -> Result<usize, StoreError> {
     let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, caller FROM calls WHERE session_id = $1 AND caller NOT LIKE 'h:%'",
+        "SELECT id, caller FROM calls WHERE session_id = $1 AND caller NOT LIKE 'h:%' AND caller <> ''",
     )
     .bind(session_id)
     .fetch_all(&mut **tx)

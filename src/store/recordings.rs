@@ -2,7 +2,7 @@
 //! access events that touch them.
 
 use super::records::{RecordingFailure, RecordingState};
-use super::{Store, StoreError};
+use super::{Store, StoreError, WebhookEvent};
 use crate::clock::Timestamp;
 use crate::media::g711::Codec;
 
@@ -165,7 +165,9 @@ impl Store {
     /// Records how a recording ended. Only a recording still in state
     /// `recording` ends: `false` if it had already (e.g. truncated by a
     /// reconciliation that thought its writer gone).
+    /// Its `recording.completed` event goes into the same transaction.
     pub async fn finish_recording(&self, id: &str, end: &RecordingEnd) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE recordings SET state = $2, failure = $3, ended_at = $4, duration_ms = $5, \
                 expires_at = $6 WHERE id = $1 AND state = 'recording'",
@@ -176,9 +178,28 @@ impl Store {
         .bind(end.ended_at.as_millis())
         .bind(end.duration_ms)
         .bind(end.expires_at.as_millis())
-        .execute(self.pool())
+        .execute(tx.conn())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if tx.webhooks.wants("recording.completed") {
+            let (call_id, session_id): (String, String) =
+                sqlx::query_as("SELECT call_id, session_id FROM recordings WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(tx.conn())
+                    .await?;
+            let event = WebhookEvent::RecordingCompleted {
+                id,
+                call_id: &call_id,
+                session_id: &session_id,
+                state: end.state,
+                duration_ms: end.duration_ms,
+            };
+            tx.enqueue_webhook(&event, end.ended_at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// A recording by its id, or the latest recording of a call by the

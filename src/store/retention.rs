@@ -210,6 +210,13 @@ impl Tx {
         .bind(t.ciphertext_sha256.as_deref())
         .execute(self.conn())
         .await?;
+        let event = super::WebhookEvent::RecordingErased {
+            id: &t.recording_id,
+            call_id: &t.call_id,
+            session_id: &t.session_id,
+            reason: &t.reason,
+        };
+        self.enqueue_webhook(&event, t.erased_at).await?;
         Ok(true)
     }
 

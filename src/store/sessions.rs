@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sqlx::{Any, Transaction};
 
+use super::webhooks::{self, ClosedBecause, WebhookEvent, WebhookPolicy};
 use super::{Store, StoreError, new_id, parse_number, parse_party};
 use crate::clock::Timestamp;
 use crate::phone::{E164, PartyNumber};
@@ -54,7 +55,7 @@ pub struct NewSession {
 }
 
 /// One participant of a session as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Participant {
     /// The participant's real number, or its pseudonym once the session
     /// has been closed for longer than the personal-data retention period.
@@ -68,6 +69,18 @@ pub struct Participant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CloseReason {
+    /// Closed through the API or CLI.
+    Closed,
+    /// Its TTL ran out.
+    Expired,
+}
+
+/// A session's status as the API filters on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Routing calls now.
+    Open,
     /// Closed through the API or CLI.
     Closed,
     /// Its TTL ran out.
@@ -273,7 +286,7 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         lock_participants(&mut tx, &[&new.a, &new.b]).await?;
         for p in [&new.a, &new.b] {
-            expire_participant(&mut tx, p, now).await?;
+            expire_participant(&mut tx, &self.webhooks, p, now).await?;
         }
         let pool = load_pool(&mut tx).await?;
         let a_hist = load_history(&mut tx, &new.a, now.saturating_sub(quarantine)).await?;
@@ -311,6 +324,8 @@ impl Store {
             close_reason: None,
         };
         insert_session(&mut tx, &record).await?;
+        let event = WebhookEvent::SessionOpened(&record);
+        webhooks::enqueue(&mut tx, &self.webhooks, &event, now).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -336,10 +351,21 @@ impl Store {
         id: &str,
         now: Timestamp,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        self.close_session_as(id, now, false).await
+    }
+
+    /// As [`Store::close_session`]; `erased`: because its participant's
+    /// data is being erased, which `session.closed` then says.
+    pub async fn close_session_as(
+        &self,
+        id: &str,
+        now: Timestamp,
+        erased: bool,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_close_session(id, now).await {
+            match self.try_close_session(id, now, erased).await {
                 Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => continue,
                 other => return other,
             }
@@ -350,6 +376,7 @@ impl Store {
         &self,
         id: &str,
         now: Timestamp,
+        erased: bool,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let Some(session) = self.get_session(id).await? else {
             return Ok(None);
@@ -371,7 +398,11 @@ impl Store {
         } else {
             (now, CloseReason::Closed)
         };
-        end_session(&mut tx, id, at, reason).await?;
+        let because = match reason {
+            CloseReason::Closed if erased => ClosedBecause::Erased,
+            other => other.into(),
+        };
+        end_session(&mut tx, &self.webhooks, id, (at, reason, because), now).await?;
         tx.commit().await?;
         self.get_session(id).await
     }
@@ -434,6 +465,46 @@ impl Store {
         }))
     }
 
+    /// A page of sessions in `(created_at, id)` order after the session
+    /// `after` (its `created_at` in ms and id), at most `limit`; only those
+    /// of `participant` (a real number, either side) and in `status` at
+    /// `now`, when given.
+    pub async fn list_sessions(
+        &self,
+        participant: Option<&E164>,
+        status: Option<SessionStatus>,
+        now: Timestamp,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let status_sql = match status {
+            None => "",
+            Some(SessionStatus::Open) => " AND closed_at IS NULL AND expires_at > $4",
+            Some(SessionStatus::Closed) => " AND close_reason = 'closed'",
+            Some(SessionStatus::Expired) => {
+                " AND (close_reason = 'expired' OR (closed_at IS NULL AND expires_at <= $4))"
+            }
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM sessions \
+             WHERE (created_at > $1 OR (created_at = $1 AND id > $2)) \
+               AND ($3 = '' OR a_number = $3 OR b_number = $3) \
+               AND $4 = $4{status_sql} \
+             ORDER BY created_at, id LIMIT $5",
+            session_columns!()
+        ));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
+        let rows: Vec<SessionRow> = sqlx::query_as(sql)
+            .bind(at)
+            .bind(id)
+            .bind(participant.map_or("", E164::as_str))
+            .bind(now.as_millis())
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(SessionRecord::try_from).collect()
+    }
+
     /// Counts sessions open at `now` (for metrics).
     pub async fn count_open_sessions(&self, now: Timestamp) -> Result<i64, StoreError> {
         let (n,): (i64,) = sqlx::query_as(
@@ -470,6 +541,7 @@ async fn lock_participants(
 /// bindings stop counting as held and start their quarantine.
 async fn expire_participant(
     tx: &mut Transaction<'_, Any>,
+    hooks: &WebhookPolicy,
     participant: &E164,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -482,29 +554,27 @@ async fn expire_participant(
     .fetch_all(&mut **tx)
     .await?;
     for (session_id, expires_at) in due {
-        end_session(
-            tx,
-            &session_id,
-            Timestamp::from_millis(expires_at),
-            CloseReason::Expired,
-        )
-        .await?;
+        let at = Timestamp::from_millis(expires_at);
+        let end = (at, CloseReason::Expired, ClosedBecause::Expired);
+        end_session(tx, hooks, &session_id, end, now).await?;
     }
     Ok(())
 }
 
-/// Marks a session ended at `at` and releases both of its bindings.
+/// Marks a session ended at `at` for `reason` and releases both of its
+/// bindings; `session.closed` goes into the outbox in the same transaction.
 async fn end_session(
     tx: &mut Transaction<'_, Any>,
+    hooks: &WebhookPolicy,
     id: &str,
-    at: Timestamp,
-    reason: CloseReason,
+    (at, why, because): (Timestamp, CloseReason, ClosedBecause),
+    now: Timestamp,
 ) -> Result<(), StoreError> {
-    let reason = match reason {
+    let reason = match why {
         CloseReason::Closed => "closed",
         CloseReason::Expired => "expired",
     };
-    sqlx::query(
+    let ended = sqlx::query(
         "UPDATE sessions SET closed_at = $2, close_reason = $3 WHERE id = $1 AND closed_at IS NULL",
     )
     .bind(id)
@@ -519,6 +589,17 @@ async fn end_session(
     .bind(at.as_millis())
     .execute(&mut **tx)
     .await?;
+    if ended.rows_affected() == 1 && hooks.wants("session.closed") {
+        let sql = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        );
+        let row: SessionRow = sqlx::query_as(sql).bind(id).fetch_one(&mut **tx).await?;
+        let session = SessionRecord::try_from(row)?;
+        let event = WebhookEvent::SessionClosed(&session, because);
+        webhooks::enqueue(tx, hooks, &event, now).await?;
+    }
     Ok(())
 }
 

@@ -7,7 +7,9 @@ use super::{Store, StoreError, new_id};
 use crate::clock::Timestamp;
 
 /// What a staff member may do (DESIGN.md, "Support access").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The platform backend: numbers of sessions, sessions, call records.
@@ -64,7 +66,7 @@ impl FromStr for Role {
 }
 
 /// A staff member (never carries the token or its hash).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct StaffMember {
     /// `stf_…`.
     pub id: String,

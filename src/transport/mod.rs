@@ -22,6 +22,7 @@ mod tcp;
 pub mod tls;
 #[cfg(test)]
 mod tls_tests;
+mod trunk_link;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ use tokio::sync::watch;
 pub use gate::{SourceGate, Verdict};
 pub use queue::{InboundReceiver, InboundSender, inbound_queues};
 pub use tcp::FlowLease;
+pub use trunk_link::TrunkLink;
 
 use crate::config::{ListenAddr, TlsFiles, Transport};
 
@@ -102,29 +104,45 @@ pub enum Flow {
         /// The peer's address.
         remote: SocketAddr,
     },
+    /// Trunk number `trunk` (`[[trunks]]` order), over the TCP or TLS
+    /// connection the transports keep to it and reopen when lost
+    /// ([`Transports::connect_trunks`]). Only sent on: what the trunk
+    /// sends back arrives on that connection's `Tcp` or `Tls` flow.
+    Trunk {
+        /// The trunk's index.
+        trunk: usize,
+        /// Its address.
+        remote: SocketAddr,
+        /// TLS rather than TCP.
+        tls: bool,
+    },
 }
 
 impl Flow {
     /// The peer's address.
     pub fn remote(&self) -> SocketAddr {
         match self {
-            Flow::Udp { remote, .. } | Flow::Tcp { remote, .. } | Flow::Tls { remote, .. } => {
-                *remote
-            }
+            Flow::Udp { remote, .. }
+            | Flow::Tcp { remote, .. }
+            | Flow::Tls { remote, .. }
+            | Flow::Trunk { remote, .. } => *remote,
         }
     }
 
     /// Whether the transport is reliable (no SIP retransmissions needed).
     pub fn is_reliable(&self) -> bool {
-        matches!(self, Flow::Tcp { .. } | Flow::Tls { .. })
+        matches!(
+            self,
+            Flow::Tcp { .. } | Flow::Tls { .. } | Flow::Trunk { .. }
+        )
     }
 
     /// The transport's name, for logs.
     fn transport_name(&self) -> &'static str {
         match self {
             Flow::Udp { .. } => "udp",
-            Flow::Tcp { .. } => "tcp",
-            Flow::Tls { .. } => "tls",
+            Flow::Tcp { .. } | Flow::Trunk { tls: false, .. } => "tcp",
+            Flow::Tls { .. } | Flow::Trunk { tls: true, .. } => "tls",
         }
     }
 }
@@ -161,7 +179,9 @@ pub enum TransportError {
         reason: String,
     },
     /// Calls go out over UDP, so one UDP listener is required.
-    #[error("sip.listen needs at least one udp: address (B-legs are sent over UDP)")]
+    #[error(
+        "sip.listen needs at least one udp: address (UDP trunks and their keep-alives are served from it)"
+    )]
     NoUdp,
 }
 
@@ -201,6 +221,12 @@ pub struct Transports {
     tcp: tcp::Connections,
     /// Local addresses of the TLS listeners, in `sip.listen` order.
     tls: Vec<SocketAddr>,
+    /// What the receive tasks share, for the trunk links started later.
+    shared: Shared,
+    /// Stops the trunk links with the rest.
+    stop: watch::Receiver<bool>,
+    /// The TCP/TLS trunks' links, by trunk index.
+    links: Arc<trunk_link::Links>,
 }
 
 impl Transports {
@@ -232,6 +258,9 @@ impl Transports {
             udp: Vec::new(),
             tcp: conns,
             tls: Vec::new(),
+            shared: shared.clone(),
+            stop: stop.clone(),
+            links: Arc::default(),
         };
         for l in listen {
             let bind_err = |source| TransportError::Bind {
@@ -305,7 +334,7 @@ impl Transports {
     /// idleness. `None` for UDP, or a connection already gone.
     pub fn lease(&self, flow: &Flow) -> Option<FlowLease> {
         match flow {
-            Flow::Udp { .. } => None,
+            Flow::Udp { .. } | Flow::Trunk { .. } => None,
             Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => self.tcp.lease(*conn),
         }
     }
@@ -326,6 +355,11 @@ impl Transports {
                 };
                 if let Err(e) = s.try_send_to(&bytes, *remote) {
                     tracing::debug!(%remote, error = %e, "UDP send failed");
+                }
+            }
+            Flow::Trunk { trunk, remote, .. } => {
+                if !self.links.send(*trunk, bytes) {
+                    tracing::debug!(%remote, "trunk link busy or absent; message dropped");
                 }
             }
             Flow::Tcp { conn, remote } | Flow::Tls { conn, remote } => {

@@ -129,6 +129,23 @@ impl Connections {
         self.lock().get(&conn).map(|e| e.tx.clone())
     }
 
+    /// A slot for a connection we open (to a trunk), or `None` (counted)
+    /// when `max_tcp_connections` are open.
+    pub(super) fn outbound_slot(&self, shared: &Shared) -> Option<Slot> {
+        let counters = &shared.settings.counters;
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            counters
+                .connections_over_limit
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        counters.connections_open.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            _permit: permit,
+            counters: counters.clone(),
+        })
+    }
+
     /// A lease on connection `conn`, if it is open.
     pub(super) fn lease(&self, conn: u64) -> Option<FlowLease> {
         let usage = self.lock().get(&conn).map(|e| e.usage.clone())?;
@@ -210,7 +227,7 @@ enum Ended {
 /// place under the connection cap, freed when this returns.
 pub(super) async fn connection<R, W>(
     reader: R,
-    mut writer: W,
+    writer: W,
     flow: Flow,
     slot: Slot,
     shared: Shared,
@@ -219,11 +236,27 @@ pub(super) async fn connection<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = match flow {
-        Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => conn,
-        Flow::Udp { .. } => return,
+    let Some(registered) = register(&flow, &shared) else {
+        return;
     };
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    serve(reader, writer, flow, slot, shared, stop, registered).await;
+}
+
+/// A connection entered in the connection map: its writer queue's
+/// receiving end and its usage.
+pub(super) struct Registered {
+    rx: mpsc::Receiver<Vec<u8>>,
+    usage: Arc<Usage>,
+}
+
+/// Enters the connection of `flow` (a `Tcp` or `Tls` flow) in the
+/// connection map, so that sends to it are queued from now on.
+pub(super) fn register(flow: &Flow, shared: &Shared) -> Option<Registered> {
+    let conn = match flow {
+        Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => *conn,
+        Flow::Udp { .. } | Flow::Trunk { .. } => return None,
+    };
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let usage = Arc::new(Usage {
         users: AtomicUsize::new(0),
         last_activity: Mutex::new(Instant::now()),
@@ -235,6 +268,28 @@ pub(super) async fn connection<R, W>(
             usage: usage.clone(),
         },
     );
+    Some(Registered { rx, usage })
+}
+
+/// Serves a [`register`]ed connection until it ends, then removes it
+/// from the map.
+pub(super) async fn serve<R, W>(
+    reader: R,
+    mut writer: W,
+    flow: Flow,
+    slot: Slot,
+    shared: Shared,
+    stop: watch::Receiver<bool>,
+    registered: Registered,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let Registered { mut rx, usage } = registered;
+    let conn = match flow {
+        Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => conn,
+        Flow::Udp { .. } | Flow::Trunk { .. } => return,
+    };
     let written = usage.clone();
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {

@@ -49,7 +49,7 @@ pub async fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, Tra
     Ok(config)
 }
 
-fn tls_error(path: &Path, reason: String) -> TransportError {
+pub(super) fn tls_error(path: &Path, reason: String) -> TransportError {
     TransportError::Tls {
         path: path.to_path_buf(),
         reason,
@@ -62,7 +62,9 @@ async fn read_file(path: &Path, what: &str) -> Result<Vec<u8>, TransportError> {
         .map_err(|e| tls_error(path, format!("cannot read the {what} file: {e}")))
 }
 
-async fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+pub(super) async fn load_certs(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let pem_bytes = read_file(path, "certificate").await?;
     let certs = CertificateDer::pem_slice_iter(&pem_bytes)
         .collect::<Result<Vec<_>, _>>()

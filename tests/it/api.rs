@@ -176,7 +176,7 @@ async fn sessions_lifecycle_over_http(db: Db) {
             None,
         )
         .await;
-    assert_eq!((st, calls["calls"].clone()), (StatusCode::OK, json!([])));
+    assert_eq!((st, calls["items"].clone()), (StatusCode::OK, json!([])));
 
     let (st, closed) = api
         .call(
@@ -242,7 +242,8 @@ async fn pseudonymised_sessions_and_calls_read_through_the_api(db: Db) {
         id: ansim::store::new_id("cal"),
         session_id: Some(id.clone()),
         direction: "a_to_b",
-        caller: E164::parse(C).unwrap(),
+        caller: Some(E164::parse(C).unwrap()),
+        reason: None,
         dialled: E164::parse(proxy).unwrap(),
         invite_at: T0,
     };
@@ -298,13 +299,13 @@ async fn pseudonymised_sessions_and_calls_read_through_the_api(db: Db) {
         .call(Method::GET, &calls, Some(Role::Provisioner), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{list}");
-    assert_eq!(list["calls"][0]["caller"].as_str(), Some(pc.as_str()));
+    assert_eq!(list["items"][0]["caller"].as_str(), Some(pc.as_str()));
     let (st, list) = api
         .call(Method::GET, &calls, Some(Role::Support), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{list}");
-    assert!(list["calls"][0].get("caller").is_none(), "{list}");
-    assert_eq!(list["calls"][0]["dialled"].as_str(), Some(proxy));
+    assert!(list["items"][0].get("caller").is_none(), "{list}");
+    assert_eq!(list["items"][0]["dialled"].as_str(), Some(proxy));
 }
 on_both_databases!(pseudonymised_sessions_and_calls_read_through_the_api);
 

@@ -91,7 +91,7 @@ async fn a_failure_before_commit_leaves_neither_the_action_nor_its_event(db: Db)
     assert_eq!(events(&db, "dispute.open").await, 0);
     hook.clear();
     let opened = api.post_ok("/v1/disputes", "agent", Some(body), 201).await;
-    let dispute = opened["dispute"]["id"].as_str().unwrap().to_owned();
+    let dispute = opened["id"].as_str().unwrap().to_owned();
     assert_eq!(events(&db, "dispute.open").await, 1);
 
     // grant.request, grant.approve.
@@ -102,7 +102,7 @@ async fn a_failure_before_commit_leaves_neither_the_action_nor_its_event(db: Db)
     assert_eq!(events(&db, "grant.request").await, 0);
     hook.clear();
     let g = api.post_ok(&grants, "agent", None, 201).await;
-    let approve = format!("/v1/grants/{}/approve", g["grant"]["id"].as_str().unwrap());
+    let approve = format!("/v1/grants/{}/approve", g["id"].as_str().unwrap());
     hook.fail("grant.approve");
     api.post_ok(&approve, "boss", None, 503).await;
     let approved = "SELECT COUNT(*) FROM grants WHERE approved_at IS NOT NULL";
@@ -271,9 +271,9 @@ async fn kill_9_never_separates_an_action_from_its_event(db: Db) {
                     continue;
                 };
                 done.fetch_add(1, Ordering::Relaxed);
-                let id = d["dispute"]["id"].as_str().unwrap_or_default().to_owned();
+                let id = d["id"].as_str().unwrap_or_default().to_owned();
                 if let Some(g) = post(format!("/v1/disputes/{id}/grants"), &agent, None).await {
-                    let gid = g["grant"]["id"].as_str().unwrap_or_default();
+                    let gid = g["id"].as_str().unwrap_or_default();
                     post(format!("/v1/grants/{gid}/approve"), &boss, None).await;
                 }
                 if i % 2 == 0 {

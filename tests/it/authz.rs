@@ -84,6 +84,7 @@ enum Ep {
     GrantRequest,
     GrantApprove,
     Audio,
+    Waveform,
     Resolve,
     SubjectShow,
     SubjectErase,
@@ -93,9 +94,10 @@ enum Ep {
     Page,
     Script,
     Style,
+    Messages,
 }
 
-const ALL: [Ep; 22] = [
+const ALL: [Ep; 24] = [
     Ep::NumbersAdd,
     Ep::NumbersList,
     Ep::SessionCreate,
@@ -109,6 +111,7 @@ const ALL: [Ep; 22] = [
     Ep::GrantRequest,
     Ep::GrantApprove,
     Ep::Audio,
+    Ep::Waveform,
     Ep::Resolve,
     Ep::SubjectShow,
     Ep::SubjectErase,
@@ -118,6 +121,7 @@ const ALL: [Ep; 22] = [
     Ep::Page,
     Ep::Script,
     Ep::Style,
+    Ep::Messages,
 ];
 
 impl Ep {
@@ -139,11 +143,13 @@ impl Ep {
             Ep::GrantRequest => (Some(&[Support, Supervisor]), 201),
             Ep::GrantApprove => (Some(&[Supervisor]), 200),
             // With a live grant of one's own: in the matrix only "agent" holds one.
-            Ep::Audio => (Some(&[Support, Supervisor]), 200),
+            Ep::Audio | Ep::Waveform => (Some(&[Support, Supervisor]), 200),
             Ep::Resolve => (Some(&[Support, Supervisor]), 200),
             Ep::SubjectShow | Ep::SubjectErase => (Some(&[Admin]), 200),
             Ep::Audit => (Some(&[Auditor]), 200),
-            Ep::Metrics | Ep::Healthz | Ep::Page | Ep::Script | Ep::Style => (None, 200),
+            Ep::Metrics | Ep::Healthz | Ep::Page | Ep::Script | Ep::Style | Ep::Messages => {
+                (None, 200)
+            }
         }
     }
 
@@ -191,6 +197,7 @@ impl Ep {
                 post(format!("/v1/grants/{}/approve", g.id), None)
             }
             Ep::Audio => get(format!("/v1/recordings/{}/audio", w.recording)),
+            Ep::Waveform => get(format!("/v1/recordings/{}/waveform", w.recording)),
             Ep::Resolve => post(
                 format!("/v1/disputes/{}/resolve", w.fresh_dispute().await),
                 None,
@@ -206,6 +213,7 @@ impl Ep {
             Ep::Page => get("/".into()),
             Ep::Script => get("/assets/app.js".into()),
             Ep::Style => get("/assets/app.css".into()),
+            Ep::Messages => get("/assets/i18n/ko.json".into()),
         }
     }
 
@@ -221,7 +229,7 @@ impl Ep {
             Who::Disabled => (401, Some("token-disabled")),
             Who::Role(name, role) if roles.contains(&role) => match self {
                 // Playback needs the grant too, which only "agent" has.
-                Ep::Audio if name != "agent" => (403, Some("no-grant")),
+                Ep::Audio | Ep::Waveform if name != "agent" => (403, Some("no-grant")),
                 _ => (ok, None),
             },
             Who::Role(..) => (403, Some("forbidden")),
@@ -341,7 +349,7 @@ async fn grants_are_narrow(db: Db) {
             201,
         )
         .await;
-    let own = own["grant"]["id"].as_str().unwrap().to_owned();
+    let own = own["id"].as_str().unwrap().to_owned();
     let v = w
         .api
         .post_ok(&format!("/v1/grants/{own}/approve"), "boss", None, 403)
@@ -356,7 +364,7 @@ async fn grants_are_narrow(db: Db) {
             201,
         )
         .await;
-    let pending = pending["grant"]["id"].as_str().unwrap().to_owned();
+    let pending = pending["id"].as_str().unwrap().to_owned();
     w.api
         .post_ok(&format!("/v1/grants/{pending}/approve"), "agent", None, 403)
         .await;

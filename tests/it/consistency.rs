@@ -53,7 +53,7 @@ async fn a_dispute_naming_a_call_twice_holds_it_once(db: Db) {
 
     let body = dispute_body(&[&rec.call_id, &other.call_id, &rec.call_id]);
     let opened = api.post_ok("/v1/disputes", "agent", Some(body), 201).await;
-    let d = &opened["dispute"];
+    let d = &opened;
     let mut calls = vec![rec.call_id.clone(), other.call_id.clone()];
     calls.sort();
     assert_eq!(d["call_ids"], json!(calls), "each call once");
@@ -117,8 +117,8 @@ async fn a_failed_release_is_completed_by_resolving_again(db: Db) {
             201,
         )
         .await;
-    let id = opened["dispute"]["id"].as_str().unwrap().to_owned();
-    let hold = opened["dispute"]["hold_id"].as_str().unwrap().to_owned();
+    let id = opened["id"].as_str().unwrap().to_owned();
+    let hold = opened["hold_id"].as_str().unwrap().to_owned();
     let resolve = format!("/v1/disputes/{id}/resolve");
 
     let failed = api.post_ok(&resolve, "agent", None, 503).await;
@@ -141,7 +141,7 @@ async fn a_failed_release_is_completed_by_resolving_again(db: Db) {
     assert!(rig.recorder.decrypt(&rec.id).await.is_ok());
 
     let done = api.post_ok(&resolve, "boss", None, 200).await;
-    assert_eq!(done["dispute"]["id"], json!(id));
+    assert_eq!(done["id"], json!(id));
     let h = db.store.hold_state(&hold).await.unwrap().unwrap();
     assert!(h.released_at.is_some(), "released by the retry");
     assert!(!rig.keks().contains(&hold));
@@ -185,8 +185,8 @@ async fn the_sweep_completes_a_release_nobody_retried(db: Db) {
             201,
         )
         .await;
-    let id = opened["dispute"]["id"].as_str().unwrap().to_owned();
-    let hold = opened["dispute"]["hold_id"].as_str().unwrap().to_owned();
+    let id = opened["id"].as_str().unwrap().to_owned();
+    let hold = opened["hold_id"].as_str().unwrap().to_owned();
     api.post_ok(&format!("/v1/disputes/{id}/resolve"), "agent", None, 503)
         .await;
 
@@ -220,7 +220,7 @@ async fn a_hold_whose_keys_did_not_move_is_finished_by_the_sweep(db: Db) {
             201,
         )
         .await;
-    let hold = opened["dispute"]["hold_id"].as_str().unwrap().to_owned();
+    let hold = opened["hold_id"].as_str().unwrap().to_owned();
     let row = db.store.find_recording(&rec.id).await.unwrap().unwrap();
     assert_eq!(row.held_by.as_deref(), Some(hold.as_str()), "held");
     assert_eq!(row.epoch_id, rec.epoch_id, "its DEK has not moved yet");

@@ -25,14 +25,14 @@ pub const STAFF: &[(&str, Role)] = &[
 pub async fn open_dispute(api: &Api, call_id: &str) -> String {
     let body = json!({"call_ids": [call_id], "ticket": "CS-9", "reason": "no-show"});
     let v = api.post_ok("/v1/disputes", "agent", Some(body), 201).await;
-    v["dispute"]["id"].as_str().unwrap().to_owned()
+    v["id"].as_str().unwrap().to_owned()
 }
 
 /// `who` asks for a grant on `dispute` and `approver` approves it.
 pub async fn grant(api: &Api, dispute: &str, who: &str, approver: &str) -> String {
     let path = format!("/v1/disputes/{dispute}/grants");
     let v = api.post_ok(&path, who, None, 201).await;
-    let id = v["grant"]["id"].as_str().unwrap().to_owned();
+    let id = v["id"].as_str().unwrap().to_owned();
     api.post_ok(&format!("/v1/grants/{id}/approve"), approver, None, 200)
         .await;
     id

@@ -96,7 +96,8 @@ async fn call(
         } else {
             "unrouted"
         },
-        caller: n(caller),
+        caller: Some(n(caller)),
+        reason: None,
         dialled: dialled.clone(),
         invite_at,
     };
@@ -106,6 +107,7 @@ async fn call(
         result: ansim::store::CallResult::Answered,
         sip_status: 200,
         hangup_side: Some(ansim::store::HangupSide::Caller),
+        reason: None,
     };
     store.call_ended(&id, &end).await.unwrap();
     id
@@ -216,7 +218,7 @@ async fn closed_sessions_lose_their_numbers_after_the_period(db: Db) {
     assert_eq!(
         calls
             .iter()
-            .map(|c| (c.id.clone(), c.caller.as_str().to_owned()))
+            .map(|c| (c.id.clone(), c.caller.as_ref().unwrap().as_str().to_owned()))
             .collect::<BTreeSet<_>>(),
         BTreeSet::from([(c1, p(CUSTOMER)), (c2, p(MASTER))])
     );
@@ -367,3 +369,48 @@ async fn quarantine_outlasts_a_shorter_personal_data_period(db: Db) {
     assert_eq!(s.a.number, n(CUSTOMER));
 }
 on_both_databases!(quarantine_outlasts_a_shorter_personal_data_period);
+
+/// A call refused for `no-caller-number` is stored without a caller and
+/// with its reason; reading it gives both back, and pseudonymisation
+/// passes it by (nothing to hash) while it still hashes the others.
+async fn a_call_without_a_caller_keeps_its_reason(db: Db) {
+    let db = TestDb::new(db).await;
+    let dialled = n("+82505000001");
+    let id = ansim::store::new_id("cal");
+    let c = NewCall {
+        id: id.clone(),
+        session_id: None,
+        direction: "unrouted",
+        caller: None,
+        reason: Some("no-caller-number"),
+        dialled: dialled.clone(),
+        invite_at: T0,
+    };
+    db.store.insert_call(&c).await.unwrap();
+    let end = CallEnd {
+        at: T0,
+        result: ansim::store::CallResult::Rejected,
+        sip_status: 404,
+        hangup_side: None,
+        reason: None,
+    };
+    db.store.call_ended(&id, &end).await.unwrap();
+    let other = call(&db.store, None, STRANGER, &dialled, T0).await;
+    let got = db.store.get_call(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.caller, got.reason.as_deref()),
+        (None, Some("no-caller-number"))
+    );
+    let report = db
+        .store
+        .pseudonymise_closed(at(200), |_| format!("h:{}", "0".repeat(64)))
+        .await
+        .unwrap();
+    assert_eq!(report.calls, 1, "only the call with a caller");
+    let got = db.store.get_call(&id).await.unwrap().unwrap();
+    assert_eq!(got.caller, None);
+    let hashed = db.store.get_call(&other).await.unwrap().unwrap();
+    assert!(matches!(hashed.caller, Some(PartyNumber::Pseudonym(_))));
+    assert_eq!(hashed.reason, None);
+}
+on_both_databases!(a_call_without_a_caller_keeps_its_reason);

@@ -680,7 +680,7 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
     assert_eq!(r.status(), 201);
     let opened: serde_json::Value = r.json().await.unwrap();
     assert_eq!(opened["held_recordings"], serde_json::json!([rec.id]));
-    let dispute = opened["dispute"]["id"].as_str().unwrap().to_owned();
+    let dispute = opened["id"].as_str().unwrap().to_owned();
     assert!(
         db.store
             .find_recording(&rec.id)
@@ -698,7 +698,7 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
     assert_eq!(r.status(), 201);
     let g: serde_json::Value = r.json().await.unwrap();
     assert_eq!(g["status"], "pending");
-    let grant = g["grant"]["id"].as_str().unwrap().to_owned();
+    let grant = g["id"].as_str().unwrap().to_owned();
     assert_eq!(
         post(&format!("/v1/grants/{grant}/approve"), "agent", None)
             .await
@@ -714,7 +714,7 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
         .json()
         .await
         .unwrap();
-    let own_id = own["grant"]["id"].as_str().unwrap();
+    let own_id = own["id"].as_str().unwrap();
     let r = post(&format!("/v1/grants/{own_id}/approve"), "boss", None)
         .await
         .unwrap();
@@ -732,10 +732,7 @@ async fn disputes_hold_recordings_and_grants_need_a_second_person() {
     assert_eq!(r.status(), 200);
     let approved: serde_json::Value = r.json().await.unwrap();
     assert_eq!(approved["status"], "approved");
-    assert_eq!(
-        approved["grant"]["approved_by"],
-        serde_json::json!(ids["boss"])
-    );
+    assert_eq!(approved["approved_by"], serde_json::json!(ids["boss"]));
     assert_eq!(
         post(&format!("/v1/grants/{grant}/approve"), "boss", None)
             .await

@@ -132,6 +132,7 @@ impl Rig {
             result: ansim::store::CallResult::Answered,
             sip_status: 200,
             hangup_side: Some(ansim::store::HangupSide::Caller),
+            reason: None,
         };
         self.store.call_ended(&r.call_id, &end).await.unwrap();
         r
@@ -187,7 +188,8 @@ impl Rig {
             // A real session when there is one (the call's foreign key).
             session_id: (session != "ses_test").then(|| session.to_owned()),
             direction: "a_to_b",
-            caller: n("+821012345678"),
+            caller: Some(n("+821012345678")),
+            reason: None,
             dialled: n("+82505000001"),
             invite_at: self.clock.now(),
         };

@@ -435,3 +435,45 @@ async fn staff_tokens_are_found_by_hash_and_disabled(db: Db) {
     assert_eq!(db.store.disable_staff("bob", T0).await.unwrap(), None);
 }
 on_both_databases!(staff_tokens_are_found_by_hash_and_disabled);
+
+async fn call_end_reason_is_kept(db: Db) {
+    let db = TestDb::new(db).await;
+    // (id, reason at the start, reason at the end, reason stored)
+    for (id, start, end, want) in [
+        (
+            "cal_reason",
+            None,
+            Some("session-refresh-failed"),
+            Some("session-refresh-failed"),
+        ),
+        ("cal_plain", None, None, None),
+        (
+            "cal_refused",
+            Some("no-caller-number"),
+            None,
+            Some("no-caller-number"),
+        ),
+    ] {
+        let call = ansim::store::NewCall {
+            id: id.into(),
+            session_id: None,
+            direction: "unrouted",
+            caller: Some(n(CUSTOMER)),
+            dialled: n(MASTER),
+            invite_at: T0,
+            reason: start,
+        };
+        db.store.insert_call(&call).await.unwrap();
+        let end = ansim::store::CallEnd {
+            at: T0,
+            result: ansim::store::CallResult::Failed,
+            sip_status: 200,
+            hangup_side: Some(ansim::store::HangupSide::System),
+            reason: end,
+        };
+        db.store.call_ended(id, &end).await.unwrap();
+        let stored = db.store.get_call(id).await.unwrap().unwrap();
+        assert_eq!(stored.reason.as_deref(), want, "{id}");
+    }
+}
+on_both_databases!(call_end_reason_is_kept);

@@ -71,9 +71,19 @@ impl Driver {
         }
     }
 
-    /// Opens a browser (a fresh profile: a separate user).
+    /// Opens a browser (a fresh profile: a separate user) whose language
+    /// is English.
     pub async fn session(&self, name: &str) -> Session<'_> {
+        self.session_in(name, "en-US").await
+    }
+
+    /// Opens a browser whose language is `lang` (e.g. `ko-KR`): its UI
+    /// language and the `Accept-Language` and `navigator.languages` it
+    /// gives pages.
+    pub async fn session_in(&self, name: &str, lang: &str) -> Session<'_> {
         let profile = self.profiles.path().join(name);
+        let primary = lang.split('-').next().unwrap_or(lang);
+        let accept = format!("{lang},{primary}");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -86,7 +96,10 @@ impl Driver {
                     "--autoplay-policy=no-user-gesture-required",
                     "--window-size=1280,1000",
                     format!("--user-data-dir={}", profile.display()),
-                ]
+                    format!("--lang={lang}"),
+                    format!("--accept-lang={accept}"),
+                ],
+                "prefs": {"intl.accept_languages": accept}
             }
         }}});
         let v = self
@@ -164,6 +177,75 @@ impl Session<'_> {
         let path = format!("element/{e}/value");
         self.cmd(reqwest::Method::POST, &path, json!({"text": text}))
             .await;
+    }
+
+    /// Runs `script` (a function body) with `args` and answers what it
+    /// returns.
+    pub async fn exec_with(&self, script: &str, args: Value) -> Value {
+        let body = json!({"script": script, "args": args});
+        self.cmd(reqwest::Method::POST, "execute/sync", body).await
+    }
+
+    /// Presses and releases each key of `keys` in turn (WebDriver key
+    /// values: `" "`, `"\u{E012}"` for ←, `"\u{E014}"` for →), sent to the
+    /// focused element as a user's keyboard would.
+    pub async fn keys(&self, keys: &[&str]) {
+        let actions: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| {
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.cmd(reqwest::Method::POST, "actions", body).await;
+    }
+
+    /// Clicks the element matching `css` at `(dx, dy)` pixels from its
+    /// centre, as a mouse would.
+    pub async fn click_at(&self, css: &str, dx: i64, dy: i64) {
+        let e = self.find(css).await;
+        let origin = json!({ ELEMENT: e });
+        let body = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "origin": origin, "x": dx, "y": dy, "duration": 0},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pointerUp", "button": 0}
+            ]
+        }]});
+        self.cmd(reqwest::Method::POST, "actions", body).await;
+    }
+
+    /// Resizes the browser window.
+    pub async fn resize(&self, width: u32, height: u32) {
+        let body = json!({"width": width, "height": height});
+        self.cmd(reqwest::Method::POST, "window/rect", body).await;
+    }
+
+    /// Runs axe-core (vendored under `tests/vendor/axe-core`, injected
+    /// here, never served by ansim) on the page; answers its violations of
+    /// impact serious or critical.
+    pub async fn accessibility_violations(&self) -> Vec<Value> {
+        let axe = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vendor/axe-core/axe.min.js"),
+        )
+        .expect("tests/vendor/axe-core/axe.min.js");
+        self.exec(&format!("{axe}\n;return typeof axe;")).await;
+        let v = self
+            .exec_async(
+                "const done = arguments[0];
+                 axe.run(document, {resultTypes: ['violations']})
+                   .then((r) => done(r.violations
+                     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+                     .map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.map((n) => n.target.join(' '))}))))
+                   .catch((e) => done([{id: 'axe-failed', error: String(e)}]));",
+            )
+            .await;
+        v.as_array().cloned().unwrap_or_default()
     }
 
     /// Runs `script` (a function body) and answers what it returns.

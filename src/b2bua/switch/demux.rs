@@ -180,6 +180,9 @@ impl Switch {
     }
 
     pub(super) fn on_response(&mut self, now: Instant, resp: Response) {
+        if self.probe_answered(&resp) {
+            return;
+        }
         let Ok(key) = TransactionKey::from_response(&resp) else {
             return;
         };

@@ -237,12 +237,14 @@ impl Switch {
                 hangup,
                 status,
             } => {
-                tracing::info!(call = %record, ?result, status, "call ended");
+                let reason = entry.call.end_reason();
+                tracing::info!(call = %record, ?result, status, reason, "call ended");
                 let end = CallEnd {
                     at,
                     result,
                     sip_status: status,
                     hangup_side: hangup,
+                    reason,
                 };
                 CdrOp::End(record, end)
             }

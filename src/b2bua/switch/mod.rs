@@ -41,15 +41,20 @@ mod records;
 mod setup;
 mod tables;
 mod timers;
+mod trunking;
 
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests_calls;
 #[cfg(test)]
+mod tests_dialog;
+#[cfg(test)]
 mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_trunks;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -59,7 +64,8 @@ use rsip::SipMessage;
 
 pub use records::CdrOp;
 
-use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, TxnId};
+use super::trunks::TrunkSet;
+use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, TrunkPeer, TxnId};
 use crate::clock::Timestamp;
 use crate::phone::E164;
 use crate::routing::Route;
@@ -75,8 +81,9 @@ pub struct SwitchConfig {
     pub domain: String,
     /// Our SIP address, written into Via and Contact.
     pub local_sip: SocketAddr,
-    /// Where B-leg requests go (from our first UDP socket).
-    pub trunk: SocketAddr,
+    /// The trunks, best first (at least one): where B-leg requests go
+    /// and whose number plans read a caller's numbers.
+    pub trunks: Vec<TrunkPeer>,
     /// Our media address, written into every SDP we send.
     pub advertise: IpAddr,
     /// Status for calls no open session routes.
@@ -92,6 +99,8 @@ pub struct SwitchConfig {
     pub max_transactions: usize,
     /// RFC 3261 timer values.
     pub timers: Timers,
+    /// Session timers (RFC 4028) and the in-dialog probe.
+    pub dialog_timers: super::DialogTimers,
 }
 
 /// A call of a switch, for the driver (which keeps its media under it).
@@ -218,6 +227,8 @@ pub struct Switch {
     /// Users (transactions, calls) of each TCP/TLS connection.
     connections: HashMap<u64, usize>,
     timers: TimerQueue<Timer>,
+    /// The trunks, their state and keep-alives.
+    trunks: TrunkSet,
     /// Calls whose state machines have something to drain.
     work: VecDeque<CallRef>,
     transmits: VecDeque<Transmit>,
@@ -232,7 +243,9 @@ pub struct Switch {
 impl Switch {
     /// A switch for shard `shard` of `shards` (0 of 1 when it runs alone).
     pub fn new(shard: usize, shards: usize, cfg: SwitchConfig) -> Switch {
+        let trunks = TrunkSet::new(cfg.trunks.clone(), cfg.local_sip, cfg.domain.clone());
         Switch {
+            trunks,
             cfg,
             shard: Shard::new(shard, shards),
             wall: Timestamp::from_millis(0),
@@ -312,6 +325,7 @@ impl Switch {
                     self.flush_client(now, id);
                 }
                 Timer::Call(id) => self.call_timeout(now, id),
+                Timer::Trunks => self.trunks_timeout(now),
             }
         }
         self.drain_work(now);
@@ -331,6 +345,7 @@ impl Switch {
                     result: crate::store::CallResult::Interrupted,
                     sip_status: 0,
                     hangup_side: Some(crate::store::HangupSide::System),
+                    reason: None,
                 };
                 let op = CdrOp::End(entry.record_id.clone(), end);
                 self.events.push_back(SwitchEvent::CallRecord(op));
@@ -386,20 +401,27 @@ impl Switch {
         });
     }
 
-    /// Where B-leg requests go: the trunk, from our first UDP socket.
-    fn trunk_flow(&self) -> Flow {
-        Flow::Udp {
-            socket: 0,
-            remote: self.cfg.trunk,
-        }
+    /// Where requests to trunk `index` go: from our first UDP socket, or
+    /// over the connection the transports keep to it.
+    fn trunk_flow(&self, index: usize) -> Option<Flow> {
+        let peer = self.trunks.peer(index)?;
+        let remote = peer.address;
+        Some(match peer.transport {
+            crate::config::Transport::Udp => Flow::Udp { socket: 0, remote },
+            transport => Flow::Trunk {
+                trunk: index,
+                remote,
+                tls: transport == crate::config::Transport::Tls,
+            },
+        })
     }
 
     /// Where requests on `leg` of `call` go.
     fn leg_flow(&self, call: CallRef, leg: Leg) -> Option<Flow> {
         let entry = self.calls.get(&call)?;
-        Some(match leg {
-            Leg::A => entry.a_flow.clone(),
-            Leg::B => self.trunk_flow(),
-        })
+        match leg {
+            Leg::A => Some(entry.a_flow.clone()),
+            Leg::B => self.trunk_flow(entry.call.b_trunk()?),
+        }
     }
 }

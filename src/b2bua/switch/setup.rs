@@ -9,11 +9,10 @@ use rsip::{Request, StatusCode};
 use super::demux::unavailable;
 use super::tables::{CallEntry, Lookup};
 use super::{CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchEvent, TxnId};
-use crate::b2bua::addr::{uri_user, user_number};
-use crate::b2bua::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting};
+use crate::b2bua::numbers::{caller_number, dialled_number};
+use crate::b2bua::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting, TrunkTarget};
 use crate::phone::E164;
 use crate::routing::Route;
-use crate::sip::headers::core_values;
 use crate::sip::{ServerState, TransactionKey, new_tag, response_to};
 use crate::store::{CallEnd, NewCall, Side};
 use crate::transport::Flow;
@@ -29,11 +28,23 @@ impl Switch {
         key: TransactionKey,
         req: Request,
     ) {
-        let caller = core_values(&req.headers)
-            .from
-            .and_then(uri_user)
-            .and_then(user_number);
-        let dialled = uri_user(&req.uri.to_string()).and_then(user_number);
+        let plan = self
+            .trunks
+            .source_of(flow.remote().ip())
+            .map(|t| t.numbers.clone())
+            .unwrap_or_default();
+        let caller = caller_number(&req.headers, &plan);
+        let dialled = dialled_number(&req.uri.to_string(), &plan);
+        if let Some(min_se) = crate::b2bua::too_brief(&req, &self.cfg.dialog_timers) {
+            tracing::info!(min_se, "session interval too brief: 422");
+            self.stats.calls_refused += 1;
+            let resp = response_to(&req, StatusCode::from(422), Some(&new_tag()));
+            let resp = crate::b2bua::interval_too_brief(resp, min_se);
+            if let Some(txn) = self.open_server(now, flow, key, req, None) {
+                self.respond_on(now, txn, resp);
+            }
+            return;
+        }
         if self.calls_full() {
             tracing::warn!(max_calls = self.cfg.max_calls, "call limit reached: 503");
             self.stats.calls_refused += 1;
@@ -63,9 +74,17 @@ impl Switch {
                 };
                 self.events.push_back(ev);
             }
-            (caller, dialled) => {
+            (None, Some(dialled)) => {
                 let status = self.cfg.unknown_caller_status;
-                tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
+                let reason = "no-caller-number";
+                tracing::info!(dialled = ?dialled, status, reason, "the INVITE carries no caller's number");
+                self.refuse(now, server, status);
+                let result = CallResult::Rejected;
+                self.record_refused(None, dialled, status, result, Some(reason));
+            }
+            (caller, None) => {
+                let status = self.cfg.unknown_caller_status;
+                tracing::info!(caller = ?caller, status, "the INVITE carries no dialled number");
                 self.refuse(now, server, status);
             }
         }
@@ -96,7 +115,8 @@ impl Switch {
                 let (caller, dialled) = (&lookup.caller, &lookup.dialled);
                 tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
                 self.refuse(now, lookup.server, status);
-                self.record_refused(lookup.caller, lookup.dialled, status, CallResult::Rejected);
+                let (caller, result) = (Some(lookup.caller), CallResult::Rejected);
+                self.record_refused(caller, lookup.dialled, status, result, None);
                 None
             }
             RouteResult::Failed => {
@@ -121,7 +141,14 @@ impl Switch {
     }
 
     /// A record for a call no session routes.
-    fn record_refused(&mut self, caller: E164, dialled: E164, status: u16, result: CallResult) {
+    fn record_refused(
+        &mut self,
+        caller: Option<E164>,
+        dialled: E164,
+        status: u16,
+        result: CallResult,
+        reason: Option<&'static str>,
+    ) {
         let at = self.wall;
         let id = self.record_ids.next(at);
         let call = NewCall {
@@ -131,12 +158,14 @@ impl Switch {
             caller,
             dialled,
             invite_at: at,
+            reason,
         };
         let end = CallEnd {
             at,
             result,
             sip_status: status,
             hangup_side: None,
+            reason: None,
         };
         let record = SwitchEvent::CallRecord;
         self.events.push_back(record(CdrOp::Insert(call)));
@@ -157,10 +186,24 @@ impl Switch {
         let cfg = CallConfig {
             domain: self.cfg.domain.clone(),
             local_sip: self.cfg.local_sip,
-            trunk: self.cfg.trunk,
+            trunks: self
+                .trunks
+                .order()
+                .into_iter()
+                .filter_map(|index| {
+                    let peer = self.trunks.peer(index)?;
+                    Some(TrunkTarget {
+                        index,
+                        address: peer.address,
+                        transport: peer.transport,
+                        numbers: peer.numbers.clone(),
+                    })
+                })
+                .collect(),
             advertise: self.cfg.advertise,
             max_duration: self.cfg.max_duration,
             no_answer_timeout: self.cfg.no_answer_timeout,
+            dialog_timers: self.cfg.dialog_timers,
             shard: self.shard,
         };
         let routing = CallRouting {
@@ -200,9 +243,10 @@ impl Switch {
             } else {
                 "b_to_a"
             },
-            caller: lookup.caller,
+            caller: Some(lookup.caller),
             dialled: lookup.dialled,
             invite_at: self.wall,
+            reason: None,
         };
         let insert = SwitchEvent::CallRecord(CdrOp::Insert(record));
         self.events.push_back(insert);

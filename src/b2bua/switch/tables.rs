@@ -65,7 +65,7 @@ pub(super) struct Lookup {
 /// The connection id of a stream flow.
 fn conn_of(flow: &Flow) -> Option<u64> {
     match flow {
-        Flow::Udp { .. } => None,
+        Flow::Udp { .. } | Flow::Trunk { .. } => None,
         Flow::Tcp { conn, .. } | Flow::Tls { conn, .. } => Some(*conn),
     }
 }

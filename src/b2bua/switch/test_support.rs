@@ -36,7 +36,10 @@ pub(super) fn cfg() -> SwitchConfig {
     SwitchConfig {
         domain: "ansim.example".into(),
         local_sip: "198.51.100.10:5060".parse().unwrap(),
-        trunk: TRUNK.parse().unwrap(),
+        trunks: vec![crate::b2bua::TrunkPeer {
+            allow: vec!["192.0.2.0/24".parse().unwrap()],
+            ..crate::b2bua::TrunkPeer::udp("carrier", TRUNK.parse().unwrap())
+        }],
         advertise: "203.0.113.5".parse().unwrap(),
         unknown_caller_status: 404,
         max_duration: Duration::from_secs(3600),
@@ -44,6 +47,7 @@ pub(super) fn cfg() -> SwitchConfig {
         max_calls: 10,
         max_transactions: 100,
         timers: Timers::default(),
+        dialog_timers: crate::b2bua::DialogTimers::default(),
     }
 }
 

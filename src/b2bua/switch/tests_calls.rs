@@ -107,7 +107,7 @@ fn customer_calls_master_and_nothing_leaks() {
     let insert = insert.unwrap();
     assert_eq!(insert.direction, "a_to_b");
     assert_eq!(insert.session_id.as_deref(), Some("ses_test"));
-    assert_eq!(insert.caller.as_str(), "+821012345678");
+    assert_eq!(insert.caller.unwrap().as_str(), "+821012345678");
     assert_eq!(insert.invite_at, rig.wall);
     assert!(events.iter().any(|e| matches!(e,
         SwitchEvent::Media { call: c, leg: Leg::A, remote, direction: MediaDirection::SendRecv }

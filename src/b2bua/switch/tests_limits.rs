@@ -4,7 +4,7 @@
 use rsip::Method;
 
 use super::test_support::*;
-use super::{CdrOp, RouteResult, SwitchConfig};
+use super::{CdrOp, RouteResult, SwitchConfig, SwitchEvent};
 
 fn refused(result: RouteResult) -> (Rig, Vec<String>) {
     let mut rig = Rig::new();
@@ -37,14 +37,26 @@ fn an_unknown_caller_gets_the_configured_status_and_a_record() {
         other => panic!("{other:?}"),
     }
     assert_eq!(rig.sw.stats().calls_refused, 1);
-    // A caller without a number is refused without a lookup (or record).
+    // A caller without a number is refused without a lookup, and recorded
+    // with its reason (its PAI is no telephone number: no user=phone).
     let anonymous = invite("anon@192.0.2.10", "anon", "z9hG4bK-anon").replace(
         "sip:+821012345678@10.9.8.7>;tag",
         "sip:anonymous@10.9.8.7>;tag",
     );
     rig.feed(&carrier(), &anonymous);
     assert_eq!(codes(&rig.sent_to(&carrier())), vec![403]);
-    assert!(rig.take_events().is_empty());
+    match &rig.take_events()[..] {
+        [
+            SwitchEvent::CallRecord(CdrOp::Insert(call)),
+            SwitchEvent::CallRecord(CdrOp::End(..)),
+        ] => {
+            assert_eq!(
+                (call.caller.as_ref(), call.reason),
+                (None, Some("no-caller-number"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -70,7 +82,7 @@ fn an_invite_that_cannot_be_relayed_is_refused() {
         .next()
         .unwrap()
         .to_owned()
-        + "Content-Length: 0\r\n\r\n";
+        + "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
     rig.feed(&carrier(), &offerless);
     let id = rig.lookup();
     assert!(rig.answer(id, routed()).is_none());

@@ -21,6 +21,8 @@ pub(super) enum Timer {
     Client(ClientId),
     /// A call: its own timers and its 2xx retransmitters.
     Call(CallRef),
+    /// The trunks' keep-alive probes.
+    Trunks,
 }
 
 /// Deadlines by timer, earliest first.

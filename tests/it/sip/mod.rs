@@ -10,10 +10,13 @@ mod attack;
 mod browser;
 mod calls;
 mod crash;
+mod dialog;
 mod edge;
 mod faults;
 mod media;
 mod recording;
+mod trunks;
+mod webhooks;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -67,6 +70,12 @@ impl SipTest {
         SipTest::start_configured(allow, sip_extra, |_| String::new(), "").await
     }
 
+    /// ansim with its trunks written by `trunks` (given the UAS port and
+    /// the test's directory) instead of the one `[trunk]` at the UAS.
+    pub async fn start_trunks(trunks: impl Fn(u16, &Path) -> String) -> SipTest {
+        SipTest::start_full("", |_| String::new(), "", trunks).await
+    }
+
     /// As [`SipTest::start_with`], with `[media]` lines and whole extra
     /// sections (e.g. `"[limits]\nmax_calls = 1\n"`) after the rest.
     pub async fn start_sections(
@@ -108,6 +117,20 @@ impl SipTest {
         media_extra: impl FnOnce(&Path) -> String,
         sections: &str,
     ) -> SipTest {
+        let trunk = |uas_port: u16, _: &Path| {
+            format!("[trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n")
+        };
+        SipTest::start_full(sip_extra, media_extra, sections, trunk).await
+    }
+
+    /// As [`SipTest::start_configured`], the trunk sections written by
+    /// `trunks` (given the UAS port and the test's directory).
+    async fn start_full(
+        sip_extra: &str,
+        media_extra: impl FnOnce(&Path) -> String,
+        sections: &str,
+        trunks: impl Fn(u16, &Path) -> String,
+    ) -> SipTest {
         let dir = tempfile::tempdir().unwrap();
         let media_extra = media_extra(dir.path());
         let db = format!("sqlite://{}/ansim.db", dir.path().display());
@@ -137,11 +160,12 @@ impl SipTest {
             let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
             let toml = format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
-                 [trunk]\naddress = \"127.0.0.1:{uas_port}\"\nallow = [\"{allow}\"]\n\
+                 {}\
                  [media]\nports = \"{block}-{}\"\n{media_extra}\
                  [store]\ndatabase_url = \"{db}\"\nrecordings = \"file://{d}/rec\"\n\
                  [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
                  [api]\nlisten = \"127.0.0.1:{api_port}\"\n{sections}",
+                trunks(uas_port, dir.path()),
                 block + 39,
                 d = dir.path().display()
             );
