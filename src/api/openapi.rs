@@ -92,7 +92,8 @@ impl Modify for Problems {
         numbers_add, numbers_list, sessions_create, sessions_list, sessions_read, sessions_close,
         calls_list, subjects_show, subjects_erase, audit_list, me, disputes_open, disputes_list,
         disputes_show, grants_request, disputes_resolve, grants_approve, recording_audio,
-        deliveries_list, web_index, web_script, web_style, healthz, metrics, openapi_json
+        recording_waveform, deliveries_list, web_index, web_script, web_style, web_messages,
+        healthz, metrics, openapi_json
     ),
     components(schemas(ProblemDocument, crate::store::SessionStatus))
 )]
@@ -163,8 +164,10 @@ fn me() {}
     responses((status = 201, body = Dispute)))]
 fn disputes_open() {}
 #[utoipa::path(get, path = "/v1/disputes", tag = "disputes",
-    params(PageParams, ("all" = Option<bool>, Query, description = "include resolved disputes")),
-    description = "Disputes, newest first (support, supervisor).",
+    params(PageParams, ("all" = Option<bool>, Query, description = "include resolved disputes (the older spelling of state=all)"),
+        ("ticket" = Option<String>, Query, description = "part of the ticket, case-insensitive"),
+        ("state" = Option<String>, Query, description = "open (default), resolved or all")),
+    description = "Disputes found by ticket and state, newest first (support, supervisor).",
     responses((status = 200, body = Page<Dispute>)))]
 fn disputes_list() {}
 #[utoipa::path(get, path = "/v1/disputes/{id}", tag = "disputes", params(("id" = String, Path)),
@@ -183,10 +186,16 @@ fn disputes_resolve() {}
     description = "Approves a grant (supervisor, not the requester): the grant, with status.",
     responses((status = 200, body = Grant)))]
 fn grants_approve() {}
-#[utoipa::path(get, path = "/v1/recordings/{id}/audio", tag = "recordings", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/recordings/{id}/audio", tag = "recordings",
+    params(("id" = String, Path), ("channels" = Option<String>, Query, description = "caller, callee or both (default): one side is a mono WAV")),
     description = "A recording as WAV, with HTTP Range (support with an approved grant).",
     responses((status = 200, content_type = "audio/wav"), (status = 206, content_type = "audio/wav")))]
 fn recording_audio() {}
+#[utoipa::path(get, path = "/v1/recordings/{id}/waveform", tag = "recordings",
+    params(("id" = String, Path), ("bucket_ms" = Option<u32>, Query, description = "bucket width in ms (>= 10; at most 100,000 buckets)")),
+    description = "Peaks and speech per channel, computed from the decrypted chunks (support with an approved grant; audited).",
+    responses((status = 200, body = serde_json::Value)))]
+fn recording_waveform() {}
 #[utoipa::path(get, path = "/v1/webhooks/deliveries", tag = "webhooks", params(PageParams),
     description = "Webhook events with their tries and last error, oldest first (admin).",
     responses((status = 200, body = Page<Delivery>)))]
@@ -197,6 +206,9 @@ fn web_index() {}
 fn web_script() {}
 #[utoipa::path(get, path = "/assets/app.css", tag = "web", security(()), responses((status = 200, content_type = "text/css")))]
 fn web_style() {}
+#[utoipa::path(get, path = "/assets/i18n/{file}", tag = "web", security(()), params(("file" = String, Path, description = "ko.json or en.json")),
+    responses((status = 200, body = serde_json::Value)))]
+fn web_messages() {}
 #[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses((status = 200, body = serde_json::Value)))]
 fn healthz() {}
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, content_type = "text/plain")))]

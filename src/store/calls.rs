@@ -272,18 +272,21 @@ impl Store {
 
     /// Records when the callee started ringing (the first time only).
     pub async fn call_ringing(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.write_calls(&[CallWrite::Ring(id.to_owned(), at)]).await
+        self.write_calls(&[CallWrite::Ring(id.to_owned(), at)])
+            .await
     }
 
     /// Records when the callee answered (the first time only).
     pub async fn call_answered(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
-        self.write_calls(&[CallWrite::Answer(id.to_owned(), at)]).await
+        self.write_calls(&[CallWrite::Answer(id.to_owned(), at)])
+            .await
     }
 
     /// Records how the call ended (the first time only), with its
     /// `call.completed` event in the same transaction.
     pub async fn call_ended(&self, id: &str, end: &CallEnd) -> Result<(), StoreError> {
-        self.write_calls(&[CallWrite::End(id.to_owned(), end.clone())]).await
+        self.write_calls(&[CallWrite::End(id.to_owned(), end.clone())])
+            .await
     }
 
     /// Marks calls left without an end (the process died) as interrupted.

@@ -231,7 +231,7 @@ async fn disputes_are_found_by_ticket_and_state(db: Db) {
             let call = rig.record("ad-6m").await.call_id;
             let body = json!({"call_ids": [call], "ticket": ticket, "reason": "price"});
             let v = api.post_ok("/v1/disputes", "agent", Some(body), 201).await;
-            v["dispute"]["id"].as_str().unwrap().to_owned()
+            v["id"].as_str().unwrap().to_owned()
         }
     };
     let a = open("CS-1001").await;
@@ -242,7 +242,7 @@ async fn disputes_are_found_by_ticket_and_state(db: Db) {
     // The test clock stands still: the order of disputes opened at the
     // same instant is by id, so the tickets are compared sorted.
     let tickets = |v: &Value| -> Vec<String> {
-        let mut t: Vec<String> = v["disputes"]
+        let mut t: Vec<String> = v["items"]
             .as_array()
             .unwrap()
             .iter()

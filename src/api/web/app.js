@@ -286,7 +286,7 @@ async function openDispute() {
   $("open-form").reset();
   $("open-dispute").open = false;
   await loadDisputes();
-  await showDispute(r.dispute.id);
+  await showDispute(r.id);
 }
 
 // ---- one dispute ---------------------------------------------------------
