@@ -543,6 +543,41 @@ async fn concurrent_calls_share_a_pool() {
     assert_eq!(pool.in_use(), 0);
 }
 
+/// CPU time (in clock ticks) of this process's relay worker threads.
+fn worker_ticks() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if !comm.starts_with("ansim-media") {
+                return None;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the ")" of the command: utime is the 12th, stime the 13th.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn an_idle_relay_sleeps() {
+    let c = call(31520, RelayConfig::default(), None);
+    let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
+    for seq in 0..20 {
+        send(&c.phone_a.rtp, &rtp(seq, 0xa), to_a).await;
+        recv(&c.phone_b.rtp).await;
+    }
+    // Drained sockets wait for their next datagram: no busy polling.
+    let before = worker_ticks();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spent = worker_ticks() - before;
+    // A spinning worker burns ~50 ticks (a whole core) in 500 ms.
+    assert!(spent <= 5, "relay workers used {spent} ticks while idle");
+}
+
 mod announcement;
 
 /// An SR without report blocks followed by an SDES chunk of `items`

@@ -276,12 +276,16 @@ impl Worker {
                 Ok(n) => n,
                 Err(e) => {
                     // E.g. an ICMP error reported on the socket: one-shot.
+                    // What still waits is read on the next datagram's edge.
                     tracing::debug!(error = %e, ?leg, ?kind, "media receive error");
-                    continue;
+                    self.reschedule(id);
+                    return;
                 }
             };
             if n == 0 {
-                break;
+                // Drained: the next datagram raises a new edge.
+                self.reschedule(id);
+                return;
             }
             // What a handle asked before these were sent applies to them.
             self.take_requests(now);
