@@ -23,29 +23,64 @@ fn serve(dir: &Path, env: &[(String, String)]) -> tokio::process::Child {
     cmd.spawn().unwrap()
 }
 
+/// What a test needs to run `ansim serve` as a child process: the files
+/// set up by an in-process start (stopped again), and the environment
+/// that points the child at the same database, keys and ports.
+struct Child {
+    sip: SocketAddr,
+    dir: PathBuf,
+    uas_port: u16,
+    proxy: String,
+    store: ansim::store::Store,
+    session_id: String,
+    env: Vec<(String, String)>,
+    /// Keeps the test's directory.
+    _keep: tempfile::TempDir,
+}
+
+impl Child {
+    async fn set_up(media_ports: &str) -> Child {
+        let t = SipTest::start("127.0.0.1/32").await;
+        let (sip, uas_port, api) = (t.sip, t.uas_port, t.api);
+        let mut env = super::recording::cli_env(&t);
+        env.push(("ANSIM_SIP__LISTEN".into(), format!("[\"udp:{sip}\"]")));
+        env.push((
+            "ANSIM_TRUNK__ADDRESS".into(),
+            format!("127.0.0.1:{uas_port}"),
+        ));
+        env.push(("ANSIM_API__LISTEN".into(), api.to_string()));
+        env.push(("ANSIM_MEDIA__PORTS".into(), media_ports.into()));
+        let (dir, proxy) = (
+            t.dir.path().to_owned(),
+            t.session.a.proxy_number.as_str().to_owned(),
+        );
+        let (store, session_id) = (t.store.clone(), t.session.id.clone());
+        let _keep = t.stop_keeping_files().await;
+        Child {
+            sip,
+            dir,
+            uas_port,
+            proxy,
+            store,
+            session_id,
+            env,
+            _keep,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
-    // Set up the files with an in-process start, then stop it: the child
-    // processes below use the same database, keys and ports.
-    let t = SipTest::start("127.0.0.1/32").await;
-    let sip = t.sip;
-    let (dir, uas_port, proxy, api) = (
-        t.dir.path().to_owned(),
-        t.uas_port,
-        t.session.a.proxy_number.as_str().to_owned(),
-        t.api,
-    );
-    let store = t.store.clone();
-    let session_id = t.session.id.clone();
-    let mut env = super::recording::cli_env(&t);
-    env.push(("ANSIM_SIP__LISTEN".into(), format!("[\"udp:{sip}\"]")));
-    env.push((
-        "ANSIM_TRUNK__ADDRESS".into(),
-        format!("127.0.0.1:{uas_port}"),
-    ));
-    env.push(("ANSIM_API__LISTEN".into(), api.to_string()));
-    env.push(("ANSIM_MEDIA__PORTS".into(), "41800-41839".into()));
-    let _keep = t.stop_keeping_files().await;
+    let Child {
+        sip,
+        dir,
+        uas_port,
+        proxy,
+        store,
+        session_id,
+        env,
+        _keep,
+    } = Child::set_up("41800-41839").await;
 
     let mut ansim = serve(&dir, &env);
     wait_for_options(sip).await;
@@ -158,25 +193,16 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_right_after_calls_keeps_their_records() {
     const CALLS: usize = 10;
-    let t = SipTest::start("127.0.0.1/32").await;
-    let sip = t.sip;
-    let (dir, uas_port, proxy, api) = (
-        t.dir.path().to_owned(),
-        t.uas_port,
-        t.session.a.proxy_number.as_str().to_owned(),
-        t.api,
-    );
-    let store = t.store.clone();
-    let session_id = t.session.id.clone();
-    let mut env = super::recording::cli_env(&t);
-    env.push(("ANSIM_SIP__LISTEN".into(), format!("[\"udp:{sip}\"]")));
-    env.push((
-        "ANSIM_TRUNK__ADDRESS".into(),
-        format!("127.0.0.1:{uas_port}"),
-    ));
-    env.push(("ANSIM_API__LISTEN".into(), api.to_string()));
-    env.push(("ANSIM_MEDIA__PORTS".into(), "41840-41899".into()));
-    let _keep = t.stop_keeping_files().await;
+    let Child {
+        sip,
+        dir,
+        uas_port,
+        proxy,
+        store,
+        session_id,
+        env,
+        _keep,
+    } = Child::set_up("41840-41899").await;
 
     let mut ansim = serve(&dir, &env);
     wait_for_options(sip).await;
