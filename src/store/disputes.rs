@@ -296,25 +296,6 @@ pub struct GrantOnCall {
 }
 
 impl Store {
-    /// Disputes, newest first (at most `limit`); only open ones unless
-    /// `include_resolved`.
-    pub async fn list_disputes(
-        &self,
-        include_resolved: bool,
-        limit: i64,
-    ) -> Result<Vec<Dispute>, StoreError> {
-        let state = if include_resolved {
-            DisputeState::Any
-        } else {
-            DisputeState::Open
-        };
-        let search = DisputeSearch {
-            ticket: None,
-            state,
-        };
-        self.list_disputes_page(&search, None, limit).await
-    }
-
     /// A page of disputes in `(opened_at, id)` order, newest first, before
     /// the dispute `before` (its `opened_at` in ms and id): two queries,
     /// whatever the page's size.
