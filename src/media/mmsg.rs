@@ -3,7 +3,7 @@
 //! datagrams costs one system call in and one out, and nothing is
 //! allocated per packet.
 //!
-//! This is the only `unsafe` of the media module: the kernel is handed raw
+//! With `quiet.rs` (a socket filter), the only `unsafe` of the media module: the kernel is handed raw
 //! pointers into [`Batch`]'s own arrays, which outlive each call and are
 //! not moved while it runs (`&mut self`).
 

@@ -107,6 +107,7 @@ pub mod g711;
 mod latch;
 mod mmsg;
 mod ports;
+mod quiet;
 mod relay;
 pub mod rtcp;
 pub mod rtp;
@@ -157,6 +158,19 @@ pub enum MediaError {
         /// The address we tried to bind.
         addr: SocketAddr,
         /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process ran out of file descriptors binding a media socket: the
+    /// descriptor limit does not hold the port range.
+    #[error(
+        "cannot bind media socket {addr}: out of file descriptors ({source}); every port of \
+         [media] ports holds one: raise the limit (LimitNOFILE, ulimit -n) or narrow the range"
+    )]
+    Descriptors {
+        /// The address we tried to bind.
+        addr: SocketAddr,
+        /// The OS error (`EMFILE` or `ENFILE`).
         #[source]
         source: std::io::Error,
     },

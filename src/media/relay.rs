@@ -97,7 +97,7 @@ impl Relay {
     pub fn open(&self) -> Result<MediaHandle, MediaError> {
         let a = self.pool.allocate()?;
         let b = self.pool.allocate()?;
-        let ports = [a.port, b.port];
+        let ports = [a.port(), b.port()];
         let stats = Arc::new(SharedStats::default());
         let bridge = Bridge::new(
             self.config.source,

@@ -32,11 +32,16 @@ struct Phone {
     rtcp: UdpSocket,
 }
 
-fn phone(pool: &PortPool) -> Phone {
-    let PortPair { rtp, rtcp, .. } = pool.allocate().unwrap();
+/// A phone on the even port `port` and the one above.
+fn phone(port: u16) -> Phone {
+    let bind = |port| {
+        let socket = std::net::UdpSocket::bind((LOCALHOST, port)).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        UdpSocket::from_std(socket).unwrap()
+    };
     Phone {
-        rtp: UdpSocket::from_std(rtp).unwrap(),
-        rtcp: UdpSocket::from_std(rtcp).unwrap(),
+        rtp: bind(port),
+        rtcp: bind(port + 1),
     }
 }
 
@@ -44,12 +49,11 @@ fn phone(pool: &PortPool) -> Phone {
 /// `base+10..base+20`.
 fn call(base: u16, config: RelayConfig, tap: Option<Box<dyn MediaTap>>) -> Call {
     let pool = Relay::new(LOCALHOST, base, base + 9, config).unwrap();
-    let phones = PortPool::new(LOCALHOST, base + 10, base + 19).unwrap();
     let relay = pool.open().unwrap();
     if let Some(tap) = tap {
         relay.attach_tap(tap);
     }
-    let (phone_a, phone_b) = (phone(&phones), phone(&phones));
+    let (phone_a, phone_b) = (phone(base + 10), phone(base + 12));
     relay.set_remote(Leg::A, addr(&phone_a.rtp));
     relay.set_remote(Leg::B, addr(&phone_b.rtp));
     Call {
@@ -489,7 +493,7 @@ async fn stop_frees_ports_and_ends_the_task() {
     assert_eq!(c.pool.in_use(), 2);
     c.relay.stop().await;
     assert_eq!(c.pool.in_use(), 0);
-    // The ports are really closed: the pool (and the OS) give them again.
+    // The ports are back in the pool: it gives them again.
     let again: Vec<MediaHandle> = (0..c.pool.capacity() / 2)
         .map(|_| c.pool.open().unwrap())
         .collect();
@@ -607,7 +611,7 @@ fn sr_with_sdes(ssrc: u32, items: &[(u8, &[u8])]) -> Vec<u8> {
 async fn rtcp_reaches_the_other_leg_without_the_senders_identity() {
     let config = RelayConfig::default();
     let totals = config.totals.clone();
-    let c = call(31520, config, None);
+    let c = call(31540, config, None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtcp);
     let identity: [(u8, &[u8]); 4] = [
         (1, b"kim@10.9.8.7"),
@@ -643,4 +647,44 @@ async fn rtcp_reaches_the_other_leg_without_the_senders_identity() {
         "the APP was not relayed"
     );
     assert_eq!(totals.rtcp_unscrubbable.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_call_on_reused_ports_gets_nothing_meant_for_the_previous_one() {
+    // Two pairs: the second call gets exactly the first one's ports.
+    let pool = Relay::new(LOCALHOST, 31840, 31843, RelayConfig::default()).unwrap();
+    let (a, b) = (phone(31850), phone(31852));
+    let first = pool.open().unwrap();
+    let ports = [first.local_port(Leg::A), first.local_port(Leg::B)];
+    first.set_remote(Leg::A, addr(&a.rtp));
+    first.set_remote(Leg::B, addr(&b.rtp));
+    let to = |port| SocketAddr::new(LOCALHOST, port);
+    send(&a.rtp, &rtp(1, 0xa), to(ports[0])).await;
+    assert_eq!(recv(&b.rtp).await.0, rtp(1, 0xa));
+    first.stop().await;
+    // The same phones go on sending to both ports after the call ended.
+    for seq in 2..40 {
+        for port in ports {
+            send(&a.rtp, &rtp(seq, 0xa), to(port)).await;
+            send(&a.rtcp, &rtcp(0xa), to(port + 1)).await;
+        }
+    }
+    let second = pool.open().unwrap();
+    let mut again = [second.local_port(Leg::A), second.local_port(Leg::B)];
+    again.sort_unstable();
+    let mut before = ports;
+    before.sort_unstable();
+    assert_eq!(again, before);
+    // The same addresses in the new call's SDP: a stale packet would be
+    // admitted, latched and relayed if it were still queued.
+    second.set_remote(Leg::A, addr(&a.rtp));
+    second.set_remote(Leg::B, addr(&b.rtp));
+    let to_a = to(second.local_port(Leg::A));
+    send(&a.rtp, &rtp(100, 0xa2), to_a).await;
+    assert_eq!(recv(&b.rtp).await.0, rtp(100, 0xa2));
+    let stats = second.stats();
+    assert_eq!((stats.a.rtp.packets_in, stats.b.rtp.packets_in), (1, 0));
+    assert_eq!((stats.a.rtcp.packets_in, stats.b.rtcp.packets_in), (0, 0));
+    assert_nothing_pending(&b.rtp);
+    assert_nothing_pending(&b.rtcp);
 }

@@ -10,7 +10,7 @@
 //! [`ROUNDS`] batches per turn, so it cannot starve the others.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
@@ -204,8 +204,8 @@ impl Worker {
             for kind in [PacketKind::Rtp, PacketKind::Rtcp] {
                 let pair = &pairs[leg.index()];
                 let fd = match kind {
-                    PacketKind::Rtp => pair.rtp.as_raw_fd(),
-                    PacketKind::Rtcp => pair.rtcp.as_raw_fd(),
+                    PacketKind::Rtp => pair.rtp_fd(),
+                    PacketKind::Rtcp => pair.rtcp_fd(),
                 };
                 let slot = self.free_slots.pop().unwrap_or_else(|| {
                     self.sockets.push(None);
