@@ -8,7 +8,7 @@
 //! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
 //! | [`crec_index`], [`crec_source`] | where a file's chunks are, every clear field bounded before use; reading at offsets |
 //! | [`blob`] | where encrypted files live (local files; object storage later) |
-//! | `tap`, `writer` | from the relay's packets to sealed, synced chunks |
+//! | `tap`, `writer`, [`commit`] | from the relay's packets to sealed chunks, synced a round of many recordings at a time |
 //! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
 //! | [`export`] | decrypting a recording back into a WAV |
 //! | [`playback`] | the same WAV by byte range, decrypting only the chunks a range needs |
@@ -19,6 +19,7 @@
 
 pub mod align;
 pub mod blob;
+pub mod commit;
 pub mod crec;
 pub mod crec_index;
 pub mod crec_reader;

@@ -179,6 +179,8 @@ pub struct Recorder {
     writers: LiveWriters,
     /// How recordings ended.
     counters: Arc<RecordingCounters>,
+    /// Appends and syncs every writer's chunks, many recordings a round.
+    pub(super) commit: super::commit::GroupCommit,
 }
 
 impl Recorder {
@@ -198,6 +200,7 @@ impl Recorder {
             clock,
             writers: LiveWriters::default(),
             counters: Arc::default(),
+            commit: super::commit::GroupCommit::start(),
         }
     }
 

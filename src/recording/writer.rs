@@ -4,8 +4,10 @@
 //! The writer waits for the tap to name the codec (its first audio
 //! packet), makes the recording's DEK, stores the row (wrapped DEK) before
 //! the blob exists, then seals each chunk the tap sends (at least every
-//! [`CHUNK_MEDIA`] of audio and every [`FLUSH_EVERY`] of wall time),
-//! syncing the blob each time: a crash loses at most that much audio.
+//! [`CHUNK_MEDIA`] of audio and every [`FLUSH_EVERY`] of wall time), and
+//! has the group committer ([`super::commit`]) append and sync it with the
+//! other recordings' chunks of its round: a crash loses at most that much
+//! audio.
 //!
 //! It never gets stuck and never holds more than it must:
 //! - the tap releases silence by time and cuts chunks at [`CHUNK_MEDIA`]
@@ -109,7 +111,7 @@ pub(super) async fn run(
             return;
         }
     };
-    let last = match record(&mut open, &mut rx).await {
+    let last = match record(&rec, &mut open, &mut rx).await {
         Ok(last) => last,
         Err(e) => {
             drop(rx);
@@ -274,7 +276,11 @@ async fn start(
 /// Seals every chunk the tap sends; `true` when the last one was sealed
 /// (the tap closed in order), `false` when the queue closed without it
 /// (the last chunk was dropped on a full queue, or the tap went away).
-async fn record(open: &mut Open, rx: &mut mpsc::Receiver<TapMessage>) -> Result<bool, WriteError> {
+async fn record(
+    rec: &Recorder,
+    open: &mut Open,
+    rx: &mut mpsc::Receiver<TapMessage>,
+) -> Result<bool, WriteError> {
     while let Some(message) = rx.recv().await {
         if let TapMessage::Chunk {
             start_ms,
@@ -282,7 +288,7 @@ async fn record(open: &mut Open, rx: &mut mpsc::Receiver<TapMessage>) -> Result<
             last,
         } = message
         {
-            seal(open, start_ms, &bytes, last).await?;
+            seal(rec, open, start_ms, &bytes, last).await?;
             if last {
                 return Ok(true);
             }
@@ -292,29 +298,30 @@ async fn record(open: &mut Open, rx: &mut mpsc::Receiver<TapMessage>) -> Result<
 }
 
 /// Seals `bytes` (interleaved, starting at `start_ms`) as one chunk (the
-/// last of the file if `last`), appends it and syncs the blob.
-async fn seal(open: &mut Open, start_ms: u64, bytes: &[u8], last: bool) -> Result<(), WriteError> {
+/// last of the file if `last`), and has the group committer append it and
+/// sync the blob, with the other recordings' chunks of its round.
+async fn seal(
+    rec: &Recorder,
+    open: &mut Open,
+    start_ms: u64,
+    bytes: &[u8],
+    last: bool,
+) -> Result<(), WriteError> {
     let chunk = open.crec.seal_chunk(start_ms, bytes, last)?;
     open.samples += (bytes.len() / 2) as u64;
     open.end_ms = start_ms + (bytes.len() / 16) as u64;
-    let mut blob = open
+    let blob = open
         .blob
         .take()
         .ok_or_else(|| WriteError::Join("blob writer lost".into()))?;
-    let blob = blocking(move || {
-        blob.append(&chunk)?;
-        blob.sync()?;
-        Ok(blob)
-    })
-    .await?;
-    open.blob = Some(blob);
+    open.blob = Some(rec.commit.append_sync(blob, chunk).await?);
     Ok(())
 }
 
 async fn finish(rec: &Recorder, open: &mut Open, last_sealed: bool) -> Result<(), WriteError> {
     if !last_sealed {
         // The file still ends with a last chunk (empty), as readers expect.
-        seal(open, open.end_ms, &[], true).await?;
+        seal(rec, open, open.end_ms, &[], true).await?;
     }
     let ended_at = rec.clock.now();
     let expires_at = ended_at.saturating_add(rec.period_of(&open.row.retention_class));
