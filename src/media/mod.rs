@@ -4,7 +4,8 @@
 //! - [`Relay`] owns the [`PortPool`] and a few **worker threads**
 //!   (`[media] workers`, one per core by default). [`Relay::open`] takes
 //!   two port pairs (an even RTP port and the RTCP port above it, picked at
-//!   random from the free ones, bound) and gives the call to one worker
+//!   random from the free ones; the pool binds them all once, at start-up,
+//!   and keeps a free pair silenced and drained: `ports.rs`, `quiet.rs`) and gives the call to one worker
 //!   (round robin) with a [`MediaHandle`] to control it.
 //! - Each call's decisions live in a sans-IO `Bridge` (`bridge.rs`): SDP
 //!   targets, latches, RTCP scrubbing, the announcement, the tap, the

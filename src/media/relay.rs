@@ -49,12 +49,14 @@ pub struct Relay {
 
 impl Relay {
     /// A relay on the even ports of `first..=last` (RTCP on each + 1),
-    /// bound on `bind_ip` as calls need them, with its worker threads
+    /// every pair bound on `bind_ip` now and kept, with its worker threads
     /// started.
     ///
     /// # Errors
     /// [`MediaError::InvalidRange`] for a range without a pair;
-    /// [`MediaError::Worker`] when a worker cannot be started.
+    /// [`MediaError::Descriptors`] or [`MediaError::Bind`] when the range
+    /// cannot be bound; [`MediaError::Worker`] when a worker cannot be
+    /// started.
     pub fn new(
         bind_ip: IpAddr,
         first: u16,
@@ -234,8 +236,8 @@ impl MediaHandle {
     }
 
     /// Ends the call's media and waits for the worker: when this returns,
-    /// the tap is closed, the sockets are closed and the ports are back in
-    /// the pool.
+    /// the tap is closed and the sockets are back in the pool (silenced
+    /// and drained).
     pub async fn stop(mut self) {
         let Some(link) = self.link.take() else {
             return;

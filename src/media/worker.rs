@@ -42,8 +42,8 @@ pub(super) enum Request {
     },
     /// A command for a call's bridge.
     Command(CallId, Command),
-    /// The call ends: its tap is closed, its sockets closed (ports back in
-    /// the pool), then `done` is told.
+    /// The call ends: its tap is closed, its sockets go back to the pool
+    /// (silenced and drained), then `done` is told.
     Close(CallId, Option<tokio::sync::oneshot::Sender<()>>),
     /// The worker ends (every call with it).
     Shutdown,
@@ -85,7 +85,7 @@ struct Call {
     fds: [[RawFd; 2]; 2],
     /// The timer this call is filed under, if any.
     timer: Option<Instant>,
-    /// Owns the sockets; dropped (closed, ports freed) when the call is.
+    /// Owns the sockets; dropped (back to the pool) when the call is.
     _pairs: [PortPair; 2],
 }
 
@@ -260,7 +260,7 @@ impl Worker {
             self.backlog.retain(|s| *s != slot);
             self.free_slots.push(slot);
         }
-        // The sockets close here (ports back to the pool).
+        // The sockets go back to the pool here (silenced and drained).
         drop(call);
     }
 

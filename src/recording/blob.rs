@@ -51,13 +51,6 @@ pub trait BlobWriter: Send {
     fn append(&mut self, bytes: &[u8]) -> Result<(), BlobError>;
     /// Makes everything appended so far durable (fsync).
     fn sync(&mut self) -> Result<(), BlobError>;
-    /// Starts writing out what was appended, without waiting, so that the
-    /// [`BlobWriter::sync`] that follows waits less (a group commit starts
-    /// every file's writeback before it waits on any). Durability comes
-    /// from `sync` only; the default does nothing.
-    fn start_sync(&mut self) -> Result<(), BlobError> {
-        Ok(())
-    }
 }
 
 /// Where recording blobs live. Object-safe and synchronous.
@@ -75,6 +68,14 @@ pub trait BlobStore: Send + Sync {
     fn delete(&self, name: &str) -> Result<bool, BlobError>;
     /// Names of all blobs, sorted.
     fn list(&self) -> Result<Vec<String>, BlobError>;
+    /// Makes everything appended to every blob of this store durable in
+    /// one operation, if the store can: `Ok(true)`. `Ok(false)` when it
+    /// cannot (the default): each writer must [`BlobWriter::sync`]. An
+    /// error says only that *something* failed: the caller syncs each
+    /// writer to learn which.
+    fn sync_written(&self) -> Result<bool, BlobError> {
+        Ok(false)
+    }
 }
 
 /// Checks that `name` matches `[A-Za-z0-9._-]{1,120}` and is not `.` or `..`.
@@ -99,7 +100,11 @@ pub fn validate_blob_name(name: &str) -> Result<(), BlobError> {
 /// is erased cryptographically by destroying its key, not by this overwrite.
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
+    /// The directory holding the blobs.
     dir: PathBuf,
+    /// The directory, open: `syncfs` on it syncs its file system, and
+    /// reports the write-back errors there since it was opened.
+    handle: std::sync::Arc<fs::File>,
 }
 
 impl LocalBlobStore {
@@ -122,8 +127,10 @@ impl LocalBlobStore {
                 return Err(BlobError::InsecureDir(dir.to_path_buf()));
             }
         }
+        let handle = std::sync::Arc::new(fs::File::open(dir).map_err(io(dir))?);
         Ok(LocalBlobStore {
             dir: dir.to_path_buf(),
+            handle,
         })
     }
 
@@ -153,20 +160,6 @@ impl BlobWriter for LocalWriter {
 
     fn sync(&mut self) -> Result<(), BlobError> {
         self.file.sync_data().map_err(io(&self.path))
-    }
-
-    #[cfg(target_os = "linux")]
-    fn start_sync(&mut self) -> Result<(), BlobError> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: sync_file_range only reads its integer arguments; the
-        // descriptor is ours and open. Offset 0, length 0: the whole file.
-        let rc = unsafe {
-            libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if rc != 0 {
-            return Err(io(&self.path)(std::io::Error::last_os_error()));
-        }
-        Ok(())
     }
 }
 
@@ -267,6 +260,21 @@ impl BlobStore for LocalBlobStore {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// `syncfs(2)` on the blob directory's file system: every blob's data
+    /// and size, in one journal commit and one device flush, however many
+    /// blobs were written. (It also flushes whatever else is dirty on that
+    /// file system.) Linux reports write-back errors through it since 5.8.
+    #[cfg(target_os = "linux")]
+    fn sync_written(&self) -> Result<bool, BlobError> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: syncfs takes one descriptor, ours and open; no memory.
+        let rc = unsafe { libc::syncfs(self.handle.as_raw_fd()) };
+        if rc != 0 {
+            return Err(io(&self.dir)(std::io::Error::last_os_error()));
+        }
+        Ok(true)
     }
 }
 

@@ -192,6 +192,7 @@ impl Recorder {
         policy: RecordingPolicy,
         clock: SharedClock,
     ) -> Self {
+        let commit = super::commit::GroupCommit::start(Arc::clone(&blobs));
         Recorder {
             store,
             keys,
@@ -200,7 +201,7 @@ impl Recorder {
             clock,
             writers: LiveWriters::default(),
             counters: Arc::default(),
-            commit: super::commit::GroupCommit::start(),
+            commit,
         }
     }
 
