@@ -1,14 +1,18 @@
-//! The SIP engine: the tokio driver around a [`Switch`].
+//! The SIP engine: the tokio driver around the [`Switch`]es.
 //!
 //! It owns everything that is I/O and nothing that is SIP: the transports
-//! and their inbound queue, the one timer (a sleep until
-//! [`Switch::poll_timeout`]), the route lookups (spawned, answered back
-//! through a channel), the call-record writer task, the media relays and
-//! their port pool, the recorder and the announcement, the connection
-//! leases, and the metrics. One task runs it: every inbound message, route
-//! answer and timer expiry is handed to the switch, then the switch's
-//! events and transmits are carried out. Handling one never waits on I/O,
-//! so the loop's latency does not depend on the database.
+//! and their inbound queues, the timers (a sleep until
+//! [`Switch::poll_timeout`] per switch), the route lookups (spawned,
+//! answered back through a channel), the call-record writer task, the
+//! media relays and their port pool, the recorder and the announcement,
+//! the connection leases, and the metrics. `[sip] shards` switches run
+//! side by side, each on its own task with its own calls; with more than
+//! one, a dispatcher task hands every received message to the switch
+//! owning its Call-ID ([`shard_of_message`]), the one cross-task hop of a
+//! message. Each shard's task hands its switch every inbound message,
+//! route answer and timer expiry, then carries out the switch's events and
+//! transmits. Handling one never waits on I/O, so the loop's latency does
+//! not depend on the database.
 //!
 //! This is the only file of [`crate::b2bua`] that uses tokio.
 
@@ -119,12 +123,19 @@ struct CallMedia {
 /// metrics (all cheap to clone, all safe to use from several tasks).
 #[derive(Clone)]
 struct Shared {
+    /// The send side every shard transmits on.
     transports: Transports,
+    /// Route lookups (cache and database).
     routing: Arc<Routing>,
+    /// The media relay: ports and workers.
     relay: Arc<Relay>,
+    /// Settings from the configuration.
     settings: SipSettings,
+    /// Wall-clock time for call records.
     clock: SharedClock,
+    /// Counters shared with `/metrics`.
     metrics: Arc<Metrics>,
+    /// Records answered calls of sessions with recording on.
     recorder: Option<Arc<Recorder>>,
     /// Ordered call-record writes ([`cdr_writer`]).
     cdr: mpsc::Sender<CdrOp>,
@@ -134,7 +145,9 @@ struct Shared {
 /// themselves when it runs alone (no hand-off at all), else its own queue,
 /// filled by [`dispatch`].
 enum Inbox {
+    /// The only shard: the transports' queues, urgent first.
     Sole(InboundReceiver),
+    /// One of several: its queue from the dispatcher.
     Shard(mpsc::Receiver<Inbound>),
 }
 
@@ -156,17 +169,21 @@ impl Inbox {
 
 /// What one shard's engine runs on.
 struct ShardIo {
+    /// Its messages.
     inbox: Inbox,
     /// Trunks the transports could not reach ([`fan_out`]).
     trunk_failures: mpsc::Receiver<usize>,
     /// The answers to this shard's route lookups.
     found_rx: mpsc::Receiver<(LookupId, Found)>,
+    /// Turns true at shutdown.
     stop: watch::Receiver<bool>,
 }
 
 /// One shard's engine state; see the module docs.
 pub struct Engine {
+    /// This shard's switch.
     switch: Switch,
+    /// The rest as in [`Shared`].
     transports: Transports,
     routing: Arc<Routing>,
     relay: Arc<Relay>,
@@ -178,6 +195,7 @@ pub struct Engine {
     cdr: mpsc::Sender<CdrOp>,
     /// Where spawned route lookups answer.
     found: mpsc::Sender<(LookupId, Found)>,
+    /// Each call's media, under the switch's name for the call.
     media: HashMap<CallRef, CallMedia>,
     /// One lease per TCP/TLS connection the switch uses.
     leases: HashMap<u64, FlowLease>,
