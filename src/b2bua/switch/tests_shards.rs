@@ -125,3 +125,24 @@ fn max_calls_hold_for_all_shards_together() {
     let busy = shards.rigs.iter().filter(|r| r.sw.stats().calls_active > 0);
     assert_eq!(busy.count(), 2, "the calls are on both shards");
 }
+
+#[test]
+fn keepalive_answers_come_back_to_the_shard_that_probed() {
+    let mut c = cfg();
+    c.trunks[0].keepalive = Some(std::time::Duration::from_secs(30));
+    let mut shards = Shards::new(3, c);
+    for s in 0..3 {
+        let rig = &mut shards.rigs[s];
+        rig.sw.start_keepalives(rig.now);
+        rig.advance(std::time::Duration::ZERO);
+        let probes = rig.sent_to(&trunk());
+        assert_eq!(probes.len(), 1, "each shard probes the trunk");
+        let answer = crate::b2bua::test_support::reply_to(&request(&probes[0]), 200, "t", "", None);
+        assert_eq!(shards.feed(&trunk(), &text(answer)), s);
+        let rig = &shards.rigs[s];
+        assert!(
+            rig.sent.is_empty() && rig.events.is_empty(),
+            "taken as the probe's answer"
+        );
+    }
+}
