@@ -55,6 +55,9 @@ pub struct Metrics {
     pub cdr_dropped: AtomicU64,
     /// Call-record writes that failed (the database refused them).
     pub cdr_failed: AtomicU64,
+    /// Received SIP requests that would open something new, dropped
+    /// because the queue of the switch owning their Call-ID was full.
+    pub sip_shard_dropped: AtomicU64,
     /// SIP transactions (server and client) open now.
     pub sip_transactions: AtomicI64,
     /// The configured limits, shown so a dashboard can relate usage to
@@ -290,7 +293,7 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 18] = [
             (
                 "ansim_media_rtcp_unscrubbable_total",
                 "RTCP datagrams dropped because they could not be scrubbed of identity.",
@@ -370,6 +373,11 @@ impl Metrics {
                 "ansim_cdr_failed_total",
                 "Call-record writes the database refused.",
                 load(&self.cdr_failed),
+            ),
+            (
+                "ansim_sip_shard_dropped_total",
+                "New SIP requests dropped because their switch's queue was full.",
+                load(&self.sip_shard_dropped),
             ),
             (
                 "ansim_media_foreign_packets_total",

@@ -305,6 +305,7 @@ async fn start_sip(
             min_se: config.sip.min_session_expires,
             probe_interval: config.sip.dialog_probe_interval,
         },
+        shards: config.sip.shards,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");

@@ -1,14 +1,18 @@
-//! The SIP engine: the tokio driver around a [`Switch`].
+//! The SIP engine: the tokio driver around the [`Switch`]es.
 //!
 //! It owns everything that is I/O and nothing that is SIP: the transports
-//! and their inbound queue, the one timer (a sleep until
-//! [`Switch::poll_timeout`]), the route lookups (spawned, answered back
-//! through a channel), the call-record writer task, the media relays and
-//! their port pool, the recorder and the announcement, the connection
-//! leases, and the metrics. One task runs it: every inbound message, route
-//! answer and timer expiry is handed to the switch, then the switch's
-//! events and transmits are carried out. Handling one never waits on I/O,
-//! so the loop's latency does not depend on the database.
+//! and their inbound queues, the timers (a sleep until
+//! [`Switch::poll_timeout`] per switch), the route lookups (spawned,
+//! answered back through a channel), the call-record writer task, the
+//! media relays and their port pool, the recorder and the announcement,
+//! the connection leases, and the metrics. `[sip] shards` switches run
+//! side by side, each on its own task with its own calls; with more than
+//! one, a dispatcher task hands every received message to the switch
+//! owning its Call-ID ([`shard_of_message`]), the one cross-task hop of a
+//! message. Each shard's task hands its switch every inbound message,
+//! route answer and timer expiry, then carries out the switch's events and
+//! transmits. Handling one never waits on I/O, so the loop's latency does
+//! not depend on the database.
 //!
 //! This is the only file of [`crate::b2bua`] that uses tokio.
 
@@ -21,8 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    CallRef, CdrOp, LookupId, MediaPorts, RouteResult, Switch, SwitchConfig, SwitchEvent,
-    SwitchStats,
+    CallRef, CdrOp, LookupId, MediaPorts, RouteResult, SharedLoad, Switch, SwitchConfig,
+    SwitchEvent, SwitchStats, shard_of_message,
 };
 use crate::clock::SharedClock;
 use crate::media::{Announcement, Leg, MediaHandle, Relay};
@@ -31,7 +35,7 @@ use crate::recording::{Recorder, RecordingMeta};
 use crate::routing::{Route, Routing};
 use crate::sip::Timers;
 use crate::store::Store;
-use crate::transport::{FlowLease, InboundReceiver, Transports};
+use crate::transport::{FlowLease, Inbound, InboundReceiver, Transports};
 
 /// How long shutdown waits for the call-record writer to catch up.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
@@ -40,6 +44,11 @@ const WRITER_DRAIN: Duration = Duration::from_secs(5);
 const CDR_QUEUE: usize = 50_000;
 /// Call-record writes per transaction at most.
 const CDR_MAX_BATCH: usize = 1_000;
+/// Messages one shard's queue holds: a new request beyond is dropped
+/// (counted), anything else waits for room.
+const SHARD_QUEUE: usize = 4_096;
+/// Messages a shard hands its switch before it sends what came of them.
+const INBOUND_BATCH: usize = 64;
 
 /// What the engine needs to know from the configuration.
 #[derive(Debug, Clone)]
@@ -66,6 +75,8 @@ pub struct SipSettings {
     pub max_transactions: usize,
     /// Session timers (RFC 4028) and the in-dialog probe, per leg.
     pub dialog_timers: super::DialogTimers,
+    /// Switches side by side (`[sip] shards`; 0 = one per core).
+    pub shards: usize,
 }
 
 /// What the engine is built from.
@@ -107,9 +118,72 @@ struct CallMedia {
     recording: Option<Route>,
 }
 
-/// The engine's state; see the module docs.
+/// What every shard's engine shares: the send side of the transports,
+/// the lookups, the relay, the recorder, the call-record queue and the
+/// metrics (all cheap to clone, all safe to use from several tasks).
+#[derive(Clone)]
+struct Shared {
+    /// The send side every shard transmits on.
+    transports: Transports,
+    /// Route lookups (cache and database).
+    routing: Arc<Routing>,
+    /// The media relay: ports and workers.
+    relay: Arc<Relay>,
+    /// Settings from the configuration.
+    settings: SipSettings,
+    /// Wall-clock time for call records.
+    clock: SharedClock,
+    /// Counters shared with `/metrics`.
+    metrics: Arc<Metrics>,
+    /// Records answered calls of sessions with recording on.
+    recorder: Option<Arc<Recorder>>,
+    /// Ordered call-record writes ([`cdr_writer`]).
+    cdr: mpsc::Sender<CdrOp>,
+}
+
+/// Where a shard's engine takes its messages from: the transports' queues
+/// themselves when it runs alone (no hand-off at all), else its own queue,
+/// filled by [`dispatch`].
+enum Inbox {
+    /// The only shard: the transports' queues, urgent first.
+    Sole(InboundReceiver),
+    /// One of several: its queue from the dispatcher.
+    Shard(mpsc::Receiver<Inbound>),
+}
+
+impl Inbox {
+    async fn recv(&mut self) -> Option<Inbound> {
+        match self {
+            Inbox::Sole(rx) => rx.recv().await,
+            Inbox::Shard(rx) => rx.recv().await,
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Inbound> {
+        match self {
+            Inbox::Sole(rx) => rx.try_recv(),
+            Inbox::Shard(rx) => rx.try_recv().ok(),
+        }
+    }
+}
+
+/// What one shard's engine runs on.
+struct ShardIo {
+    /// Its messages.
+    inbox: Inbox,
+    /// Trunks the transports could not reach ([`fan_out`]).
+    trunk_failures: mpsc::Receiver<usize>,
+    /// The answers to this shard's route lookups.
+    found_rx: mpsc::Receiver<(LookupId, Found)>,
+    /// Turns true at shutdown.
+    stop: watch::Receiver<bool>,
+}
+
+/// One shard's engine state; see the module docs.
 pub struct Engine {
+    /// This shard's switch.
     switch: Switch,
+    /// The rest as in [`Shared`].
     transports: Transports,
     routing: Arc<Routing>,
     relay: Arc<Relay>,
@@ -121,21 +195,33 @@ pub struct Engine {
     cdr: mpsc::Sender<CdrOp>,
     /// Where spawned route lookups answer.
     found: mpsc::Sender<(LookupId, Found)>,
+    /// Each call's media, under the switch's name for the call.
     media: HashMap<CallRef, CallMedia>,
     /// One lease per TCP/TLS connection the switch uses.
     leases: HashMap<u64, FlowLease>,
     /// The switch's stats as last added to the metrics.
     published: SwitchStats,
-    /// The trunk states as last published.
+    /// The trunk states as last published (shard 0 publishes them: every
+    /// shard probes the trunks, one speaks for them).
     published_trunks: Vec<(String, bool)>,
 }
 
+/// How many switches `configured` shards means (0 = one per core).
+pub fn shard_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 impl Engine {
-    /// Runs the engine until `stop` turns true.
-    pub async fn run(parts: EngineParts, mut stop: watch::Receiver<bool>) {
+    /// Runs the engine until `stop` turns true: `[sip] shards` switches,
+    /// each on its own task, and (with more than one) the task that hands
+    /// each received message to the switch owning its Call-ID.
+    pub async fn run(parts: EngineParts, stop: watch::Receiver<bool>) {
         let EngineParts {
             transports,
-            mut inbound,
+            inbound,
             routing,
             store,
             media,
@@ -143,45 +229,88 @@ impl Engine {
             clock,
             metrics,
             recorder,
-            mut trunk_failures,
+            trunk_failures,
         } = parts;
-        let (found, mut found_rx) = mpsc::channel(1024);
         let (cdr, cdr_rx) = mpsc::channel(CDR_QUEUE);
         let writer = tokio::spawn(cdr_writer(store, cdr_rx, metrics.clone()));
-        let local = transports
-            .udp_local_addr()
-            .unwrap_or_else(|| SocketAddr::new(settings.advertise, 5060));
-        let local_sip = if local.ip().is_unspecified() {
-            SocketAddr::new(settings.advertise, local.port())
-        } else {
-            local
-        };
-        let cfg = SwitchConfig {
-            domain: settings.domain.clone(),
-            local_sip,
-            trunks: settings.trunks.clone(),
-            advertise: settings.advertise,
-            unknown_caller_status: settings.unknown_caller_status,
-            max_duration: settings.max_duration,
-            no_answer_timeout: settings.no_answer_timeout,
-            max_calls: settings.max_calls,
-            max_transactions: settings.max_transactions,
-            timers: Timers::default(),
-            dialog_timers: settings.dialog_timers,
-        };
+        let cfg = switch_config(&transports, &settings);
         let limits = &metrics.limits;
         let relaxed = Ordering::Relaxed;
         limits.max_calls.store(settings.max_calls as i64, relaxed);
         limits
             .max_transactions
             .store(settings.max_transactions as i64, relaxed);
+        let shards = shard_count(settings.shards);
         let first = settings.trunks.first().map(|t| t.address);
-        tracing::info!(local = %local_sip, trunk = ?first, trunks = settings.trunks.len(), "SIP engine running");
-        let mut engine = Engine {
-            switch: Switch::new(0, 1, cfg),
+        tracing::info!(local = %cfg.local_sip, trunk = ?first, trunks = settings.trunks.len(), shards, "SIP engine running");
+        let shared = Shared {
             transports,
             routing,
             relay: media,
+            settings,
+            clock,
+            metrics: metrics.clone(),
+            recorder,
+            cdr,
+        };
+        let load = Arc::new(SharedLoad::default());
+        let (inboxes, dispatcher) = if shards == 1 {
+            (vec![Inbox::Sole(inbound)], None)
+        } else {
+            let (txs, rxs): (Vec<_>, Vec<_>) =
+                (0..shards).map(|_| mpsc::channel(SHARD_QUEUE)).unzip();
+            let task = tokio::spawn(dispatch(inbound, txs, metrics.clone()));
+            (rxs.into_iter().map(Inbox::Shard).collect(), Some(task))
+        };
+        let (failure_txs, failure_rxs): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| mpsc::channel(64)).unzip();
+        let forwarder = tokio::spawn(fan_out(trunk_failures, failure_txs));
+        let mut tasks = Vec::with_capacity(shards);
+        for (index, (inbox, trunk_failures)) in inboxes.into_iter().zip(failure_rxs).enumerate() {
+            let mut switch = Switch::new(index, shards, cfg.clone());
+            switch.share_load(load.clone());
+            let (found, found_rx) = mpsc::channel(1024);
+            let engine = Engine::new(switch, shared.clone(), found);
+            let io = ShardIo {
+                inbox,
+                trunk_failures,
+                found_rx,
+                stop: stop.clone(),
+            };
+            tasks.push(tokio::spawn(engine.run_shard(io)));
+        }
+        drop(shared);
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a SIP shard ended abnormally");
+            }
+        }
+        forwarder.abort();
+        if let Some(task) = dispatcher {
+            task.abort();
+        }
+        // The writer ends once every sender is gone and its queue is done.
+        if tokio::time::timeout(WRITER_DRAIN, writer).await.is_err() {
+            tracing::warn!("call records still being written at shutdown");
+        }
+    }
+
+    fn new(switch: Switch, shared: Shared, found: mpsc::Sender<(LookupId, Found)>) -> Engine {
+        let Shared {
+            transports,
+            routing,
+            relay,
+            settings,
+            clock,
+            metrics,
+            recorder,
+            cdr,
+        } = shared;
+        Engine {
+            switch,
+            transports,
+            routing,
+            relay,
             settings,
             clock,
             metrics,
@@ -192,11 +321,23 @@ impl Engine {
             leases: HashMap::new(),
             published: SwitchStats::default(),
             published_trunks: Vec::new(),
-        };
-        engine.switch.start_keepalives(Instant::now());
-        engine.flush();
+        }
+    }
+
+    /// One shard's loop: its messages (a batch at a time), its route
+    /// answers, its timers, until `stop` or the end of its inbox; then its
+    /// calls end `interrupted`.
+    async fn run_shard(mut self, io: ShardIo) {
+        let ShardIo {
+            mut inbox,
+            mut trunk_failures,
+            mut found_rx,
+            mut stop,
+        } = io;
+        self.switch.start_keepalives(Instant::now());
+        self.flush();
         loop {
-            let next = engine.switch.poll_timeout();
+            let next = self.switch.poll_timeout();
             let sleep = async {
                 match next {
                     Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -204,33 +345,39 @@ impl Engine {
                 }
             };
             tokio::select! {
-                msg = inbound.recv() => match msg {
-                    Some(m) => {
-                        let wall = engine.clock.now();
-                        engine.switch.handle_inbound(Instant::now(), wall, m);
-                    }
+                msg = inbox.recv() => match msg {
+                    Some(m) => self.on_inbound(m, &mut inbox),
                     None => break,
                 },
-                Some((id, found)) = found_rx.recv() => engine.on_found(id, found),
+                Some((id, found)) = found_rx.recv() => self.on_found(id, found),
                 Some(trunk) = trunk_failures.recv() => {
-                    let wall = engine.clock.now();
-                    engine.switch.handle_trunk_failure(Instant::now(), wall, trunk);
+                    let wall = self.clock.now();
+                    self.switch.handle_trunk_failure(Instant::now(), wall, trunk);
                 }
                 _ = sleep => {
-                    let wall = engine.clock.now();
-                    engine.switch.handle_timeout(Instant::now(), wall);
+                    let wall = self.clock.now();
+                    self.switch.handle_timeout(Instant::now(), wall);
                 }
                 _ = stop.wait_for(|s| *s) => break,
             }
-            engine.flush();
+            self.flush();
         }
-        let wall = engine.clock.now();
-        engine.switch.shutdown(wall);
-        engine.flush();
-        // The writer ends once every sender is gone and its queue is done.
-        drop(engine);
-        if tokio::time::timeout(WRITER_DRAIN, writer).await.is_err() {
-            tracing::warn!("call records still being written at shutdown");
+        let wall = self.clock.now();
+        self.switch.shutdown(wall);
+        self.flush();
+    }
+
+    /// Hands `first` and whatever else is waiting (up to [`INBOUND_BATCH`])
+    /// to the switch before anything is flushed.
+    fn on_inbound(&mut self, first: Inbound, inbox: &mut Inbox) {
+        let now = Instant::now();
+        let wall = self.clock.now();
+        self.switch.handle_inbound(now, wall, first);
+        for _ in 1..INBOUND_BATCH {
+            let Some(m) = inbox.try_recv() else {
+                break;
+            };
+            self.switch.handle_inbound(now, wall, m);
         }
     }
 
@@ -388,6 +535,9 @@ impl Engine {
         m.sip_transactions
             .fetch_add(delta(now.transactions, was.transactions), relaxed);
         self.published = now;
+        if self.switch.shard().index() != 0 {
+            return;
+        }
         let trunks = self.switch.trunk_states();
         if trunks != self.published_trunks {
             m.set_trunks(trunks.clone());
@@ -418,5 +568,67 @@ async fn cdr_writer(store: Store, mut ops: mpsc::Receiver<CdrOp>, metrics: Arc<M
         }
         metrics.cdr_batches.fetch_add(1, Ordering::Relaxed);
         batch.clear();
+    }
+}
+
+/// The switch configuration the settings and the bound sockets make.
+fn switch_config(transports: &Transports, settings: &SipSettings) -> SwitchConfig {
+    let local = transports
+        .udp_local_addr()
+        .unwrap_or_else(|| SocketAddr::new(settings.advertise, 5060));
+    let local_sip = if local.ip().is_unspecified() {
+        SocketAddr::new(settings.advertise, local.port())
+    } else {
+        local
+    };
+    SwitchConfig {
+        domain: settings.domain.clone(),
+        local_sip,
+        trunks: settings.trunks.clone(),
+        advertise: settings.advertise,
+        unknown_caller_status: settings.unknown_caller_status,
+        max_duration: settings.max_duration,
+        no_answer_timeout: settings.no_answer_timeout,
+        max_calls: settings.max_calls,
+        max_transactions: settings.max_transactions,
+        timers: Timers::default(),
+        dialog_timers: settings.dialog_timers,
+    }
+}
+
+/// Hands each received message to the shard owning its Call-ID: the one
+/// cross-task hop of a message. The transports' queues keep their order
+/// (urgent first); a shard's full queue drops a request that would open
+/// something new (counted, as the transports shed them) and makes
+/// anything else wait, so a call in progress never loses a message here.
+async fn dispatch(
+    mut inbound: InboundReceiver,
+    shards: Vec<mpsc::Sender<Inbound>>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(m) = inbound.recv().await {
+        let Some(to) = shards.get(shard_of_message(&m.data, shards.len())) else {
+            continue;
+        };
+        if crate::sip::peek::opens_new(&m.data) {
+            match to.try_send(m) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics.sip_shard_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        } else if to.send(m).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tells every shard that a trunk could not be reached.
+async fn fan_out(mut failures: mpsc::Receiver<usize>, shards: Vec<mpsc::Sender<usize>>) {
+    while let Some(trunk) = failures.recv().await {
+        for shard in &shards {
+            let _ = shard.send(trunk).await;
+        }
     }
 }

@@ -80,6 +80,8 @@ mod session_timer;
 mod setup;
 mod shard;
 mod switch;
+#[doc(hidden)]
+pub use switch::bench_support as bench;
 mod trunks;
 
 #[cfg(test)]
@@ -104,7 +106,7 @@ pub use call::{Call, DialogId};
 pub use driver::{Engine, EngineParts, SipSettings};
 pub use session_timer::DialogTimers;
 pub(crate) use session_timer::{interval_too_brief, too_brief};
-pub use shard::{Shard, shard_of, shard_of_message};
+pub use shard::{Shard, SharedLoad, shard_of, shard_of_message};
 pub use switch::{
     CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
 };

@@ -9,6 +9,8 @@
 //! lands; the B-leg Call-ID is ours, and [`Shard::new_call_id`] draws it
 //! until it hashes to the shard that made it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::sip::new_tag;
 
 /// The shard that owns `call_id` among `shards` (0 when `shards` is 0 or
@@ -80,6 +82,79 @@ impl Shard {
             if self.owns(&id) {
                 return id;
             }
+        }
+    }
+}
+
+/// What the shards of one driver have open together, so that
+/// `max_calls` and `max_transactions` hold for all of them at once (a
+/// shared count rather than a split: one busy shard may use what the
+/// others do not). Each switch adds what changed in its own tables after
+/// every input ([`super::Switch::share_load`]); while it decides, it sees
+/// the others as of their last input, so shards handling new calls at the
+/// very same moment may pass a limit by at most one each.
+#[derive(Debug, Default)]
+pub struct SharedLoad {
+    /// Calls in progress and route lookups open, all shards.
+    calls: AtomicUsize,
+    /// Server and client transactions, all shards.
+    transactions: AtomicUsize,
+}
+
+/// One switch's view of the [`SharedLoad`]: what it last added.
+#[derive(Debug, Default)]
+pub(super) struct LoadShare {
+    /// The count all switches share; `None` when the switch runs alone.
+    shared: Option<std::sync::Arc<SharedLoad>>,
+    /// The calls this switch last added to it.
+    calls: usize,
+    /// The transactions this switch last added to it.
+    transactions: usize,
+}
+
+impl LoadShare {
+    /// Shares `shared` from now on, with nothing added yet.
+    pub(super) fn new(shared: std::sync::Arc<SharedLoad>) -> LoadShare {
+        LoadShare {
+            shared: Some(shared),
+            calls: 0,
+            transactions: 0,
+        }
+    }
+
+    /// Calls of all shards, with this one's as `mine` now.
+    pub(super) fn calls(&self, mine: usize) -> usize {
+        self.total(|s| &s.calls, self.calls, mine)
+    }
+
+    /// Transactions of all shards, with this one's as `mine` now.
+    pub(super) fn transactions(&self, mine: usize) -> usize {
+        self.total(|s| &s.transactions, self.transactions, mine)
+    }
+
+    fn total(&self, field: fn(&SharedLoad) -> &AtomicUsize, added: usize, mine: usize) -> usize {
+        let Some(shared) = &self.shared else {
+            return mine;
+        };
+        let all = field(shared).load(Ordering::Relaxed);
+        all.saturating_sub(added).saturating_add(mine)
+    }
+
+    /// Publishes this switch's counts.
+    pub(super) fn publish(&mut self, calls: usize, transactions: usize) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        for (field, was, now) in [
+            (&shared.calls, &mut self.calls, calls),
+            (&shared.transactions, &mut self.transactions, transactions),
+        ] {
+            if now > *was {
+                field.fetch_add(now - *was, Ordering::Relaxed);
+            } else if now < *was {
+                field.fetch_sub(*was - now, Ordering::Relaxed);
+            }
+            *was = now;
         }
     }
 }

@@ -79,6 +79,9 @@ pub(super) struct TrunkSet {
     /// Our SIP address and domain, for the probes' Via and From.
     local_sip: SocketAddr,
     domain: String,
+    /// The switch's shard: probe Call-IDs hash to it, so that their
+    /// answers come back to the switch that sent them.
+    shard: super::Shard,
 }
 
 impl TrunkSet {
@@ -96,7 +99,13 @@ impl TrunkSet {
             trunks,
             local_sip,
             domain,
+            shard: super::Shard::SOLE,
         }
+    }
+
+    /// Draws probe Call-IDs that `shard` owns.
+    pub(super) fn set_shard(&mut self, shard: super::Shard) {
+        self.shard = shard;
     }
 
     /// Trunk `index`, if there is one.
@@ -162,7 +171,7 @@ impl TrunkSet {
                 continue;
             }
             t.next_probe = Some(now + interval);
-            let call_id = format!("keepalive-{}", new_tag());
+            let call_id = self.probe_call_id();
             let (bytes, timeout) = (self.options(i, &call_id), interval.min(PROBE_TIMEOUT));
             if let Some(t) = self.trunks.get_mut(i) {
                 t.probe = Some((call_id, now + timeout));
@@ -170,6 +179,16 @@ impl TrunkSet {
             due.push(Probe { trunk: i, bytes });
         }
         due
+    }
+
+    /// A fresh probe Call-ID of this switch's shard.
+    fn probe_call_id(&self) -> String {
+        loop {
+            let id = format!("keepalive-{}", new_tag());
+            if self.shard.owns(&id) {
+                return id;
+            }
+        }
     }
 
     /// A response: `true` if it answers one of our probes (and is used up).

@@ -89,6 +89,9 @@ pub struct RawSip {
     /// In-dialog OPTIONS interval on a leg without a session timer
     /// (duration, "0s" = off).
     pub dialog_probe_interval: String,
+    /// SIP switches side by side, each owning the calls whose Call-ID
+    /// hashes to it (0 = one per core).
+    pub shards: i64,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -108,6 +111,7 @@ impl Default for RawSip {
             session_expires: "1800s".into(),
             min_session_expires: "90s".into(),
             dialog_probe_interval: "0s".into(),
+            shards: 0,
             tls: None,
         }
     }

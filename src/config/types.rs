@@ -64,6 +64,9 @@ pub struct SipConfig {
     /// In-dialog OPTIONS interval on a leg without a session timer (whole
     /// seconds; zero = off).
     pub dialog_probe_interval: Duration,
+    /// SIP switches side by side (`shards`), each on its own task owning
+    /// the calls whose Call-ID hashes to it; 0 = one per available core.
+    pub shards: usize,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -425,6 +428,7 @@ impl Config {
                 session_expires: Duration::from_secs(1800),
                 min_session_expires: Duration::from_secs(90),
                 dialog_probe_interval: Duration::ZERO,
+                shards: 0,
                 tls: None,
             },
             trunks: vec![TrunkConfig {

@@ -179,6 +179,7 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         session_expires,
         min_session_expires,
         dialog_probe_interval,
+        shards: int_in("sip.shards", raw.shards, 0, 256)?,
         tls,
     })
 }

@@ -86,15 +86,16 @@ const KNOWN_METHODS: [&str; 14] = [
 pub fn parse_datagram(bytes: &[u8]) -> Result<SipMessage, ParseError> {
     let raw = RawMessage::read(bytes);
     let start = raw.start_line()?;
-    let reply = raw.reply_headers();
-    let fail = |reason: String| Err(classify(&start, reason, reply.clone()));
+    // The headers an error reply needs are only gathered for an error:
+    // gathering them for every message was a tenth of its parse.
+    let fail = |reason: String| Err(classify(&start, reason, raw.reply_headers()));
     if let Some(problem) = raw.problems.first() {
         return fail(problem.clone());
     }
     if let StartLine::Request { method } = &start
         && !KNOWN_METHODS.contains(&method.as_str())
     {
-        return Err(unknown_method(method, reply));
+        return Err(unknown_method(method, raw.reply_headers()));
     }
     let message = match SipMessage::try_from(raw.normalised().as_slice()) {
         Ok(message) => message,

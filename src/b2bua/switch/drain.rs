@@ -25,6 +25,7 @@ impl Switch {
         while let Some(call) = self.work.pop_front() {
             self.drain_call(now, call);
         }
+        self.publish_load();
     }
 
     /// Sends what a server transaction has to send, hands its ACKs to its

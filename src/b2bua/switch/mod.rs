@@ -35,6 +35,8 @@
 //! whose Call-IDs hash to it ([`super::shard_of`]) and draws the B-leg
 //! Call-IDs it makes so that they hash to it too.
 
+#[doc(hidden)]
+pub mod bench_support;
 mod demux;
 mod drain;
 mod records;
@@ -54,6 +56,8 @@ mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_shards;
+#[cfg(test)]
 mod tests_trunks;
 
 use std::collections::{HashMap, VecDeque};
@@ -64,8 +68,9 @@ use rsip::SipMessage;
 
 pub use records::CdrOp;
 
+use super::shard::LoadShare;
 use super::trunks::TrunkSet;
-use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, TrunkPeer, TxnId};
+use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, SharedLoad, TrunkPeer, TxnId};
 use crate::clock::Timestamp;
 use crate::phone::E164;
 use crate::routing::Route;
@@ -238,12 +243,15 @@ pub struct Switch {
     stats: SwitchStats,
     /// Call record ids: UUIDv7 from the wall time passed in.
     record_ids: records::RecordIds,
+    /// The calls and transactions of all shards, for the limits.
+    load: LoadShare,
 }
 
 impl Switch {
     /// A switch for shard `shard` of `shards` (0 of 1 when it runs alone).
     pub fn new(shard: usize, shards: usize, cfg: SwitchConfig) -> Switch {
-        let trunks = TrunkSet::new(cfg.trunks.clone(), cfg.local_sip, cfg.domain.clone());
+        let mut trunks = TrunkSet::new(cfg.trunks.clone(), cfg.local_sip, cfg.domain.clone());
+        trunks.set_shard(Shard::new(shard, shards));
         Switch {
             trunks,
             cfg,
@@ -264,7 +272,15 @@ impl Switch {
             last_id: 0,
             stats: SwitchStats::default(),
             record_ids: records::RecordIds::default(),
+            load: LoadShare::default(),
         }
+    }
+
+    /// Counts `max_calls` and `max_transactions` over every switch that
+    /// shares `load` (call before the first input).
+    pub fn share_load(&mut self, load: std::sync::Arc<SharedLoad>) {
+        self.load = LoadShare::new(load);
+        self.publish_load();
     }
 
     /// This switch's shard.
@@ -352,6 +368,7 @@ impl Switch {
             }
             self.end_call(id);
         }
+        self.publish_load();
     }
 
     /// The next message to send.
@@ -385,12 +402,21 @@ impl Switch {
 
     /// Whether the transaction table is full: new requests get `503`.
     fn transactions_full(&self) -> bool {
-        self.servers.len() + self.clients.len() >= self.cfg.max_transactions
+        let mine = self.servers.len() + self.clients.len();
+        self.load.transactions(mine) >= self.cfg.max_transactions
     }
 
     /// Whether another call would pass `max_calls`.
     fn calls_full(&self) -> bool {
-        self.calls.len() + self.lookups.len() >= self.cfg.max_calls
+        let mine = self.calls.len() + self.lookups.len();
+        self.load.calls(mine) >= self.cfg.max_calls
+    }
+
+    /// Adds what changed in this switch's tables to the shared load.
+    fn publish_load(&mut self) {
+        let calls = self.calls.len() + self.lookups.len();
+        let transactions = self.servers.len() + self.clients.len();
+        self.load.publish(calls, transactions);
     }
 
     /// Queues a message for `flow`.

@@ -225,3 +225,83 @@ async fn unanswered_call_is_given_up_with_480() {
     );
     t.stop().await;
 }
+
+/// With `[sip] shards = 2`, calls land on both switches (each B-leg
+/// Call-ID hashes to the switch that made it), and every message of both
+/// legs reaches the switch owning the call: all calls complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_two_shards_and_all_complete() {
+    // 16 calls: all on one shard by chance once in 32,768 runs.
+    const CALLS: usize = 16;
+    let t = SipTest::start_with("127.0.0.1/32", "shards = 2").await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let (count, media) = (CALLS.to_string(), free_udp_port().to_string());
+    let callee = Sipp::spawn(
+        t.dir.path(),
+        &scenario("uas_answer.xml"),
+        t.uas_port,
+        &["-mp", &media, "-m", &count],
+        "uas",
+    )
+    .movable();
+    let (target, caller_media) = (t.sip.to_string(), free_udp_port().to_string());
+    let caller = Sipp::spawn(
+        t.dir.path(),
+        &scenario("uac_call.xml"),
+        free_udp_port(),
+        &[
+            "-s",
+            &proxy,
+            "-key",
+            "caller",
+            CUSTOMER,
+            "-mp",
+            &caller_media,
+            "-m",
+            &count,
+            &target,
+        ],
+        "uac",
+    )
+    .movable();
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok, "caller failed:\n{uac_log}");
+    assert!(uas_ok, "callee failed:\n{uas_log}");
+    let mut per_shard = [0usize; 2];
+    for invite in messages(&uas_log, "received")
+        .iter()
+        .filter(|m| m.starts_with("INVITE "))
+    {
+        per_shard[ansim::b2bua::shard_of(header(invite, "Call-ID"), 2)] += 1;
+    }
+    assert_eq!(per_shard.iter().sum::<usize>(), CALLS, "{per_shard:?}");
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    let calls = calls_of(&t).await;
+    assert_eq!(calls.len(), CALLS);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.result.map(|r| r.as_str()) == Some("answered"))
+    );
+    t.stop().await;
+}
+
+/// With `[sip] shards = 1` the one switch takes the transports' queues
+/// itself, with no hand-off: a call goes through as with more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shard_takes_the_transports_queues_itself() {
+    let t = SipTest::start_with("127.0.0.1/32", "shards = 1").await;
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    run_call(
+        &t,
+        "uas_answer.xml",
+        &scenario("uac_call.xml"),
+        CUSTOMER,
+        &proxy,
+    )
+    .await;
+    let calls = calls_of(&t).await;
+    assert_eq!(calls[0].result.map(|r| r.as_str()), Some("answered"));
+    t.stop().await;
+}
