@@ -81,7 +81,9 @@ pub fn routing_policy(config: &Config) -> RoutingPolicy {
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.store.database_url.url).await?;
     store.migrate().await?;
-    Ok(store.with_webhooks(crate::webhooks::policy(&config.webhooks)))
+    Ok(store
+        .with_webhooks(crate::webhooks::policy(&config.webhooks))
+        .with_node(&config.node.id))
 }
 
 /// Runs the service until `shutdown` resolves (SIGINT/SIGTERM from the CLI).
@@ -97,7 +99,10 @@ pub async fn run(
         "file descriptor limit"
     );
     let store = open_store(&config).await?;
-    tracing::info!(database = %config.store.database_url.redacted(), "store ready");
+    // Before anything reconciles: another live process with this id would
+    // have its calls ended under it.
+    let lease = store.lease_node().await?;
+    tracing::info!(database = %config.store.database_url.redacted(), node = %config.node.id, "store ready");
     let clock: SharedClock = Arc::new(SystemClock);
     let routing = Arc::new(Routing::new(
         store.clone(),
@@ -188,6 +193,9 @@ pub async fn run(
     let _ = reconciler.await;
     if let Some(d) = deliverer {
         let _ = d.await;
+    }
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "node lease release failed; the database drops it with the connection");
     }
     store.close().await;
     tracing::info!("stopped");

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// `[webhooks]`
     pub webhooks: super::webhooks::RawWebhooks,
+    /// `[node]`
+    pub node: super::node::RawNode,
 }
 
 impl Default for RawConfig {
@@ -56,6 +58,7 @@ impl Default for RawConfig {
             api: RawApi::default(),
             limits: RawLimits::default(),
             webhooks: super::webhooks::RawWebhooks::default(),
+            node: super::node::RawNode::default(),
         }
     }
 }

@@ -133,6 +133,7 @@ pub(crate) const ROOT: &[Field] = &[
         ]),
     ),
     f("webhooks", Kind::Table(super::webhooks::FIELDS)),
+    f("node", Kind::Table(super::node::FIELDS)),
 ];
 
 /// Checks every key of `table` (the document root) against [`ROOT`].

@@ -33,6 +33,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[webhooks]`: event delivery.
     pub webhooks: super::webhooks::WebhooksConfig,
+    /// `[node]`: this node's id among several on one database.
+    pub node: super::node::NodeConfig,
 }
 
 /// `[sip]`
@@ -485,6 +487,7 @@ impl Config {
                 inbound_queue: 4096,
             },
             webhooks: super::webhooks::WebhooksConfig::default(),
+            node: super::node::NodeConfig::default(),
         }
     }
 }

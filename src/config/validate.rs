@@ -44,6 +44,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         retention: retention(raw.retention)?,
         api: api(raw.api)?,
         webhooks: super::webhooks::validate(raw.webhooks)?,
+        node: super::node::validate(raw.node)?,
     })
 }
 
