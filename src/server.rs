@@ -163,6 +163,10 @@ pub async fn run(
     )?
     .map(|d| tokio::spawn(d.run(stop_rx.clone())));
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
+    let follower = store
+        .session_ends()
+        .await?
+        .map(|ends| tokio::spawn(routing.clone().follow_session_ends(ends, stop_rx.clone())));
     let mut api_stop = stop_rx.clone();
     let api_shutdown = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
@@ -188,6 +192,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let api_result = api.await;
     let _ = expiry.await;
+    if let Some(f) = follower {
+        let _ = f.await;
+    }
     let _ = sip.await;
     let _ = sweeper.await;
     let _ = reconciler.await;

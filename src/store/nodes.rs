@@ -102,3 +102,69 @@ impl NodeLease {
         Ok(())
     }
 }
+
+/// The PostgreSQL channel on which a session's end is announced to every
+/// node's route cache; the payload is the session id.
+const ROUTE_CHANNEL: &str = "ansim_session_ended";
+
+/// Announces, at the commit of `tx`, that session `id` ended (PostgreSQL
+/// delivers notifications only when, and only if, the transaction commits).
+pub(super) async fn notify_session_ended(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(ROUTE_CHANNEL)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What [`SessionEnds::next`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// This session ended (on any node).
+    Ended(String),
+    /// The connection was lost and is being re-established: ends announced
+    /// meanwhile were missed, so a cache should drop everything.
+    Missed,
+}
+
+/// Sessions ending on any node, as PostgreSQL announces them.
+pub struct SessionEnds {
+    /// The connection subscribed to [`ROUTE_CHANNEL`].
+    listener: sqlx::postgres::PgListener,
+}
+
+impl std::fmt::Debug for SessionEnds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionEnds").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Subscribes to session ends announced by every node; `None` on
+    /// SQLite, where this process is the only node.
+    pub async fn session_ends(&self) -> Result<Option<SessionEnds>, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(None);
+        }
+        let url = self.pool.connect_options().database_url.clone();
+        let mut listener = sqlx::postgres::PgListener::connect(url.as_str()).await?;
+        listener.listen(ROUTE_CHANNEL).await?;
+        Ok(Some(SessionEnds { listener }))
+    }
+}
+
+impl SessionEnds {
+    /// The next session end, or [`SessionEnd::Missed`] once after the
+    /// connection dropped (the next call reconnects). An error means the
+    /// reconnection failed; calling again tries again.
+    pub async fn next(&mut self) -> Result<SessionEnd, StoreError> {
+        Ok(match self.listener.try_recv().await? {
+            Some(n) => SessionEnd::Ended(n.payload().to_owned()),
+            None => SessionEnd::Missed,
+        })
+    }
+}

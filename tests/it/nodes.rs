@@ -3,7 +3,7 @@
 
 use ansim::store::{NewCall, Store, StoreError};
 
-use crate::harness::{DAY, Db, T0, TestDb, count, execute, n};
+use crate::harness::{DAY, Db, T0, TestDb, count, execute, n, pool_numbers, routing_on};
 use crate::on_both_databases;
 use crate::rig::Rig;
 
@@ -109,3 +109,58 @@ async fn recording_reconciliation_leaves_other_nodes_recordings_alone(db: Db) {
     assert_eq!(b.recorder.reconcile().await.unwrap().len(), 1);
 }
 on_both_databases!(recording_reconciliation_leaves_other_nodes_recordings_alone);
+
+/// Routes `key` on `routing` and says whether it found a session.
+async fn routes(
+    routing: &ansim::routing::Routing,
+    key: &(ansim::phone::E164, ansim::phone::E164),
+) -> bool {
+    routing.route(&key.0, &key.1, T0).await.unwrap().is_some()
+}
+
+async fn a_session_closed_on_one_node_stops_routing_on_every_node_within_1s(db: Db) {
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(2), T0).await.unwrap();
+    let other = Store::connect(&db.url).await.unwrap();
+    let (here, _) = routing_on(&db.store.with_node("n1"));
+    let (there, _) = routing_on(&other.with_node("n2"));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // SQLite: one node; there is no other cache to tell.
+    let follower = other
+        .session_ends()
+        .await
+        .unwrap()
+        .map(|ends| tokio::spawn(there.clone().follow_session_ends(ends, stopped)));
+    let request = ansim::routing::SessionRequest {
+        a: n("+821012345678"),
+        b: n("+821098765432"),
+        ttl: None,
+        retention_class: None,
+        record: None,
+    };
+    let s = here.create_session(request).await.unwrap();
+    let key = s.route_keys()[0].clone();
+    assert!(routes(&there, &key).await && routes(&here, &key).await);
+    assert_eq!(there.cached_routes(), 1);
+
+    here.close_session(&s.id).await.unwrap();
+    assert!(!routes(&here, &key).await, "the closing node stops at once");
+    if follower.is_some() {
+        // Within 1 s on the other node, far inside its 30 s cache TTL.
+        let dropped = async {
+            while there.cached_routes() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(1), dropped)
+            .await
+            .expect("the other node's cache dropped the closed session within 1 s");
+        assert!(!routes(&there, &key).await);
+    }
+    let _ = stop.send(true);
+    if let Some(f) = follower {
+        f.await.unwrap();
+    }
+    other.close().await;
+}
+on_both_databases!(a_session_closed_on_one_node_stops_routing_on_every_node_within_1s);
