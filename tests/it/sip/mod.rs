@@ -13,6 +13,7 @@ mod crash;
 mod dialog;
 mod edge;
 mod faults;
+mod kamailio;
 mod media;
 mod recording;
 mod trunks;
