@@ -58,7 +58,7 @@ use crate::phone::{E164, PartyNumber};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
 pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
-pub use nodes::{NodeLease, SessionEnd, SessionEnds};
+pub use nodes::{Lease, NodeLease, SessionEnd, SessionEnds};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};

@@ -25,20 +25,28 @@ use super::{Backend, Store, StoreError};
 /// The advisory-lock namespace of node leases (the first key of the
 /// two-key form), so they never meet another application's locks.
 const LEASE_NAMESPACE: i32 = 0x616e_7369; // "ansi"
+/// The advisory-lock namespace of jobs that must run on one node at a time.
+const JOB_NAMESPACE: i32 = 0x616e_736a; // "ansj"
 
-/// This process's hold on its node id, until [`NodeLease::release`] or
-/// the process ends.
-pub struct NodeLease {
+/// A PostgreSQL session advisory lock this process holds (a node id, or a
+/// job that runs on one node at a time), until [`Lease::release`] or the
+/// process ends; a no-op on SQLite.
+pub struct Lease {
     /// The connection holding the advisory lock; `None` on SQLite.
     conn: Option<AnyConnection>,
-    /// The id leased, for `release`.
-    node: Arc<str>,
+    /// The lock's namespace, for `release`.
+    namespace: i32,
+    /// What is leased (node id or job name), for `release`.
+    name: Arc<str>,
 }
 
-impl std::fmt::Debug for NodeLease {
+/// This process's hold on its node id.
+pub type NodeLease = Lease;
+
+impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeLease")
-            .field("node", &self.node)
+        f.debug_struct("Lease")
+            .field("name", &self.name)
             .field("held", &self.conn.is_some())
             .finish()
     }
@@ -61,41 +69,58 @@ impl Store {
     /// Takes the lease on this handle's node id, or fails with
     /// [`StoreError::NodeTaken`] while another live process holds it.
     pub async fn lease_node(&self) -> Result<NodeLease, StoreError> {
+        self.try_lease(LEASE_NAMESPACE, self.node.clone())
+            .await?
+            .ok_or_else(|| StoreError::NodeTaken {
+                node: self.node.to_string(),
+            })
+    }
+
+    /// Takes the lock of job `name` (the retention sweep) if no process on
+    /// this database holds it; `None`: another node is running the job
+    /// now, and this one skips its turn. Always taken on SQLite.
+    pub async fn try_job_lock(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        self.try_lease(JOB_NAMESPACE, Arc::from(name)).await
+    }
+
+    /// Takes the advisory lock `(namespace, hashtext(name))` on a
+    /// connection of its own, or `None` if someone holds it.
+    async fn try_lease(&self, namespace: i32, name: Arc<str>) -> Result<Option<Lease>, StoreError> {
         if self.backend == Backend::Sqlite {
-            return Ok(NodeLease {
+            return Ok(Some(Lease {
                 conn: None,
-                node: self.node.clone(),
-            });
+                namespace,
+                name,
+            }));
         }
         let mut conn = self.pool.acquire().await?.detach();
         let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1, hashtext($2))")
-            .bind(LEASE_NAMESPACE)
-            .bind(&*self.node)
+            .bind(namespace)
+            .bind(&*name)
             .fetch_one(&mut conn)
             .await?;
         if !got {
             let _ = conn.close().await;
-            return Err(StoreError::NodeTaken {
-                node: self.node.to_string(),
-            });
+            return Ok(None);
         }
-        Ok(NodeLease {
+        Ok(Some(Lease {
             conn: Some(conn),
-            node: self.node.clone(),
-        })
+            namespace,
+            name,
+        }))
     }
 }
 
-impl NodeLease {
-    /// Gives the node id up (at shutdown, or in tests); dropping the lease
-    /// gives it up too, once the server notices the connection is gone.
+impl Lease {
+    /// Gives the lock up; dropping the lease gives it up too, once the
+    /// server notices the connection is gone.
     pub async fn release(self) -> Result<(), StoreError> {
         let Some(mut conn) = self.conn else {
             return Ok(());
         };
         sqlx::query("SELECT pg_advisory_unlock($1, hashtext($2))")
-            .bind(LEASE_NAMESPACE)
-            .bind(&*self.node)
+            .bind(self.namespace)
+            .bind(&*self.name)
             .execute(&mut conn)
             .await?;
         conn.close().await?;

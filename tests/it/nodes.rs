@@ -164,3 +164,51 @@ async fn a_session_closed_on_one_node_stops_routing_on_every_node_within_1s(db: 
     other.close().await;
 }
 on_both_databases!(a_session_closed_on_one_node_stops_routing_on_every_node_within_1s);
+
+async fn two_nodes_sweeping_at_once_erase_each_recording_once(db: Db) {
+    use ansim::retention::{NoFaults, sweep};
+    let db = TestDb::new(db).await;
+    let a = Rig::new(db.store.with_node("n1"));
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        rows.push(a.record("ad-6m").await);
+    }
+    // The second node: its own pool, the same key directory and blobs
+    // (the supported shared deployment).
+    let other = Store::connect(&db.url).await.unwrap().with_node("n2");
+    let b = crate::rig::recorder_on(&other, a.dir.path(), "rec", &a.clock, &a.keys);
+    let due = rows.iter().filter_map(|r| r.expires_at).max().unwrap();
+    a.clock.set(due);
+    let (ra, rb) = tokio::join!(
+        sweep(&a.recorder, due, false, &NoFaults),
+        sweep(&b, due, false, &NoFaults)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(
+        ra.failures.is_empty() && rb.failures.is_empty(),
+        "{ra:?} {rb:?}"
+    );
+    assert_eq!(ra.erased.len() + rb.erased.len(), 3, "{ra:?} {rb:?}");
+    assert_eq!(ra.keys_destroyed.len() + rb.keys_destroyed.len(), 1);
+    let audited = "SELECT COUNT(*) FROM audit_events WHERE action = 'recording.erase'";
+    assert_eq!(count(&db, audited).await, 3);
+    // While one node holds the sweep's turn, the other's sweep is skipped.
+    if db.store.backend() == ansim::store::Backend::Postgres {
+        let turn = other
+            .try_job_lock("retention-sweep")
+            .await
+            .unwrap()
+            .unwrap();
+        let r = sweep(&a.recorder, due, false, &NoFaults).await.unwrap();
+        assert!(r.skipped);
+        turn.release().await.unwrap();
+        assert!(
+            !sweep(&a.recorder, due, false, &NoFaults)
+                .await
+                .unwrap()
+                .skipped
+        );
+    }
+    other.close().await;
+}
+on_both_databases!(two_nodes_sweeping_at_once_erase_each_recording_once);
