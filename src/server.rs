@@ -241,6 +241,7 @@ async fn start_sip(
         );
     }
     let counters = metrics.transport.clone();
+    let (transports_stop, transports_stopped) = watch::channel(false);
     let (tx, rx) = crate::transport::inbound_queues(config.limits.inbound_queue, counters.clone());
     let gate = crate::transport::SourceGate::new(
         config.trunk_allow(),
@@ -260,7 +261,7 @@ async fn start_sip(
         config.sip.tls.as_ref(),
         transport_settings,
         tx,
-        stop.clone(),
+        transports_stopped,
     )
     .await
     .map_err(ServeError::Sip)?;
@@ -320,6 +321,7 @@ async fn start_sip(
             min_se: config.sip.min_session_expires,
             probe_interval: config.sip.dialog_probe_interval,
         },
+        drain: config.sip.drain_timeout,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");
@@ -340,7 +342,12 @@ async fn start_sip(
         trunk_failures,
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
-    Ok(tokio::spawn(engine))
+    // The sockets stay open while the engine drains, for the calls that
+    // are finishing; they close when it is done.
+    Ok(tokio::spawn(async move {
+        engine.await;
+        let _ = transports_stop.send(true);
+    }))
 }
 
 /// The TCP and TLS trunks the transports keep connections to.

@@ -66,6 +66,9 @@ pub struct SipSettings {
     pub max_transactions: usize,
     /// Session timers (RFC 4028) and the in-dialog probe, per leg.
     pub dialog_timers: super::DialogTimers,
+    /// After `stop`, how long calls in progress may go on while new calls
+    /// and OPTIONS get `503` (`[sip] drain_timeout`; zero: end at once).
+    pub drain: Duration,
 }
 
 /// What the engine is built from.
@@ -195,7 +198,22 @@ impl Engine {
         };
         engine.switch.start_keepalives(Instant::now());
         engine.flush();
+        // Set once `stop` turned true with a drain period: until then.
+        let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
+            if drain_until.is_some_and(|t| t <= tokio::time::Instant::now())
+                || (drain_until.is_some() && engine.switch.is_idle())
+            {
+                break;
+            }
+            let stopping = async {
+                match drain_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }
+                }
+            };
             let next = engine.switch.poll_timeout();
             let sleep = async {
                 match next {
@@ -220,7 +238,14 @@ impl Engine {
                     let wall = engine.clock.now();
                     engine.switch.handle_timeout(Instant::now(), wall);
                 }
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stopping => {
+                    if drain_until.is_some() || engine.settings.drain.is_zero() {
+                        break;
+                    }
+                    tracing::info!(drain = ?engine.settings.drain, "draining: new calls and OPTIONS get 503 while calls in progress finish");
+                    engine.switch.begin_drain();
+                    drain_until = Some(tokio::time::Instant::now() + engine.settings.drain);
+                }
             }
             engine.flush();
         }

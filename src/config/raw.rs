@@ -92,6 +92,9 @@ pub struct RawSip {
     /// In-dialog OPTIONS interval on a leg without a session timer
     /// (duration, "0s" = off).
     pub dialog_probe_interval: String,
+    /// After SIGTERM, how long calls in progress may finish while new
+    /// calls and OPTIONS get 503 (duration, "0s" = end calls at once).
+    pub drain_timeout: String,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -111,6 +114,7 @@ impl Default for RawSip {
             session_expires: "1800s".into(),
             min_session_expires: "90s".into(),
             dialog_probe_interval: "0s".into(),
+            drain_timeout: "0s".into(),
             tls: None,
         }
     }

@@ -64,6 +64,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("session_expires", Str),
             f("min_session_expires", Str),
             f("dialog_probe_interval", Str),
+            f("drain_timeout", Str),
             f("tls", Kind::Table(TLS)),
         ]),
     ),

@@ -66,6 +66,9 @@ pub struct SipConfig {
     /// In-dialog OPTIONS interval on a leg without a session timer (whole
     /// seconds; zero = off).
     pub dialog_probe_interval: Duration,
+    /// After SIGTERM, how long calls in progress may finish while new
+    /// calls and OPTIONS get `503` (zero: calls end `interrupted` at once).
+    pub drain_timeout: Duration,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -427,6 +430,7 @@ impl Config {
                 session_expires: Duration::from_secs(1800),
                 min_session_expires: Duration::from_secs(90),
                 dialog_probe_interval: Duration::ZERO,
+                drain_timeout: Duration::ZERO,
                 tls: None,
             },
             trunks: vec![TrunkConfig {

@@ -180,8 +180,21 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         session_expires,
         min_session_expires,
         dialog_probe_interval,
+        drain_timeout: drain_timeout(&raw.drain_timeout)?,
         tls,
     })
+}
+
+/// `[sip] drain_timeout`: at most a day (the longest call).
+fn drain_timeout(value: &str) -> Result<Duration> {
+    let d = duration("sip.drain_timeout", value)?;
+    if d > MAX_CALL_DURATION {
+        return Err(ConfigError::invalid(
+            "sip.drain_timeout",
+            "must be at most 1d (0s = off)",
+        ));
+    }
+    Ok(d)
 }
 
 /// Longest `[sip] session_expires`: a day.

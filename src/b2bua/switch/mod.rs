@@ -238,6 +238,10 @@ pub struct Switch {
     stats: SwitchStats,
     /// Call record ids: UUIDv7 from the wall time passed in.
     record_ids: records::RecordIds,
+    /// Set by [`Switch::begin_drain`]: new calls and OPTIONS probes get
+    /// `503` (a dispatcher in front moves new calls to another node), the
+    /// calls in progress go on.
+    draining: bool,
 }
 
 impl Switch {
@@ -264,7 +268,20 @@ impl Switch {
             last_id: 0,
             stats: SwitchStats::default(),
             record_ids: records::RecordIds::default(),
+            draining: false,
         }
+    }
+
+    /// Stops taking new calls (SIGTERM with a drain period): from now on
+    /// new INVITEs and OPTIONS are answered `503`; calls in progress, and
+    /// their in-dialog requests, go on until they end.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether no call is in progress (or being routed): draining is done.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty() && self.lookups.is_empty()
     }
 
     /// This switch's shard.
