@@ -38,9 +38,14 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn start(dir: &Path, node: std::net::SocketAddr) -> Dispatcher {
+    async fn start(dir: &Path, nodes: &[std::net::SocketAddr]) -> Dispatcher {
         let list = dir.join("dispatcher.list");
-        std::fs::write(&list, format!("1 sip:{node} 0 0 duid=n1\n")).unwrap();
+        let lines: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| format!("1 sip:{node} 0 0 duid=n{i}\n"))
+            .collect();
+        std::fs::write(&list, lines).unwrap();
         let port = super::free_udp_port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kamailio/kamailio.cfg");
@@ -89,9 +94,38 @@ impl Drop for Dispatcher {
 /// its ACK and BYE (in-dialog) reach the node that owns the dialog.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_through_the_dispatcher_reaches_the_callee_and_ends() {
+    let t = super::SipTest::start("127.0.0.1/32").await;
+    let k = Dispatcher::start(t.dir.path(), &[t.sip]).await;
+    call_through(&t, &k).await;
+    k.stop().await;
+    t.stop().await;
+}
+
+/// With a dead node first in the list, every call still reaches the live
+/// one: the dispatcher fails over on no answer (and then probes the dead
+/// one out of the set).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dispatcher_fails_over_from_a_dead_node() {
+    let t = super::SipTest::start("127.0.0.1/32").await;
+    // A port nobody answers on: bound, never read.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let k = Dispatcher::start(t.dir.path(), &[dead.local_addr().unwrap(), t.sip]).await;
+    call_through(&t, &k).await;
+    // The dead node was tried first: its INVITE is waiting in the socket.
+    dead.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 8192];
+    let mut tried = false;
+    while let Ok(len) = dead.recv(&mut buf) {
+        tried |= buf[..len].starts_with(b"INVITE ");
+    }
+    assert!(tried, "the dead node got the INVITE first");
+    k.stop().await;
+    t.stop().await;
+}
+
+/// One SIPp call through `k` to the callee behind `t`.
+async fn call_through(t: &super::SipTest, k: &Dispatcher) {
     use super::*;
-    let t = SipTest::start("127.0.0.1/32").await;
-    let k = Dispatcher::start(t.dir.path(), t.sip).await;
     let proxy = t.session.a.proxy_number.as_str().to_owned();
     // A caller that, as a real phone, sends its ACK and BYE to the 200's
     // Contact along its Record-Route (the shipped scenario ignores both).
@@ -111,7 +145,7 @@ async fn a_call_through_the_dispatcher_reaches_the_callee_and_ends() {
         );
     let routed_file = t.dir.path().join("uac_routed.xml");
     std::fs::write(&routed_file, routed).unwrap();
-    let callee = uas(&t, &scenario("uas_answer.xml"), "uas");
+    let callee = uas(t, &scenario("uas_answer.xml"), "uas");
     let caller = Sipp::spawn(
         t.dir.path(),
         &routed_file,
@@ -146,9 +180,7 @@ async fn a_call_through_the_dispatcher_reaches_the_callee_and_ends() {
         invite.starts_with(&format!("INVITE sip:{MASTER}@")),
         "{invite}"
     );
-    let calls = calls_of(&t).await;
+    let calls = calls_of(t).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].result.map(|r| r.as_str()), Some("answered"));
-    k.stop().await;
-    t.stop().await;
 }
