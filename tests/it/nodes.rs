@@ -212,3 +212,82 @@ async fn two_nodes_sweeping_at_once_erase_each_recording_once(db: Db) {
     other.close().await;
 }
 on_both_databases!(two_nodes_sweeping_at_once_erase_each_recording_once);
+
+async fn two_nodes_expiring_at_once_end_each_session_once(db: Db) {
+    use ansim::store::WebhookPolicy;
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(4), T0).await.unwrap();
+    let hooks = WebhookPolicy {
+        enabled: true,
+        events: Some(vec!["session.closed".into()]),
+        include_numbers: false,
+    };
+    let other = Store::connect(&db.url).await.unwrap();
+    let (here, clock_here) = routing_on(&db.store.with_webhooks(hooks.clone()).with_node("n1"));
+    let (there, clock_there) = routing_on(&other.with_webhooks(hooks).with_node("n2"));
+    for i in 0..10 {
+        let request = ansim::routing::SessionRequest {
+            a: n(&format!("+8210000001{i:02}")),
+            b: n(&format!("+8210000002{i:02}")),
+            ttl: None,
+            retention_class: None,
+            record: None,
+        };
+        here.create_session(request).await.unwrap();
+    }
+    let later = T0.saturating_add(DAY * 8);
+    clock_here.set(later);
+    clock_there.set(later);
+    let (a, b) = tokio::join!(here.expire_due(later), there.expire_due(later));
+    assert!(a.unwrap() + b.unwrap() >= 10);
+    let closed = "SELECT COUNT(*) FROM sessions WHERE closed_at IS NOT NULL";
+    assert_eq!(count(&db, closed).await, 10);
+    let events = "SELECT COUNT(*) FROM webhook_outbox WHERE event_type = 'session.closed'";
+    assert_eq!(count(&db, events).await, 10, "one session.closed each");
+    other.close().await;
+}
+on_both_databases!(two_nodes_expiring_at_once_end_each_session_once);
+
+async fn two_nodes_claiming_the_outbox_at_once_take_each_event_once(db: Db) {
+    use ansim::store::WebhookPolicy;
+    let db = TestDb::new(db).await;
+    db.store.add_numbers(&pool_numbers(4), T0).await.unwrap();
+    let hooks = WebhookPolicy {
+        enabled: true,
+        events: None,
+        include_numbers: false,
+    };
+    let here = db.store.with_webhooks(hooks);
+    let (routing, _) = routing_on(&here);
+    for i in 0..10 {
+        let request = ansim::routing::SessionRequest {
+            a: n(&format!("+8210000001{i:02}")),
+            b: n(&format!("+8210000002{i:02}")),
+            ttl: None,
+            retention_class: None,
+            record: None,
+        };
+        routing.create_session(request).await.unwrap();
+    }
+    let other = Store::connect(&db.url).await.unwrap();
+    let lease = T0.saturating_add(std::time::Duration::from_secs(60));
+    // Each node's deliverer claims small batches until nothing is left.
+    let drain = |store: Store| async move {
+        let mut ids = Vec::new();
+        loop {
+            let batch = store.claim_webhooks(T0, lease, 2).await.unwrap();
+            if batch.is_empty() {
+                return ids;
+            }
+            ids.extend(batch.into_iter().map(|c| c.id));
+        }
+    };
+    let (a, b) = tokio::join!(drain(here.clone()), drain(other.clone()));
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (10, 10), "each event claimed once");
+    other.close().await;
+}
+on_both_databases!(two_nodes_claiming_the_outbox_at_once_take_each_event_once);
