@@ -81,7 +81,9 @@ pub fn routing_policy(config: &Config) -> RoutingPolicy {
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.store.database_url.url).await?;
     store.migrate().await?;
-    Ok(store.with_webhooks(crate::webhooks::policy(&config.webhooks)))
+    Ok(store
+        .with_webhooks(crate::webhooks::policy(&config.webhooks))
+        .with_node(&config.node.id))
 }
 
 /// Runs the service until `shutdown` resolves (SIGINT/SIGTERM from the CLI).
@@ -97,7 +99,10 @@ pub async fn run(
         "file descriptor limit"
     );
     let store = open_store(&config).await?;
-    tracing::info!(database = %config.store.database_url.redacted(), "store ready");
+    // Before anything reconciles: another live process with this id would
+    // have its calls ended under it.
+    let lease = store.lease_node().await?;
+    tracing::info!(database = %config.store.database_url.redacted(), node = %config.node.id, "store ready");
     let clock: SharedClock = Arc::new(SystemClock);
     let routing = Arc::new(Routing::new(
         store.clone(),
@@ -158,6 +163,10 @@ pub async fn run(
     )?
     .map(|d| tokio::spawn(d.run(stop_rx.clone())));
     let expiry = tokio::spawn(expiry_job(routing.clone(), clock, stop_rx.clone()));
+    let follower = store
+        .session_ends()
+        .await?
+        .map(|ends| tokio::spawn(routing.clone().follow_session_ends(ends, stop_rx.clone())));
     let mut api_stop = stop_rx.clone();
     let api_shutdown = async move {
         let _ = api_stop.wait_for(|stop| *stop).await;
@@ -183,11 +192,17 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let api_result = api.await;
     let _ = expiry.await;
+    if let Some(f) = follower {
+        let _ = f.await;
+    }
     let _ = sip.await;
     let _ = sweeper.await;
     let _ = reconciler.await;
     if let Some(d) = deliverer {
         let _ = d.await;
+    }
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "node lease release failed; the database drops it with the connection");
     }
     store.close().await;
     tracing::info!("stopped");
@@ -226,6 +241,7 @@ async fn start_sip(
         );
     }
     let counters = metrics.transport.clone();
+    let (transports_stop, transports_stopped) = watch::channel(false);
     let (tx, rx) = crate::transport::inbound_queues(config.limits.inbound_queue, counters.clone());
     let gate = crate::transport::SourceGate::new(
         config.trunk_allow(),
@@ -245,7 +261,7 @@ async fn start_sip(
         config.sip.tls.as_ref(),
         transport_settings,
         tx,
-        stop.clone(),
+        transports_stopped,
     )
     .await
     .map_err(ServeError::Sip)?;
@@ -306,6 +322,7 @@ async fn start_sip(
             probe_interval: config.sip.dialog_probe_interval,
         },
         shards: config.sip.shards,
+        drain: config.sip.drain_timeout,
     };
     for addr in transports.udp_local_addrs() {
         tracing::info!(%addr, "SIP listening (udp)");
@@ -326,7 +343,12 @@ async fn start_sip(
         trunk_failures,
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
-    Ok(tokio::spawn(engine))
+    // The sockets stay open while the engine drains, for the calls that
+    // are finishing; they close when it is done.
+    Ok(tokio::spawn(async move {
+        engine.await;
+        let _ = transports_stop.send(true);
+    }))
 }
 
 /// The TCP and TLS trunks the transports keep connections to.

@@ -221,6 +221,9 @@ pub(super) struct CallView {
     /// (`no-caller-number`).
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
+    /// The ansim node that handled the call (`[node] id`); empty for calls
+    /// recorded before nodes existed.
+    node: String,
 }
 
 impl CallView {
@@ -245,6 +248,7 @@ impl CallView {
             duration_ms,
             recording_id: c.recording_id,
             reason: c.reason,
+            node: c.node,
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct SipSettings {
     pub dialog_timers: super::DialogTimers,
     /// Switches side by side (`[sip] shards`; 0 = one per core).
     pub shards: usize,
+    /// After `stop`, how long calls in progress may go on while new calls
+    /// and OPTIONS get `503` (`[sip] drain_timeout`; zero: end at once).
+    pub drain: Duration,
 }
 
 /// What the engine is built from.
@@ -336,7 +339,22 @@ impl Engine {
         } = io;
         self.switch.start_keepalives(Instant::now());
         self.flush();
+        // Set once `stop` turned true with a drain period: until then.
+        let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
+            if drain_until.is_some_and(|t| t <= tokio::time::Instant::now())
+                || (drain_until.is_some() && self.switch.is_idle())
+            {
+                break;
+            }
+            let stopping = async {
+                match drain_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }
+                }
+            };
             let next = self.switch.poll_timeout();
             let sleep = async {
                 match next {
@@ -358,7 +376,14 @@ impl Engine {
                     let wall = self.clock.now();
                     self.switch.handle_timeout(Instant::now(), wall);
                 }
-                _ = stop.wait_for(|s| *s) => break,
+                _ = stopping => {
+                    if drain_until.is_some() || self.settings.drain.is_zero() {
+                        break;
+                    }
+                    tracing::info!(drain = ?self.settings.drain, "draining: new calls and OPTIONS get 503 while calls in progress finish");
+                    self.switch.begin_drain();
+                    drain_until = Some(tokio::time::Instant::now() + self.settings.drain);
+                }
             }
             self.flush();
         }

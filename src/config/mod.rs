@@ -8,6 +8,7 @@
 
 mod env;
 mod error;
+pub mod node;
 mod parse;
 pub mod raw;
 #[cfg(test)]

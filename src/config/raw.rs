@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     /// `[webhooks]`
     pub webhooks: super::webhooks::RawWebhooks,
+    /// `[node]`
+    pub node: super::node::RawNode,
 }
 
 impl Default for RawConfig {
@@ -56,6 +58,7 @@ impl Default for RawConfig {
             api: RawApi::default(),
             limits: RawLimits::default(),
             webhooks: super::webhooks::RawWebhooks::default(),
+            node: super::node::RawNode::default(),
         }
     }
 }
@@ -92,6 +95,9 @@ pub struct RawSip {
     /// SIP switches side by side, each owning the calls whose Call-ID
     /// hashes to it (0 = one per core).
     pub shards: i64,
+    /// After SIGTERM, how long calls in progress may finish while new
+    /// calls and OPTIONS get 503 (duration, "0s" = end calls at once).
+    pub drain_timeout: String,
     /// `[sip.tls]`, needed by `tls:` listen addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
@@ -112,6 +118,7 @@ impl Default for RawSip {
             min_session_expires: "90s".into(),
             dialog_probe_interval: "0s".into(),
             shards: 0,
+            drain_timeout: "0s".into(),
             tls: None,
         }
     }

@@ -65,6 +65,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("min_session_expires", Str),
             f("dialog_probe_interval", Str),
             f("shards", Int),
+            f("drain_timeout", Str),
             f("tls", Kind::Table(TLS)),
         ]),
     ),
@@ -134,6 +135,7 @@ pub(crate) const ROOT: &[Field] = &[
         ]),
     ),
     f("webhooks", Kind::Table(super::webhooks::FIELDS)),
+    f("node", Kind::Table(super::node::FIELDS)),
 ];
 
 /// Checks every key of `table` (the document root) against [`ROOT`].

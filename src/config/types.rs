@@ -33,6 +33,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[webhooks]`: event delivery.
     pub webhooks: super::webhooks::WebhooksConfig,
+    /// `[node]`: this node's id among several on one database.
+    pub node: super::node::NodeConfig,
 }
 
 /// `[sip]`
@@ -67,6 +69,9 @@ pub struct SipConfig {
     /// SIP switches side by side (`shards`), each on its own task owning
     /// the calls whose Call-ID hashes to it; 0 = one per available core.
     pub shards: usize,
+    /// After SIGTERM, how long calls in progress may finish while new
+    /// calls and OPTIONS get `503` (zero: calls end `interrupted` at once).
+    pub drain_timeout: Duration,
     /// Certificate for `tls:` listeners; required when one is configured.
     pub tls: Option<TlsFiles>,
 }
@@ -429,6 +434,7 @@ impl Config {
                 min_session_expires: Duration::from_secs(90),
                 dialog_probe_interval: Duration::ZERO,
                 shards: 0,
+                drain_timeout: Duration::ZERO,
                 tls: None,
             },
             trunks: vec![TrunkConfig {
@@ -489,6 +495,7 @@ impl Config {
                 inbound_queue: 4096,
             },
             webhooks: super::webhooks::WebhooksConfig::default(),
+            node: super::node::NodeConfig::default(),
         }
     }
 }

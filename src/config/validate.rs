@@ -44,6 +44,7 @@ pub fn validate(raw: RawConfig) -> Result<Config> {
         retention: retention(raw.retention)?,
         api: api(raw.api)?,
         webhooks: super::webhooks::validate(raw.webhooks)?,
+        node: super::node::validate(raw.node)?,
     })
 }
 
@@ -180,8 +181,21 @@ fn sip(raw: RawSip) -> Result<SipConfig> {
         min_session_expires,
         dialog_probe_interval,
         shards: int_in("sip.shards", raw.shards, 0, 256)?,
+        drain_timeout: drain_timeout(&raw.drain_timeout)?,
         tls,
     })
+}
+
+/// `[sip] drain_timeout`: at most a day (the longest call).
+fn drain_timeout(value: &str) -> Result<Duration> {
+    let d = duration("sip.drain_timeout", value)?;
+    if d > MAX_CALL_DURATION {
+        return Err(ConfigError::invalid(
+            "sip.drain_timeout",
+            "must be at most 1d (0s = off)",
+        ));
+    }
+    Ok(d)
 }
 
 /// Longest `[sip] session_expires`: a day.

@@ -138,6 +138,9 @@ pub struct Erased {
 pub struct SweepReport {
     /// Whether nothing was changed.
     pub dry_run: bool,
+    /// Whether the sweep did nothing because another process (another
+    /// node on the same PostgreSQL) was sweeping at the time.
+    pub skipped: bool,
     /// Holds whose recordings' DEKs now all sit under the hold's KEK
     /// (placing them had been interrupted).
     pub holds_applied: Vec<String>,

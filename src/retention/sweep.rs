@@ -35,11 +35,25 @@ pub async fn sweep(
         dry_run,
         ..SweepReport::default()
     };
-    finish_holds(rec, now, dry_run, faults, &mut report).await?;
-    erase_due(rec, now, dry_run, faults, &mut report).await?;
-    orphan_blobs(rec, dry_run, &mut report).await?;
-    spent_keys(rec, now, dry_run, faults, &mut report).await?;
-    report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
+    // Every node sweeps; one at a time does the work (a dry run changes
+    // nothing and needs no turn).
+    let lock = match dry_run {
+        true => None,
+        false => match rec.store().try_job_lock(SWEEP_JOB).await? {
+            Some(lock) => Some(lock),
+            None => {
+                report.skipped = true;
+                return Ok(report);
+            }
+        },
+    };
+    let swept = sweep_steps(rec, now, dry_run, faults, &mut report).await;
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
+        tracing::warn!(error = %e, "retention sweep lock release failed; the database drops it with the connection");
+    }
+    swept?;
     if !report.failures.is_empty() {
         tracing::warn!(
             failures = report.failures.len(),
@@ -47,6 +61,25 @@ pub async fn sweep(
         );
     }
     Ok(report)
+}
+
+/// The job lock every node's sweep takes ([`crate::store::Store::try_job_lock`]).
+const SWEEP_JOB: &str = "retention-sweep";
+
+/// The steps of a sweep, in order.
+async fn sweep_steps(
+    rec: &Recorder,
+    now: Timestamp,
+    dry_run: bool,
+    faults: &dyn FaultPoint,
+    report: &mut SweepReport,
+) -> Result<(), RetentionError> {
+    finish_holds(rec, now, dry_run, faults, report).await?;
+    erase_due(rec, now, dry_run, faults, report).await?;
+    orphan_blobs(rec, dry_run, report).await?;
+    spent_keys(rec, now, dry_run, faults, report).await?;
+    report.pseudonymised = pseudonymise(rec, now, dry_run).await?;
+    Ok(())
 }
 
 /// Notes `result`'s failure in `report` (and the log) and goes on; an

@@ -7,9 +7,11 @@
 //!
 //! Cache consistency: a session created or closed through this process
 //! invalidates its keys at once; entries carry the binding's expiry and are
-//! never served past it; and a positive entry lives at most
-//! `[routing] route_cache_ttl`, which bounds how long a session closed by
-//! another node (several nodes share PostgreSQL) can still be routed here.
+//! never served past it; a session ended through another node (several
+//! nodes share PostgreSQL) is announced by a `NOTIFY` at its commit, which
+//! [`Routing::follow_session_ends`] applies here within milliseconds; and a
+//! positive entry lives at most `[routing] route_cache_ttl`, the bound for
+//! a notification missed all the same.
 //! Misses are cached too (negative entries), for at most
 //! [`NEGATIVE_TTL`] and [`NEGATIVE_ENTRIES`] of them: a session opened
 //! through this process drops its keys' negative entries at once, and one
@@ -88,34 +90,76 @@ struct CacheEntry {
     stale_at: Timestamp,
 }
 
-/// The cache: entries and how many of them are negative.
+/// The cache: entries, how many of them are negative, and which keys
+/// each session's positive entries are under.
 #[derive(Debug, Default)]
 struct Cache {
+    /// `(caller, dialled)` → what the lookup said.
     entries: HashMap<(E164, E164), CacheEntry>,
+    /// How many of `entries` are negative (bounded by [`NEGATIVE_ENTRIES`]).
     negative: usize,
+    /// Session id → the keys of its positive entries, so that a session
+    /// ended on another node (known only by its id) is dropped at once.
+    by_session: HashMap<String, Vec<(E164, E164)>>,
 }
 
 impl Cache {
     fn insert(&mut self, key: (E164, E164), entry: CacheEntry) {
-        if entry.route.is_none() {
-            if self.negative >= NEGATIVE_ENTRIES {
-                return;
+        match &entry.route {
+            None if self.negative >= NEGATIVE_ENTRIES => return,
+            None => self.negative += 1,
+            Some(route) => {
+                let keys = self.by_session.entry(route.session_id.clone()).or_default();
+                if !keys.contains(&key) {
+                    keys.push(key.clone());
+                }
             }
-            self.negative += 1;
         }
-        if let Some(old) = self.entries.insert(key, entry)
-            && old.route.is_none()
-        {
-            self.negative -= 1;
+        if let Some(old) = self.entries.insert(key.clone(), entry) {
+            self.unlink(&key, &old);
         }
     }
 
     fn remove(&mut self, key: &(E164, E164)) {
-        if let Some(old) = self.entries.remove(key)
-            && old.route.is_none()
-        {
-            self.negative -= 1;
+        if let Some(old) = self.entries.remove(key) {
+            self.unlink(key, &old);
         }
+    }
+
+    /// Forgets `old`, just taken out from under `key`, in the counts and
+    /// the session index (unless `key` holds the same session again).
+    fn unlink(&mut self, key: &(E164, E164), old: &CacheEntry) {
+        let Some(route) = &old.route else {
+            self.negative -= 1;
+            return;
+        };
+        let same = self
+            .entries
+            .get(key)
+            .and_then(|e| e.route.as_ref())
+            .is_some_and(|r| r.session_id == route.session_id);
+        if same {
+            return;
+        }
+        if let Some(keys) = self.by_session.get_mut(&route.session_id) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                self.by_session.remove(&route.session_id);
+            }
+        }
+    }
+
+    /// Drops the positive entries of session `id`.
+    fn remove_session(&mut self, id: &str) {
+        for key in self.by_session.remove(id).unwrap_or_default() {
+            self.entries.remove(&key);
+        }
+    }
+
+    /// Drops every positive entry (a notification may have been missed).
+    fn remove_routes(&mut self) {
+        self.entries.retain(|_, e| e.route.is_none());
+        self.by_session.clear();
     }
 }
 
@@ -338,6 +382,52 @@ impl Routing {
         let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
         for k in keys {
             cache.remove(k);
+        }
+    }
+
+    /// Stops routing session `id` from memory: it ended on some node.
+    pub fn session_ended(&self, id: &str) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_session(id);
+    }
+
+    /// Drops every cached route: ends announced by other nodes may have
+    /// been missed (the notification connection dropped).
+    pub fn forget_routes(&self) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove_routes();
+    }
+
+    /// Applies the session ends every node announces (PostgreSQL `NOTIFY`,
+    /// [`crate::store::SessionEnds`]) to this cache until `stop`; a lost
+    /// connection drops every cached route, and `route_cache_ttl` stays the
+    /// bound for anything missed anyway.
+    pub async fn follow_session_ends(
+        self: std::sync::Arc<Self>,
+        mut ends: crate::store::SessionEnds,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let next = tokio::select! {
+                next = ends.next() => next,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match next {
+                Ok(crate::store::SessionEnd::Ended(id)) => self.session_ended(&id),
+                Ok(crate::store::SessionEnd::Missed) => self.forget_routes(),
+                Err(e) => {
+                    self.forget_routes();
+                    tracing::warn!(error = %e, "session-end notifications lost; retrying in 1s");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
         }
     }
 

@@ -41,6 +41,9 @@ pub struct CallRecord {
     /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`,
     /// `no-offer-in-2xx`).
     pub reason: Option<String>,
+    /// The node that handled the call (`[node] id`); `""` for calls from
+    /// before nodes existed.
+    pub node: String,
 }
 
 type CallRow = (
@@ -58,11 +61,12 @@ type CallRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    String,
 );
 
 /// One call record by id.
 const CALL_SQL: &str = "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, \
-        answer_at, end_at, result, sip_status, hangup_side, recording_id, reason \
+        answer_at, end_at, result, sip_status, hangup_side, recording_id, reason, node \
      FROM calls WHERE id = $1";
 
 impl Store {
@@ -70,7 +74,7 @@ impl Store {
     pub async fn list_calls(&self, session_id: &str) -> Result<Vec<CallRecord>, StoreError> {
         let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id, reason \
+                    end_at, result, sip_status, hangup_side, recording_id, reason, node \
              FROM calls WHERE session_id = $1 ORDER BY invite_at, id",
         )
         .bind(session_id)
@@ -90,7 +94,7 @@ impl Store {
         let (at, id) = after.unwrap_or((i64::MIN, ""));
         let rows: Vec<CallRow> = sqlx::query_as(
             "SELECT id, session_id, direction, caller, dialled, invite_at, ring_at, answer_at, \
-                    end_at, result, sip_status, hangup_side, recording_id, reason \
+                    end_at, result, sip_status, hangup_side, recording_id, reason, node \
              FROM calls WHERE session_id = $1 AND (invite_at > $2 OR (invite_at = $2 AND id > $3)) \
              ORDER BY invite_at, id LIMIT $4",
         )
@@ -141,6 +145,7 @@ fn call(r: CallRow) -> Result<CallRecord, StoreError> {
         hangup_side: r.11.map(|v| v.parse()).transpose().map_err(corrupt)?,
         recording_id: r.12,
         reason: r.13,
+        node: r.14,
     })
 }
 
@@ -203,8 +208,9 @@ async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
     match write {
         CallWrite::Insert(c) => {
             sqlx::query(
-                "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason, \
+                        node) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(&c.id)
             .bind(c.session_id.as_deref())
@@ -213,6 +219,7 @@ async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
             .bind(c.dialled.as_str())
             .bind(c.invite_at.as_millis())
             .bind(c.reason)
+            .bind(&*tx.node)
             .execute(tx.conn())
             .await?;
         }
@@ -289,18 +296,24 @@ impl Store {
             .await
     }
 
-    /// Marks calls left without an end (the process died) as interrupted.
-    /// Each gets its `call.completed` event in the same transaction.
+    /// Marks this node's calls left without an end (its earlier process
+    /// died) as interrupted, and unowned ones from before nodes existed;
+    /// other nodes' calls are theirs to end. Each gets its
+    /// `call.completed` event in the same transaction.
     pub async fn interrupt_open_calls(&self, at: Timestamp) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let open: Vec<(String,)> = sqlx::query_as("SELECT id FROM calls WHERE end_at IS NULL")
-            .fetch_all(tx.conn())
-            .await?;
+        let open: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM calls WHERE end_at IS NULL AND (node = $1 OR node = '')",
+        )
+        .bind(&*self.node)
+        .fetch_all(tx.conn())
+        .await?;
         let done = sqlx::query(
             "UPDATE calls SET end_at = $1, result = 'interrupted', hangup_side = 'system' \
-             WHERE end_at IS NULL",
+             WHERE end_at IS NULL AND (node = $2 OR node = '')",
         )
         .bind(at.as_millis())
+        .bind(&*self.node)
         .execute(tx.conn())
         .await?;
         for (id,) in &open {

@@ -33,6 +33,7 @@ mod audit;
 mod calls;
 mod disputes;
 pub mod idempotency;
+mod nodes;
 mod numbers;
 #[cfg(test)]
 mod plan_tests;
@@ -57,6 +58,7 @@ use crate::phone::{E164, PartyNumber};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
 pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
+pub use nodes::{Lease, NodeLease, SessionEnd, SessionEnds};
 pub use numbers::{AddedNumbers, NumberUsage};
 pub use pseudonyms::PseudonymReport;
 pub use recordings::{RecordingEnd, RecordingRow};
@@ -107,6 +109,16 @@ pub enum StoreError {
         /// What was wrong.
         what: String,
     },
+    /// Another live process holds this node id on the database (or one
+    /// whose id hashes the same).
+    #[error(
+        "node id '{node}' is in use by another live ansim process on this database; \
+         give every node its own [node] id (ANSIM_NODE__ID)"
+    )]
+    NodeTaken {
+        /// The node id.
+        node: String,
+    },
     /// A test's [`CommitHook`] refused the commit, as a crash just before
     /// it would have; the transaction was rolled back.
     #[error("commit refused by an injected fault: {0}")]
@@ -134,6 +146,10 @@ pub struct Store {
     commit_hook: Option<Arc<dyn CommitHook>>,
     /// Which webhook events writes put into the outbox ([`webhooks`]).
     webhooks: Arc<webhooks::WebhookPolicy>,
+    /// The node whose calls and recordings this handle writes and
+    /// reconciles ([`nodes`]); `""` until [`Store::with_node`]: the one
+    /// unnamed node, which also owns rows from before nodes existed.
+    node: Arc<str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +157,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("backend", &self.backend)
             .field("commit_hook", &self.commit_hook.is_some())
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +227,7 @@ impl Store {
             backend,
             commit_hook: None,
             webhooks: Arc::default(),
+            node: Arc::from(""),
         })
     }
 
@@ -234,6 +252,7 @@ impl Store {
             audited: Vec::new(),
             hook: self.commit_hook.clone(),
             webhooks: self.webhooks.clone(),
+            node: self.node.clone(),
         })
     }
 
@@ -281,6 +300,8 @@ pub struct Tx {
     hook: Option<Arc<dyn CommitHook>>,
     /// The store's webhook policy, for [`Tx::enqueue_webhook`].
     webhooks: Arc<webhooks::WebhookPolicy>,
+    /// The store's node, written into the call rows the transaction adds.
+    node: Arc<str>,
 }
 
 impl Tx {

@@ -140,8 +140,8 @@ impl Store {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
-                wrapped_dek, blob, codec, state, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'recording', $9)",
+                wrapped_dek, blob, codec, state, started_at, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'recording', $9, $10)",
         )
         .bind(&r.id)
         .bind(&r.call_id)
@@ -152,6 +152,7 @@ impl Store {
         .bind(&r.blob)
         .bind(codec_text(r.codec))
         .bind(r.started_at.as_millis())
+        .bind(&*self.node)
         .execute(tx.conn())
         .await?;
         sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
@@ -216,8 +217,9 @@ impl Store {
         r.map(row).transpose()
     }
 
-    /// Recordings in state `recording` that `is_live` says no writer is
-    /// writing any more (a process that died, a writer that could not
+    /// This node's recordings (and unowned ones from before nodes existed)
+    /// in state `recording` that `is_live` says no writer is writing any
+    /// more; other nodes' are theirs to reconcile (a process that died, a writer that could not
     /// finish): they become `truncated` (their blobs decrypt up to the last
     /// synced chunk), ended and expiring as `ends(row)` says (ended,
     /// expires). Returns the rows it truncated.
@@ -227,9 +229,13 @@ impl Store {
         ends: impl Fn(&RecordingRow) -> (Timestamp, Timestamp),
     ) -> Result<Vec<RecordingRow>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM recordings WHERE state = 'recording'"
+            "SELECT {COLUMNS} FROM recordings \
+             WHERE state = 'recording' AND (node = $1 OR node = '')"
         ));
-        let rows: Vec<Row> = sqlx::query_as(sql).fetch_all(self.pool()).await?;
+        let rows: Vec<Row> = sqlx::query_as(sql)
+            .bind(&*self.node)
+            .fetch_all(self.pool())
+            .await?;
         let mut truncated = Vec::new();
         for r in rows.into_iter().map(row).collect::<Result<Vec<_>, _>>()? {
             if is_live(&r.id) {

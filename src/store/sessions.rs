@@ -286,7 +286,8 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         lock_participants(&mut tx, &[&new.a, &new.b]).await?;
         for p in [&new.a, &new.b] {
-            expire_participant(&mut tx, &self.webhooks, p, now).await?;
+            let notify = self.backend == super::Backend::Postgres;
+            expire_participant(&mut tx, (&self.webhooks, notify), p, now).await?;
         }
         let pool = load_pool(&mut tx).await?;
         let a_hist = load_history(&mut tx, &new.a, now.saturating_sub(quarantine)).await?;
@@ -402,7 +403,15 @@ impl Store {
             CloseReason::Closed if erased => ClosedBecause::Erased,
             other => other.into(),
         };
-        end_session(&mut tx, &self.webhooks, id, (at, reason, because), now).await?;
+        let notify = self.backend == super::Backend::Postgres;
+        end_session(
+            &mut tx,
+            (&self.webhooks, notify),
+            id,
+            (at, reason, because),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         self.get_session(id).await
     }
@@ -541,7 +550,7 @@ async fn lock_participants(
 /// bindings stop counting as held and start their quarantine.
 async fn expire_participant(
     tx: &mut Transaction<'_, Any>,
-    hooks: &WebhookPolicy,
+    (hooks, notify): (&WebhookPolicy, bool),
     participant: &E164,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -556,16 +565,18 @@ async fn expire_participant(
     for (session_id, expires_at) in due {
         let at = Timestamp::from_millis(expires_at);
         let end = (at, CloseReason::Expired, ClosedBecause::Expired);
-        end_session(tx, hooks, &session_id, end, now).await?;
+        end_session(tx, (hooks, notify), &session_id, end, now).await?;
     }
     Ok(())
 }
 
 /// Marks a session ended at `at` for `reason` and releases both of its
-/// bindings; `session.closed` goes into the outbox in the same transaction.
+/// bindings; `session.closed` goes into the outbox in the same transaction,
+/// and, when `notify` (PostgreSQL), a notification that tells every node's
+/// route cache at the commit ([`super::nodes`]).
 async fn end_session(
     tx: &mut Transaction<'_, Any>,
-    hooks: &WebhookPolicy,
+    (hooks, notify): (&WebhookPolicy, bool),
     id: &str,
     (at, why, because): (Timestamp, CloseReason, ClosedBecause),
     now: Timestamp,
@@ -589,6 +600,9 @@ async fn end_session(
     .bind(at.as_millis())
     .execute(&mut **tx)
     .await?;
+    if ended.rows_affected() == 1 && notify {
+        super::nodes::notify_session_ended(tx, id).await?;
+    }
     if ended.rows_affected() == 1 && hooks.wants("session.closed") {
         let sql = concat!(
             "SELECT ",

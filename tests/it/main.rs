@@ -13,6 +13,7 @@ mod hsm;
 mod https;
 mod idempotency;
 mod layering;
+mod nodes;
 mod openapi;
 mod openapi_client;
 mod pages;

@@ -48,6 +48,13 @@ impl Switch {
             Method::Ack => self.on_dialog_ack(now, req),
             Method::Cancel => self.on_cancel(now, flow, key, req),
             _ if has_to_tag(&req) => self.on_in_dialog(now, flow, key, req),
+            Method::Invite | Method::Options if self.draining => {
+                self.stats.calls_refused += u64::from(req.method == Method::Invite);
+                let resp = unavailable(&req);
+                if let Some(txn) = self.open_server(now, flow, key, req, None) {
+                    self.respond_on(now, txn, resp);
+                }
+            }
             Method::Invite => self.on_initial_invite(now, flow, key, req),
             Method::Options => self.answer_directly(now, flow, key, req, StatusCode::OK),
             Method::Register

@@ -245,6 +245,10 @@ pub struct Switch {
     record_ids: records::RecordIds,
     /// The calls and transactions of all shards, for the limits.
     load: LoadShare,
+    /// Set by [`Switch::begin_drain`]: new calls and OPTIONS probes get
+    /// `503` (a dispatcher in front moves new calls to another node), the
+    /// calls in progress go on.
+    draining: bool,
 }
 
 impl Switch {
@@ -273,6 +277,7 @@ impl Switch {
             stats: SwitchStats::default(),
             record_ids: records::RecordIds::default(),
             load: LoadShare::default(),
+            draining: false,
         }
     }
 
@@ -281,6 +286,18 @@ impl Switch {
     pub fn share_load(&mut self, load: std::sync::Arc<SharedLoad>) {
         self.load = LoadShare::new(load);
         self.publish_load();
+    }
+
+    /// Stops taking new calls (SIGTERM with a drain period): from now on
+    /// new INVITEs and OPTIONS are answered `503`; calls in progress, and
+    /// their in-dialog requests, go on until they end.
+    pub fn begin_drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether no call is in progress (or being routed): draining is done.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty() && self.lookups.is_empty()
     }
 
     /// This switch's shard.

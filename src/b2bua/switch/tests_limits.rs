@@ -158,3 +158,25 @@ fn a_full_transaction_table_refuses_new_requests_but_never_dialogs() {
     rig.callee_answers(&byes[0], 200, "", None);
     assert_eq!(rig.sw.stats().calls_active, 0);
 }
+
+#[test]
+fn a_draining_switch_refuses_new_calls_and_probes_but_finishes_its_calls() {
+    let mut rig = Rig::with(cfg());
+    let (caller, _, _) = rig.answered_call();
+    rig.sw.begin_drain();
+    assert!(!rig.sw.is_idle());
+    let options = "OPTIONS sip:x@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o\r\n\
+        From: <sip:a@192.0.2.10>;tag=o\r\nTo: <sip:b@198.51.100.10>\r\nCall-ID: o@192.0.2.10\r\n\
+        CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    rig.feed(&carrier(), options);
+    assert_unavailable(&rig.sent_to(&carrier())[0]);
+    rig.feed(&carrier(), &invite("new@192.0.2.10", "new", "z9hG4bK-new"));
+    assert_unavailable(&rig.sent_to(&carrier())[0]);
+    assert!(rig.take_events().is_empty(), "no lookup for a new call");
+    // The call in progress ends normally; then the node is idle.
+    rig.feed(&carrier(), &caller.request("BYE", 11, "z9hG4bK-bye", None));
+    assert_eq!(codes(&rig.sent_to(&carrier())), vec![200]);
+    let byes = rig.sent_to_trunk();
+    rig.callee_answers(&byes[0], 200, "", None);
+    assert!(rig.sw.is_idle());
+}

@@ -11,8 +11,10 @@ mod browser;
 mod calls;
 mod crash;
 mod dialog;
+mod drain;
 mod edge;
 mod faults;
+mod kamailio;
 mod media;
 mod recording;
 mod trunks;
@@ -213,10 +215,27 @@ impl SipTest {
         self.shutdown().await;
     }
 
-    async fn shutdown(&mut self) {
+    /// Tells ansim to stop (SIGTERM) without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+    }
+
+    /// Waits up to `limit` for ansim to have stopped; whether it has.
+    pub async fn stopped_within(&mut self, limit: Duration) -> bool {
+        let Some(mut h) = self.server.take() else {
+            return true;
+        };
+        if tokio::time::timeout(limit, &mut h).await.is_ok() {
+            return true;
+        }
+        self.server = Some(h);
+        false
+    }
+
+    async fn shutdown(&mut self) {
+        self.begin_stop();
         if let Some(h) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
