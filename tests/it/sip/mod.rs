@@ -14,6 +14,7 @@ mod dialog;
 mod edge;
 mod faults;
 mod media;
+mod out_of_session;
 mod recording;
 mod trunks;
 mod webhooks;
