@@ -98,6 +98,19 @@ async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_nu
             Some("answered".to_owned())
         )]
     );
+    // Recorded (fallback_record's default), under no session.
+    let mut recs: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        recs = sqlx::query_as("SELECT session_id, state FROM recordings")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if recs.iter().any(|r| r.1 != "recording") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recs, vec![(String::new(), "complete".to_owned())]);
     let text = metrics_text(&t).await;
     assert!(
         text.contains("ansim_out_of_session_total{outcome=\"forwarded\"} 1"),
