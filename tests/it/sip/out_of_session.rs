@@ -129,3 +129,30 @@ async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_nu
     assert_eq!(data["result"], "answered", "{data}");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_mode_is_refused_at_start_up_until_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("after-the-job.wav");
+    let mut wav = ansim::recording::wav::wav_header(1, 8000, 320).to_vec();
+    wav.extend([0u8; 320]);
+    std::fs::write(&path, wav).unwrap();
+    let toml = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\n\
+         [media]\nports = \"39910-39919\"\n\
+         [routing]\nout_of_session = \"announce\"\nout_of_session_announcement = \"{}\"\n\
+         [store]\ndatabase_url = \"sqlite://{d}/ansim.db\"\nrecordings = \"file://{d}/rec\"\n\
+         [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n",
+        free_udp_port(),
+        path.display(),
+        d = dir.path().display(),
+    );
+    let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
+    let e = ansim::server::run(config, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("routing.out_of_session"), "{e}");
+    assert!(e.contains("not supported yet"), "{e}");
+}
