@@ -78,6 +78,18 @@ pub struct Metrics {
     pub webhooks_failed_attempts: AtomicU64,
     /// Webhook events given up after `[webhooks] give_up_after`.
     pub webhooks_given_up: AtomicU64,
+    /// Calls no open session routes, by what became of them.
+    pub out_of_session: OutOfSessionCounters,
+}
+
+/// `ansim_out_of_session_total{outcome=…}`: calls no open session routes
+/// (`[routing] out_of_session`).
+#[derive(Debug, Default)]
+pub struct OutOfSessionCounters {
+    /// Refused with `unknown_caller_status` (`outcome="rejected"`).
+    pub rejected: AtomicU64,
+    /// Forwarded to `fallback_number` (`outcome="forwarded"`).
+    pub forwarded: AtomicU64,
 }
 
 /// The configured capacity limits, as gauges.
@@ -266,7 +278,26 @@ impl Metrics {
         }
         drop(map);
         self.render_trunks(&mut out);
+        self.render_out_of_session(&mut out);
         out
+    }
+
+    /// `ansim_out_of_session_total{outcome}`: every outcome, zeros too, so
+    /// a rate can be taken from the first scrape.
+    fn render_out_of_session(&self, out: &mut String) {
+        let c = &self.out_of_session;
+        let _ = writeln!(
+            out,
+            "# HELP ansim_out_of_session_total Calls no open session routes, by outcome.\n\
+             # TYPE ansim_out_of_session_total counter"
+        );
+        for (outcome, v) in [("rejected", &c.rejected), ("forwarded", &c.forwarded)] {
+            let v = v.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "ansim_out_of_session_total{{outcome=\"{outcome}\"}} {v}"
+            );
+        }
     }
 
     /// `ansim_trunk_up{trunk="name"}`: 1 while the trunk answers its

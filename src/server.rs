@@ -60,6 +60,9 @@ pub enum ServeError {
     /// The webhook secret or client could not be set up.
     #[error("{0}")]
     Webhooks(#[from] crate::webhooks::WebhookError),
+    /// `[routing] out_of_session` names a mode this build cannot serve.
+    #[error("routing.out_of_session: {0}")]
+    OutOfSession(&'static str),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -209,6 +212,46 @@ pub async fn run(
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
 }
 
+/// The forward of out-of-session calls, for `out_of_session = "forward"`:
+/// its announcement loaded (and followed by the recording notice when the
+/// forwarded call is recorded). `"announce"` is refused: not built yet.
+fn fallback_settings(
+    config: &Config,
+    notice: Option<&Arc<crate::media::Announcement>>,
+) -> Result<Option<crate::b2bua::FallbackSettings>, ServeError> {
+    use crate::config::OutOfSession;
+    let (to, path, record) = match &config.routing.out_of_session {
+        OutOfSession::Reject => return Ok(None),
+        OutOfSession::Announce { .. } => {
+            return Err(ServeError::OutOfSession(
+                "\"announce\" is not supported yet; use \"reject\" or \"forward\"",
+            ));
+        }
+        OutOfSession::Forward {
+            to,
+            announcement,
+            record,
+        } => (to.clone(), announcement.as_ref(), *record),
+    };
+    let announcement = match path {
+        Some(path) => {
+            let own = crate::media::Announcement::load(path)?;
+            tracing::info!(path = %path.display(), duration_ms = own.duration().as_millis() as u64, "out-of-session announcement loaded");
+            let joined = notice.filter(|_| record).and_then(|n| {
+                let samples: Vec<i16> = own.samples().iter().chain(n.samples()).copied().collect();
+                crate::media::Announcement::from_samples(samples).ok()
+            });
+            Some(Arc::new(joined.unwrap_or(own)))
+        }
+        None => notice.filter(|_| record).cloned(),
+    };
+    Ok(Some(crate::b2bua::FallbackSettings {
+        target: crate::b2bua::Fallback { to, record },
+        announcement,
+        retention_class: config.retention.default_class.clone(),
+    }))
+}
+
 /// Binds the SIP transports and the media port pool, and starts the engine.
 async fn start_sip(
     config: &Config,
@@ -295,7 +338,9 @@ async fn start_sip(
             "sip.min_session_expires is below the RFC 4028 minimum of 90s (for tests only)"
         );
     }
+    let fallback = fallback_settings(config, announcement.as_ref())?;
     let settings = crate::b2bua::SipSettings {
+        fallback,
         domain: config.sip.domain.clone(),
         trunks: config
             .trunks

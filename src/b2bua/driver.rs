@@ -80,6 +80,23 @@ pub struct SipSettings {
     /// After `stop`, how long calls in progress may go on while new calls
     /// and OPTIONS get `503` (`[sip] drain_timeout`; zero: end at once).
     pub drain: Duration,
+    /// Calls no open session routes go here (`[routing] out_of_session =
+    /// "forward"`); `None` refuses them.
+    pub fallback: Option<FallbackSettings>,
+}
+
+/// The forward of out-of-session calls to the customer centre.
+#[derive(Debug, Clone)]
+pub struct FallbackSettings {
+    /// The centre's number and whether its calls are recorded.
+    pub target: super::Fallback,
+    /// Played to the caller and the centre when the centre answers, before
+    /// they are bridged (`out_of_session_announcement`, followed by
+    /// `[media] announcement` when the call is recorded).
+    pub announcement: Option<Arc<Announcement>>,
+    /// Retention class of forwarded recordings (`[retention]
+    /// default_class`).
+    pub retention_class: String,
 }
 
 /// What the engine is built from.
@@ -114,11 +131,14 @@ enum Found {
     Failed,
 }
 
-/// A call's media, and the route it records under if it is recorded (the
-/// recording starts at answer).
+/// A call's media, what it records under if it is recorded (the recording
+/// starts at answer), and what it plays then.
 struct CallMedia {
     handle: MediaHandle,
-    recording: Option<Route>,
+    /// Session id (`""` for a forwarded call) and retention class.
+    recording: Option<(String, String)>,
+    /// Played to both parties at the answer, before the bridge.
+    announcement: Option<Arc<Announcement>>,
 }
 
 /// What every shard's engine shares: the send side of the transports,
@@ -453,15 +473,15 @@ impl Engine {
                 let Some(m) = self.media.get(&call) else {
                     return;
                 };
-                if let (Some(recorder), Some(route)) = (&self.recorder, &m.recording) {
+                if let (Some(recorder), Some((session, class))) = (&self.recorder, &m.recording) {
                     let meta = RecordingMeta {
                         call_id: call_record,
-                        session_id: route.session_id.clone(),
-                        retention_class: route.retention_class.clone(),
+                        session_id: session.clone(),
+                        retention_class: class.clone(),
                     };
                     m.handle.attach_tap(Box::new(recorder.begin(meta)));
                 }
-                if let Some(announcement) = &self.settings.announcement {
+                if let Some(announcement) = &m.announcement {
                     m.handle.play_then_bridge(announcement.clone());
                 }
             }
@@ -487,30 +507,39 @@ impl Engine {
         }
     }
 
-    /// A route lookup came back: for a route, the call's media is opened on
-    /// two fresh port pairs before the switch hears of it.
+    /// A route lookup came back: for a route, or a call to forward to the
+    /// customer centre, the call's media is opened on two fresh port pairs
+    /// before the switch hears of it.
     fn on_found(&mut self, id: LookupId, found: Found) {
         let mut media = None;
         let result = match found {
-            Found::Nothing => RouteResult::Unknown,
+            Found::Nothing => match self.settings.fallback.clone() {
+                Some(fallback) => {
+                    let record = fallback.target.record && self.recorder.is_some();
+                    let recording = record.then(|| (String::new(), fallback.retention_class));
+                    match self.open_media(recording, fallback.announcement) {
+                        Some((ports, m)) => {
+                            media = Some(m);
+                            RouteResult::OutOfSession { ports, record }
+                        }
+                        None => RouteResult::Unknown,
+                    }
+                }
+                None => RouteResult::Unknown,
+            },
             Found::Failed => RouteResult::Failed,
             Found::Route(mut route) => {
                 route.record &= self.recorder.is_some();
-                match self.relay.open() {
-                    Ok(handle) => {
-                        let ports = MediaPorts {
-                            a_side: handle.local_port(Leg::A),
-                            b_side: handle.local_port(Leg::B),
-                        };
-                        self.publish_pairs_in_use();
-                        let recording = route.record.then(|| route.clone());
-                        media = Some(CallMedia { handle, recording });
+                let recording = route
+                    .record
+                    .then(|| (route.session_id.clone(), route.retention_class.clone()));
+                let announcement = self.settings.announcement.clone();
+                match self.open_media(recording, announcement) {
+                    Some((ports, m)) => {
+                        media = Some(m);
                         RouteResult::Routed { route, ports }
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no media for a call");
-                        RouteResult::NoMedia
-                    }
+                    None => RouteResult::NoMedia,
                 }
             }
         };
@@ -522,6 +551,34 @@ impl Engine {
             }
             (_, Some(m)) => self.stop_media(m),
             (_, None) => {}
+        }
+    }
+
+    /// Opens a call's relay: its ports and its media, or `None` when the
+    /// port pool is exhausted.
+    fn open_media(
+        &self,
+        recording: Option<(String, String)>,
+        announcement: Option<Arc<Announcement>>,
+    ) -> Option<(MediaPorts, CallMedia)> {
+        match self.relay.open() {
+            Ok(handle) => {
+                let ports = MediaPorts {
+                    a_side: handle.local_port(Leg::A),
+                    b_side: handle.local_port(Leg::B),
+                };
+                self.publish_pairs_in_use();
+                let m = CallMedia {
+                    handle,
+                    recording,
+                    announcement,
+                };
+                Some((ports, m))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no media for a call");
+                None
+            }
         }
     }
 
@@ -554,6 +611,15 @@ impl Engine {
             .fetch_add(now.calls_refused - was.calls_refused, relaxed);
         m.calls_over_limit
             .fetch_add(now.calls_over_limit - was.calls_over_limit, relaxed);
+        let oos = &m.out_of_session;
+        oos.rejected.fetch_add(
+            now.out_of_session_rejected - was.out_of_session_rejected,
+            relaxed,
+        );
+        oos.forwarded.fetch_add(
+            now.out_of_session_forwarded - was.out_of_session_forwarded,
+            relaxed,
+        );
         let delta = |a: usize, b: usize| a as i64 - b as i64;
         m.calls_active
             .fetch_add(delta(now.calls_active, was.calls_active), relaxed);
@@ -618,6 +684,7 @@ fn switch_config(transports: &Transports, settings: &SipSettings) -> SwitchConfi
         max_transactions: settings.max_transactions,
         timers: Timers::default(),
         dialog_timers: settings.dialog_timers,
+        fallback: settings.fallback.as_ref().map(|f| f.target.clone()),
     }
 }
 

@@ -103,12 +103,13 @@ use std::time::Duration;
 pub use crate::media::MediaDirection;
 pub use crate::media::sdp::SdpError;
 pub use call::{Call, DialogId};
-pub use driver::{Engine, EngineParts, SipSettings};
+pub use driver::{Engine, EngineParts, FallbackSettings, SipSettings};
 pub use session_timer::DialogTimers;
 pub(crate) use session_timer::{interval_too_brief, too_brief};
 pub use shard::{Shard, SharedLoad, shard_of, shard_of_message};
 pub use switch::{
-    CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent, SwitchStats, Transmit,
+    CallRef, CdrOp, Fallback, LookupId, RouteResult, Switch, SwitchConfig, SwitchEvent,
+    SwitchStats, Transmit,
 };
 pub use trunks::{PROBE_TIMEOUT, TrunkPeer};
 

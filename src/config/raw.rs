@@ -230,6 +230,16 @@ pub struct RawRouting {
     pub max_ttl: String,
     /// Duration string.
     pub route_cache_ttl: String,
+    /// `"reject"`, `"announce"` or `"forward"`: calls no session routes.
+    pub out_of_session: String,
+    /// WAV path played to out-of-session callers, or `""` for none.
+    pub out_of_session_announcement: String,
+    /// `"answer"` or `"early"`: how an announce-mode call is played.
+    pub out_of_session_announce: String,
+    /// E.164 customer centre for `"forward"`, or `""`.
+    pub fallback_number: String,
+    /// Whether forwarded calls are recorded.
+    pub fallback_record: bool,
 }
 
 impl Default for RawRouting {
@@ -240,6 +250,11 @@ impl Default for RawRouting {
             default_ttl: "7d".into(),
             max_ttl: "365d".into(),
             route_cache_ttl: "30s".into(),
+            out_of_session: "reject".into(),
+            out_of_session_announcement: String::new(),
+            out_of_session_announce: "answer".into(),
+            fallback_number: String::new(),
+            fallback_record: true,
         }
     }
 }

@@ -135,6 +135,68 @@ fn announcement_path() {
 }
 
 #[test]
+fn out_of_session_modes() {
+    let c = Config::from_toml_str("", no_env()).unwrap();
+    assert_eq!(c.routing.out_of_session, OutOfSession::Reject);
+    let toml = "[routing]\nout_of_session = \"announce\"\nout_of_session_announcement = \"o.wav\"\n\
+                out_of_session_announce = \"early\"";
+    let c = Config::from_toml_str(toml, no_env()).unwrap();
+    let announce = OutOfSession::Announce {
+        announcement: "o.wav".into(),
+        early: true,
+    };
+    assert_eq!(c.routing.out_of_session, announce);
+    let toml = "[routing]\nout_of_session = \"forward\"\nfallback_number = \"+8215001234\"";
+    let c = Config::from_toml_str(toml, no_env()).unwrap();
+    let OutOfSession::Forward {
+        to,
+        announcement,
+        record,
+    } = c.routing.out_of_session
+    else {
+        panic!("not forward: {:?}", c.routing.out_of_session);
+    };
+    assert_eq!(
+        (to.as_str(), announcement, record),
+        ("+8215001234", None, true)
+    );
+    let vars = [
+        ("ANSIM_ROUTING__OUT_OF_SESSION", "forward"),
+        ("ANSIM_ROUTING__FALLBACK_NUMBER", "+8215001234"),
+        ("ANSIM_ROUTING__FALLBACK_RECORD", "false"),
+    ];
+    let c = with_env("", &vars).unwrap();
+    assert!(matches!(
+        c.routing.out_of_session,
+        OutOfSession::Forward { record: false, .. }
+    ));
+}
+
+#[test]
+fn out_of_session_needs_what_its_mode_uses() {
+    let r = "[routing]\n";
+    assert_rejected(
+        &format!("{r}out_of_session = \"announce\""),
+        "routing.out_of_session_announcement",
+        "needs",
+    );
+    assert_rejected(
+        &format!("{r}out_of_session = \"forward\""),
+        "routing.fallback_number",
+        "needs",
+    );
+    let bad = format!("{r}out_of_session = \"forward\"\nfallback_number = \"015001234\"");
+    assert_rejected(&bad, "routing.fallback_number", "E.164");
+    assert_rejected(
+        &format!("{r}out_of_session = \"drop\""),
+        "routing.out_of_session",
+        "drop",
+    );
+    let bad = format!("{r}out_of_session_announce = \"ring\"");
+    assert_rejected(&bad, "routing.out_of_session_announce", "ring");
+}
+
+#[test]
 fn status_out_of_range() {
     let key = "routing.unknown_caller_status";
     assert_rejected("[routing]\nunknown_caller_status = 200", key, "400..=699");

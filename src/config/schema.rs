@@ -91,6 +91,11 @@ pub(crate) const ROOT: &[Field] = &[
             f("default_ttl", Str),
             f("max_ttl", Str),
             f("route_cache_ttl", Str),
+            f("out_of_session", Str),
+            f("out_of_session_announcement", Str),
+            f("out_of_session_announce", Str),
+            f("fallback_number", Str),
+            f("fallback_record", Bool),
         ]),
     ),
     f(

@@ -220,6 +220,37 @@ pub struct RoutingConfig {
     pub max_ttl: Duration,
     /// How long a positive route lookup may be cached; zero disables caching.
     pub route_cache_ttl: Duration,
+    /// What a call no open session routes gets (`out_of_session` and the
+    /// keys that go with its mode).
+    pub out_of_session: OutOfSession,
+}
+
+/// `[routing] out_of_session`: what happens to a call that matches no open
+/// session. Never a bridge to a former counterpart; always a call record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutOfSession {
+    /// `"reject"`: `unknown_caller_status`, as before.
+    Reject,
+    /// `"announce"`: `out_of_session_announcement` is played to the caller,
+    /// then the call ends.
+    Announce {
+        /// The WAV (same rules as `[media] announcement`).
+        announcement: PathBuf,
+        /// `out_of_session_announce = "early"`: played as early media
+        /// (183) and then `unknown_caller_status`; else (`"answer"`)
+        /// answered, played and hung up.
+        early: bool,
+    },
+    /// `"forward"`: the caller is connected to `fallback_number`, which
+    /// sees the dialled safe number as the caller.
+    Forward {
+        /// The platform's customer centre.
+        to: crate::phone::E164,
+        /// Played to the caller (and the centre) before they are bridged.
+        announcement: Option<PathBuf>,
+        /// `fallback_record`: whether the forwarded call is recorded.
+        record: bool,
+    },
 }
 
 /// `[store]`
@@ -464,6 +495,7 @@ impl Config {
                 default_ttl: days(7),
                 max_ttl: days(365),
                 route_cache_ttl: Duration::from_secs(30),
+                out_of_session: OutOfSession::Reject,
             },
             store: StoreConfig {
                 database_url: DatabaseUrl {

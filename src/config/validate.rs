@@ -10,8 +10,9 @@ use super::raw::{
     RawTls,
 };
 use super::{
-    ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig, PortRange,
-    RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles, Transport, parse,
+    ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig,
+    OutOfSession, PortRange, RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles,
+    Transport, parse,
 };
 use crate::duration::parse_duration;
 use crate::media::SourcePolicy;
@@ -309,13 +310,74 @@ fn routing(raw: RawRouting) -> Result<RoutingConfig> {
         );
         return Err(ConfigError::invalid("routing.default_ttl", reason));
     }
+    let out_of_session = out_of_session(&raw)?;
     Ok(RoutingConfig {
+        out_of_session,
         unknown_caller_status,
         quarantine: duration("routing.quarantine", &raw.quarantine)?,
         default_ttl,
         max_ttl,
         route_cache_ttl: duration("routing.route_cache_ttl", &raw.route_cache_ttl)?,
     })
+}
+
+/// `out_of_session` and the keys its mode needs: a mode without what it
+/// needs is an error now rather than a surprise at the first such call.
+fn out_of_session(raw: &RawRouting) -> Result<OutOfSession> {
+    let announcement = (!raw.out_of_session_announcement.is_empty())
+        .then(|| PathBuf::from(&raw.out_of_session_announcement));
+    let early = match raw.out_of_session_announce.as_str() {
+        "answer" => false,
+        "early" => true,
+        other => {
+            let reason = format!("'{other}': give \"answer\" or \"early\"");
+            return Err(ConfigError::invalid(
+                "routing.out_of_session_announce",
+                reason,
+            ));
+        }
+    };
+    match raw.out_of_session.as_str() {
+        "reject" => Ok(OutOfSession::Reject),
+        "announce" => {
+            let Some(announcement) = announcement else {
+                let reason = "out_of_session = \"announce\" needs routing.out_of_session_announcement (a WAV file)";
+                return Err(ConfigError::invalid(
+                    "routing.out_of_session_announcement",
+                    reason.to_owned(),
+                ));
+            };
+            Ok(OutOfSession::Announce {
+                announcement,
+                early,
+            })
+        }
+        "forward" => {
+            if raw.fallback_number.is_empty() {
+                let reason = "out_of_session = \"forward\" needs routing.fallback_number (the customer centre, E.164)";
+                return Err(ConfigError::invalid(
+                    "routing.fallback_number",
+                    reason.to_owned(),
+                ));
+            }
+            let to = crate::phone::E164::parse(&raw.fallback_number).map_err(|e| {
+                ConfigError::invalid(
+                    "routing.fallback_number",
+                    format!("not an E.164 number: {e}"),
+                )
+            })?;
+            let record = raw.fallback_record;
+            Ok(OutOfSession::Forward {
+                to,
+                announcement,
+                record,
+            })
+        }
+        other => {
+            let reason = format!("'{other}': give \"reject\", \"announce\" or \"forward\"");
+            Err(ConfigError::invalid("routing.out_of_session", reason))
+        }
+    }
 }
 
 fn store(raw: RawStore) -> Result<StoreConfig> {

@@ -209,7 +209,7 @@ fn call(c: &CallRecord, numbers: bool) -> Value {
         "answer_at": c.answer_at, "end_at": c.end_at,
         "result": c.result.map(|r| r.as_str()), "sip_status": c.sip_status,
         "hangup_side": c.hangup_side.map(|h| h.as_str()), "duration_ms": duration_ms,
-        "recording_id": c.recording_id, "node": c.node,
+        "recording_id": c.recording_id, "node": c.node, "reason": c.reason,
     });
     if numbers {
         v["caller"] = json!(c.caller);

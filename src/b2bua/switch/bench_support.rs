@@ -76,6 +76,7 @@ impl SwitchBench {
             max_transactions: usize::MAX,
             timers: Timers::default(),
             dialog_timers: crate::b2bua::DialogTimers::default(),
+            fallback: None,
         };
         SwitchBench {
             sw: Switch::new(shard, shards, cfg),

@@ -58,6 +58,8 @@ mod tests_limits;
 #[cfg(test)]
 mod tests_shards;
 #[cfg(test)]
+mod tests_oos;
+#[cfg(test)]
 mod tests_trunks;
 
 use std::collections::{HashMap, VecDeque};
@@ -106,6 +108,21 @@ pub struct SwitchConfig {
     pub timers: Timers,
     /// Session timers (RFC 4028) and the in-dialog probe.
     pub dialog_timers: super::DialogTimers,
+    /// Where calls no open session routes are forwarded (`[routing]
+    /// out_of_session = "forward"`); `None` refuses them.
+    pub fallback: Option<Fallback>,
+}
+
+/// The platform's customer centre, for calls no open session routes: the
+/// call goes there as a session call would, the centre seeing the dialled
+/// safe number as the caller, never the caller's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// `[routing] fallback_number`.
+    pub to: E164,
+    /// `[routing] fallback_record`: whether the forwarded call is recorded
+    /// (the driver says so again with [`RouteResult::OutOfSession`]).
+    pub record: bool,
 }
 
 /// A call of a switch, for the driver (which keeps its media under it).
@@ -139,8 +156,18 @@ pub enum RouteResult {
     },
     /// A session routes the call, but the media port pool is exhausted.
     NoMedia,
-    /// No open session routes the call.
+    /// No open session routes the call (and no media is open for it).
     Unknown,
+    /// No open session routes the call, and the driver has a relay running
+    /// on `ports` for its out-of-session handling (the forward to
+    /// [`SwitchConfig::fallback`]). `record`: whether it is recorded here.
+    OutOfSession {
+        /// Our relay ports, one per leg.
+        ports: MediaPorts,
+        /// Whether the forwarded call is recorded (false without a
+        /// recorder).
+        record: bool,
+    },
     /// The lookup failed (database down).
     Failed,
 }
@@ -206,6 +233,12 @@ pub struct SwitchStats {
     pub calls_refused: u64,
     /// INVITEs refused because `max_calls` were in progress, ever.
     pub calls_over_limit: u64,
+    /// Calls no open session routes that were refused, ever
+    /// (`ansim_out_of_session_total{outcome="rejected"}`).
+    pub out_of_session_rejected: u64,
+    /// Calls no open session routes that were forwarded to the fallback
+    /// number, ever (`outcome="forwarded"`).
+    pub out_of_session_forwarded: u64,
     /// Calls in progress now.
     pub calls_active: usize,
     /// Server and client transactions now.

@@ -8,14 +8,23 @@ use rsip::{Request, StatusCode};
 
 use super::demux::unavailable;
 use super::tables::{CallEntry, Lookup};
-use super::{CallRef, CdrOp, LookupId, RouteResult, Switch, SwitchEvent, TxnId};
+use super::{CallRef, CdrOp, Fallback, LookupId, RouteResult, Switch, SwitchEvent, TxnId};
 use crate::b2bua::numbers::{caller_number, dialled_number};
 use crate::b2bua::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting, TrunkTarget};
 use crate::phone::E164;
-use crate::routing::Route;
 use crate::sip::{ServerState, TransactionKey, new_tag, response_to};
 use crate::store::{CallEnd, NewCall, Side};
 use crate::transport::Flow;
+
+/// What a started call's record says of where it came from.
+struct RecordKind {
+    /// The session that routes it; `None` for a forwarded call.
+    session_id: Option<String>,
+    /// `a_to_b`, `b_to_a` or `unrouted`.
+    direction: &'static str,
+    /// Why, for a call no session routes (`out-of-session-forwarded`).
+    reason: Option<&'static str>,
+}
 
 impl Switch {
     /// A new INVITE: refused at once when `max_calls` are up or its
@@ -104,26 +113,93 @@ impl Switch {
             return None;
         }
         match result {
-            RouteResult::Routed { route, ports } => self.start_call(now, lookup, route, ports),
+            RouteResult::Routed { route, ports } => {
+                tracing::info!(session = %route.session_id, callee = %route.callee, "call routed");
+                let routing = CallRouting {
+                    callee: route.callee.clone(),
+                    caller_id: route.caller_id.clone(),
+                    record: route.record,
+                };
+                let direction = if route.caller_side == Side::A {
+                    "a_to_b"
+                } else {
+                    "b_to_a"
+                };
+                let kind = RecordKind {
+                    session_id: Some(route.session_id),
+                    direction,
+                    reason: None,
+                };
+                self.start_call(now, lookup, routing, ports, kind)
+            }
             RouteResult::NoMedia => {
                 tracing::warn!("media port pool exhausted: 503");
                 self.refuse(now, lookup.server, 503);
                 None
             }
             RouteResult::Unknown => {
-                let status = self.cfg.unknown_caller_status;
-                let (caller, dialled) = (&lookup.caller, &lookup.dialled);
-                tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
-                self.refuse(now, lookup.server, status);
-                let (caller, result) = (Some(lookup.caller), CallResult::Rejected);
-                self.record_refused(caller, lookup.dialled, status, result, None);
+                self.out_of_session_refused(now, lookup);
                 None
             }
+            RouteResult::OutOfSession { ports, record } => match self.cfg.fallback.clone() {
+                Some(fallback) => self.forward(now, lookup, fallback, ports, record),
+                None => {
+                    self.out_of_session_refused(now, lookup);
+                    None
+                }
+            },
             RouteResult::Failed => {
                 self.refuse(now, lookup.server, 503);
                 None
             }
         }
+    }
+
+    /// A call no open session routes, refused with `unknown_caller_status`
+    /// and recorded with the reason `out-of-session`.
+    fn out_of_session_refused(&mut self, now: Instant, lookup: Lookup) {
+        let status = self.cfg.unknown_caller_status;
+        let (caller, dialled) = (&lookup.caller, &lookup.dialled);
+        tracing::info!(caller = ?caller, dialled = ?dialled, status, "no open session routes this call");
+        self.refuse(now, lookup.server, status);
+        self.stats.out_of_session_rejected += 1;
+        let (caller, result) = (Some(lookup.caller), CallResult::Rejected);
+        self.record_refused(
+            caller,
+            lookup.dialled,
+            status,
+            result,
+            Some("out-of-session"),
+        );
+    }
+
+    /// A call no open session routes, forwarded to the customer centre:
+    /// the B-leg goes to `fallback.to` with the dialled safe number as its
+    /// caller, built like any session call's (the caller's real number
+    /// nowhere on it), and recorded with the reason
+    /// `out-of-session-forwarded`.
+    fn forward(
+        &mut self,
+        now: Instant,
+        lookup: Lookup,
+        fallback: Fallback,
+        ports: MediaPorts,
+        record: bool,
+    ) -> Option<CallRef> {
+        tracing::info!(caller = ?lookup.caller, dialled = ?lookup.dialled, centre = ?fallback.to, "no open session routes this call: forwarded");
+        let routing = CallRouting {
+            callee: fallback.to,
+            caller_id: lookup.dialled.clone(),
+            record,
+        };
+        let kind = RecordKind {
+            session_id: None,
+            direction: "unrouted",
+            reason: Some("out-of-session-forwarded"),
+        };
+        let call = self.start_call(now, lookup, routing, ports, kind)?;
+        self.stats.out_of_session_forwarded += 1;
+        Some(call)
     }
 
     /// Answers the INVITE of server transaction `txn` with `status`.
@@ -172,14 +248,16 @@ impl Switch {
         self.events.push_back(record(CdrOp::End(id, end)));
     }
 
-    /// Starts the call of a routed INVITE: its state machine (which sends
-    /// the B-leg INVITE), its dialogs and its call record.
+    /// Starts the call of a routed (or forwarded) INVITE: its state
+    /// machine (which sends the B-leg INVITE), its dialogs and its call
+    /// record.
     fn start_call(
         &mut self,
         now: Instant,
         lookup: Lookup,
-        route: Route,
+        routing: CallRouting,
         ports: MediaPorts,
+        kind: RecordKind,
     ) -> Option<CallRef> {
         let server = self.servers.get(&lookup.server)?;
         let a_flow = server.flow.clone();
@@ -205,11 +283,6 @@ impl Switch {
             no_answer_timeout: self.cfg.no_answer_timeout,
             dialog_timers: self.cfg.dialog_timers,
             shard: self.shard,
-        };
-        let routing = CallRouting {
-            callee: route.callee.clone(),
-            caller_id: route.caller_id.clone(),
-            record: route.record,
         };
         let call = match Call::new(
             now,
@@ -237,20 +310,15 @@ impl Switch {
         let record_id = self.record_ids.next(self.wall);
         let record = NewCall {
             id: record_id.clone(),
-            session_id: Some(route.session_id.clone()),
-            direction: if route.caller_side == Side::A {
-                "a_to_b"
-            } else {
-                "b_to_a"
-            },
+            session_id: kind.session_id,
+            direction: kind.direction,
             caller: Some(lookup.caller),
             dialled: lookup.dialled,
             invite_at: self.wall,
-            reason: None,
+            reason: kind.reason,
         };
         let insert = SwitchEvent::CallRecord(CdrOp::Insert(record));
         self.events.push_back(insert);
-        tracing::info!(session = %route.session_id, callee = %route.callee, "call routed");
         self.stats.calls_relayed += 1;
         let entry = CallEntry {
             call,

@@ -48,6 +48,7 @@ pub(super) fn cfg() -> SwitchConfig {
         max_transactions: 100,
         timers: Timers::default(),
         dialog_timers: crate::b2bua::DialogTimers::default(),
+        fallback: None,
     }
 }
 

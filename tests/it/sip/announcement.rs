@@ -4,7 +4,7 @@
 use super::*;
 
 /// A 400 ms 440 Hz tone at 8 kHz: 3,200 samples, 20 packets.
-fn tone() -> Vec<i16> {
+pub(super) fn tone() -> Vec<i16> {
     (0..3200)
         .map(|i| {
             (12_000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
@@ -15,7 +15,12 @@ fn tone() -> Vec<i16> {
 /// Checks that `got` is the announcement: from ansim's port `relay`, PCMU,
 /// one SSRC, consecutive sequence numbers, timestamps +160, the marker on
 /// the first packet, payloads the μ-law frames of `ulaw`.
-fn assert_announcement(got: &[(Vec<u8>, SocketAddr)], relay: u16, ulaw: &[u8], who: &str) {
+pub(super) fn assert_announcement(
+    got: &[(Vec<u8>, SocketAddr)],
+    relay: u16,
+    ulaw: &[u8],
+    who: &str,
+) {
     let frames: Vec<&[u8]> = ulaw.chunks(160).collect();
     assert_eq!(got.len(), frames.len(), "{who}: announcement packets");
     let field = |p: &[u8], at: usize, len: usize| {

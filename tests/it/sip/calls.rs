@@ -149,6 +149,11 @@ async fn unknown_caller_gets_the_configured_status() {
     );
     let (ok, log) = caller.finish().await;
     assert!(ok, "expected 404:\n{log}");
+    let text = metrics_text(&t).await;
+    assert!(
+        text.contains("ansim_out_of_session_total{outcome=\"rejected\"} 1"),
+        "{text}"
+    );
     t.stop().await;
 }
 

@@ -16,6 +16,7 @@ mod edge;
 mod faults;
 mod kamailio;
 mod media;
+mod out_of_session;
 mod recording;
 mod trunks;
 mod webhooks;

@@ -1,0 +1,158 @@
+//! Callers after the job (`[routing] out_of_session`): a call no open
+//! session routes is forwarded to the customer centre, masked.
+
+use super::announcement::{assert_announcement, tone};
+use super::*;
+use crate::hook_receiver::{Receiver, secret_file};
+
+/// The platform's customer centre.
+const CENTRE: &str = "+8215001234";
+/// A caller without a session: a customer whose job is over.
+const STRANGER: &str = "+821055556666";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_number() {
+    let samples = tone();
+    let ulaw: Vec<u8> = samples
+        .iter()
+        .map(|&s| ansim::media::g711::linear_to_ulaw(s))
+        .collect();
+    let wav_dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
+    wav.extend(data);
+    let path = wav_dir.path().join("after-the-job.wav");
+    std::fs::write(&path, wav).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let hooks = receiver.section(&secret_file(keys.path()), "");
+    let sections = format!(
+        "{hooks}\n[routing]\nout_of_session = \"forward\"\nfallback_number = \"{CENTRE}\"\n\
+         out_of_session_announcement = \"{}\"\n",
+        path.display()
+    );
+    let t = SipTest::start_sections("127.0.0.1/32", "", "", &sections).await;
+    let PhoneCall {
+        phone_a,
+        phone_b,
+        relay_a,
+        relay_b,
+        caller,
+        callee,
+    } = call_edited(&t, "127.0.0.1", "127.0.0.1", 2500, |s| {
+        s.replace("[caller]", STRANGER)
+    })
+    .await;
+
+    // The caller hears the announcement (so does the centre), then the
+    // two are bridged.
+    let heard_a = receive_all(&phone_a, 20).await;
+    let heard_b = receive_all(&phone_b, 20).await;
+    assert_announcement(&heard_a, relay_a, &ulaw, "caller");
+    assert_announcement(&heard_b, relay_b, &ulaw, "centre");
+
+    let (uac_ok, uac_log) = caller.finish().await;
+    let (uas_ok, uas_log) = callee.finish().await;
+    assert!(uac_ok && uas_ok, "caller:\n{uac_log}\ncentre:\n{uas_log}");
+    // The centre's INVITE: to the centre, from the dialled safe number,
+    // nothing of the caller's own number anywhere in it.
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let invite = received(&uas_log, "INVITE");
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{CENTRE}@")),
+        "{invite}"
+    );
+    let from = invite
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .unwrap_or_default();
+    assert!(from.contains(&format!("sip:{proxy}@")), "{from}");
+    let digits = STRANGER.trim_start_matches('+');
+    assert!(
+        !uas_log.contains(digits),
+        "the caller's number leaked:\n{uas_log}"
+    );
+
+    // The call record: no session, its reason, answered.
+    let db = format!("sqlite://{}/ansim.db", t.dir.path().display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    type Row = (Option<String>, String, Option<String>, Option<String>);
+    let mut rows: Vec<Row> = Vec::new();
+    for _ in 0..100 {
+        rows = sqlx::query_as("SELECT session_id, caller, reason, result FROM calls")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if !rows.is_empty() && rows.iter().all(|r| r.3.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        rows,
+        vec![(
+            None,
+            STRANGER.to_owned(),
+            Some("out-of-session-forwarded".to_owned()),
+            Some("answered".to_owned())
+        )]
+    );
+    // Recorded (fallback_record's default), under no session.
+    let mut recs: Vec<(String, String)> = Vec::new();
+    for _ in 0..100 {
+        recs = sqlx::query_as("SELECT session_id, state FROM recordings")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        if recs.iter().any(|r| r.1 != "recording") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recs, vec![(String::new(), "complete".to_owned())]);
+    let text = metrics_text(&t).await;
+    assert!(
+        text.contains("ansim_out_of_session_total{outcome=\"forwarded\"} 1"),
+        "{text}"
+    );
+    // call.completed says what became of it.
+    let got = receiver
+        .wait_for("call.completed", |g| {
+            g.iter().any(|r| r.kind == "call.completed")
+        })
+        .await;
+    let done = got.iter().find(|r| r.kind == "call.completed").unwrap();
+    let data = &done.body["data"];
+    assert_eq!(data["reason"], "out-of-session-forwarded", "{data}");
+    assert_eq!(data["session_id"], serde_json::Value::Null, "{data}");
+    assert_eq!(data["result"], "answered", "{data}");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_mode_is_refused_at_start_up_until_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("after-the-job.wav");
+    let mut wav = ansim::recording::wav::wav_header(1, 8000, 320).to_vec();
+    wav.extend([0u8; 320]);
+    std::fs::write(&path, wav).unwrap();
+    let toml = format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\n\
+         [media]\nports = \"39910-39919\"\n\
+         [routing]\nout_of_session = \"announce\"\nout_of_session_announcement = \"{}\"\n\
+         [store]\ndatabase_url = \"sqlite://{d}/ansim.db\"\nrecordings = \"file://{d}/rec\"\n\
+         [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n",
+        free_udp_port(),
+        path.display(),
+        d = dir.path().display(),
+    );
+    let config = Config::from_toml_str(&toml, Vec::new()).unwrap();
+    let e = ansim::server::run(config, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("routing.out_of_session"), "{e}");
+    assert!(e.contains("not supported yet"), "{e}");
+}
