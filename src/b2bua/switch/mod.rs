@@ -56,9 +56,9 @@ mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
-mod tests_shards;
-#[cfg(test)]
 mod tests_oos;
+#[cfg(test)]
+mod tests_shards;
 #[cfg(test)]
 mod tests_trunks;
 
