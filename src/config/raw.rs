@@ -117,7 +117,7 @@ impl Default for RawSip {
             session_expires: "1800s".into(),
             min_session_expires: "90s".into(),
             dialog_probe_interval: "0s".into(),
-            shards: 0,
+            shards: 1,
             drain_timeout: "0s".into(),
             tls: None,
         }

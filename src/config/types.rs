@@ -464,7 +464,7 @@ impl Config {
                 session_expires: Duration::from_secs(1800),
                 min_session_expires: Duration::from_secs(90),
                 dialog_probe_interval: Duration::ZERO,
-                shards: 0,
+                shards: 1,
                 drain_timeout: Duration::ZERO,
                 tls: None,
             },
