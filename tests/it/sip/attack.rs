@@ -234,7 +234,10 @@ async fn a_flood_from_outside_gets_a_few_replies_and_does_not_stop_the_trunk() {
         metric(&text, "ansim_sip_outsider_replies_total"),
         replies.len() as i64
     );
-    let calls = calls_of(&t).await;
+    // The flood can overflow ansim's socket buffer and lose the callee's
+    // 200 to our BYE; SIPp's callee has exited by then, so the B-leg BYE
+    // ends only at Timer F (32 s) and the record with it.
+    let calls = calls_within(&t, 800).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].result.map(|r| r.as_str()), Some("answered"));
     eprintln!(

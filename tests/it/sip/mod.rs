@@ -473,8 +473,14 @@ fn refused_scenario(dir: &Path, status: u16) -> PathBuf {
 }
 
 async fn calls_of(t: &SipTest) -> Vec<ansim::store::CallRecord> {
+    calls_within(t, 100).await
+}
+
+/// The session's call records once all have ended, polling `tries` times
+/// 50 ms apart (then whatever there is).
+async fn calls_within(t: &SipTest, tries: usize) -> Vec<ansim::store::CallRecord> {
     // Call records are written by a background task: wait for the end.
-    for _ in 0..100 {
+    for _ in 0..tries {
         let calls = t.store.list_calls(&t.session.id).await.unwrap();
         if !calls.is_empty() && calls.iter().all(|c| c.end_at.is_some()) {
             return calls;
