@@ -206,16 +206,8 @@ struct ShardIo {
 pub struct Engine {
     /// This shard's switch.
     switch: Switch,
-    /// The rest as in [`Shared`].
-    transports: Transports,
-    routing: Arc<Routing>,
-    relay: Arc<Relay>,
-    settings: SipSettings,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    recorder: Option<Arc<Recorder>>,
-    /// Ordered call-record writes ([`cdr_writer`]).
-    cdr: mpsc::Sender<CdrOp>,
+    /// What every shard shares.
+    shared: Shared,
     /// Where spawned route lookups answer.
     found: mpsc::Sender<(LookupId, Found)>,
     /// Each call's media, under the switch's name for the call.
@@ -319,26 +311,9 @@ impl Engine {
     }
 
     fn new(switch: Switch, shared: Shared, found: mpsc::Sender<(LookupId, Found)>) -> Engine {
-        let Shared {
-            transports,
-            routing,
-            relay,
-            settings,
-            clock,
-            metrics,
-            recorder,
-            cdr,
-        } = shared;
         Engine {
             switch,
-            transports,
-            routing,
-            relay,
-            settings,
-            clock,
-            metrics,
-            recorder,
-            cdr,
+            shared,
             found,
             media: HashMap::new(),
             leases: HashMap::new(),
@@ -389,25 +364,25 @@ impl Engine {
                 },
                 Some((id, found)) = found_rx.recv() => self.on_found(id, found),
                 Some(trunk) = trunk_failures.recv() => {
-                    let wall = self.clock.now();
+                    let wall = self.shared.clock.now();
                     self.switch.handle_trunk_failure(Instant::now(), wall, trunk);
                 }
                 _ = sleep => {
-                    let wall = self.clock.now();
+                    let wall = self.shared.clock.now();
                     self.switch.handle_timeout(Instant::now(), wall);
                 }
                 _ = stopping => {
-                    if drain_until.is_some() || self.settings.drain.is_zero() {
+                    if drain_until.is_some() || self.shared.settings.drain.is_zero() {
                         break;
                     }
-                    tracing::info!(drain = ?self.settings.drain, "draining: new calls and OPTIONS get 503 while calls in progress finish");
+                    tracing::info!(drain = ?self.shared.settings.drain, "draining: new calls and OPTIONS get 503 while calls in progress finish");
                     self.switch.begin_drain();
-                    drain_until = Some(tokio::time::Instant::now() + self.settings.drain);
+                    drain_until = Some(tokio::time::Instant::now() + self.shared.settings.drain);
                 }
             }
             self.flush();
         }
-        let wall = self.clock.now();
+        let wall = self.shared.clock.now();
         self.switch.shutdown(wall);
         self.flush();
     }
@@ -416,7 +391,7 @@ impl Engine {
     /// to the switch before anything is flushed.
     fn on_inbound(&mut self, first: Inbound, inbox: &mut Inbox) {
         let now = Instant::now();
-        let wall = self.clock.now();
+        let wall = self.shared.clock.now();
         self.switch.handle_inbound(now, wall, first);
         for _ in 1..INBOUND_BATCH {
             let Some(m) = inbox.try_recv() else {
@@ -432,7 +407,7 @@ impl Engine {
             self.on_event(ev);
         }
         while let Some(t) = self.switch.poll_transmit() {
-            self.transports.send(&t.flow, t.bytes);
+            self.shared.transports.send(&t.flow, t.bytes);
         }
         self.publish();
     }
@@ -444,8 +419,8 @@ impl Engine {
                 caller,
                 dialled,
             } => {
-                let (routing, found) = (self.routing.clone(), self.found.clone());
-                let at = self.clock.now();
+                let (routing, found) = (self.shared.routing.clone(), self.found.clone());
+                let at = self.shared.clock.now();
                 tokio::spawn(async move {
                     let answer = match routing.route(&caller, &dialled, at).await {
                         Ok(Some(route)) => Found::Route(route),
@@ -473,7 +448,9 @@ impl Engine {
                 let Some(m) = self.media.get(&call) else {
                     return;
                 };
-                if let (Some(recorder), Some((session, class))) = (&self.recorder, &m.recording) {
+                if let (Some(recorder), Some((session, class))) =
+                    (&self.shared.recorder, &m.recording)
+                {
                     let meta = RecordingMeta {
                         call_id: call_record,
                         session_id: session.clone(),
@@ -486,10 +463,13 @@ impl Engine {
                 }
             }
             SwitchEvent::CallRecord(op) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = self.cdr.try_send(op) {
+                if let Err(mpsc::error::TrySendError::Full(_)) = self.shared.cdr.try_send(op) {
                     // The database is far behind: the call goes on, its
                     // record loses this step (counted, never waited for).
-                    self.metrics.cdr_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .metrics
+                        .cdr_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
             SwitchEvent::Ended { call } => {
@@ -500,7 +480,7 @@ impl Engine {
             SwitchEvent::ConnectionUse { conn, in_use } => {
                 if !in_use {
                     self.leases.remove(&conn);
-                } else if let Some(lease) = self.transports.lease_conn(conn) {
+                } else if let Some(lease) = self.shared.transports.lease_conn(conn) {
                     self.leases.insert(conn, lease);
                 }
             }
@@ -513,9 +493,9 @@ impl Engine {
     fn on_found(&mut self, id: LookupId, found: Found) {
         let mut media = None;
         let result = match found {
-            Found::Nothing => match self.settings.fallback.clone() {
+            Found::Nothing => match self.shared.settings.fallback.clone() {
                 Some(fallback) => {
-                    let record = fallback.target.record && self.recorder.is_some();
+                    let record = fallback.target.record && self.shared.recorder.is_some();
                     let recording = record.then(|| (String::new(), fallback.retention_class));
                     match self.open_media(recording, fallback.announcement) {
                         Some((ports, m)) => {
@@ -529,11 +509,11 @@ impl Engine {
             },
             Found::Failed => RouteResult::Failed,
             Found::Route(mut route) => {
-                route.record &= self.recorder.is_some();
+                route.record &= self.shared.recorder.is_some();
                 let recording = route
                     .record
                     .then(|| (route.session_id.clone(), route.retention_class.clone()));
-                let announcement = self.settings.announcement.clone();
+                let announcement = self.shared.settings.announcement.clone();
                 match self.open_media(recording, announcement) {
                     Some((ports, m)) => {
                         media = Some(m);
@@ -543,7 +523,7 @@ impl Engine {
                 }
             }
         };
-        let wall = self.clock.now();
+        let wall = self.shared.clock.now();
         let call = self.switch.handle_routed(Instant::now(), wall, id, result);
         match (call, media) {
             (Some(call), Some(m)) => {
@@ -561,7 +541,7 @@ impl Engine {
         recording: Option<(String, String)>,
         announcement: Option<Arc<Announcement>>,
     ) -> Option<(MediaPorts, CallMedia)> {
-        match self.relay.open() {
+        match self.shared.relay.open() {
             Ok(handle) => {
                 let ports = MediaPorts {
                     a_side: handle.local_port(Leg::A),
@@ -585,7 +565,7 @@ impl Engine {
     /// Ends a call's media (its recording with it), freeing its ports once
     /// the worker has seen it.
     fn stop_media(&self, m: CallMedia) {
-        let (relay, metrics) = (self.relay.clone(), self.metrics.clone());
+        let (relay, metrics) = (self.shared.relay.clone(), self.shared.metrics.clone());
         tokio::spawn(async move {
             m.handle.stop().await;
             let in_use = relay.in_use() as i64;
@@ -594,16 +574,19 @@ impl Engine {
     }
 
     fn publish_pairs_in_use(&self) {
-        let in_use = self.relay.in_use() as i64;
+        let in_use = self.shared.relay.in_use() as i64;
         let relaxed = Ordering::Relaxed;
-        self.metrics.media_pairs_in_use.store(in_use, relaxed);
+        self.shared
+            .metrics
+            .media_pairs_in_use
+            .store(in_use, relaxed);
     }
 
     /// Adds what changed in the switch's stats to the metrics (adding, so
     /// several switches can share the counters).
     fn publish(&mut self) {
         let (now, was) = (self.switch.stats(), self.published);
-        let m = &self.metrics;
+        let m = &self.shared.metrics;
         let relaxed = Ordering::Relaxed;
         m.calls_relayed
             .fetch_add(now.calls_relayed - was.calls_relayed, relaxed);
