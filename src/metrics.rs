@@ -90,6 +90,9 @@ pub struct OutOfSessionCounters {
     pub rejected: AtomicU64,
     /// Forwarded to `fallback_number` (`outcome="forwarded"`).
     pub forwarded: AtomicU64,
+    /// Answered by ansim with `out_of_session_announcement`, or played it
+    /// as early media (`outcome="announced"`).
+    pub announced: AtomicU64,
 }
 
 /// The configured capacity limits, as gauges.
@@ -291,7 +294,12 @@ impl Metrics {
             "# HELP ansim_out_of_session_total Calls no open session routes, by outcome.\n\
              # TYPE ansim_out_of_session_total counter"
         );
-        for (outcome, v) in [("rejected", &c.rejected), ("forwarded", &c.forwarded)] {
+        let outcomes = [
+            ("rejected", &c.rejected),
+            ("forwarded", &c.forwarded),
+            ("announced", &c.announced),
+        ];
+        for (outcome, v) in outcomes {
             let v = v.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,

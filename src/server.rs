@@ -1,6 +1,7 @@
 //! `ansim serve`: wires configuration, store, routing and the API together,
 //! runs the background jobs, and shuts everything down gracefully.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,9 +61,9 @@ pub enum ServeError {
     /// The webhook secret or client could not be set up.
     #[error("{0}")]
     Webhooks(#[from] crate::webhooks::WebhookError),
-    /// `[routing] out_of_session` names a mode this build cannot serve.
-    #[error("routing.out_of_session: {0}")]
-    OutOfSession(&'static str),
+    /// `[routing] out_of_session_announcement` is missing or unusable.
+    #[error("routing.out_of_session_announcement: {}: {}", .0.path.display(), .0.problem)]
+    OutOfSessionAnnouncement(#[source] crate::media::AnnouncementError),
     /// A server task failed while running.
     #[error("{0} failed: {1}")]
     Io(&'static str, std::io::Error),
@@ -212,21 +213,40 @@ pub async fn run(
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
 }
 
+/// The out-of-session announcement at `path`, loaded.
+fn out_of_session_announcement(path: &Path) -> Result<crate::media::Announcement, ServeError> {
+    let own =
+        crate::media::Announcement::load(path).map_err(ServeError::OutOfSessionAnnouncement)?;
+    tracing::info!(path = %path.display(), duration_ms = own.duration().as_millis() as u64, "out-of-session announcement loaded");
+    Ok(own)
+}
+
+/// The announcement of out-of-session calls, for `out_of_session =
+/// "announce"`.
+fn announce_settings(config: &Config) -> Result<Option<crate::b2bua::AnnounceSettings>, ServeError> {
+    let crate::config::OutOfSession::Announce {
+        announcement,
+        early,
+    } = &config.routing.out_of_session
+    else {
+        return Ok(None);
+    };
+    Ok(Some(crate::b2bua::AnnounceSettings {
+        early: *early,
+        announcement: Arc::new(out_of_session_announcement(announcement)?),
+    }))
+}
+
 /// The forward of out-of-session calls, for `out_of_session = "forward"`:
 /// its announcement loaded (and followed by the recording notice when the
-/// forwarded call is recorded). `"announce"` is refused: not built yet.
+/// forwarded call is recorded).
 fn fallback_settings(
     config: &Config,
     notice: Option<&Arc<crate::media::Announcement>>,
 ) -> Result<Option<crate::b2bua::FallbackSettings>, ServeError> {
     use crate::config::OutOfSession;
     let (to, path, record) = match &config.routing.out_of_session {
-        OutOfSession::Reject => return Ok(None),
-        OutOfSession::Announce { .. } => {
-            return Err(ServeError::OutOfSession(
-                "\"announce\" is not supported yet; use \"reject\" or \"forward\"",
-            ));
-        }
+        OutOfSession::Reject | OutOfSession::Announce { .. } => return Ok(None),
         OutOfSession::Forward {
             to,
             announcement,
@@ -235,8 +255,7 @@ fn fallback_settings(
     };
     let announcement = match path {
         Some(path) => {
-            let own = crate::media::Announcement::load(path)?;
-            tracing::info!(path = %path.display(), duration_ms = own.duration().as_millis() as u64, "out-of-session announcement loaded");
+            let own = out_of_session_announcement(path)?;
             let joined = notice.filter(|_| record).and_then(|n| {
                 let samples: Vec<i16> = own.samples().iter().chain(n.samples()).copied().collect();
                 crate::media::Announcement::from_samples(samples).ok()
@@ -341,6 +360,7 @@ async fn start_sip(
     let fallback = fallback_settings(config, announcement.as_ref())?;
     let settings = crate::b2bua::SipSettings {
         fallback,
+        announce: announce_settings(config)?,
         domain: config.sip.domain.clone(),
         trunks: config
             .trunks

@@ -483,7 +483,7 @@ pub(super) fn outcome(result: CallResult, hangup: HangupSide) -> Outcome {
 }
 
 /// The caller's dialog as we, its UAS, see it.
-fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
+pub(super) fn a_dialog(invite: &Request, cfg: &CallConfig) -> Result<Dialog, CallError> {
     let core = core_values(&invite.headers);
     let call_id = core.call_id.ok_or(PeerError::Header("Call-ID"))?;
     let from = core.from.ok_or(PeerError::Header("From"))?;

@@ -83,6 +83,19 @@ pub struct SipSettings {
     /// Calls no open session routes go here (`[routing] out_of_session =
     /// "forward"`); `None` refuses them.
     pub fallback: Option<FallbackSettings>,
+    /// Calls no open session routes hear this and are hung up
+    /// (`[routing] out_of_session = "announce"`); `None` otherwise.
+    pub announce: Option<AnnounceSettings>,
+}
+
+/// The out-of-session announcement, for `out_of_session = "announce"`.
+#[derive(Debug, Clone)]
+pub struct AnnounceSettings {
+    /// `out_of_session_announce = "early"` (183, play, the final status);
+    /// else answered, played and hung up.
+    pub early: bool,
+    /// `out_of_session_announcement`, loaded.
+    pub announcement: Arc<Announcement>,
 }
 
 /// The forward of out-of-session calls to the customer centre.
@@ -462,6 +475,12 @@ impl Engine {
                     m.handle.play_then_bridge(announcement.clone());
                 }
             }
+            SwitchEvent::Play { call, codec } => {
+                if let (Some(m), Some(a)) = (self.media.get(&call), &self.shared.settings.announce)
+                {
+                    m.handle.announce_alone(a.announcement.clone(), codec);
+                }
+            }
             SwitchEvent::CallRecord(op) => {
                 if let Err(mpsc::error::TrySendError::Full(_)) = self.shared.cdr.try_send(op) {
                     // The database is far behind: the call goes on, its
@@ -492,9 +511,10 @@ impl Engine {
     /// before the switch hears of it.
     fn on_found(&mut self, id: LookupId, found: Found) {
         let mut media = None;
+        let settings = &self.shared.settings;
         let result = match found {
-            Found::Nothing => match self.shared.settings.fallback.clone() {
-                Some(fallback) => {
+            Found::Nothing => match (settings.fallback.clone(), settings.announce.is_some()) {
+                (Some(fallback), _) => {
                     let record = fallback.target.record && self.shared.recorder.is_some();
                     let recording = record.then(|| (String::new(), fallback.retention_class));
                     match self.open_media(recording, fallback.announcement) {
@@ -505,7 +525,17 @@ impl Engine {
                         None => RouteResult::Unknown,
                     }
                 }
-                None => RouteResult::Unknown,
+                // Announced: nothing recorded, nothing played at an answer
+                // (the switch asks for the playback with `Play`).
+                (None, true) => match self.open_media(None, None) {
+                    Some((ports, m)) => {
+                        media = Some(m);
+                        let record = false;
+                        RouteResult::OutOfSession { ports, record }
+                    }
+                    None => RouteResult::Unknown,
+                },
+                (None, false) => RouteResult::Unknown,
             },
             Found::Failed => RouteResult::Failed,
             Found::Route(mut route) => {
@@ -603,6 +633,10 @@ impl Engine {
             now.out_of_session_forwarded - was.out_of_session_forwarded,
             relaxed,
         );
+        oos.announced.fetch_add(
+            now.out_of_session_announced - was.out_of_session_announced,
+            relaxed,
+        );
         let delta = |a: usize, b: usize| a as i64 - b as i64;
         m.calls_active
             .fetch_add(delta(now.calls_active, was.calls_active), relaxed);
@@ -668,6 +702,11 @@ fn switch_config(transports: &Transports, settings: &SipSettings) -> SwitchConfi
         timers: Timers::default(),
         dialog_timers: settings.dialog_timers,
         fallback: settings.fallback.as_ref().map(|f| f.target.clone()),
+        announce: settings.announce.as_ref().map(|a| super::AnnounceMode {
+            early: a.early,
+            // Whole packets of 20 ms: what the relay sends.
+            length: Duration::from_millis(20 * a.announcement.packets() as u64),
+        }),
     }
 }
 

@@ -68,6 +68,7 @@
 //!   more (e.g. after the BYE toward the other side was answered or timed
 //!   out); then [`Call::is_finished`] is true.
 
+mod announced;
 mod call;
 mod delayed_offer;
 mod dialog;
@@ -102,8 +103,9 @@ use std::time::Duration;
 
 pub use crate::media::MediaDirection;
 pub use crate::media::sdp::SdpError;
+pub use announced::{AnnounceMode, AnnouncedCall, PLAYBACK_MARGIN};
 pub use call::{Call, DialogId};
-pub use driver::{Engine, EngineParts, FallbackSettings, SipSettings};
+pub use driver::{AnnounceSettings, Engine, EngineParts, FallbackSettings, SipSettings};
 pub use session_timer::DialogTimers;
 pub(crate) use session_timer::{interval_too_brief, too_brief};
 pub use shard::{Shard, SharedLoad, shard_of, shard_of_message};
@@ -214,6 +216,13 @@ pub enum Action {
         remote: SocketAddr,
         /// Its direction for the audio stream.
         direction: MediaDirection,
+    },
+    /// Play the out-of-session announcement to the caller now, encoded in
+    /// `codec` (the one our SDP answer chose); only an
+    /// [`AnnouncedCall`] asks for it.
+    Play {
+        /// PCMU or PCMA.
+        codec: crate::media::g711::Codec,
     },
     /// A call-record milestone.
     Event(CallEvent),

@@ -35,6 +35,9 @@ pub(super) enum Command {
     Direction(Leg, MediaDirection),
     /// Play this to both legs, then bridge again.
     Play(Arc<Announcement>),
+    /// Play this to leg A alone, in this codec, and never relay anything
+    /// (a caller no session routes hears our announcement; no B-leg).
+    Announce(Arc<Announcement>, Codec),
     /// Show every packet to this tap from now on (replacing any other).
     AttachTap(Box<dyn MediaTap>),
     /// Close and drop the tap.
@@ -48,6 +51,7 @@ impl std::fmt::Debug for Command {
             Command::OfferAnswer(leg, addr) => write!(f, "OfferAnswer({leg:?}, {addr})"),
             Command::Direction(leg, d) => write!(f, "Direction({leg:?}, {d:?})"),
             Command::Play(_) => f.write_str("Play"),
+            Command::Announce(_, codec) => write!(f, "Announce({codec:?})"),
             Command::AttachTap(_) => f.write_str("AttachTap"),
             Command::DetachTap => f.write_str("DetachTap"),
         }
@@ -82,6 +86,10 @@ pub(super) struct Bridge {
     codec: Option<Codec>,
     /// The announcement being played: nothing is relayed meanwhile.
     playback: Option<Announcer>,
+    /// Set by [`Command::Announce`]: the call has one party (leg A), who
+    /// hears the announcement; leg B gets nothing, and nothing received
+    /// on either leg is ever relayed (no reflection through our ports).
+    alone: bool,
     /// Process-wide counters (foreign packets, unscrubbable RTCP).
     totals: Arc<RelayTotals>,
     /// Our RTCP CNAME toward each leg, `[leg]`: what that leg's party sees
@@ -103,6 +111,7 @@ impl Bridge {
             stats,
             codec: None,
             playback: None,
+            alone: false,
             totals,
             cnames: [Cname::random(), Cname::random()],
         }
@@ -131,6 +140,12 @@ impl Bridge {
                     packets = announcement.packets(),
                     "announcement starts"
                 );
+                self.playback = Some(Announcer::start(&announcement, codec, now));
+            }
+            Command::Announce(announcement, codec) => {
+                tracing::debug!(?codec, packets = announcement.packets(), "announcement to the caller alone starts");
+                self.alone = true;
+                self.codec = Some(codec);
                 self.playback = Some(Announcer::start(&announcement, codec, now));
             }
             Command::AttachTap(tap) => {
@@ -207,6 +222,10 @@ impl Bridge {
         if let (None, Some(header)) = (self.codec, rtp) {
             self.codec = Codec::from_payload_type(header.payload_type);
         }
+        if self.alone {
+            self.stats.counters(leg, kind).dropped();
+            return None;
+        }
         if self.playback.is_some() {
             self.stats.counters(leg, kind).dropped();
             self.stats.dropped_announcing(leg);
@@ -271,6 +290,9 @@ impl Bridge {
         now: Instant,
         leg: Leg,
     ) -> Option<(Option<SocketAddr>, &[u8])> {
+        if self.alone && leg == Leg::B {
+            return None;
+        }
         let target = self.target(leg, PacketKind::Rtp);
         let playback = self.playback.as_mut()?;
         if playback.due() > now {

@@ -211,6 +211,16 @@ impl MediaHandle {
         self.send(Command::Play(announcement));
     }
 
+    /// Plays `announcement` to leg A alone, encoded in `codec` (what our
+    /// SDP answer named): for a caller no session routes, who hears the
+    /// out-of-session announcement from us and nobody else. Leg B gets no
+    /// packet, and nothing received on either leg is relayed, during the
+    /// playback or after it (dropped and counted): our ports reflect
+    /// nothing.
+    pub fn announce_alone(&self, announcement: Arc<Announcement>, codec: super::g711::Codec) {
+        self.send(Command::Announce(announcement, codec));
+    }
+
     /// Shows every packet from now on to `tap`, on the call's worker (see
     /// [`MediaTap`]); a tap attached before replaces it (closing it).
     pub fn attach_tap(&self, tap: Box<dyn MediaTap>) {

@@ -77,6 +77,7 @@ impl SwitchBench {
             timers: Timers::default(),
             dialog_timers: crate::b2bua::DialogTimers::default(),
             fallback: None,
+            announce: None,
         };
         SwitchBench {
             sw: Switch::new(shard, shards, cfg),

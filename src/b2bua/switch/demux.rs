@@ -162,10 +162,7 @@ impl Switch {
             return;
         };
         if let Some(entry) = self.calls.get_mut(&call) {
-            match leg {
-                Leg::A => entry.call.handle_a_request(now, txn, req),
-                Leg::B => entry.call.handle_b_request(now, txn, req),
-            }
+            entry.call.handle_request(now, leg, txn, req);
             self.work.push_back(call);
         }
     }
@@ -210,7 +207,7 @@ impl Switch {
         if let Some((call, Leg::B)) = self.dialog(call_id, tag)
             && let Some(entry) = self.calls.get_mut(&call)
         {
-            entry.call.handle_b_response(now, resp);
+            entry.call.handle_response(now, Leg::B, resp);
             self.work.push_back(call);
         }
     }

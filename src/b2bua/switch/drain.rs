@@ -92,11 +92,8 @@ impl Switch {
             };
             fed = true;
             match (ev, leg) {
-                (ClientEvent::Provisional(r) | ClientEvent::Final(r), Leg::B) => {
-                    c.call.handle_b_response(now, r)
-                }
-                (ClientEvent::Provisional(r) | ClientEvent::Final(r), Leg::A) => {
-                    c.call.handle_a_response(now, r)
+                (ClientEvent::Provisional(r) | ClientEvent::Final(r), leg) => {
+                    c.call.handle_response(now, leg, r)
                 }
                 (ClientEvent::Timeout | ClientEvent::TransportError, _) => {
                     c.call.handle_transaction_timeout(now, leg, method)
@@ -153,6 +150,7 @@ impl Switch {
                     remote,
                     direction,
                 }),
+                Action::Play { codec } => self.events.push_back(SwitchEvent::Play { call: id, codec }),
                 Action::Event(ev) => self.call_event(id, ev),
             }
         }
@@ -287,7 +285,9 @@ impl Switch {
             return;
         };
         for leg in [Leg::A, Leg::B] {
-            self.dialogs.remove(&entry.call.dialog_id(leg));
+            if let Some(dialog) = entry.call.dialog_id(leg) {
+                self.dialogs.remove(&dialog);
+            }
         }
         self.timers.set(Timer::Call(id), None);
         self.release_connection(&entry.a_flow);

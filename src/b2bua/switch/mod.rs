@@ -39,6 +39,7 @@
 pub mod bench_support;
 mod demux;
 mod drain;
+mod party;
 mod records;
 mod setup;
 mod tables;
@@ -111,6 +112,10 @@ pub struct SwitchConfig {
     /// Where calls no open session routes are forwarded (`[routing]
     /// out_of_session = "forward"`); `None` refuses them.
     pub fallback: Option<Fallback>,
+    /// How calls no open session routes hear the out-of-session
+    /// announcement (`out_of_session = "announce"`); `None` unless that
+    /// mode is configured (a `fallback` takes precedence).
+    pub announce: Option<super::AnnounceMode>,
 }
 
 /// The platform's customer centre, for calls no open session routes: the
@@ -160,7 +165,9 @@ pub enum RouteResult {
     Unknown,
     /// No open session routes the call, and the driver has a relay running
     /// on `ports` for its out-of-session handling (the forward to
-    /// [`SwitchConfig::fallback`]). `record`: whether it is recorded here.
+    /// [`SwitchConfig::fallback`], or the announcement of
+    /// [`SwitchConfig::announce`]). `record`: whether it is recorded here
+    /// (never for an announcement).
     OutOfSession {
         /// Our relay ports, one per leg.
         ports: MediaPorts,
@@ -204,6 +211,15 @@ pub enum SwitchEvent {
         /// Its call record's id.
         call_record: String,
     },
+    /// An announced call's caller has our answer (its ACK, or our 183):
+    /// play the out-of-session announcement to it, encoded in `codec`.
+    /// The switch ends the call when the announcement's length is over.
+    Play {
+        /// The call.
+        call: CallRef,
+        /// What our SDP answer chose (PCMU or PCMA).
+        codec: crate::media::g711::Codec,
+    },
     /// Write this to the call records, in order.
     CallRecord(CdrOp),
     /// The call is over and gone from the switch: stop its media and
@@ -239,6 +255,9 @@ pub struct SwitchStats {
     /// Calls no open session routes that were forwarded to the fallback
     /// number, ever (`outcome="forwarded"`).
     pub out_of_session_forwarded: u64,
+    /// Calls no open session routes that heard the out-of-session
+    /// announcement, ever (`outcome="announced"`).
+    pub out_of_session_announced: u64,
     /// Calls in progress now.
     pub calls_active: usize,
     /// Server and client transactions now.

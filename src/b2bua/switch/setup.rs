@@ -7,10 +7,14 @@ use std::time::Instant;
 use rsip::{Request, StatusCode};
 
 use super::demux::unavailable;
+use super::party::Party;
 use super::tables::{CallEntry, Lookup};
 use super::{CallRef, CdrOp, Fallback, LookupId, RouteResult, Switch, SwitchEvent, TxnId};
 use crate::b2bua::numbers::{caller_number, dialled_number};
-use crate::b2bua::{Call, CallConfig, Leg, MediaPorts, Routing as CallRouting, TrunkTarget};
+use crate::b2bua::{
+    AnnounceMode, AnnouncedCall, Call, CallConfig, Leg, MediaPorts, Routing as CallRouting,
+    TrunkTarget,
+};
 use crate::phone::E164;
 use crate::sip::{ServerState, TransactionKey, new_tag, response_to};
 use crate::store::{CallEnd, NewCall, Side};
@@ -141,13 +145,16 @@ impl Switch {
                 self.out_of_session_refused(now, lookup);
                 None
             }
-            RouteResult::OutOfSession { ports, record } => match self.cfg.fallback.clone() {
-                Some(fallback) => self.forward(now, lookup, fallback, ports, record),
-                None => {
-                    self.out_of_session_refused(now, lookup);
-                    None
+            RouteResult::OutOfSession { ports, record } => {
+                match (self.cfg.fallback.clone(), self.cfg.announce) {
+                    (Some(fallback), _) => self.forward(now, lookup, fallback, ports, record),
+                    (None, Some(mode)) => self.announce(now, lookup, mode, ports),
+                    (None, None) => {
+                        self.out_of_session_refused(now, lookup);
+                        None
+                    }
                 }
-            },
+            }
             RouteResult::Failed => {
                 self.refuse(now, lookup.server, 503);
                 None
@@ -202,6 +209,48 @@ impl Switch {
         Some(call)
     }
 
+    /// A call no open session routes, answered by ourselves with the
+    /// out-of-session announcement (`mode`), on our relay port
+    /// `ports.a_side`; no B-leg. Recorded with the reason
+    /// `out-of-session-announced`. An INVITE we cannot answer (no
+    /// PCMU/PCMA offer) is refused like an unknown caller's, with the
+    /// status the error names.
+    fn announce(
+        &mut self,
+        now: Instant,
+        lookup: Lookup,
+        mode: AnnounceMode,
+        ports: MediaPorts,
+    ) -> Option<CallRef> {
+        tracing::info!(caller = ?lookup.caller, dialled = ?lookup.dialled, early = mode.early, "no open session routes this call: announced");
+        let server = self.servers.get(&lookup.server)?;
+        let cfg = self.call_config();
+        let status = self.cfg.unknown_caller_status;
+        let request = server.txn.request();
+        let call = AnnouncedCall::new(now, lookup.server, request, ports.a_side, &cfg, mode, status);
+        let call = match call {
+            Ok(c) => c,
+            Err(e) => {
+                let status = e.status();
+                tracing::info!(error = %e, status, "INVITE cannot hear the announcement");
+                self.refuse(now, lookup.server, status);
+                self.stats.out_of_session_rejected += 1;
+                let (caller, result) = (Some(lookup.caller), CallResult::Rejected);
+                let reason = Some("out-of-session");
+                self.record_refused(caller, lookup.dialled, status, result, reason);
+                return None;
+            }
+        };
+        let kind = RecordKind {
+            session_id: None,
+            direction: "unrouted",
+            reason: Some("out-of-session-announced"),
+        };
+        let id = self.insert_call(lookup, Party::Announced(call), kind)?;
+        self.stats.out_of_session_announced += 1;
+        Some(id)
+    }
+
     /// Answers the INVITE of server transaction `txn` with `status`.
     fn refuse(&mut self, now: Instant, txn: TxnId, status: u16) {
         self.stats.calls_refused += 1;
@@ -248,20 +297,9 @@ impl Switch {
         self.events.push_back(record(CdrOp::End(id, end)));
     }
 
-    /// Starts the call of a routed (or forwarded) INVITE: its state
-    /// machine (which sends the B-leg INVITE), its dialogs and its call
-    /// record.
-    fn start_call(
-        &mut self,
-        now: Instant,
-        lookup: Lookup,
-        routing: CallRouting,
-        ports: MediaPorts,
-        kind: RecordKind,
-    ) -> Option<CallRef> {
-        let server = self.servers.get(&lookup.server)?;
-        let a_flow = server.flow.clone();
-        let cfg = CallConfig {
+    /// What a call of this switch is configured with.
+    fn call_config(&self) -> CallConfig {
+        CallConfig {
             domain: self.cfg.domain.clone(),
             local_sip: self.cfg.local_sip,
             trunks: self
@@ -283,15 +321,24 @@ impl Switch {
             no_answer_timeout: self.cfg.no_answer_timeout,
             dialog_timers: self.cfg.dialog_timers,
             shard: self.shard,
-        };
-        let call = match Call::new(
-            now,
-            lookup.server,
-            server.txn.request(),
-            routing,
-            ports,
-            cfg,
-        ) {
+        }
+    }
+
+    /// Starts the call of a routed (or forwarded) INVITE: its state
+    /// machine (which sends the B-leg INVITE), its dialogs and its call
+    /// record.
+    fn start_call(
+        &mut self,
+        now: Instant,
+        lookup: Lookup,
+        routing: CallRouting,
+        ports: MediaPorts,
+        kind: RecordKind,
+    ) -> Option<CallRef> {
+        let server = self.servers.get(&lookup.server)?;
+        let cfg = self.call_config();
+        let request = server.txn.request();
+        let call = match Call::new(now, lookup.server, request, routing, ports, cfg) {
             Ok(c) => c,
             Err(e) => {
                 tracing::info!(error = %e, status = e.status(), "INVITE cannot be relayed");
@@ -299,12 +346,24 @@ impl Switch {
                 return None;
             }
         };
+        let id = self.insert_call(lookup, Party::Bridged(Box::new(call)), kind)?;
+        self.stats.calls_relayed += 1;
+        Some(id)
+    }
+
+    /// Takes a new call into the tables: its INVITE's transaction, its
+    /// dialogs, the caller's connection, its call record, and the work
+    /// queue (for what it has to send).
+    fn insert_call(&mut self, lookup: Lookup, call: Party, kind: RecordKind) -> Option<CallRef> {
+        let a_flow = self.servers.get(&lookup.server)?.flow.clone();
         let id = CallRef(self.next_id());
         if let Some(entry) = self.servers.get_mut(&lookup.server) {
             entry.owner = Some((id, Leg::A));
         }
         for leg in [Leg::A, Leg::B] {
-            self.dialogs.insert(call.dialog_id(leg), (id, leg));
+            if let Some(dialog) = call.dialog_id(leg) {
+                self.dialogs.insert(dialog, (id, leg));
+            }
         }
         self.hold_connection(&a_flow);
         let record_id = self.record_ids.next(self.wall);
@@ -319,7 +378,6 @@ impl Switch {
         };
         let insert = SwitchEvent::CallRecord(CdrOp::Insert(record));
         self.events.push_back(insert);
-        self.stats.calls_relayed += 1;
         let entry = CallEntry {
             call,
             a_flow,

@@ -7,7 +7,7 @@ use rsip::{Request, Response};
 
 use super::timers::Timer;
 use super::{CallRef, Leg, Switch, SwitchEvent, TxnId};
-use crate::b2bua::Call;
+use super::party::Party;
 use crate::phone::E164;
 use crate::sip::{ClientTransaction, ServerTransaction, TransactionKey, TwoXxRetransmitter};
 use crate::transport::Flow;
@@ -37,7 +37,9 @@ pub(super) struct ClientEntry {
 /// One call in progress.
 #[derive(Debug)]
 pub(super) struct CallEntry {
-    pub(super) call: Call,
+    /// The call's state machine: bridged, or the caller alone hearing
+    /// the out-of-session announcement.
+    pub(super) call: Party,
     /// Where the caller's INVITE came from; A-leg requests go there.
     pub(super) a_flow: Flow,
     /// The call record's id.

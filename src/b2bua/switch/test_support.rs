@@ -49,6 +49,7 @@ pub(super) fn cfg() -> SwitchConfig {
         timers: Timers::default(),
         dialog_timers: crate::b2bua::DialogTimers::default(),
         fallback: None,
+        announce: None,
     }
 }
 
