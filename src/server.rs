@@ -223,7 +223,9 @@ fn out_of_session_announcement(path: &Path) -> Result<crate::media::Announcement
 
 /// The announcement of out-of-session calls, for `out_of_session =
 /// "announce"`.
-fn announce_settings(config: &Config) -> Result<Option<crate::b2bua::AnnounceSettings>, ServeError> {
+fn announce_settings(
+    config: &Config,
+) -> Result<Option<crate::b2bua::AnnounceSettings>, ServeError> {
     let crate::config::OutOfSession::Announce {
         announcement,
         early,

@@ -143,7 +143,11 @@ impl Bridge {
                 self.playback = Some(Announcer::start(&announcement, codec, now));
             }
             Command::Announce(announcement, codec) => {
-                tracing::debug!(?codec, packets = announcement.packets(), "announcement to the caller alone starts");
+                tracing::debug!(
+                    ?codec,
+                    packets = announcement.packets(),
+                    "announcement to the caller alone starts"
+                );
                 self.alone = true;
                 self.codec = Some(codec);
                 self.playback = Some(Announcer::start(&announcement, codec, now));

@@ -133,6 +133,38 @@ fn announcement_packets_come_due_every_20_ms_and_nothing_is_bridged_meanwhile() 
     assert_eq!(s.a.dropped_announcing, 1);
 }
 
+#[test]
+fn an_announcement_to_the_caller_alone_goes_to_leg_a_in_its_codec_and_nothing_is_relayed() {
+    let (mut b, stats, _) = bridge();
+    let t0 = Instant::now();
+    b.handle(t0, Command::OfferAnswer(Leg::A, at(1, 4000)));
+    b.handle(
+        t0,
+        Command::Remote(Leg::A, PacketKind::Rtp, Some(at(1, 4000))),
+    );
+    let samples = vec![0i16; 320]; // two packets
+    let announcement = Arc::new(Announcement::from_samples(samples).unwrap());
+    b.handle(t0, Command::Announce(announcement, Codec::Pcma));
+    // PCMA (payload type 8), the marker on the first, to A only.
+    let (to, packet) = b.poll_announcement(t0, Leg::A).unwrap();
+    assert_eq!(
+        (to, packet.len(), packet[1]),
+        (Some(at(1, 4000)), 172, 0x80 | 8)
+    );
+    assert!(b.poll_announcement(t0, Leg::B).is_none(), "no B-leg");
+    b.announcement_sent(Leg::A, Some(172));
+    b.announcement_advance();
+    let t1 = t0 + Duration::from_millis(20);
+    assert!(b.poll_announcement(t1, Leg::A).is_some());
+    b.announcement_advance();
+    assert_eq!(b.poll_timeout(), None, "done");
+    // Neither during nor after the playback is anything relayed.
+    assert!(feed(&mut b, t1, Leg::A, at(1, 4000), &pcmu(2)).is_none());
+    let s = stats.snapshot();
+    assert_eq!((s.a.announcement_sent, s.b.announcement_dropped), (1, 0));
+    assert_eq!(s.a.rtp.dropped, 1);
+}
+
 /// A tap that records what it sees, or panics on its second packet.
 struct Spy {
     seen: Arc<Mutex<Vec<Leg>>>,

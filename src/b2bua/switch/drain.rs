@@ -150,7 +150,9 @@ impl Switch {
                     remote,
                     direction,
                 }),
-                Action::Play { codec } => self.events.push_back(SwitchEvent::Play { call: id, codec }),
+                Action::Play { codec } => {
+                    self.events.push_back(SwitchEvent::Play { call: id, codec })
+                }
                 Action::Event(ev) => self.call_event(id, ev),
             }
         }

@@ -16,7 +16,7 @@ pub(super) enum Party {
     /// A routed or forwarded call: caller and callee bridged.
     Bridged(Box<Call>),
     /// A caller no session routes, hearing our announcement.
-    Announced(AnnouncedCall),
+    Announced(Box<AnnouncedCall>),
 }
 
 impl Party {

@@ -227,7 +227,15 @@ impl Switch {
         let cfg = self.call_config();
         let status = self.cfg.unknown_caller_status;
         let request = server.txn.request();
-        let call = AnnouncedCall::new(now, lookup.server, request, ports.a_side, &cfg, mode, status);
+        let call = AnnouncedCall::new(
+            now,
+            lookup.server,
+            request,
+            ports.a_side,
+            &cfg,
+            mode,
+            status,
+        );
         let call = match call {
             Ok(c) => c,
             Err(e) => {
@@ -246,7 +254,7 @@ impl Switch {
             direction: "unrouted",
             reason: Some("out-of-session-announced"),
         };
-        let id = self.insert_call(lookup, Party::Announced(call), kind)?;
+        let id = self.insert_call(lookup, Party::Announced(Box::new(call)), kind)?;
         self.stats.out_of_session_announced += 1;
         Some(id)
     }

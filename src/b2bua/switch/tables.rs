@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use rsip::{Request, Response};
 
+use super::party::Party;
 use super::timers::Timer;
 use super::{CallRef, Leg, Switch, SwitchEvent, TxnId};
-use super::party::Party;
 use crate::phone::E164;
 use crate::sip::{ClientTransaction, ServerTransaction, TransactionKey, TwoXxRetransmitter};
 use crate::transport::Flow;
