@@ -1,5 +1,7 @@
 //! Callers after the job (`[routing] out_of_session`): a call no open
-//! session routes is forwarded to the customer centre, masked.
+//! session routes is forwarded to the customer centre, masked, or hears
+//! the out-of-session announcement from ansim itself (answered, or as
+//! early media before the status).
 
 use super::announcement::{assert_announcement, tone};
 use super::*;
@@ -130,13 +132,184 @@ async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_nu
     t.stop().await;
 }
 
+/// What the caller of an announced call saw and what ansim kept of it.
+struct Announced {
+    /// The call record: session, direction, reason, result, status, side.
+    record: (
+        Option<String>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    ),
+    /// `/metrics`.
+    metrics: String,
+    /// `call.completed`'s `data`.
+    completed: serde_json::Value,
+}
+
+/// A stranger calls an ended safe number with `out_of_session =
+/// "announce"` in style `style`: the announcement (the tone) must reach
+/// the caller's socket, packet by packet, from the relay port our SDP
+/// named in `answer` (the 200 or the 183).
+async fn announced_call(style: &str, scenario_file: &str, answer: &str) -> Announced {
+    let samples = tone();
+    let ulaw: Vec<u8> = samples
+        .iter()
+        .map(|&s| ansim::media::g711::linear_to_ulaw(s))
+        .collect();
+    let wav_dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
+    wav.extend(data);
+    let path = wav_dir.path().join("after-the-job.wav");
+    std::fs::write(&path, wav).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start().await;
+    let hooks = receiver.section(&secret_file(keys.path()), "");
+    let sections = format!(
+        "{hooks}\n[routing]\nout_of_session = \"announce\"\nout_of_session_announce = \"{style}\"\n\
+         out_of_session_announcement = \"{}\"\n",
+        path.display()
+    );
+    let t = SipTest::start_sections("127.0.0.1/32", "", "", &sections).await;
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let rtp_port = phone.local_addr().unwrap().port().to_string();
+    let proxy = t.session.a.proxy_number.as_str().to_owned();
+    let target = t.sip.to_string();
+    let args = [
+        "-s", &proxy, "-key", "caller", STRANGER, "-key", "rtp_port", &rtp_port, &target,
+    ];
+    let file = scenario(scenario_file);
+    let caller = Sipp::spawn(t.dir.path(), &file, free_udp_port(), &args, "uac").movable();
+    let relay = port_in_log(&caller.messages, answer).await;
+    let heard = receive_all(&phone, 20).await;
+    assert_announcement(&heard, relay, &ulaw, "caller");
+    let (ok, log) = caller.finish().await;
+    assert!(ok, "caller:\n{log}");
+    // Nothing went to the trunk: no B-leg, no callee.
+    let db = format!("sqlite://{}/ansim.db", t.dir.path().display());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        rows = sqlx::query_as(
+            "SELECT session_id, direction, reason, result, sip_status, hangup_side FROM calls",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r: &(_, _, _, Option<String>, _, _)| r.3.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let recordings: Vec<(String,)> = sqlx::query_as("SELECT id FROM recordings")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(recordings.is_empty(), "an announced call is not recorded");
+    let got = receiver
+        .wait_for("call.completed", |g| {
+            g.iter().any(|r| r.kind == "call.completed")
+        })
+        .await;
+    let completed = got
+        .iter()
+        .find(|r| r.kind == "call.completed")
+        .unwrap()
+        .body["data"]
+        .clone();
+    let metrics = metrics_text(&t).await;
+    // The relay's ports are back in the pool.
+    for _ in 0..100 {
+        if metric(&metrics_text(&t).await, "ansim_media_port_pairs_in_use") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        metric(&metrics_text(&t).await, "ansim_media_port_pairs_in_use"),
+        0
+    );
+    t.stop().await;
+    Announced {
+        record: rows.remove(0),
+        metrics,
+        completed,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn announce_mode_is_refused_at_start_up_until_it_is_built() {
+async fn an_answered_caller_hears_the_announcement_then_ansim_hangs_up() {
+    let a = announced_call("answer", "uac_announced.xml", "SIP/2.0 200").await;
+    let reason = Some("out-of-session-announced".to_owned());
+    assert_eq!(
+        a.record,
+        (
+            None,
+            "unrouted".to_owned(),
+            reason,
+            Some("answered".to_owned()),
+            Some(200),
+            Some("system".to_owned())
+        )
+    );
+    assert!(
+        a.metrics
+            .contains("ansim_out_of_session_total{outcome=\"announced\"} 1"),
+        "{}",
+        a.metrics
+    );
+    assert_eq!(
+        a.completed["reason"], "out-of-session-announced",
+        "{}",
+        a.completed
+    );
+    assert_eq!(a.completed["result"], "answered", "{}", a.completed);
+    assert_eq!(a.completed["session_id"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_caller_hears_the_announcement_then_gets_the_status() {
+    let a = announced_call("early", "uac_early_announced.xml", "SIP/2.0 183").await;
+    let reason = Some("out-of-session-announced".to_owned());
+    assert_eq!(
+        a.record,
+        (
+            None,
+            "unrouted".to_owned(),
+            reason,
+            Some("rejected".to_owned()),
+            Some(404),
+            Some("system".to_owned())
+        )
+    );
+    assert!(
+        a.metrics
+            .contains("ansim_out_of_session_total{outcome=\"announced\"} 1"),
+        "{}",
+        a.metrics
+    );
+    assert_eq!(
+        a.completed["reason"], "out-of-session-announced",
+        "{}",
+        a.completed
+    );
+    assert_eq!(a.completed["result"], "rejected", "{}", a.completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_out_of_session_announcement_stops_start_up_naming_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("after-the-job.wav");
-    let mut wav = ansim::recording::wav::wav_header(1, 8000, 320).to_vec();
-    wav.extend([0u8; 320]);
-    std::fs::write(&path, wav).unwrap();
+    std::fs::write(&path, b"not a wav").unwrap();
     let toml = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\n\
          [media]\nports = \"39910-39919\"\n\
@@ -153,6 +326,6 @@ async fn announce_mode_is_refused_at_start_up_until_it_is_built() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("routing.out_of_session"), "{e}");
-    assert!(e.contains("not supported yet"), "{e}");
+    assert!(e.contains("routing.out_of_session_announcement"), "{e}");
+    assert!(e.contains("after-the-job.wav"), "{e}");
 }
