@@ -132,17 +132,20 @@ async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_nu
     t.stop().await;
 }
 
+/// A call record: session, direction, reason, result, status, side.
+type CallRow = (
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
+
 /// What the caller of an announced call saw and what ansim kept of it.
 struct Announced {
     /// The call record: session, direction, reason, result, status, side.
-    record: (
-        Option<String>,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<String>,
-    ),
+    record: CallRow,
     /// `/metrics`.
     metrics: String,
     /// `call.completed`'s `data`.
