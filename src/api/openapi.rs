@@ -33,6 +33,21 @@ pub struct ProblemDocument {
     field: Option<String>,
 }
 
+/// The body of a `call.completed` webhook (Standard Webhooks envelope):
+/// POSTed to `[webhooks] url` when a call's record is complete.
+#[derive(ToSchema)]
+pub struct CallCompleted {
+    /// `call.completed`.
+    #[schema(rename = "type", example = "call.completed")]
+    kind: String,
+    /// When the event was made (RFC 3339).
+    timestamp: String,
+    /// The call record, as `GET /v1/calls` shows it (with `reason`, e.g.
+    /// `out-of-session-announced`); `caller` only with `[webhooks]
+    /// include_numbers`.
+    data: CallView,
+}
+
 struct Bearer;
 
 impl Modify for Bearer {
@@ -95,7 +110,7 @@ impl Modify for Problems {
         recording_waveform, deliveries_list, web_index, web_script, web_style, web_messages,
         healthz, metrics, openapi_json
     ),
-    components(schemas(ProblemDocument, crate::store::SessionStatus))
+    components(schemas(ProblemDocument, CallCompleted, crate::store::SessionStatus))
 )]
 pub struct ApiDoc;
 

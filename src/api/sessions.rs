@@ -217,8 +217,14 @@ pub(super) struct CallView {
     hangup_side: Option<crate::store::HangupSide>,
     duration_ms: Option<i64>,
     recording_id: Option<String>,
-    /// Why the call was refused, when the result alone does not say
-    /// (`no-caller-number`).
+    /// Why the call went as it did, when the result alone does not say:
+    /// `no-caller-number`; for calls no open session routes (direction
+    /// `unrouted`) `out-of-session` (refused), `out-of-session-announced`
+    /// (heard the out-of-session announcement) or
+    /// `out-of-session-forwarded` (connected to the customer centre); for
+    /// calls ansim ended itself `session-expired`,
+    /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`
+    /// or `no-offer-in-2xx`. The same field is in `call.completed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     /// The ansim node that handled the call (`[node] id`); empty for calls

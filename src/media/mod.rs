@@ -92,6 +92,13 @@
 //!   counted as dropped ([`LegStats::dropped_announcing`]). From then on
 //!   packets are relayed again,
 //!   unchanged (the phones see the other party's SSRC take over from ours).
+//! - **The caller alone.** [`MediaHandle::announce_alone`] plays an
+//!   announcement to leg A only, in the codec our SDP answer named, for a
+//!   caller no session routes (`out_of_session = "announce"`): leg B gets
+//!   nothing, and nothing received on either leg is relayed, during the
+//!   playback or after it (dropped and counted), so the call's ports
+//!   reflect nothing. The switch ends the call after the announcement's
+//!   length.
 //!
 //! # The tap
 //! [`MediaTap::on_packet`] sees every valid packet received from a leg, as

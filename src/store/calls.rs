@@ -37,7 +37,8 @@ pub struct CallRecord {
     /// The recording of the call, if any.
     pub recording_id: Option<String>,
     /// Why the call was refused or ended by ansim itself, when the result
-    /// alone does not say (`no-caller-number`; `session-expired`,
+    /// alone does not say (`no-caller-number`; `out-of-session`,
+    /// `out-of-session-announced`, `out-of-session-forwarded`; `session-expired`,
     /// `session-refresh-failed`, `dialog-probe-failed`, `no-answer-in-ack`,
     /// `no-offer-in-2xx`).
     pub reason: Option<String>,

@@ -94,6 +94,23 @@ async fn the_document_covers_every_route_and_validates() {
         "bearer"
     );
     assert!(doc["paths"]["/v1/sessions"]["post"]["requestBody"].is_object());
+    // A call's reason, in the record and in call.completed.
+    let reason = doc["components"]["schemas"]["CallView"]["properties"]["reason"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    for why in [
+        "out-of-session",
+        "out-of-session-announced",
+        "out-of-session-forwarded",
+    ] {
+        assert!(reason.contains(&format!("`{why}`")), "{why}: {reason}");
+    }
+    let completed = &doc["components"]["schemas"]["CallCompleted"];
+    assert_eq!(
+        completed["properties"]["data"]["$ref"], "#/components/schemas/CallView",
+        "{completed}"
+    );
+    assert_eq!(completed["properties"]["type"]["example"], "call.completed");
     let problem = doc["paths"]["/v1/calls"]["get"]["responses"]["default"]["description"]
         .as_str()
         .unwrap();
