@@ -5,24 +5,6 @@
 use super::recording::{audible_ms, dominated_by, read_wav, tone, tone_scenario};
 use super::*;
 
-/// `ansim serve` as a child process on a test's files and ports.
-fn serve(dir: &Path, env: &[(String, String)]) -> tokio::process::Child {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ansim"));
-    cmd.current_dir(dir)
-        .args(["--log-format", "json", "serve"])
-        .env("ANSIM_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple())))
-                .unwrap(),
-        )
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
 /// What a test needs to run `ansim serve` as a child process: the files
 /// set up by an in-process start (stopped again), and the environment
 /// that points the child at the same database, keys and ports.
@@ -82,7 +64,7 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
         _keep,
     } = Child::set_up("41800-41839").await;
 
-    let mut ansim = serve(&dir, &env);
+    let mut ansim = serve_process(&dir, &env);
     wait_for_options(sip).await;
     let (a_file, b_file) = (dir.join("a.ulaw"), dir.join("b.ulaw"));
     std::fs::write(&a_file, tone(440.0, 10_000)).unwrap();
@@ -140,7 +122,7 @@ async fn kill_9_mid_call_leaves_a_truncated_but_readable_recording() {
     drop((caller, callee));
 
     // Start again: start-up marks what was left half-done.
-    let mut again = serve(&dir, &env);
+    let mut again = serve_process(&dir, &env);
     wait_for_options(sip).await;
     let pid = again.id().unwrap().to_string();
     assert!(
@@ -204,7 +186,7 @@ async fn kill_9_right_after_calls_keeps_their_records() {
         _keep,
     } = Child::set_up("41840-41899").await;
 
-    let mut ansim = serve(&dir, &env);
+    let mut ansim = serve_process(&dir, &env);
     wait_for_options(sip).await;
     let count = CALLS.to_string();
     let callee = Sipp::spawn(

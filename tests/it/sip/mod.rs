@@ -9,8 +9,10 @@ mod announcement;
 mod attack;
 mod browser;
 mod calls;
+mod cluster;
 mod crash;
 mod dialog;
+mod dispatcher;
 mod drain;
 mod edge;
 mod faults;
@@ -19,6 +21,7 @@ mod media;
 mod out_of_session;
 mod recording;
 mod trunks;
+mod two_nodes;
 mod webhooks;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -139,19 +142,7 @@ impl SipTest {
         let db = format!("sqlite://{}/ansim.db", dir.path().display());
         let store = Store::connect(&db).await.unwrap();
         store.migrate().await.unwrap();
-        store
-            .add_numbers(&pool_numbers(1), SystemClock.now())
-            .await
-            .unwrap();
-        let routing = Routing::new(store.clone(), std::sync::Arc::new(SystemClock), policy());
-        let req = SessionRequest {
-            a: n(CUSTOMER),
-            b: n(MASTER),
-            ttl: None,
-            retention_class: None,
-            record: None,
-        };
-        let session = routing.create_session(req).await.unwrap();
+        let session = open_session(&store).await;
 
         // Free ports are picked, released and bound again by ansim: another
         // process may take one in between, so a failed start is retried on
@@ -241,6 +232,40 @@ impl SipTest {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
         }
     }
+}
+
+/// Adds one pool number to `store` and opens the session CUSTOMER ↔
+/// MASTER on it, as the platform would.
+async fn open_session(store: &Store) -> SessionRecord {
+    store
+        .add_numbers(&pool_numbers(1), SystemClock.now())
+        .await
+        .unwrap();
+    let routing = Routing::new(store.clone(), std::sync::Arc::new(SystemClock), policy());
+    let req = SessionRequest {
+        a: n(CUSTOMER),
+        b: n(MASTER),
+        ttl: None,
+        retention_class: None,
+        record: None,
+    };
+    routing.create_session(req).await.unwrap()
+}
+
+/// `ansim serve` as a child process in `dir` with `env` added, logging
+/// JSON to a fresh `serve-*.log` file there (killed on drop).
+fn serve_process(dir: &Path, env: &[(String, String)]) -> tokio::process::Child {
+    let log = dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()));
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ansim"))
+        .current_dir(dir)
+        .args(["--log-format", "json", "serve"])
+        .env("ANSIM_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 /// Waits until ansim answers OPTIONS (readiness without sleeping blindly).

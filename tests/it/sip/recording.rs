@@ -13,6 +13,32 @@ use super::*;
 /// Seconds of tone each side plays.
 const TONE_MS: u64 = 3000;
 
+/// Asserts that no file directly in `dirs` (but the test's own tone,
+/// WAV, log and scenario files) holds 24 consecutive bytes of any of
+/// `tones`; returns how many files it read.
+pub(super) fn assert_no_plaintext(dirs: &[PathBuf], tones: &[&[u8]]) -> usize {
+    let windows: HashSet<&[u8]> = tones.iter().flat_map(|t| t.windows(24)).collect();
+    let mut scanned = 0;
+    for dir in dirs {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let ours = [".ulaw", ".wav", ".log", ".xml"];
+            if !path.is_file() || ours.iter().any(|ext| name.ends_with(ext)) {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            scanned += 1;
+            assert!(
+                !bytes.windows(24).any(|w| windows.contains(w)),
+                "plaintext audio found in {}",
+                path.display()
+            );
+        }
+    }
+    scanned
+}
+
 /// `ms` of a sine at `freq`, μ-law encoded.
 pub(super) fn tone(freq: f64, ms: u64) -> Vec<u8> {
     let n = (ms * 8) as usize;
@@ -176,29 +202,8 @@ async fn a_recorded_call_exports_caller_left_callee_right() {
 
     // Nothing that was sent is on disk in the clear: not in the recordings,
     // the key store, the database or its WAL.
-    let windows: HashSet<&[u8]> = a_tone.windows(24).chain(b_tone.windows(24)).collect();
-    let mut scanned = 0;
-    for dir in ["rec", "keys", "."] {
-        for entry in std::fs::read_dir(t.dir.path().join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            if !path.is_file()
-                || name.ends_with(".ulaw")
-                || name.ends_with(".wav")
-                || name.ends_with(".log")
-                || name.ends_with(".xml")
-            {
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            scanned += 1;
-            assert!(
-                !bytes.windows(24).any(|w| windows.contains(w)),
-                "plaintext audio found in {}",
-                path.display()
-            );
-        }
-    }
+    let dirs = ["rec", "keys", "."].map(|d| t.dir.path().join(d));
+    let scanned = assert_no_plaintext(&dirs, &[&a_tone, &b_tone]);
     assert!(scanned >= 4, "scanned only {scanned} files");
     t.stop().await;
 }
