@@ -12,8 +12,7 @@ use super::raw::{
 use super::{
     ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig,
     OutOfSession, PortRange, RetentionConfig, RoutingConfig, S3Config, SipConfig, StoreConfig,
-    TlsFiles,
-    Transport, parse,
+    TlsFiles, Transport, parse,
 };
 use crate::duration::parse_duration;
 use crate::media::SourcePolicy;
