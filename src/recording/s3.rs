@@ -114,11 +114,34 @@ impl S3BlobStore {
         loc: &S3Location,
         counters: Arc<RecordingCounters>,
     ) -> Result<S3BlobStore, BlobError> {
+        S3BlobStore::open_with(loc, counters, AmazonS3Builder::from_env())
+    }
+
+    /// As [`S3BlobStore::open`], with these credentials instead of the
+    /// environment's (an embedding program, or tests that run several
+    /// servers in one process). Neither is ever logged.
+    pub fn open_with_key(
+        loc: &S3Location,
+        counters: Arc<RecordingCounters>,
+        key_id: &str,
+        secret: &str,
+    ) -> Result<S3BlobStore, BlobError> {
+        let b = AmazonS3Builder::new()
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret);
+        S3BlobStore::open_with(loc, counters, b)
+    }
+
+    fn open_with(
+        loc: &S3Location,
+        counters: Arc<RecordingCounters>,
+        builder: AmazonS3Builder,
+    ) -> Result<S3BlobStore, BlobError> {
         // reqwest is built without a provider of its own: ring is the
         // process's one rustls provider (an error means one is installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let spool = LocalBlobStore::new(&loc.settings.spool)?;
-        let mut b = AmazonS3Builder::from_env()
+        let mut b = builder
             .with_bucket_name(&loc.bucket)
             .with_region(&loc.settings.region)
             .with_virtual_hosted_style_request(!loc.settings.path_style)
