@@ -228,7 +228,7 @@ async fn recording_is_uploaded_read_by_ranges_and_erased() {
     assert!(!has_plain(&object, 0x11) && !has_plain(&object, 0x22));
 
     // One second from the middle of the WAV.
-    let (before, _) = s3.read_stats();
+    let (before, bytes_before) = s3.read_stats();
     let rec = Arc::clone(&rig.recorder);
     let id = row.id.clone();
     let wav: Vec<u8> = tokio::task::spawn_blocking(move || {
@@ -247,8 +247,8 @@ async fn recording_is_uploaded_read_by_ranges_and_erased() {
     .await
     .unwrap();
     assert_eq!(wav.len(), 32_000);
-    let (after, _) = s3.read_stats();
-    let (gets, fetched) = (after - before, s3.read_stats().1);
+    let (after, bytes_after) = s3.read_stats();
+    let (gets, fetched) = (after - before, bytes_after - bytes_before);
     // The header, one request per chunk's fields, then one or two chunks:
     // never the whole object.
     assert!(gets <= 2 + 15 + 2, "{gets} GETs");
@@ -328,4 +328,39 @@ async fn upload_is_retried_until_the_server_is_back() {
     };
     assert_eq!(names, vec![row.blob]);
     garage.stop();
+}
+
+/// A spool file a crash left behind (written, never published) is
+/// uploaded by the next process's start-up step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_spool_files_are_uploaded_at_start_up() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().join("spool");
+    let counters = Arc::new(RecordingCounters::default());
+    let first = garage.store(&spool_dir, Arc::clone(&counters));
+    let mut w = first.create("left.crec").unwrap();
+    w.append(&[7u8; 5000]).unwrap();
+    w.sync().unwrap();
+    // The process dies: nothing published.
+    drop(w);
+    drop(first);
+    let second = Arc::new(garage.store(&spool_dir, Arc::clone(&counters)));
+    let s = Arc::clone(&second);
+    let queued = tokio::task::spawn_blocking(move || s.publish_leftovers())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued, 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !spool_files(&spool_dir).is_empty() {
+        assert!(Instant::now() < until, "leftover not uploaded in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = Arc::clone(&second);
+    let back = tokio::task::spawn_blocking(move || s.read("left.crec"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, vec![7u8; 5000]);
 }
