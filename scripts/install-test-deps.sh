@@ -16,6 +16,15 @@ set -euo pipefail
 # tests/it/openapi.rs, and openapi-python-client generates the client that
 # tests/it/openapi_client.rs drives; both live in a venv in the checkout's
 # target/.
+# Garage (crates.io, AGPL; a test tool only): the S3-compatible server of
+# tests/it/s3.rs. `cargo install` builds it: about 12-25 minutes on 2 cores.
+garage_server() {
+  if ! command -v garage >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/garage" ]; then
+    echo "installing garage (cargo install --locked garage, ~12-25 min)"
+    cargo install --locked garage
+  fi
+}
+
 validator_venv() {
   local venv
   venv="$(cd "$(dirname "$0")/.." && pwd)/target/openapi-venv"
@@ -38,6 +47,7 @@ for pkg in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
   validator_venv
+  garage_server
   exit 0
 fi
 
@@ -51,3 +61,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 validator_venv
+garage_server

@@ -332,7 +332,7 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 18] = [
+        let counters: [(&str, &str, u64); 20] = [
             (
                 "ansim_media_rtcp_unscrubbable_total",
                 "RTCP datagrams dropped because they could not be scrubbed of identity.",
@@ -357,6 +357,16 @@ impl Metrics {
                 "ansim_recordings_truncated_total",
                 "Recordings found without a writer and marked truncated.",
                 load(&r.truncated),
+            ),
+            (
+                "ansim_recordings_uploaded_total",
+                "Recordings uploaded to the object store and verified.",
+                load(&r.uploaded),
+            ),
+            (
+                "ansim_recordings_upload_failures_total",
+                "Recording upload tries that failed (each is retried with backoff).",
+                load(&r.upload_failures),
             ),
             (
                 "ansim_sip_outsider_dropped_total",

@@ -297,6 +297,18 @@ async fn start_sip(
     for r in &recorder.reconcile().await? {
         tracing::warn!(recording = %r.id, call = %r.call_id, "recording left unfinished by an earlier run: marked truncated");
     }
+    // Their files (and any whose upload had not succeeded) go to the
+    // object store now; a no-op for local files.
+    let leftovers = {
+        let r = Arc::clone(&recorder);
+        tokio::task::spawn_blocking(move || r.publish_leftovers()).await
+    };
+    match leftovers {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(files = n, "spool files of an earlier run queued for upload"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "spool files could not be listed for upload"),
+        Err(e) => tracing::warn!(error = %e, "spool listing task failed"),
+    }
     let interrupted = store.interrupt_open_calls(clock.now()).await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -469,10 +481,16 @@ fn open_recorder_counting(
             LocalBlobStore::new(dir)
                 .map_err(|e| ServeError::Keys(format!("store.recordings: {e}")))?,
         ),
-        BlobLocation::S3 { .. } => {
-            return Err(ServeError::Keys(
-                "store.recordings: s3:// is not available in this version; use file://".into(),
-            ));
+        BlobLocation::S3 { bucket, prefix } => {
+            let loc = crate::recording::s3::S3Location {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                settings: config.store.s3.clone(),
+            };
+            Arc::new(
+                crate::recording::s3::S3BlobStore::open(&loc, Arc::clone(&counters))
+                    .map_err(|e| ServeError::Keys(format!("store.recordings: {e}")))?,
+            )
         }
     };
     let policy = RecordingPolicy {

@@ -267,6 +267,8 @@ pub struct RawStore {
     pub database_url: String,
     /// `file://path` or `s3://bucket/prefix`.
     pub recordings: String,
+    /// `[store.s3]`: the object store, when `recordings` is `s3://`.
+    pub s3: RawS3,
 }
 
 impl Default for RawStore {
@@ -274,6 +276,33 @@ impl Default for RawStore {
         Self {
             database_url: "sqlite://data/ansim.db".into(),
             recordings: "file://data/recordings".into(),
+            s3: RawS3::default(),
+        }
+    }
+}
+
+/// `[store.s3]`: where the bucket is and where recordings wait for it.
+/// Credentials are never here (the AWS environment variables).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawS3 {
+    /// Endpoint URL of an S3-compatible server; empty: AWS for `region`.
+    pub endpoint: String,
+    /// Region the requests are signed for.
+    pub region: String,
+    /// Path-style URLs (`endpoint/bucket/key`) instead of virtual hosts.
+    pub path_style: bool,
+    /// Local directory of recordings being written or not yet uploaded.
+    pub spool: String,
+}
+
+impl Default for RawS3 {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            path_style: false,
+            spool: "data/spool".into(),
         }
     }
 }

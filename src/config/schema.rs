@@ -100,7 +100,19 @@ pub(crate) const ROOT: &[Field] = &[
     ),
     f(
         "store",
-        Kind::Table(&[f("database_url", Str), f("recordings", Str)]),
+        Kind::Table(&[
+            f("database_url", Str),
+            f("recordings", Str),
+            f(
+                "s3",
+                Kind::Table(&[
+                    f("endpoint", Str),
+                    f("region", Str),
+                    f("path_style", Bool),
+                    f("spool", Str),
+                ]),
+            ),
+        ]),
     ),
     f(
         "keys",

@@ -260,6 +260,27 @@ pub struct StoreConfig {
     pub database_url: DatabaseUrl,
     /// Where call recordings are stored.
     pub recordings: BlobLocation,
+    /// `[store.s3]`: used when `recordings` is [`BlobLocation::S3`].
+    pub s3: S3Config,
+}
+
+/// `[store.s3]`: the object store's address and the local spool. No
+/// credentials: they come from the AWS environment variables (or the
+/// instance's role), never from the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// Endpoint URL of an S3-compatible server (Garage, MinIO, Ceph);
+    /// `None`: AWS S3 in `region`.
+    pub endpoint: Option<String>,
+    /// Region requests are signed for (`garage` for Garage).
+    pub region: String,
+    /// `endpoint/bucket/key` URLs, which most self-hosted servers need,
+    /// instead of `bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Where recordings are written and synced while their calls run, and
+    /// wait until they are uploaded and verified: the crash-safety of local
+    /// files, whatever the bucket does.
+    pub spool: PathBuf,
 }
 
 /// A database URL with its recognised kind. `Debug` and `Display` hide the
@@ -503,6 +524,12 @@ impl Config {
                     kind: DatabaseKind::Sqlite,
                 },
                 recordings: BlobLocation::File("data/recordings".into()),
+                s3: S3Config {
+                    endpoint: None,
+                    region: "us-east-1".into(),
+                    path_style: false,
+                    spool: "data/spool".into(),
+                },
             },
             keys: KeysConfig {
                 master_key_file: "data/master.key".into(),

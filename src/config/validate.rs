@@ -11,8 +11,8 @@ use super::raw::{
 };
 use super::{
     ApiConfig, Config, ConfigError, DatabaseUrl, KeysConfig, LimitsConfig, MediaConfig,
-    OutOfSession, PortRange, RetentionConfig, RoutingConfig, SipConfig, StoreConfig, TlsFiles,
-    Transport, parse,
+    OutOfSession, PortRange, RetentionConfig, RoutingConfig, S3Config, SipConfig, StoreConfig,
+    TlsFiles, Transport, parse,
 };
 use crate::duration::parse_duration;
 use crate::media::SourcePolicy;
@@ -391,6 +391,29 @@ fn store(raw: RawStore) -> Result<StoreConfig> {
             kind,
         },
         recordings: at("store.recordings", parse::blob_location(&raw.recordings))?,
+        s3: s3(raw.s3)?,
+    })
+}
+
+fn s3(raw: super::raw::RawS3) -> Result<S3Config> {
+    let endpoint = match raw.endpoint.trim() {
+        "" => None,
+        e if e.starts_with("http://") || e.starts_with("https://") => Some(e.to_string()),
+        _ => {
+            return Err(ConfigError::invalid(
+                "store.s3.endpoint",
+                "expected an http:// or https:// URL",
+            ));
+        }
+    };
+    if raw.region.trim().is_empty() {
+        return Err(ConfigError::invalid("store.s3.region", "must not be empty"));
+    }
+    Ok(S3Config {
+        endpoint,
+        region: raw.region,
+        path_style: raw.path_style,
+        spool: non_empty_path("store.s3.spool", &raw.spool)?,
     })
 }
 

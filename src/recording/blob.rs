@@ -24,6 +24,10 @@ pub enum BlobError {
     /// `read` of a name that does not exist.
     #[error("blob {0} not found")]
     NotFound(String),
+    /// The object store failed (unreachable, refused, or a verification
+    /// after an upload did not match).
+    #[error("object store: {0}")]
+    Remote(String),
     /// The blob directory is accessible by group/other.
     #[error("blob directory {0:?} is accessible by group/other; run `chmod 700` on it")]
     InsecureDir(PathBuf),
@@ -75,6 +79,19 @@ pub trait BlobStore: Send + Sync {
     /// writer to learn which.
     fn sync_written(&self) -> Result<bool, BlobError> {
         Ok(false)
+    }
+    /// Says the blob `name` is finished (never appended again): a store
+    /// that writes to a spool first moves it to its final place now. An
+    /// error is logged by the caller; the store keeps the blob readable
+    /// and tries again by itself. The default has nothing to do.
+    fn publish(&self, _name: &str) -> Result<(), BlobError> {
+        Ok(())
+    }
+    /// Publishes every finished blob a crash left behind; called once by
+    /// `ansim serve` at start-up, after reconciliation and before any
+    /// recording starts. Returns how many were handed on.
+    fn publish_leftovers(&self) -> Result<usize, BlobError> {
+        Ok(0)
     }
 }
 
@@ -134,9 +151,24 @@ impl LocalBlobStore {
         })
     }
 
-    fn path_of(&self, name: &str) -> Result<PathBuf, BlobError> {
+    /// The file of the blob `name` (checked).
+    pub(crate) fn path_of(&self, name: &str) -> Result<PathBuf, BlobError> {
         validate_blob_name(name)?;
         Ok(self.dir.join(name))
+    }
+
+    /// Unlinks the blob `name` without overwriting it (a copy lives on
+    /// elsewhere, and readers that opened it keep reading); `true` if it
+    /// existed.
+    pub(crate) fn remove(&self, name: &str) -> Result<bool, BlobError> {
+        let path = self.path_of(name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io(&path)(e)),
+        }
+        self.sync_dir()?;
+        Ok(true)
     }
 
     fn sync_dir(&self) -> Result<(), BlobError> {

@@ -7,7 +7,7 @@
 //! | [`align`] | both directions onto one timeline (loss, reordering, hold) |
 //! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
 //! | [`crec_index`], [`crec_source`] | where a file's chunks are, every clear field bounded before use; reading at offsets |
-//! | [`blob`] | where encrypted files live (local files; object storage later) |
+//! | [`blob`], [`s3`], `s3_read` | where encrypted files live: local files, or a bucket through a local spool, read by ranges |
 //! | `tap`, `writer`, [`commit`] | from the relay's packets to sealed chunks, synced a round of many recordings at a time |
 //! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
 //! | [`export`] | decrypting a recording back into a WAV |
@@ -31,6 +31,8 @@ mod damage_tests;
 pub mod export;
 pub mod playback;
 pub mod rewrap;
+pub mod s3;
+mod s3_read;
 mod service;
 mod tap;
 pub mod wav;

@@ -136,6 +136,10 @@ pub struct RecordingCounters {
     pub truncated: AtomicU64,
     /// Chunks dropped because a writer fell behind (its queue was full).
     pub tap_dropped: Arc<AtomicU64>,
+    /// Recordings uploaded to the object store and verified there.
+    pub uploaded: AtomicU64,
+    /// Upload tries that failed (each is tried again, with backoff).
+    pub upload_failures: AtomicU64,
 }
 
 impl RecordingCounters {
@@ -334,6 +338,12 @@ impl Recorder {
     /// Overwrites and deletes the blob `name`; `true` if it existed.
     pub fn delete_blob(&self, name: &str) -> Result<bool, super::blob::BlobError> {
         self.blobs.delete(name)
+    }
+
+    /// Publishes the blobs a crash left in the spool (object storage):
+    /// `ansim serve` calls it once, after reconciliation.
+    pub fn publish_leftovers(&self) -> Result<usize, super::blob::BlobError> {
+        self.blobs.publish_leftovers()
     }
 
     /// Names of every blob, sorted.

@@ -118,10 +118,13 @@ pub(super) async fn run(
             tracing::error!(call = %meta.call_id, recording = %open.row.id, error = %e, "recording write failed: recording ends failed, the call goes on");
             rec.counters().failed(RecordingFailure::WriteError);
             end_failed(&rec, &open.row, open.samples, RecordingFailure::WriteError).await;
+            publish(&rec, &open.row).await;
             return;
         }
     };
-    match finish(&rec, &mut open, last).await {
+    let finished = finish(&rec, &mut open, last).await;
+    publish(&rec, &open.row).await;
+    match finished {
         Ok(()) => {
             rec.counters().completed();
             tracing::info!(call = %meta.call_id, recording = %open.row.id, seconds = open.samples / 8000, "recording complete");
@@ -338,6 +341,17 @@ async fn finish(rec: &Recorder, open: &mut Open, last_sealed: bool) -> Result<()
     };
     rec.store().finish_recording(&open.row.id, &end).await?;
     Ok(())
+}
+
+/// Hands the finished blob to its final place (an upload for object
+/// storage). A failure is the store's to retry; the row is already final
+/// and the blob stays readable from the spool meanwhile.
+async fn publish(rec: &Recorder, row: &RecordingRow) {
+    let blobs = rec.blobs.clone();
+    let name = row.blob.clone();
+    if let Err(e) = blocking(move || blobs.publish(&name)).await {
+        tracing::warn!(recording = %row.id, error = %e, "recording not yet in its final place; retried in the background");
+    }
 }
 
 /// Runs blocking file work (appends, fsync) off the async workers.

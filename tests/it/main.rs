@@ -24,6 +24,7 @@ mod recording_states;
 mod retention;
 mod rig;
 mod routing;
+mod s3;
 mod sip;
 mod softhsm;
 mod store;

@@ -1,0 +1,366 @@
+//! Recordings in a real S3-compatible server: Garage, started here on
+//! loopback ports in a temporary directory (no mock object store).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ansim::config::S3Config;
+use ansim::recording::RecordingCounters;
+use ansim::recording::blob::BlobStore;
+use ansim::recording::s3::{S3BlobStore, S3Location};
+
+use crate::harness::{Db, TestDb, free_tcp_port};
+use crate::rig::Rig;
+
+/// A single-node Garage server with a key and a bucket `rec`; killed on
+/// drop.
+pub struct Garage {
+    /// Its config, data and metadata.
+    dir: tempfile::TempDir,
+    /// The server process while it runs.
+    child: Option<Child>,
+    /// The S3 API's URL.
+    pub endpoint: String,
+    /// Access key id of the test key.
+    pub key_id: String,
+    /// Its secret.
+    pub secret: String,
+}
+
+fn garage_bin() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let installed = home.join(".cargo/bin/garage");
+    if installed.exists() {
+        installed
+    } else {
+        PathBuf::from("garage")
+    }
+}
+
+fn cli(cfg: &Path, args: &[&str]) -> String {
+    let out = Command::new(garage_bin())
+        .arg("-c")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("garage not installed: run scripts/install-test-deps.sh");
+    assert!(
+        out.status.success(),
+        "garage {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The value after `label` on a line of `text`.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"))
+}
+
+impl Garage {
+    pub fn start() -> Garage {
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = free_tcp_port();
+        let rpc = free_tcp_port();
+        let secret: [u8; 32] = rand::random();
+        let cfg = format!(
+            "metadata_dir = \"{m}\"\ndata_dir = \"{d}\"\ndb_engine = \"sqlite\"\n\
+             replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+             rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
+             [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n",
+            m = dir.path().join("meta").display(),
+            d = dir.path().join("data").display(),
+            secret = hex::encode(secret),
+        );
+        std::fs::write(dir.path().join("garage.toml"), cfg).unwrap();
+        let mut g = Garage {
+            dir,
+            child: None,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+            key_id: String::new(),
+            secret: String::new(),
+        };
+        g.run();
+        let cfg = g.cfg();
+        let id = cli(&cfg, &["node", "id", "-q"]);
+        let id = id.trim().split('@').next().unwrap_or_default().to_string();
+        cli(&cfg, &["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        cli(&cfg, &["layout", "apply", "--version", "1"]);
+        let key = cli(&cfg, &["key", "create", "ansim-test"]);
+        g.key_id = field(&key, "Key ID:");
+        g.secret = field(&key, "Secret key:");
+        cli(&cfg, &["bucket", "create", "rec"]);
+        cli(
+            &cfg,
+            &[
+                "bucket",
+                "allow",
+                "--read",
+                "--write",
+                "--owner",
+                "rec",
+                "--key",
+                "ansim-test",
+            ],
+        );
+        g
+    }
+
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("garage.toml")
+    }
+
+    /// Starts the server and waits (at most 20 s) until its RPC answers.
+    pub fn run(&mut self) {
+        let child = Command::new(garage_bin())
+            .arg("-c")
+            .arg(self.cfg())
+            .arg("server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("garage not installed: run scripts/install-test-deps.sh");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = Command::new(garage_bin())
+                .arg("-c")
+                .arg(self.cfg())
+                .arg("status")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < until, "garage did not start in 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (its data stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A store on bucket `rec` spooling into `spool`.
+    pub fn store(&self, spool: &Path, counters: Arc<RecordingCounters>) -> S3BlobStore {
+        let loc = S3Location {
+            bucket: "rec".into(),
+            prefix: "calls".into(),
+            settings: S3Config {
+                endpoint: Some(self.endpoint.clone()),
+                region: "garage".into(),
+                path_style: true,
+                spool: spool.to_path_buf(),
+            },
+        };
+        S3BlobStore::open_with_key(&loc, counters, &self.key_id, &self.secret).unwrap()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spool_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `hay` holds a run of 160 bytes of `b` (one packet's payload of
+/// the rig's tone, in the clear).
+fn has_plain(hay: &[u8], b: u8) -> bool {
+    hay.windows(160).any(|w| w.iter().all(|x| *x == b))
+}
+
+/// A recorded call lands in the bucket, encrypted; the spool empties;
+/// playback reads by ranges; erasure removes the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_is_uploaded_read_by_ranges_and_erased() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let db = TestDb::new(Db::Sqlite).await;
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().join("spool");
+    let counters = Arc::new(RecordingCounters::default());
+    let s3 = Arc::new(garage.store(&spool_dir, Arc::clone(&counters)));
+    let rig = Rig::with_blobs(db.store.clone(), s3.clone());
+    // 30 s of audio: 15 chunks.
+    let row = rig
+        .record_media("ses_test", "ad-6m", 1500, |_| (0x11, 0x22))
+        .await;
+    assert!(spool_files(&spool_dir).is_empty(), "spool not emptied");
+    assert_eq!(
+        counters.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let names = {
+        let s = s3.clone();
+        tokio::task::spawn_blocking(move || s.list())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(names, vec![row.blob.clone()]);
+    let object = {
+        let (s, n) = (s3.clone(), row.blob.clone());
+        tokio::task::spawn_blocking(move || s.read(&n))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(object.len() > 400_000, "{} bytes", object.len());
+    assert!(!has_plain(&object, 0x11) && !has_plain(&object, 0x22));
+
+    // One second from the middle of the WAV.
+    let (before, bytes_before) = s3.read_stats();
+    let rec = Arc::clone(&rig.recorder);
+    let id = row.id.clone();
+    let wav: Vec<u8> = tokio::task::spawn_blocking(move || {
+        let sealed = tokio::runtime::Handle::current()
+            .block_on(rec.open_sealed(&id))
+            .unwrap();
+        let reader = sealed.reader().unwrap();
+        let codec = ansim::recording::export::codec_of(&reader);
+        let layout = ansim::recording::playback::WavLayout::new(&reader, codec).unwrap();
+        let start = layout.len() / 2;
+        layout
+            .range(&reader, start, start + 32_000)
+            .flat_map(|p| p.unwrap())
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert_eq!(wav.len(), 32_000);
+    let (after, bytes_after) = s3.read_stats();
+    let (gets, fetched) = (after - before, bytes_after - bytes_before);
+    // The header, one request per chunk's fields, then one or two chunks:
+    // never the whole object.
+    assert!(gets <= 2 + 15 + 2, "{gets} GETs");
+    assert!(
+        fetched < object.len() as u64 / 2,
+        "{fetched} of {} bytes fetched",
+        object.len()
+    );
+    eprintln!(
+        "range read: {gets} GETs, {fetched} bytes of a {}-byte object",
+        object.len()
+    );
+
+    let erased = {
+        let (s, n) = (s3.clone(), row.blob.clone());
+        tokio::task::spawn_blocking(move || s.delete(&n))
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(erased);
+    let left = {
+        let s = s3.clone();
+        tokio::task::spawn_blocking(move || s.list())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// An upload while the server is down stays in the spool, is counted,
+/// and succeeds once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_is_retried_until_the_server_is_back() {
+    let mut garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let db = TestDb::new(Db::Sqlite).await;
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().join("spool");
+    let counters = Arc::new(RecordingCounters::default());
+    let s3 = Arc::new(garage.store(&spool_dir, Arc::clone(&counters)));
+    let rig = Rig::with_blobs(db.store.clone(), s3.clone());
+    garage.stop();
+    let row = rig.record("ad-6m").await;
+    assert_eq!(spool_files(&spool_dir), vec![row.blob.clone()]);
+    let failures = || {
+        counters
+            .upload_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(failures() >= 1);
+    assert_eq!(s3.pending_uploads(), 1);
+    let mut garage = tokio::task::spawn_blocking(move || {
+        garage.run();
+        garage
+    })
+    .await
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !spool_files(&spool_dir).is_empty() {
+        assert!(
+            Instant::now() < until,
+            "not uploaded 30 s after the server came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        counters.uploaded.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let names = {
+        let s = s3.clone();
+        tokio::task::spawn_blocking(move || s.list())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(names, vec![row.blob]);
+    garage.stop();
+}
+
+/// A spool file a crash left behind (written, never published) is
+/// uploaded by the next process's start-up step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftover_spool_files_are_uploaded_at_start_up() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().join("spool");
+    let counters = Arc::new(RecordingCounters::default());
+    let first = garage.store(&spool_dir, Arc::clone(&counters));
+    let mut w = first.create("left.crec").unwrap();
+    w.append(&[7u8; 5000]).unwrap();
+    w.sync().unwrap();
+    // The process dies: nothing published.
+    drop(w);
+    drop(first);
+    let second = Arc::new(garage.store(&spool_dir, Arc::clone(&counters)));
+    let s = Arc::clone(&second);
+    let queued = tokio::task::spawn_blocking(move || s.publish_leftovers())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(queued, 1);
+    let until = Instant::now() + Duration::from_secs(20);
+    while !spool_files(&spool_dir).is_empty() {
+        assert!(Instant::now() < until, "leftover not uploaded in 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = Arc::clone(&second);
+    let back = tokio::task::spawn_blocking(move || s.read("left.crec"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back, vec![7u8; 5000]);
+}
