@@ -72,7 +72,7 @@ impl Garage {
         let secret: [u8; 32] = rand::random();
         let cfg = format!(
             "metadata_dir = \"{m}\"\ndata_dir = \"{d}\"\ndb_engine = \"sqlite\"\n\
-             replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+             replication_factor = 1\ncompression_level = \"none\"\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
              rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\
              [s3_api]\ns3_region = \"garage\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n",
             m = dir.path().join("meta").display(),
@@ -111,6 +111,12 @@ impl Garage {
             ],
         );
         g
+    }
+
+    /// Where the server keeps object data (uncompressed: `compression_level
+    /// = "none"`, so a scan for plaintext audio there means something).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     fn cfg(&self) -> PathBuf {

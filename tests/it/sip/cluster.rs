@@ -9,6 +9,7 @@ use ansim::store::{CallRecord, RecordingRow, Role};
 
 use super::*;
 use crate::harness::{Db, TestDb};
+use crate::s3::Garage;
 
 /// One node: its id, addresses and environment; its process while up.
 pub(crate) struct Node {
@@ -64,6 +65,8 @@ pub(crate) struct Cluster {
     tokens: BTreeMap<&'static str, String>,
     /// One HTTP client for every node.
     pub http: reqwest::Client,
+    /// The one S3 server every node keeps its recordings in (bucket `rec`).
+    pub garage: Garage,
 }
 
 /// The staff the cluster's API calls are made as.
@@ -101,6 +104,7 @@ impl Cluster {
             uas_port,
             tokens,
             http: reqwest::Client::new(),
+            garage: Garage::start(),
         };
         for (i, id) in ids.iter().enumerate() {
             let mut node = cluster.node(id, &format!("127.0.0.{}", 11 + i));
@@ -110,11 +114,18 @@ impl Cluster {
         cluster
     }
 
-    /// Where every node keeps its recordings. Shared local files for now;
-    /// an `s3://` URL (with `[store.s3]` in [`Cluster::shared_env`])
-    /// once recordings go to object storage.
-    pub fn recordings(&self) -> PathBuf {
-        self.dir.path().join("rec")
+    /// Where node `id` spools its recordings while they are written;
+    /// each finished one is uploaded to the bucket and removed from here.
+    pub fn spool(&self, id: &str) -> PathBuf {
+        self.dir.path().join(id).join("spool")
+    }
+
+    /// Every place a recording's bytes can be: the S3 server's data and
+    /// each node's spool.
+    pub fn recording_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.garage.data_dir()];
+        dirs.extend(self.nodes.iter().map(|n| self.spool(&n.id)));
+        dirs
     }
 
     /// The settings every node has in common.
@@ -122,10 +133,12 @@ impl Cluster {
         let d = self.dir.path().display();
         [
             ("ANSIM_STORE__DATABASE_URL", self.db.url.clone()),
-            (
-                "ANSIM_STORE__RECORDINGS",
-                format!("file://{}", self.recordings().display()),
-            ),
+            ("ANSIM_STORE__RECORDINGS", "s3://rec/calls".into()),
+            ("ANSIM_STORE__S3__ENDPOINT", self.garage.endpoint.clone()),
+            ("ANSIM_STORE__S3__REGION", "garage".into()),
+            ("ANSIM_STORE__S3__PATH_STYLE", "true".into()),
+            ("AWS_ACCESS_KEY_ID", self.garage.key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.garage.secret.clone()),
             ("ANSIM_KEYS__MASTER_KEY_FILE", format!("{d}/master.key")),
             ("ANSIM_KEYS__STORE", format!("dir:{d}/keys")),
             ("ANSIM_KEYS__DEV", "false".into()),
@@ -159,6 +172,10 @@ impl Cluster {
         env.extend(
             [
                 ("ANSIM_NODE__ID", id.to_owned()),
+                (
+                    "ANSIM_STORE__S3__SPOOL",
+                    self.spool(id).display().to_string(),
+                ),
                 ("ANSIM_SIP__LISTEN", format!("[\"udp:{sip}\"]")),
                 ("ANSIM_API__LISTEN", api.to_string()),
                 ("ANSIM_MEDIA__BIND", ip.to_owned()),
@@ -236,9 +253,9 @@ impl Cluster {
     }
 
     /// The recording of `call_id` once it has left state `recording`
-    /// (at most 10 s).
+    /// (at most 30 s: the host may be busy).
     pub async fn finished_recording(&self, call_id: &str) -> RecordingRow {
-        for _ in 0..200 {
+        for _ in 0..600 {
             let found = self.db.store.find_recording(call_id).await.unwrap();
             if let Some(r) = found.filter(|r| r.state.as_str() != "recording") {
                 return r;

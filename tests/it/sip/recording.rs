@@ -19,10 +19,15 @@ const TONE_MS: u64 = 3000;
 pub(super) fn assert_no_plaintext(dirs: &[PathBuf], tones: &[&[u8]]) -> usize {
     let windows: HashSet<&[u8]> = tones.iter().flat_map(|t| t.windows(24)).collect();
     let mut scanned = 0;
-    for dir in dirs {
-        for entry in std::fs::read_dir(dir).unwrap() {
+    let mut todo: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                todo.push(path);
+                continue;
+            }
             let ours = [".ulaw", ".wav", ".log", ".xml"];
             if !path.is_file() || ours.iter().any(|ext| name.ends_with(ext)) {
                 continue;

@@ -30,10 +30,13 @@ async fn two_nodes_behind_kamailio_share_calls_recordings_and_sessions() {
     after_kill_9_the_survivor_takes_the_calls(&mut c, &k, &tone_file).await;
     a_session_closed_on_one_node_stops_routing_on_the_other(&c).await;
 
-    let dirs = [c.recordings(), c.dir.path().join("keys")];
+    let mut dirs = c.recording_dirs();
+    dirs.push(c.dir.path().join("keys"));
     let scanned = assert_no_plaintext(&dirs, &[&tone_a]);
     assert!(scanned >= 4, "scanned only {scanned} files");
-    eprintln!("two nodes: {scanned} recording and key files hold no plaintext audio");
+    eprintln!(
+        "two nodes: {scanned} files in the S3 server's data, the spools and the key store hold no plaintext audio"
+    );
     k.stop().await;
     drop(callee);
 }
@@ -147,20 +150,26 @@ async fn calls_up(c: &Cluster, count: usize) -> Vec<ansim::store::CallRecord> {
     panic!("not {count} calls up: {:?}", c.calls().await);
 }
 
-/// Waits (at most 10 s) until the recording of `call_id` has at least
-/// `bytes` on disk.
+/// Waits (at most 30 s: the host may be busy) until the recording of
+/// `call_id` has at least `bytes` in its node's spool.
 async fn recorded_at_least(c: &Cluster, call_id: &str, bytes: u64) {
-    for _ in 0..200 {
+    let mut spool = None;
+    for _ in 0..600 {
         if let Some(rec) = c.db.store.find_recording(call_id).await.unwrap() {
-            let path = c.recordings().join(&rec.blob);
+            let node = c.db.store.get_call(call_id).await.unwrap().unwrap().node;
+            let dir = c.spool(&node);
+            let path = dir.join(&rec.blob);
             if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= bytes {
                 return;
             }
+            spool = Some(dir);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let files: Vec<_> = std::fs::read_dir(c.recordings())
-        .unwrap()
+    let files: Vec<_> = spool
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok())
         .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
         .collect();
