@@ -91,3 +91,16 @@ async fn call_through(t: &super::SipTest, k: &Dispatcher) {
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0].result.map(|r| r.as_str()), Some("answered"));
 }
+
+/// `tests/sipp/uac_routed.xml`, the carrier of the README's docker-compose
+/// call, is `uac_call.xml` as the harness routes it (ACK and BYE along the
+/// Record-Route): the shipped copy cannot drift from what the tests use.
+#[test]
+fn the_shipped_routed_scenario_is_the_harness_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = super::dispatcher::routed(dir.path(), &super::scenario("uac_call.xml"));
+    let made = std::fs::read_to_string(made).unwrap();
+    let shipped = std::fs::read_to_string(super::scenario("uac_routed.xml")).unwrap();
+    assert_eq!(shipped, made, "regenerate tests/sipp/uac_routed.xml");
+    assert!(made.contains("ACK [next_url]") && made.contains("BYE [next_url]"));
+}
