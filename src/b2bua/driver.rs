@@ -73,6 +73,9 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503`.
     pub max_transactions: usize,
+    /// Most transactions lingering to absorb retransmissions, all shards
+    /// together (each shard gets its share).
+    pub max_lingering: usize,
     /// Session timers (RFC 4028) and the in-dialog probe, per leg.
     pub dialog_timers: super::DialogTimers,
     /// Switches side by side (`[sip] shards`; 0 = one per core).
@@ -608,6 +611,10 @@ impl Engine {
             .fetch_add(delta(now.calls_active, was.calls_active), relaxed);
         m.sip_transactions
             .fetch_add(delta(now.transactions, was.transactions), relaxed);
+        m.sip_lingering
+            .fetch_add(delta(now.lingering, was.lingering), relaxed);
+        m.sip_lingering_evicted
+            .fetch_add(now.lingering_evicted - was.lingering_evicted, relaxed);
         self.published = now;
         if self.switch.shard().index() != 0 {
             return;
@@ -665,6 +672,7 @@ fn switch_config(transports: &Transports, settings: &SipSettings) -> SwitchConfi
         no_answer_timeout: settings.no_answer_timeout,
         max_calls: settings.max_calls,
         max_transactions: settings.max_transactions,
+        max_lingering: settings.max_lingering / shard_count(settings.shards),
         timers: Timers::default(),
         dialog_timers: settings.dialog_timers,
         fallback: settings.fallback.as_ref().map(|f| f.target.clone()),

@@ -74,6 +74,7 @@ impl SwitchBench {
             no_answer_timeout: Duration::from_secs(60),
             max_calls: usize::MAX,
             max_transactions: usize::MAX,
+            max_lingering: usize::MAX,
             timers: Timers::default(),
             dialog_timers: crate::b2bua::DialogTimers::default(),
             fallback: None,

@@ -176,7 +176,7 @@ impl ServerTransaction {
                 self.state = ServerState::Confirmed;
                 self.retransmit = None;
                 self.timeout_at = None;
-                self.linger(now, self.timers.timer_i(self.reliable));
+                self.linger_for(now, self.timers.timer_i(self.reliable));
             }
             ServerState::Accepted => self.events.push_back(ServerEvent::Ack(ack)),
             _ => {}
@@ -305,7 +305,7 @@ impl ServerTransaction {
         }
     }
 
-    fn linger(&mut self, now: Instant, linger: Duration) {
+    fn linger_for(&mut self, now: Instant, linger: Duration) {
         if linger.is_zero() {
             self.terminate();
         } else {
