@@ -39,7 +39,7 @@ impl Switch {
             self.flush_server(now, id);
             return;
         }
-        let Err(req) = self.absorb_request(now, &key, req) else {
+        let Some(req) = self.absorb_request(now, &key, req) else {
             return;
         };
         if self.transactions_full() && !self.is_about_existing(&key, &req) {
@@ -79,10 +79,11 @@ impl Switch {
     fn is_about_existing(&self, key: &TransactionKey, req: &Request) -> bool {
         match req.method {
             Method::Ack => true,
-            Method::Cancel => key
-                .cancel_target()
-                .is_some_and(|t| self.server_keys.contains_key(&t))
-                || self.lingering_cancel_target(key).is_some(),
+            Method::Cancel => {
+                key.cancel_target()
+                    .is_some_and(|t| self.server_keys.contains_key(&t))
+                    || self.lingering_cancel_target(key).is_some()
+            }
             _ => self.dialog_of(req).is_some(),
         }
     }

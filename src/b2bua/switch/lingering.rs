@@ -110,9 +110,9 @@ impl Switch {
         now: Instant,
         key: &TransactionKey,
         req: Request,
-    ) -> Result<(), Request> {
+    ) -> Option<Request> {
         let Some((answer, entry)) = self.lingering.get(key) else {
-            return Err(req);
+            return Some(req);
         };
         let ack = req.method == Method::Ack;
         let absorbed = match (answer, entry.owner) {
@@ -128,7 +128,7 @@ impl Switch {
             Absorbed::Resend(t) => self.transmits.push_back(t),
             Absorbed::Ack(call, leg) => self.ack_received(now, call, leg, req),
         }
-        Ok(())
+        None
     }
 
     /// A response whose `key` matches a lingering client transaction: a

@@ -57,6 +57,8 @@ mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
 #[cfg(test)]
+mod tests_linger;
+#[cfg(test)]
 mod tests_oos;
 #[cfg(test)]
 mod tests_shards;

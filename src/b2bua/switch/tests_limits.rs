@@ -143,6 +143,7 @@ fn a_full_transaction_table_refuses_new_requests_but_never_dialogs() {
     rig.callee_answers(&b_invite, 180, CALLEE_EXTRA, None);
     assert_eq!(rig.sw.stats().transactions, 2);
     rig.sent.clear();
+    rig.take_events();
     let options = "OPTIONS sip:x@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o\r\n\
         From: <sip:a@192.0.2.10>;tag=o\r\nTo: <sip:b@198.51.100.10>\r\nCall-ID: o@192.0.2.10\r\n\
         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
@@ -156,8 +157,16 @@ fn a_full_transaction_table_refuses_new_requests_but_never_dialogs() {
     let mut caller = Caller::default_one();
     rig.callee_answers(&b_invite, 200, CALLEE_EXTRA, Some(B_SDP));
     assert_eq!(rig.codes_to(&carrier(), &mut caller), vec![200]);
-    rig.feed(&carrier(), &caller.request("ACK", 10, "z9hG4bK-ack10", None));
-    assert_eq!(rig.sw.stats().transactions, 0, "lingering ones do not count");
+    rig.feed(
+        &carrier(),
+        &caller.request("ACK", 10, "z9hG4bK-ack10", None),
+    );
+    assert_eq!(
+        rig.sw.stats().transactions,
+        0,
+        "lingering ones do not count"
+    );
+    assert_eq!(methods(&rig.sent_to_trunk()), vec![Method::Ack]);
     rig.feed(&carrier(), &caller.request("BYE", 11, "z9hG4bK-bye", None));
     assert_eq!(codes(&rig.sent_to(&carrier())), vec![200]);
     let byes = rig.sent_to_trunk();

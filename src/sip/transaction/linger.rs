@@ -24,7 +24,7 @@
 //! [`ClientTransaction::linger`]: super::ClientTransaction::linger
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use super::TransactionKey;
@@ -53,6 +53,10 @@ pub struct Linger {
     pub answer: LingerAnswer,
 }
 
+/// A 128-bit keyed hash of a transaction key, as two words (8-byte
+/// aligned, where a `u128` would pad every slot to 16).
+type Fingerprint = [u64; 2];
+
 /// Most distinct linger spans kept as separate queues; a further span
 /// shares the queue of the nearest one (inserted in order there).
 const MAX_QUEUES: usize = 8;
@@ -74,7 +78,7 @@ struct SpanQueue {
     /// The span (deadline − insertion time) this queue was made for.
     span: Duration,
     /// `(deadline, fingerprint)`, earliest first.
-    order: VecDeque<(Instant, u128)>,
+    order: VecDeque<(Instant, Fingerprint)>,
 }
 
 /// Lingering transactions by key, bounded; see the module docs.
@@ -83,7 +87,7 @@ pub struct LingerTable<V> {
     /// The two keyed hashers of the fingerprint.
     hashers: (RandomState, RandomState),
     /// Entries by fingerprint.
-    slots: HashMap<u128, Slot<V>>,
+    slots: HashMap<Fingerprint, Slot<V>>,
     /// One deadline queue per linger span (J/L/D, I/K): each is in order,
     /// so expiring and evicting look at queue fronts only.
     queues: Vec<SpanQueue>,
@@ -105,13 +109,9 @@ impl<V> LingerTable<V> {
         }
     }
 
-    fn fingerprint(&self, key: &TransactionKey) -> u128 {
-        let half = |s: &RandomState| {
-            let mut h = s.build_hasher();
-            key.hash(&mut h);
-            h.finish()
-        };
-        (u128::from(half(&self.hashers.0)) << 64) | u128::from(half(&self.hashers.1))
+    fn fingerprint(&self, key: &TransactionKey) -> Fingerprint {
+        let half = |s: &RandomState| s.hash_one(key);
+        [half(&self.hashers.0), half(&self.hashers.1)]
     }
 
     /// Adds `key`, lingering as `linger` from `now`. Returns the values
@@ -205,10 +205,10 @@ impl<V> LingerTable<V> {
     /// max_lingering_transactions` multiplies.
     pub fn bytes_per_entry(&self) -> usize {
         let n = self.slots.len().max(1);
-        let slot = std::mem::size_of::<(u128, Slot<V>)>() + 1;
+        let slot = std::mem::size_of::<(Fingerprint, Slot<V>)>() + 1;
         let buckets = self.slots.capacity().max(n) * 8 / 7;
         let queued: usize = self.queues.iter().map(|q| q.order.capacity()).sum();
-        let queue_entry = std::mem::size_of::<(Instant, u128)>();
+        let queue_entry = std::mem::size_of::<(Instant, Fingerprint)>();
         let resent: usize = self
             .slots
             .values()
@@ -240,7 +240,7 @@ impl<V> LingerTable<V> {
 
     /// Removes the entry `fp` if its deadline is `at` (else the queue
     /// entry was stale).
-    fn take_if_current(&mut self, fp: u128, at: Instant) -> Option<V> {
+    fn take_if_current(&mut self, fp: Fingerprint, at: Instant) -> Option<V> {
         if self.slots.get(&fp).is_some_and(|s| s.until == at) {
             return self.slots.remove(&fp).map(|s| s.value);
         }
@@ -273,7 +273,7 @@ impl<V> LingerTable<V> {
 impl SpanQueue {
     /// Adds a deadline, keeping the queue in order (at the back for a
     /// steady clock).
-    fn push(&mut self, at: Instant, fp: u128) {
+    fn push(&mut self, at: Instant, fp: Fingerprint) {
         if self.order.back().is_none_or(|(last, _)| *last <= at) {
             self.order.push_back((at, fp));
         } else {

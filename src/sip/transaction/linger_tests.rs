@@ -34,9 +34,11 @@ fn a_completed_non_invite_server_lingers_with_its_final_response() {
 fn an_accepted_invite_lingers_passing_acks_and_a_proceeding_one_does_not() {
     let t0 = Instant::now();
     let mut txn = ServerTransaction::new(invite(), t0, false, Timers::default()).expect("txn");
-    txn.send_response(t0, response(&invite(), 180)).expect("180");
+    txn.send_response(t0, response(&invite(), 180))
+        .expect("180");
     assert_eq!(txn.linger(), None, "still Proceeding");
-    txn.send_response(t0, response(&invite(), 200)).expect("200");
+    txn.send_response(t0, response(&invite(), 200))
+        .expect("200");
     let expected = Linger {
         until: t0 + Duration::from_secs(32),
         answer: LingerAnswer::PassAck,
@@ -48,7 +50,8 @@ fn an_accepted_invite_lingers_passing_acks_and_a_proceeding_one_does_not() {
 fn a_rejected_invite_lingers_only_once_confirmed() {
     let t0 = Instant::now();
     let mut txn = ServerTransaction::new(invite(), t0, false, Timers::default()).expect("txn");
-    txn.send_response(t0, response(&invite(), 486)).expect("486");
+    txn.send_response(t0, response(&invite(), 486))
+        .expect("486");
     assert_eq!(txn.linger(), None, "Completed: it still retransmits (G)");
     txn.handle_request(t0, request("ACK", "z9hG4bKinv"));
     assert_eq!(
@@ -97,7 +100,10 @@ fn a_key_already_lingering_keeps_its_first_entry() {
     let mut table = LingerTable::new(10);
     let until = t0 + Duration::from_secs(32);
     assert_eq!(table.insert(t0, &key("z9hG4bK1"), absorb(until), 1), None);
-    assert_eq!(table.insert(t0, &key("z9hG4bK1"), absorb(until), 2), Some(2));
+    assert_eq!(
+        table.insert(t0, &key("z9hG4bK1"), absorb(until), 2),
+        Some(2)
+    );
     assert_eq!((table.len(), table.expire(until)), (1, vec![1]));
 }
 
@@ -109,8 +115,14 @@ fn a_full_table_evicts_the_entry_nearest_its_deadline_and_counts_it() {
     table.insert(t0, &key("z9hG4bK1"), absorb(at(32)), 1);
     table.insert(t0, &key("z9hG4bK2"), absorb(at(5)), 2);
     table.insert(t0, &key("z9hG4bK3"), absorb(at(32)), 3);
-    assert_eq!(table.insert(t0, &key("z9hG4bK4"), absorb(at(32)), 4), Some(2));
-    assert_eq!(table.insert(t0, &key("z9hG4bK5"), absorb(at(32)), 5), Some(1));
+    assert_eq!(
+        table.insert(t0, &key("z9hG4bK4"), absorb(at(32)), 4),
+        Some(2)
+    );
+    assert_eq!(
+        table.insert(t0, &key("z9hG4bK5"), absorb(at(32)), 5),
+        Some(1)
+    );
     assert_eq!((table.len(), table.evicted()), (3, 2));
     assert!(table.contains(&key("z9hG4bK5")) && !table.contains(&key("z9hG4bK1")));
 }
