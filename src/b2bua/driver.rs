@@ -2,8 +2,9 @@
 //!
 //! It owns everything that is I/O and nothing that is SIP: the transports
 //! and their inbound queues, the timers (a sleep until
-//! [`Switch::poll_timeout`] per switch), the route lookups (spawned,
-//! answered back through a channel), the call-record writer task, the
+//! [`Switch::poll_timeout`] per switch), the route lookups (a route-cache
+//! hit answered inline in the shard's task; a miss spawned, answered back
+//! through a channel), the call-record writer task, the
 //! media relays and their port pool, the recorder and the announcement,
 //! the connection leases, and the metrics. `[sip] shards` switches run
 //! side by side, each on its own task with its own calls; with more than
@@ -422,8 +423,14 @@ impl Engine {
                 caller,
                 dialled,
             } => {
-                let (routing, found) = (self.shared.routing.clone(), self.found.clone());
                 let at = self.shared.clock.now();
+                // A cache hit is answered here and now: no task, no channel.
+                let cached = self.shared.routing.route_cached(&caller, &dialled, at);
+                if let Some(hit) = cached {
+                    self.on_found(id, hit.map_or(Found::Nothing, Found::Route));
+                    return;
+                }
+                let (routing, found) = (self.shared.routing.clone(), self.found.clone());
                 tokio::spawn(async move {
                     let answer = match routing.route(&caller, &dialled, at).await {
                         Ok(Some(route)) => Found::Route(route),
