@@ -55,11 +55,13 @@ fn main() {
         let cpu = (thread_cpu_ns() - cpu0) as f64 / calls as f64;
         let stats = sw.stats();
         println!(
-            "  run {rep}: {:>8.0} calls/s/core  {:>6.2} µs CPU/call  {:>6.2} µs wall/call  ({} transactions lingering, {} events)",
+            "  run {rep}: {:>8.0} calls/s/core  {:>6.2} µs CPU/call  {:>6.2} µs wall/call  ({} live, {} lingering at {} B each, {} events)",
             1e9 / cpu,
             cpu / 1e3,
             wall / 1e3,
             stats.transactions,
+            stats.lingering,
+            sw.lingering_bytes_per_entry(),
             sw.events
         );
         per_call_cpu.push(cpu);

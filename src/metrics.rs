@@ -60,6 +60,10 @@ pub struct Metrics {
     pub sip_shard_dropped: AtomicU64,
     /// SIP transactions (server and client) open now.
     pub sip_transactions: AtomicI64,
+    /// SIP transactions lingering now, only to absorb retransmissions.
+    pub sip_lingering: AtomicI64,
+    /// Lingering SIP transactions evicted because their table was full.
+    pub sip_lingering_evicted: AtomicU64,
     /// The configured limits, shown so a dashboard can relate usage to
     /// them (set once at start-up).
     pub limits: Limits,
@@ -332,7 +336,7 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 20] = [
+        let counters: [(&str, &str, u64); 21] = [
             (
                 "ansim_media_rtcp_unscrubbable_total",
                 "RTCP datagrams dropped because they could not be scrubbed of identity.",
@@ -424,6 +428,11 @@ impl Metrics {
                 load(&self.cdr_failed),
             ),
             (
+                "ansim_sip_lingering_evicted_total",
+                "Lingering SIP transactions evicted early because [limits] max_lingering_transactions were lingering.",
+                load(&self.sip_lingering_evicted),
+            ),
+            (
                 "ansim_sip_shard_dropped_total",
                 "New SIP requests dropped because their switch's queue was full.",
                 load(&self.sip_shard_dropped),
@@ -441,7 +450,7 @@ impl Metrics {
             );
         }
         let l = &self.limits;
-        let gauges: [(&str, &str, i64); 7] = [
+        let gauges: [(&str, &str, i64); 8] = [
             (
                 "ansim_sip_connections_open",
                 "SIP TCP/TLS connections open.",
@@ -451,6 +460,11 @@ impl Metrics {
                 "ansim_sip_transactions",
                 "SIP transactions open.",
                 loadi(&self.sip_transactions),
+            ),
+            (
+                "ansim_sip_lingering_transactions",
+                "SIP transactions lingering only to absorb retransmissions (outside max_transactions).",
+                loadi(&self.sip_lingering),
             ),
             (
                 "ansim_limit_max_calls",

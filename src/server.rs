@@ -395,6 +395,7 @@ async fn start_sip(
         announcement,
         max_calls: config.limits.max_calls,
         max_transactions: config.limits.max_transactions,
+        max_lingering: config.limits.max_lingering_transactions,
         dialog_timers: crate::b2bua::DialogTimers {
             session_expires: config.sip.session_expires,
             min_se: config.sip.min_session_expires,

@@ -2,8 +2,9 @@
 //!
 //! It owns everything that is I/O and nothing that is SIP: the transports
 //! and their inbound queues, the timers (a sleep until
-//! [`Switch::poll_timeout`] per switch), the route lookups (spawned,
-//! answered back through a channel), the call-record writer task, the
+//! [`Switch::poll_timeout`] per switch), the route lookups (a route-cache
+//! hit answered inline in the shard's task; a miss spawned, answered back
+//! through a channel), the call-record writer task, the
 //! media relays and their port pool, the recorder and the announcement,
 //! the connection leases, and the metrics. `[sip] shards` switches run
 //! side by side, each on its own task with its own calls; with more than
@@ -73,6 +74,9 @@ pub struct SipSettings {
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503`.
     pub max_transactions: usize,
+    /// Most transactions lingering to absorb retransmissions, all shards
+    /// together (each shard gets its share).
+    pub max_lingering: usize,
     /// Session timers (RFC 4028) and the in-dialog probe, per leg.
     pub dialog_timers: super::DialogTimers,
     /// Switches side by side (`[sip] shards`; 0 = one per core).
@@ -432,8 +436,14 @@ impl Engine {
                 caller,
                 dialled,
             } => {
-                let (routing, found) = (self.shared.routing.clone(), self.found.clone());
                 let at = self.shared.clock.now();
+                // A cache hit is answered here and now: no task, no channel.
+                let cached = self.shared.routing.route_cached(&caller, &dialled, at);
+                if let Some(hit) = cached {
+                    self.on_found(id, hit.map_or(Found::Nothing, Found::Route));
+                    return;
+                }
+                let (routing, found) = (self.shared.routing.clone(), self.found.clone());
                 tokio::spawn(async move {
                     let answer = match routing.route(&caller, &dialled, at).await {
                         Ok(Some(route)) => Found::Route(route),
@@ -642,6 +652,10 @@ impl Engine {
             .fetch_add(delta(now.calls_active, was.calls_active), relaxed);
         m.sip_transactions
             .fetch_add(delta(now.transactions, was.transactions), relaxed);
+        m.sip_lingering
+            .fetch_add(delta(now.lingering, was.lingering), relaxed);
+        m.sip_lingering_evicted
+            .fetch_add(now.lingering_evicted - was.lingering_evicted, relaxed);
         self.published = now;
         if self.switch.shard().index() != 0 {
             return;
@@ -699,6 +713,7 @@ fn switch_config(transports: &Transports, settings: &SipSettings) -> SwitchConfi
         no_answer_timeout: settings.no_answer_timeout,
         max_calls: settings.max_calls,
         max_transactions: settings.max_transactions,
+        max_lingering: settings.max_lingering / shard_count(settings.shards),
         timers: Timers::default(),
         dialog_timers: settings.dialog_timers,
         fallback: settings.fallback.as_ref().map(|f| f.target.clone()),

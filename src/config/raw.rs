@@ -425,6 +425,8 @@ pub struct RawLimits {
     pub max_calls: Option<i64>,
     /// Most SIP transactions (server and client) at once.
     pub max_transactions: i64,
+    /// Most SIP transactions lingering only to absorb retransmissions.
+    pub max_lingering_transactions: i64,
     /// SIP messages waiting for the engine, per queue.
     pub inbound_queue: i64,
 }
@@ -434,6 +436,7 @@ impl Default for RawLimits {
         Self {
             max_calls: None,
             max_transactions: 20_000,
+            max_lingering_transactions: super::types::DEFAULT_MAX_LINGERING as i64,
             inbound_queue: 4096,
         }
     }

@@ -148,6 +148,7 @@ pub(crate) const ROOT: &[Field] = &[
         Kind::Table(&[
             f("max_calls", Int),
             f("max_transactions", Int),
+            f("max_lingering_transactions", Int),
             f("inbound_queue", Int),
         ]),
     ),

@@ -157,13 +157,24 @@ pub struct MediaConfig {
 }
 
 /// `[limits]`
+/// Default `[limits] max_lingering_transactions`: 6,000 calls a second
+/// each leave two transactions lingering 32 s (the INVITE's, Timer L; the
+/// BYE's, Timer J) and one 5 s (our BYE's, Timer K): 414,000, plus room
+/// for OPTIONS probes.
+pub const DEFAULT_MAX_LINGERING: usize = 500_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsConfig {
     /// Most calls at once (>= 1, at most what `[media] ports` carries);
     /// INVITEs beyond get `503` with `Retry-After`.
     pub max_calls: usize,
     /// Most SIP transactions at once; new requests beyond get `503`.
+    /// Those that only absorb retransmissions are not counted here.
     pub max_transactions: usize,
+    /// Most SIP transactions lingering only to absorb retransmissions
+    /// (timers J, L, I, K, D), all switches together; beyond, the one
+    /// nearest its deadline is evicted (counted).
+    pub max_lingering_transactions: usize,
     /// Capacity of each inbound SIP queue (new requests; in-dialog
     /// requests and responses).
     pub inbound_queue: usize,
@@ -551,6 +562,7 @@ impl Config {
             limits: LimitsConfig {
                 max_calls: 2500,
                 max_transactions: 20_000,
+                max_lingering_transactions: DEFAULT_MAX_LINGERING,
                 inbound_queue: 4096,
             },
             webhooks: super::webhooks::WebhooksConfig::default(),

@@ -288,6 +288,12 @@ fn limits(raw: RawLimits, ports: PortRange) -> Result<LimitsConfig> {
     Ok(LimitsConfig {
         max_calls: int_in("limits.max_calls", max_calls, 1, carried.max(1))?,
         max_transactions: int_in("limits.max_transactions", raw.max_transactions, 16, 1 << 24)?,
+        max_lingering_transactions: int_in(
+            "limits.max_lingering_transactions",
+            raw.max_lingering_transactions,
+            16,
+            1 << 26,
+        )?,
         inbound_queue: int_in("limits.inbound_queue", raw.inbound_queue, 16, 1 << 20)?,
     })
 }

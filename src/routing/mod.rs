@@ -362,6 +362,22 @@ impl Routing {
         Ok(found)
     }
 
+    /// Where a call from `caller` to `dialled` goes at `now`, if the cache
+    /// knows (counted as a hit): `Some(None)` for a fresh negative entry,
+    /// `None` when only [`Routing::route`] (the database) can tell. Lets
+    /// the SIP engine answer a hit in its own task, without a spawned
+    /// lookup or a channel.
+    pub fn route_cached(
+        &self,
+        caller: &E164,
+        dialled: &E164,
+        now: Timestamp,
+    ) -> Option<Option<Route>> {
+        let hit = self.cached(&(caller.clone(), dialled.clone()), now)?;
+        bump(&self.counters.cache_hits);
+        Some(hit)
+    }
+
     /// A fresh cache entry for `key`: `Some(None)` for a fresh negative one.
     fn cached(&self, key: &(E164, E164), now: Timestamp) -> Option<Option<Route>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());

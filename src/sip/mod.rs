@@ -56,8 +56,9 @@ pub use framing::{FramingError, StreamFramer};
 pub use parse::{ParseError, parse_datagram};
 pub use reply::{ReplyHeaders, response_for_error, response_to};
 pub use transaction::{
-    ClientEvent, ClientState, ClientTransaction, KeyError, ServerEvent, ServerState,
-    ServerTransaction, Timers, TransactionKey, Transmit, TwoXxEvent, TwoXxRetransmitter,
+    ClientEvent, ClientState, ClientTransaction, KeyError, Linger, LingerAnswer, LingerTable,
+    ServerEvent, ServerState, ServerTransaction, Timers, TransactionKey, Transmit, TwoXxEvent,
+    TwoXxRetransmitter,
 };
 pub use wire::to_bytes;
 

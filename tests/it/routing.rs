@@ -128,6 +128,27 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
             .load(std::sync::atomic::Ordering::Relaxed),
         hits + 1
     );
+    // The engine's inline path: a hit without the store, counted.
+    let inline = routing.route_cached(&c, &proxy, clock_now(&clock));
+    assert_eq!(
+        inline.flatten().map(|r| r.session_id),
+        Some(s.id.clone()),
+        "a cached route is answered without a lookup task"
+    );
+    assert_eq!(
+        routing
+            .counters
+            .cache_hits
+            .load(std::sync::atomic::Ordering::Relaxed),
+        hits + 2
+    );
+    let other = pool_numbers(2).remove(1);
+    assert!(
+        routing
+            .route_cached(&c, &other, clock_now(&clock))
+            .is_none(),
+        "nothing cached: only Routing::route (the database) can tell"
+    );
 
     // Closing through the service drops the entry immediately.
     routing.close_session(&s.id).await.unwrap();

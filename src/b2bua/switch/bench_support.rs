@@ -53,8 +53,36 @@ pub struct SwitchBench {
 }
 
 impl SwitchBench {
-    /// Shard `shard` of `shards`, at `rate` calls per simulated second.
+    /// Shard `shard` of `shards`, at `rate` calls per simulated second,
+    /// with no limits.
     pub fn new(shard: usize, shards: usize, rate: u32) -> SwitchBench {
+        Self::limited(shard, shards, rate, |_| {})
+    }
+
+    /// One switch at `rate` calls per simulated second with the default
+    /// `[limits]` (`max_calls`, `max_transactions`,
+    /// `max_lingering_transactions`), as `ansim serve` runs it.
+    pub fn with_default_limits(rate: u32) -> SwitchBench {
+        let limits = crate::config::Config::default_dev().limits;
+        Self::limited(0, 1, rate, |cfg| {
+            cfg.max_calls = limits.max_calls;
+            cfg.max_transactions = limits.max_transactions;
+            cfg.max_lingering = limits.max_lingering_transactions;
+        })
+    }
+
+    /// Bytes per lingering transaction now (see
+    /// [`crate::sip::LingerTable::bytes_per_entry`]).
+    pub fn lingering_bytes_per_entry(&self) -> usize {
+        self.sw.lingering.bytes_per_entry()
+    }
+
+    fn limited(
+        shard: usize,
+        shards: usize,
+        rate: u32,
+        limit: impl FnOnce(&mut SwitchConfig),
+    ) -> SwitchBench {
         let trunk_addr = TRUNK.parse().unwrap_or_else(|_| unreachable!());
         let caller = Flow::Udp {
             socket: 0,
@@ -64,7 +92,7 @@ impl SwitchBench {
             socket: 0,
             remote: trunk_addr,
         };
-        let cfg = SwitchConfig {
+        let mut cfg = SwitchConfig {
             domain: "ansim.example".into(),
             local_sip: LOCAL.parse().unwrap_or_else(|_| unreachable!()),
             trunks: vec![TrunkPeer::udp("carrier", trunk_addr)],
@@ -74,11 +102,13 @@ impl SwitchBench {
             no_answer_timeout: Duration::from_secs(60),
             max_calls: usize::MAX,
             max_transactions: usize::MAX,
+            max_lingering: usize::MAX,
             timers: Timers::default(),
             dialog_timers: crate::b2bua::DialogTimers::default(),
             fallback: None,
             announce: None,
         };
+        limit(&mut cfg);
         SwitchBench {
             sw: Switch::new(shard, shards, cfg),
             now: Instant::now(),
@@ -101,6 +131,9 @@ impl SwitchBench {
         self.tick();
         let (caller, trunk) = (self.caller.clone(), self.trunk.clone());
         self.feed(&caller, invite(n));
+        if let Ok(refused) = self.take_to(&caller, "SIP/2.0 503") {
+            return Err(format!("refused: {}", refused.lines().next().unwrap_or("")));
+        }
         let b_invite = self.take_to(&trunk, "INVITE")?;
         for (code, sdp) in [(100, None), (180, None), (200, Some(B_SDP))] {
             self.feed(&trunk, reply(&b_invite, code, sdp));

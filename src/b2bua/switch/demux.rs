@@ -39,6 +39,9 @@ impl Switch {
             self.flush_server(now, id);
             return;
         }
+        let Some(req) = self.absorb_request(now, &key, req) else {
+            return;
+        };
         if self.transactions_full() && !self.is_about_existing(&key, &req) {
             tracing::warn!(method = %req.method, "transaction table full: 503");
             self.send(&flow, &SipMessage::Response(unavailable(&req)));
@@ -76,9 +79,11 @@ impl Switch {
     fn is_about_existing(&self, key: &TransactionKey, req: &Request) -> bool {
         match req.method {
             Method::Ack => true,
-            Method::Cancel => key
-                .cancel_target()
-                .is_some_and(|t| self.server_keys.contains_key(&t)),
+            Method::Cancel => {
+                key.cancel_target()
+                    .is_some_and(|t| self.server_keys.contains_key(&t))
+                    || self.lingering_cancel_target(key).is_some()
+            }
             _ => self.dialog_of(req).is_some(),
         }
     }
@@ -110,8 +115,17 @@ impl Switch {
             .cancel_target()
             .and_then(|t| self.server_keys.get(&t).copied());
         let Some(invite) = target else {
-            let status = StatusCode::CallTransactionDoesNotExist;
-            self.answer_directly(now, flow, key, req, status);
+            // An INVITE with its final response already (the CANCEL/200
+            // race): its call answers the CANCEL, without a 487 (RFC 3261
+            // §9.2); one that belonged to no call gets a plain 200.
+            match self.lingering_cancel_target(&key) {
+                Some(Some((call, leg))) => self.hand_to_call(now, flow, key, req, call, leg),
+                Some(None) => self.answer_directly(now, flow, key, req, StatusCode::OK),
+                None => {
+                    let status = StatusCode::CallTransactionDoesNotExist;
+                    self.answer_directly(now, flow, key, req, status);
+                }
+            }
             return;
         };
         let owner = self.servers.get(&invite).and_then(|e| e.owner);
@@ -195,6 +209,9 @@ impl Switch {
                 entry.txn.handle_response(now, resp);
             }
             self.flush_client(now, id);
+            return;
+        }
+        if self.absorb_response(&key, &resp) {
             return;
         }
         // A retransmitted 2xx to the B-leg INVITE whose transaction has

@@ -52,8 +52,11 @@ impl Switch {
         }
         let owner = entry.owner;
         let at = entry.txn.poll_timeout();
+        let linger = entry.txn.linger().filter(|_| !terminated);
         if terminated {
             self.remove_server(id);
+        } else if let Some(linger) = linger {
+            self.linger_server(now, id, linger);
         } else {
             self.timers.set(Timer::Server(id), at);
         }
@@ -80,6 +83,7 @@ impl Switch {
         let (call, leg) = entry.owner;
         let method = entry.txn.request().method;
         let at = entry.txn.poll_timeout();
+        let linger = entry.txn.linger();
         let mut terminated = false;
         let mut fed = false;
         for ev in events {
@@ -103,6 +107,8 @@ impl Switch {
         }
         if terminated {
             self.remove_client(id);
+        } else if let Some(linger) = linger {
+            self.linger_client(now, id, linger);
         } else {
             self.timers.set(Timer::Client(id), at);
         }

@@ -39,6 +39,7 @@
 pub mod bench_support;
 mod demux;
 mod drain;
+mod lingering;
 mod party;
 mod records;
 mod setup;
@@ -56,6 +57,8 @@ mod tests_dialog;
 mod tests_edge;
 #[cfg(test)]
 mod tests_limits;
+#[cfg(test)]
+mod tests_linger;
 #[cfg(test)]
 mod tests_oos;
 #[cfg(test)]
@@ -77,8 +80,9 @@ use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, SharedLoad, TrunkP
 use crate::clock::Timestamp;
 use crate::phone::E164;
 use crate::routing::Route;
-use crate::sip::{Timers, TransactionKey, parse_datagram, response_for_error};
+use crate::sip::{LingerTable, Timers, TransactionKey, parse_datagram, response_for_error};
 use crate::transport::{Flow, Inbound};
+use lingering::Lingering;
 use tables::{CallEntry, ClientEntry, ClientId, Lookup, ServerEntry};
 use timers::{Timer, TimerQueue};
 
@@ -103,8 +107,13 @@ pub struct SwitchConfig {
     /// Most calls at once (routed or being routed); more get `503`.
     pub max_calls: usize,
     /// Most transactions at once; new requests beyond get `503` (requests
-    /// about something that exists are always taken).
+    /// about something that exists are always taken). Lingering ones (only
+    /// absorbing retransmissions) are not counted: see `max_lingering`.
     pub max_transactions: usize,
+    /// Most transactions lingering in this switch's retransmission table
+    /// ([`crate::sip::LingerTable`]); beyond, the one nearest its deadline
+    /// is evicted (counted in [`SwitchStats::lingering_evicted`]).
+    pub max_lingering: usize,
     /// RFC 3261 timer values.
     pub timers: Timers,
     /// Session timers (RFC 4028) and the in-dialog probe.
@@ -260,8 +269,12 @@ pub struct SwitchStats {
     pub out_of_session_announced: u64,
     /// Calls in progress now.
     pub calls_active: usize,
-    /// Server and client transactions now.
+    /// Server and client transactions now (the lingering ones apart).
     pub transactions: usize,
+    /// Transactions lingering now, only to absorb retransmissions.
+    pub lingering: usize,
+    /// Lingering transactions evicted because the table was full, ever.
+    pub lingering_evicted: u64,
 }
 
 /// All calls of one shard; see the module docs.
@@ -275,6 +288,9 @@ pub struct Switch {
     server_keys: HashMap<TransactionKey, TxnId>,
     clients: HashMap<ClientId, ClientEntry>,
     client_keys: HashMap<TransactionKey, ClientId>,
+    /// Transactions that only absorb retransmissions now (outside
+    /// `max_transactions`, bounded by `max_lingering`).
+    lingering: LingerTable<Lingering>,
     calls: HashMap<CallRef, CallEntry>,
     /// Either leg's dialog → the call and which leg it is.
     dialogs: HashMap<DialogId, (CallRef, Leg)>,
@@ -310,6 +326,7 @@ impl Switch {
         trunks.set_shard(Shard::new(shard, shards));
         Switch {
             trunks,
+            lingering: LingerTable::new(cfg.max_lingering),
             cfg,
             shard: Shard::new(shard, shards),
             wall: Timestamp::from_millis(0),
@@ -410,6 +427,7 @@ impl Switch {
                     self.flush_client(now, id);
                 }
                 Timer::Call(id) => self.call_timeout(now, id),
+                Timer::Linger => self.linger_timeout(now),
                 Timer::Trunks => self.trunks_timeout(now),
             }
         }
@@ -460,6 +478,8 @@ impl Switch {
         SwitchStats {
             calls_active: self.calls.len(),
             transactions: self.servers.len() + self.clients.len(),
+            lingering: self.lingering.len(),
+            lingering_evicted: self.lingering.evicted(),
             ..self.stats
         }
     }

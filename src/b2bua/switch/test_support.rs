@@ -46,6 +46,7 @@ pub(super) fn cfg() -> SwitchConfig {
         no_answer_timeout: Duration::from_secs(60),
         max_calls: 10,
         max_transactions: 100,
+        max_lingering: 10_000,
         timers: Timers::default(),
         dialog_timers: crate::b2bua::DialogTimers::default(),
         fallback: None,

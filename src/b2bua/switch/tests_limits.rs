@@ -135,12 +135,15 @@ fn beyond_max_calls_an_invite_gets_503_with_retry_after() {
 #[test]
 fn a_full_transaction_table_refuses_new_requests_but_never_dialogs() {
     let mut rig = Rig::with(SwitchConfig {
-        max_transactions: 1,
+        max_transactions: 2,
         ..cfg()
     });
-    // The INVITE's server transaction lingers (Accepted, timer L): full.
-    let (caller, _, _) = rig.answered_call();
-    assert_eq!(rig.sw.stats().transactions, 1);
+    // A call ringing: its INVITE's server and client transactions: full.
+    let (_, b_invite) = rig.routed_call(&carrier(), &default_invite());
+    rig.callee_answers(&b_invite, 180, CALLEE_EXTRA, None);
+    assert_eq!(rig.sw.stats().transactions, 2);
+    rig.sent.clear();
+    rig.take_events();
     let options = "OPTIONS sip:x@198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-o\r\n\
         From: <sip:a@192.0.2.10>;tag=o\r\nTo: <sip:b@198.51.100.10>\r\nCall-ID: o@192.0.2.10\r\n\
         CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
@@ -149,8 +152,21 @@ fn a_full_transaction_table_refuses_new_requests_but_never_dialogs() {
     rig.feed(&carrier(), &invite("new@192.0.2.10", "new", "z9hG4bK-new"));
     assert_unavailable(&rig.sent_to(&carrier())[0]);
     assert!(rig.take_events().is_empty());
-    assert_eq!(rig.sw.stats().transactions, 1, "stateless refusals");
-    // The call in progress can still end.
+    assert_eq!(rig.sw.stats().transactions, 2, "stateless refusals");
+    // The call in progress can still be answered and end.
+    let mut caller = Caller::default_one();
+    rig.callee_answers(&b_invite, 200, CALLEE_EXTRA, Some(B_SDP));
+    assert_eq!(rig.codes_to(&carrier(), &mut caller), vec![200]);
+    rig.feed(
+        &carrier(),
+        &caller.request("ACK", 10, "z9hG4bK-ack10", None),
+    );
+    assert_eq!(
+        rig.sw.stats().transactions,
+        0,
+        "lingering ones do not count"
+    );
+    assert_eq!(methods(&rig.sent_to_trunk()), vec![Method::Ack]);
     rig.feed(&carrier(), &caller.request("BYE", 11, "z9hG4bK-bye", None));
     assert_eq!(codes(&rig.sent_to(&carrier())), vec![200]);
     let byes = rig.sent_to_trunk();

@@ -23,6 +23,8 @@ pub(super) enum Timer {
     Call(CallRef),
     /// The trunks' keep-alive probes.
     Trunks,
+    /// The earliest deadline of the lingering transactions.
+    Linger,
 }
 
 /// Deadlines by timer, earliest first.

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rsip::{Method, Request, Response, SipMessage};
 
+use super::linger::{Linger, LingerAnswer};
 use super::timers::{Backoff, Timers, due, earliest};
 use super::{TransactionKey, Transmit, is_provisional, is_success};
 use crate::sip::LocalError;
@@ -121,6 +122,24 @@ impl ClientTransaction {
     /// True once terminated.
     pub fn is_terminated(&self) -> bool {
         self.state == ClientState::Terminated
+    }
+
+    /// The compact form this transaction can linger in once it only waits
+    /// out Timer D (INVITE: re-ACK a retransmitted non-2xx) or K
+    /// (non-INVITE: swallow response retransmissions); `None` before.
+    pub fn linger(&self) -> Option<Linger> {
+        let until = self.linger_at?;
+        if self.state != ClientState::Completed {
+            return None;
+        }
+        let answer = match (&self.ack, self.invite) {
+            (Some(ack), true) => {
+                let bytes = crate::sip::wire::to_bytes(&SipMessage::Request(ack.clone()));
+                LingerAnswer::Resend(bytes.into_boxed_slice())
+            }
+            _ => LingerAnswer::Absorb,
+        };
+        Some(Linger { until, answer })
     }
 
     /// Feeds a response. Responses whose key does not match are ignored.

@@ -14,8 +14,15 @@
 //!   (RFC 3261 §13.3.1.4), which the B2BUA runs next to an Accepted server
 //!   transaction.
 //!
-//! There is no transaction table here: the driver keeps a map from
-//! [`TransactionKey`] to transaction.
+//! * [`LingerTable`]: transactions that only wait out a timer (J, L, I,
+//!   K, D) to absorb retransmissions, reduced to a [`Linger`] (a deadline
+//!   and the stored bytes to re-send, if any) and kept outside the count
+//!   of live transactions, with a bound of their own.
+//!
+//! There is no table of live transactions here: the driver keeps a map
+//! from [`TransactionKey`] to transaction, and moves a transaction to its
+//! [`LingerTable`] once [`ServerTransaction::linger`] or
+//! [`ClientTransaction::linger`] says it may.
 //!
 //! # Routing rules for the driver
 //!
@@ -41,11 +48,13 @@
 //!   run its own no-answer timer and CANCEL.
 
 mod client;
+mod linger;
 mod server;
 mod timers;
 mod two_xx;
 
 pub use client::{ClientEvent, ClientState, ClientTransaction};
+pub use linger::{Linger, LingerAnswer, LingerTable};
 pub use server::{ServerEvent, ServerState, ServerTransaction};
 pub use timers::Timers;
 pub use two_xx::{TwoXxEvent, TwoXxRetransmitter};

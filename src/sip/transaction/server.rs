@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use rsip::{Method, Request, Response, SipMessage, StatusCode};
 
+use super::linger::{Linger, LingerAnswer};
 use super::timers::{Backoff, Timers, due, earliest};
 use super::{TransactionKey, Transmit, is_provisional, is_success};
 use crate::sip::LocalError;
@@ -137,6 +138,25 @@ impl ServerTransaction {
         self.state == ServerState::Terminated
     }
 
+    /// The compact form this transaction can linger in once it only waits
+    /// out a timer to absorb retransmissions (Accepted: Timer L;
+    /// Confirmed: I; a completed non-INVITE: J); `None` while it still
+    /// has something to decide or retransmit.
+    pub fn linger(&self) -> Option<Linger> {
+        let until = self.linger_at?;
+        let answer = match self.state {
+            ServerState::Accepted => LingerAnswer::PassAck,
+            ServerState::Confirmed => LingerAnswer::Absorb,
+            ServerState::Completed if !self.invite => {
+                let response = self.last_response.clone()?;
+                let bytes = crate::sip::wire::to_bytes(&SipMessage::Response(response));
+                LingerAnswer::Resend(bytes.into_boxed_slice())
+            }
+            _ => return None,
+        };
+        Some(Linger { until, answer })
+    }
+
     /// Feeds a request matching this transaction: a retransmission of the
     /// original, or (INVITE) an ACK. Requests with another key are ignored.
     pub fn handle_request(&mut self, now: Instant, request: Request) {
@@ -156,7 +176,7 @@ impl ServerTransaction {
                 self.state = ServerState::Confirmed;
                 self.retransmit = None;
                 self.timeout_at = None;
-                self.linger(now, self.timers.timer_i(self.reliable));
+                self.linger_for(now, self.timers.timer_i(self.reliable));
             }
             ServerState::Accepted => self.events.push_back(ServerEvent::Ack(ack)),
             _ => {}
@@ -285,7 +305,7 @@ impl ServerTransaction {
         }
     }
 
-    fn linger(&mut self, now: Instant, linger: Duration) {
+    fn linger_for(&mut self, now: Instant, linger: Duration) {
         if linger.is_zero() {
             self.terminate();
         } else {
