@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ansim::config::S3Config;
@@ -189,6 +190,15 @@ fn spool_files(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The blobs `store` lists (off the async workers, as the server does).
+async fn listed(store: &Arc<S3BlobStore>) -> Vec<String> {
+    let s = Arc::clone(store);
+    tokio::task::spawn_blocking(move || s.list())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Whether `hay` holds a run of 160 bytes of `b` (one packet's payload of
 /// the rig's tone, in the clear).
 fn has_plain(hay: &[u8], b: u8) -> bool {
@@ -211,17 +221,8 @@ async fn recording_is_uploaded_read_by_ranges_and_erased() {
         .record_media("ses_test", "ad-6m", 1500, |_| (0x11, 0x22))
         .await;
     assert!(spool_files(&spool_dir).is_empty(), "spool not emptied");
-    assert_eq!(
-        counters.uploaded.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    let names = {
-        let s = s3.clone();
-        tokio::task::spawn_blocking(move || s.list())
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    assert_eq!(counters.uploaded.load(Ordering::Relaxed), 1);
+    let names = listed(&s3).await;
     assert_eq!(names, vec![row.blob.clone()]);
     let object = {
         let (s, n) = (s3.clone(), row.blob.clone());
@@ -321,17 +322,8 @@ async fn upload_is_retried_until_the_server_is_back() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        counters.uploaded.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    let names = {
-        let s = s3.clone();
-        tokio::task::spawn_blocking(move || s.list())
-            .await
-            .unwrap()
-            .unwrap()
-    };
+    assert_eq!(counters.uploaded.load(Ordering::Relaxed), 1);
+    let names = listed(&s3).await;
     assert_eq!(names, vec![row.blob]);
     garage.stop();
 }

@@ -249,63 +249,44 @@ async fn announced_call(style: &str, scenario_file: &str, answer: &str) -> Annou
     }
 }
 
+impl Announced {
+    /// The record, metric and `call.completed` of an announced call that
+    /// ended with `result` and SIP `status`.
+    fn assert_ended(&self, result: &str, status: i64) {
+        let reason = Some("out-of-session-announced".to_owned());
+        assert_eq!(
+            self.record,
+            (
+                None,
+                "unrouted".to_owned(),
+                reason,
+                Some(result.to_owned()),
+                Some(status),
+                Some("system".to_owned())
+            )
+        );
+        let counted = "ansim_out_of_session_total{outcome=\"announced\"} 1";
+        assert!(self.metrics.contains(counted), "{}", self.metrics);
+        let completed = &self.completed;
+        assert_eq!(
+            completed["reason"], "out-of-session-announced",
+            "{completed}"
+        );
+        assert_eq!(completed["result"], result, "{completed}");
+        assert_eq!(completed["session_id"], serde_json::Value::Null);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answered_caller_hears_the_announcement_then_ansim_hangs_up() {
     let a = announced_call("answer", "uac_announced.xml", "SIP/2.0 200").await;
-    let reason = Some("out-of-session-announced".to_owned());
-    assert_eq!(
-        a.record,
-        (
-            None,
-            "unrouted".to_owned(),
-            reason,
-            Some("answered".to_owned()),
-            Some(200),
-            Some("system".to_owned())
-        )
-    );
-    assert!(
-        a.metrics
-            .contains("ansim_out_of_session_total{outcome=\"announced\"} 1"),
-        "{}",
-        a.metrics
-    );
-    assert_eq!(
-        a.completed["reason"], "out-of-session-announced",
-        "{}",
-        a.completed
-    );
-    assert_eq!(a.completed["result"], "answered", "{}", a.completed);
-    assert_eq!(a.completed["session_id"], serde_json::Value::Null);
+    a.assert_ended("answered", 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_caller_hears_the_announcement_then_gets_the_status() {
     let a = announced_call("early", "uac_early_announced.xml", "SIP/2.0 183").await;
-    let reason = Some("out-of-session-announced".to_owned());
-    assert_eq!(
-        a.record,
-        (
-            None,
-            "unrouted".to_owned(),
-            reason,
-            Some("rejected".to_owned()),
-            Some(404),
-            Some("system".to_owned())
-        )
-    );
-    assert!(
-        a.metrics
-            .contains("ansim_out_of_session_total{outcome=\"announced\"} 1"),
-        "{}",
-        a.metrics
-    );
-    assert_eq!(
-        a.completed["reason"], "out-of-session-announced",
-        "{}",
-        a.completed
-    );
-    assert_eq!(a.completed["result"], "rejected", "{}", a.completed);
+    a.assert_ended("rejected", 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
