@@ -299,15 +299,10 @@ async fn start_sip(
     }
     // Their files (and any whose upload had not succeeded) go to the
     // object store now; a no-op for local files.
-    let leftovers = {
-        let r = Arc::clone(&recorder);
-        tokio::task::spawn_blocking(move || r.publish_leftovers()).await
-    };
-    match leftovers {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(files = n, "spool files of an earlier run queued for upload"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "spool files could not be listed for upload"),
-        Err(e) => tracing::warn!(error = %e, "spool listing task failed"),
+    match recorder.publish_leftovers().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "spool files of an earlier run queued for upload"),
+        Err(e) => tracing::warn!(error = %e, "spool files could not be listed for upload"),
     }
     let interrupted = store.interrupt_open_calls(clock.now()).await?;
     if interrupted > 0 {

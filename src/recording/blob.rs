@@ -28,6 +28,10 @@ pub enum BlobError {
     /// after an upload did not match).
     #[error("object store: {0}")]
     Remote(String),
+    /// The blocking task that ran a blob operation off the async workers
+    /// panicked or was cancelled (a bug or a shutdown, not the peer).
+    #[error("blob operation did not complete: {0}")]
+    Blocking(String),
     /// The blob directory is accessible by group/other.
     #[error("blob directory {0:?} is accessible by group/other; run `chmod 700` on it")]
     InsecureDir(PathBuf),

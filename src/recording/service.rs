@@ -335,31 +335,47 @@ impl Recorder {
         super::rewrap::wrapped_under(self, row, to)
     }
 
+    /// Runs `f` on the blob store off the async workers: a store may be
+    /// a disk that stalls or an object store across the network.
+    async fn on_blobs<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn BlobStore) -> Result<T, super::blob::BlobError> + Send + 'static,
+    ) -> Result<T, super::blob::BlobError> {
+        let blobs = Arc::clone(&self.blobs);
+        match tokio::task::spawn_blocking(move || f(&*blobs)).await {
+            Ok(r) => r,
+            Err(e) => Err(super::blob::BlobError::Blocking(e.to_string())),
+        }
+    }
+
     /// Overwrites and deletes the blob `name`; `true` if it existed.
-    pub fn delete_blob(&self, name: &str) -> Result<bool, super::blob::BlobError> {
-        self.blobs.delete(name)
+    pub async fn delete_blob(&self, name: &str) -> Result<bool, super::blob::BlobError> {
+        let name = name.to_owned();
+        self.on_blobs(move |b| b.delete(&name)).await
     }
 
     /// Publishes the blobs a crash left in the spool (object storage):
     /// `ansim serve` calls it once, after reconciliation.
-    pub fn publish_leftovers(&self) -> Result<usize, super::blob::BlobError> {
-        self.blobs.publish_leftovers()
+    pub async fn publish_leftovers(&self) -> Result<usize, super::blob::BlobError> {
+        self.on_blobs(|b| b.publish_leftovers()).await
     }
 
     /// Names of every blob, sorted.
-    pub fn blob_names(&self) -> Result<Vec<String>, super::blob::BlobError> {
-        self.blobs.list()
+    pub async fn blob_names(&self) -> Result<Vec<String>, super::blob::BlobError> {
+        self.on_blobs(|b| b.list()).await
     }
 
     /// The hex SHA-256 of the blob `name` (its ciphertext), or `None` if
     /// there is no such blob.
-    pub fn blob_sha256(&self, name: &str) -> Result<Option<String>, super::blob::BlobError> {
+    pub async fn blob_sha256(&self, name: &str) -> Result<Option<String>, super::blob::BlobError> {
         use sha2::{Digest, Sha256};
-        match self.blobs.read(name) {
+        let name = name.to_owned();
+        self.on_blobs(move |b| match b.read(&name) {
             Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
             Err(super::blob::BlobError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
-        }
+        })
+        .await
     }
 
     /// Makes sure the key `epoch_id` exists, creating it on first use.

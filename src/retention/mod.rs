@@ -207,7 +207,7 @@ pub async fn erase_one(
         return Ok(false);
     }
     faults.at(Step::AfterRow)?;
-    rec.delete_blob(&row.blob)?;
+    rec.delete_blob(&row.blob).await?;
     faults.at(Step::AfterBlob)?;
     Ok(true)
 }
@@ -224,7 +224,7 @@ pub async fn erase_row(
     now: Timestamp,
     reason: &str,
 ) -> Result<bool, RetentionError> {
-    let hash = rec.blob_sha256(&row.blob)?;
+    let hash = rec.blob_sha256(&row.blob).await?;
     let tomb = Tombstone {
         recording_id: row.id.clone(),
         call_id: row.call_id.clone(),

@@ -174,7 +174,7 @@ async fn erase_due(
             // The row is gone: if the blob stays, the next sweep's
             // leftover-blob step deletes it.
             isolate(
-                rec.delete_blob(&row.blob).map_err(Into::into),
+                rec.delete_blob(&row.blob).await.map_err(Into::into),
                 Item::Blob(row.blob.clone()),
                 report,
             )?;
@@ -190,14 +190,14 @@ async fn orphan_blobs(
     dry_run: bool,
     report: &mut SweepReport,
 ) -> Result<(), RetentionError> {
-    let names = rec.blob_names()?;
+    let names = rec.blob_names().await?;
     for batch in names.chunks(BLOB_LOOKUP_BATCH) {
         let in_use = rec.store().blobs_in_use(batch).await?;
         // A writer stores its row before it creates its blob, so a blob
         // without a row is one whose erasure was interrupted.
         for name in batch.iter().filter(|n| !in_use.contains(*n)) {
             if !dry_run {
-                let deleted = rec.delete_blob(name).map_err(Into::into);
+                let deleted = rec.delete_blob(name).await.map_err(Into::into);
                 if isolate(deleted, Item::Blob(name.clone()), report)?.is_none() {
                     continue;
                 }
