@@ -12,19 +12,26 @@ const CENTRE: &str = "+8215001234";
 /// A caller without a session: a customer whose job is over.
 const STRANGER: &str = "+821055556666";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_number() {
+/// The test tone as the announcement WAV `after-the-job.wav` in `dir`, and
+/// the μ-law bytes a caller must hear of it.
+fn tone_wav(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
     let samples = tone();
-    let ulaw: Vec<u8> = samples
+    let ulaw = samples
         .iter()
         .map(|&s| ansim::media::g711::linear_to_ulaw(s))
         .collect();
-    let wav_dir = tempfile::tempdir().unwrap();
     let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
     wav.extend(data);
-    let path = wav_dir.path().join("after-the-job.wav");
+    let path = dir.join("after-the-job.wav");
     std::fs::write(&path, wav).unwrap();
+    (path, ulaw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_caller_hears_the_announcement_and_the_centre_sees_the_safe_number() {
+    let wav_dir = tempfile::tempdir().unwrap();
+    let (path, ulaw) = tone_wav(wav_dir.path());
     let keys = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;
     let hooks = receiver.section(&secret_file(keys.path()), "");
@@ -157,17 +164,8 @@ struct Announced {
 /// the caller's socket, packet by packet, from the relay port our SDP
 /// named in `answer` (the 200 or the 183).
 async fn announced_call(style: &str, scenario_file: &str, answer: &str) -> Announced {
-    let samples = tone();
-    let ulaw: Vec<u8> = samples
-        .iter()
-        .map(|&s| ansim::media::g711::linear_to_ulaw(s))
-        .collect();
     let wav_dir = tempfile::tempdir().unwrap();
-    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    let mut wav = ansim::recording::wav::wav_header(1, 8000, data.len() as u32).to_vec();
-    wav.extend(data);
-    let path = wav_dir.path().join("after-the-job.wav");
-    std::fs::write(&path, wav).unwrap();
+    let (path, ulaw) = tone_wav(wav_dir.path());
     let keys = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;
     let hooks = receiver.section(&secret_file(keys.path()), "");
