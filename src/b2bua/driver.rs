@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
+use super::cdr::CdrQueue;
 use super::{
-    CallRef, CdrOp, LookupId, MediaPorts, RouteResult, SharedLoad, Switch, SwitchConfig,
-    SwitchEvent, SwitchStats, shard_of_message,
+    CallRef, LookupId, MediaPorts, RouteResult, SharedLoad, Switch, SwitchConfig, SwitchEvent,
+    SwitchStats, shard_of_message,
 };
 use crate::clock::SharedClock;
 use crate::media::{Announcement, Leg, MediaHandle, Relay};
@@ -40,11 +41,6 @@ use crate::transport::{FlowLease, Inbound, InboundReceiver, Transports};
 
 /// How long shutdown waits for the call-record writer to catch up.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
-/// Call-record writes queued before new ones are dropped (and counted):
-/// at 5 writes a call, about 10 s of 1,000 calls per second.
-const CDR_QUEUE: usize = 50_000;
-/// Call-record writes per transaction at most.
-const CDR_MAX_BATCH: usize = 1_000;
 /// Messages one shard's queue holds: a new request beyond is dropped
 /// (counted), anything else waits for room.
 const SHARD_QUEUE: usize = 4_096;
@@ -177,8 +173,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Records answered calls of sessions with recording on.
     recorder: Option<Arc<Recorder>>,
-    /// Ordered call-record writes ([`cdr_writer`]).
-    cdr: mpsc::Sender<CdrOp>,
+    /// Ordered call-record writes, stored behind the calls.
+    cdr: CdrQueue,
 }
 
 /// Where a shard's engine takes its messages from: the transports' queues
@@ -263,8 +259,7 @@ impl Engine {
             recorder,
             trunk_failures,
         } = parts;
-        let (cdr, cdr_rx) = mpsc::channel(CDR_QUEUE);
-        let writer = tokio::spawn(cdr_writer(store, cdr_rx, metrics.clone()));
+        let (cdr, writer) = CdrQueue::start(store, metrics.clone());
         let cfg = switch_config(&transports, &settings);
         let limits = &metrics.limits;
         let relaxed = Ordering::Relaxed;
@@ -478,6 +473,7 @@ impl Engine {
                         call_id: call_record,
                         session_id: session.clone(),
                         retention_class: class.clone(),
+                        call_written: Some(self.shared.cdr.written()),
                     };
                     m.handle.attach_tap(Box::new(recorder.begin(meta)));
                 }
@@ -491,16 +487,7 @@ impl Engine {
                     m.handle.announce_alone(a.announcement.clone(), codec);
                 }
             }
-            SwitchEvent::CallRecord(op) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = self.shared.cdr.try_send(op) {
-                    // The database is far behind: the call goes on, its
-                    // record loses this step (counted, never waited for).
-                    self.shared
-                        .metrics
-                        .cdr_dropped
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            SwitchEvent::CallRecord(op) => self.shared.cdr.push(op),
             SwitchEvent::Ended { call } => {
                 if let Some(m) = self.media.remove(&call) {
                     self.stop_media(m);
@@ -665,31 +652,6 @@ impl Engine {
             m.set_trunks(trunks.clone());
             self.published_trunks = trunks;
         }
-    }
-}
-
-/// Applies call-record writes in order, write-behind, until every sender
-/// is gone: whatever queued up while the last batch was being written goes
-/// in the next one, in one transaction ([`Store::write_calls`]). Nothing
-/// waits on the call path, and a batch starts as soon as the one before
-/// has committed, so at a steady load the records are at most one
-/// transaction (milliseconds; [`CDR_MAX_BATCH`] writes) behind the calls;
-/// a `kill -9` loses at most what was queued or being committed then.
-async fn cdr_writer(store: Store, mut ops: mpsc::Receiver<CdrOp>, metrics: Arc<Metrics>) {
-    let mut batch = Vec::with_capacity(CDR_MAX_BATCH);
-    while ops.recv_many(&mut batch, CDR_MAX_BATCH).await > 0 {
-        if let Err(e) = store.write_calls(&batch).await {
-            // One bad write must not take the batch with it: one by one.
-            tracing::warn!(error = %e, writes = batch.len(), "call record batch failed; writing one by one");
-            for op in &batch {
-                if let Err(e) = store.write_calls(std::slice::from_ref(op)).await {
-                    tracing::warn!(error = %e, "call record write failed");
-                    metrics.cdr_failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        metrics.cdr_batches.fetch_add(1, Ordering::Relaxed);
-        batch.clear();
     }
 }
 

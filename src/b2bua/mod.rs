@@ -70,6 +70,7 @@
 
 mod announced;
 mod call;
+mod cdr;
 mod delayed_offer;
 mod dialog;
 mod driver;

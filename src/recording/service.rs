@@ -165,6 +165,9 @@ pub struct RecordingMeta {
     pub session_id: String,
     /// Retention class of the session.
     pub retention_class: String,
+    /// Ready once the call's record is stored (it is written behind the
+    /// call): the recording's row refers to it. `None`: it already is.
+    pub call_written: Option<crate::store::CallRecordsWritten>,
 }
 
 /// Starts and finishes recordings. Shared by the SIP engine.

@@ -28,6 +28,7 @@
 //! recording's real expiry (see [`super::rewrap`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -202,11 +203,26 @@ async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::U
             return;
         }
     };
+    wait_for_call_record(meta).await;
     if let Err(e) = rec.store().insert_recording(&row).await {
         tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
         return;
     }
     end_failed(rec, &row, 0, RecordingFailure::UnsupportedCodec).await;
+}
+
+/// How long a recording waits for its call's record before inserting its
+/// own row anyway (which then fails if the call's is still missing).
+const CALL_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until the call's record, written behind the call, is stored:
+/// the recording's row refers to it.
+async fn wait_for_call_record(meta: &RecordingMeta) {
+    if let Some(written) = meta.call_written.clone()
+        && !written.wait(CALL_RECORD_WAIT).await
+    {
+        tracing::warn!(call = %meta.call_id, "call record still not stored; recording row inserted anyway");
+    }
 }
 
 /// Marks `row` failed for `why`, with what was written (`samples`).
@@ -235,6 +251,7 @@ async fn start(
     codec: Codec,
 ) -> Result<Open, (WriteError, Option<RecordingRow>)> {
     let (row, dek) = new_row(rec, meta, recording_id, Some(codec)).map_err(|e| (e, None))?;
+    wait_for_call_record(meta).await;
     // The row first: a blob never exists without the row that explains it.
     rec.store
         .insert_recording(&row)

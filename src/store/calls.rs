@@ -265,9 +265,19 @@ impl Store {
     /// their webhook events. This is how the SIP engine's write-behind
     /// writer stores a batch (one commit, one sync, for everything that
     /// queued up meanwhile).
+    ///
+    /// The batch is folded first (`call_batch.rs`): calls it starts are
+    /// inserted with their later steps in one multi-row statement.
     pub async fn write_calls(&self, writes: &[CallWrite]) -> Result<(), StoreError> {
+        let folded = super::call_batch::fold(writes);
         let mut tx = self.begin().await?;
-        for write in writes {
+        super::call_batch::insert_started(&mut tx, &folded.started).await?;
+        for started in &folded.started {
+            if let Some(end) = started.end {
+                report_completed(&mut tx, &started.call.id, end.at).await?;
+            }
+        }
+        for write in folded.later {
             apply(&mut tx, write).await?;
         }
         tx.commit().await

@@ -30,6 +30,7 @@
 //! server's setting (on by default).
 
 mod audit;
+mod call_batch;
 mod calls;
 mod disputes;
 pub mod idempotency;
@@ -56,6 +57,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, NewAuditEvent};
+pub use call_batch::CallRecordsWritten;
 pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
 pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
 pub use nodes::{Lease, NodeLease, SessionEnd, SessionEnds};

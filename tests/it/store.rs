@@ -477,3 +477,88 @@ async fn call_end_reason_is_kept(db: Db) {
     }
 }
 on_both_databases!(call_end_reason_is_kept);
+
+/// A batch of call-record writes is folded (a call started in the batch
+/// becomes one row of one multi-row insert); what is stored must be what
+/// the same writes store one at a time: first ringing, answer and end
+/// win, an end's reason replaces the start's only if it has one, and the
+/// steps of a call started in an earlier batch still apply.
+async fn a_folded_batch_stores_what_single_writes_store(db: Db) {
+    use ansim::store::{CallEnd, CallResult, CallWrite, HangupSide, NewCall};
+    let db = TestDb::new(db).await;
+    let at = |ms: i64| ansim::clock::Timestamp::from_millis(T0.as_millis() + ms);
+    let steps = |id: &str, reason: Option<&'static str>| -> Vec<CallWrite> {
+        let end = |ms, result, status, reason| CallEnd {
+            at: at(ms),
+            result,
+            sip_status: status,
+            hangup_side: Some(HangupSide::Caller),
+            reason,
+        };
+        vec![
+            CallWrite::Insert(NewCall {
+                id: id.into(),
+                session_id: None,
+                direction: "unrouted",
+                caller: Some(n(CUSTOMER)),
+                dialled: n(MASTER),
+                invite_at: at(0),
+                reason,
+            }),
+            CallWrite::Ring(id.into(), at(10)),
+            CallWrite::Ring(id.into(), at(11)),
+            CallWrite::Answer(id.into(), at(20)),
+            CallWrite::End(id.into(), end(30, CallResult::Answered, 200, None)),
+            CallWrite::End(id.into(), end(40, CallResult::Failed, 500, Some("late"))),
+        ]
+    };
+    // One batch holding two whole calls, and one call's start only.
+    let mut batch = steps("cal_fold_a", Some("no-caller-number"));
+    batch.extend(steps("cal_fold_b", None));
+    let open = steps("cal_fold_c", None);
+    batch.push(open[0].clone());
+    db.store.write_calls(&batch).await.unwrap();
+    // The rest of the third call comes in a later batch.
+    db.store.write_calls(&open[1..]).await.unwrap();
+    // The same writes, one at a time.
+    for (id, reason) in [
+        ("cal_single_a", Some("no-caller-number")),
+        ("cal_single_b", None),
+        ("cal_single_c", None),
+    ] {
+        for w in steps(id, reason) {
+            db.store
+                .write_calls(std::slice::from_ref(&w))
+                .await
+                .unwrap();
+        }
+    }
+    for x in ["a", "b", "c"] {
+        let mut folded = db
+            .store
+            .get_call(&format!("cal_fold_{x}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let single = db
+            .store
+            .get_call(&format!("cal_single_{x}"))
+            .await
+            .unwrap()
+            .unwrap();
+        folded.id = single.id.clone();
+        assert_eq!(folded, single, "call {x}");
+        assert_eq!(single.ring_at, Some(at(10)));
+        assert_eq!(single.end_at, Some(at(30)));
+    }
+    let a = db.store.get_call("cal_single_a").await.unwrap().unwrap();
+    assert_eq!(a.reason.as_deref(), Some("no-caller-number"));
+    // More calls than one statement takes.
+    let many: Vec<CallWrite> = (0..450)
+        .flat_map(|i| steps(&format!("cal_many_{i}"), None))
+        .collect();
+    db.store.write_calls(&many).await.unwrap();
+    let last = db.store.get_call("cal_many_449").await.unwrap().unwrap();
+    assert_eq!((last.answer_at, last.end_at), (Some(at(20)), Some(at(30))));
+}
+on_both_databases!(a_folded_batch_stores_what_single_writes_store);

@@ -1,0 +1,258 @@
+//! A batch of call-record writes, folded before it reaches the database.
+//!
+//! The SIP engine queues one [`CallWrite`] per step of a call (start,
+//! ringing, answer, end) and the write-behind writer stores whatever has
+//! queued up in one transaction. A short call often starts and ends within
+//! one batch; written one by one, its four steps cost four statements,
+//! each a round trip to the database (for SQLite, to its worker thread).
+//! Folded, every call *started* in the batch becomes one row of one
+//! multi-row `INSERT`, with whatever of its later steps came in the same
+//! batch already filled in; only the steps of calls started in an earlier
+//! batch are still `UPDATE`s, in their order.
+//!
+//! Folding keeps what the one-by-one writes mean: each step touches a
+//! record the first time only (the first ringing, answer and end count),
+//! an end's reason replaces the one the record started with only if it has
+//! one, and every end still writes its `call.completed` event in the same
+//! transaction, after the row it reports on is complete.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::calls::{CallEnd, CallWrite, NewCall};
+use super::{StoreError, Tx};
+use crate::clock::Timestamp;
+use crate::store::HangupSide;
+
+/// Rows of one `INSERT`: 14 parameters each, well inside SQLite's (32,766)
+/// and PostgreSQL's (65,535) limits on one statement's parameters.
+const ROWS_PER_INSERT: usize = 200;
+
+/// A call started in this batch, with the steps of it the batch also holds.
+#[derive(Debug)]
+pub(super) struct StartedCall<'a> {
+    /// The start.
+    pub(super) call: &'a NewCall,
+    /// The first ringing in the batch.
+    pub(super) ring_at: Option<Timestamp>,
+    /// The first answer in the batch.
+    pub(super) answer_at: Option<Timestamp>,
+    /// The first end in the batch.
+    pub(super) end: Option<&'a CallEnd>,
+}
+
+/// A batch, folded: calls it starts, and the steps of older calls.
+#[derive(Debug, Default)]
+pub(super) struct Folded<'a> {
+    /// Calls started in the batch, in the order they started.
+    pub(super) started: Vec<StartedCall<'a>>,
+    /// Steps of calls started in an earlier batch, in their order.
+    pub(super) later: Vec<&'a CallWrite>,
+}
+
+/// Folds `writes` (in the order they were made).
+pub(super) fn fold(writes: &[CallWrite]) -> Folded<'_> {
+    let mut folded = Folded::default();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for write in writes {
+        let started = match write {
+            CallWrite::Insert(c) => {
+                if index.contains_key(c.id.as_str()) {
+                    // Inserted twice: the second fails as it would alone.
+                    folded.later.push(write);
+                } else {
+                    index.insert(&c.id, folded.started.len());
+                    folded.started.push(StartedCall {
+                        call: c,
+                        ring_at: None,
+                        answer_at: None,
+                        end: None,
+                    });
+                }
+                continue;
+            }
+            CallWrite::Ring(id, _) | CallWrite::Answer(id, _) | CallWrite::End(id, _) => {
+                index.get(id.as_str()).map(|&i| &mut folded.started[i])
+            }
+        };
+        let Some(s) = started else {
+            folded.later.push(write);
+            continue;
+        };
+        match write {
+            CallWrite::Ring(_, at) => {
+                s.ring_at.get_or_insert(*at);
+            }
+            CallWrite::Answer(_, at) => {
+                s.answer_at.get_or_insert(*at);
+            }
+            CallWrite::End(_, end) => {
+                s.end.get_or_insert(end);
+            }
+            CallWrite::Insert(_) => {}
+        }
+    }
+    folded
+}
+
+/// Inserts `calls` with as few statements as fit.
+pub(super) async fn insert_started(
+    tx: &mut Tx,
+    calls: &[StartedCall<'_>],
+) -> Result<(), StoreError> {
+    let node = tx.node.clone();
+    for rows in calls.chunks(ROWS_PER_INSERT) {
+        // Only placeholders are generated; every value is bound.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len())));
+        for s in rows {
+            let c = s.call;
+            let end = s.end;
+            q = q
+                .bind(&c.id)
+                .bind(c.session_id.as_deref())
+                .bind(c.direction)
+                .bind(c.caller.as_ref().map_or("", |n| n.as_str()))
+                .bind(c.dialled.as_str())
+                .bind(c.invite_at.as_millis())
+                .bind(end.and_then(|e| e.reason).or(c.reason))
+                .bind(&*node)
+                .bind(s.ring_at.map(Timestamp::as_millis))
+                .bind(s.answer_at.map(Timestamp::as_millis))
+                .bind(end.map(|e| e.at.as_millis()))
+                .bind(end.map(|e| e.result.as_str()))
+                .bind(end.map(|e| i64::from(e.sip_status)))
+                .bind(end.and_then(|e| e.hangup_side.map(HangupSide::as_str)));
+        }
+        q.execute(tx.conn()).await?;
+    }
+    Ok(())
+}
+
+/// `INSERT INTO calls (…) VALUES (…), (…)` for `rows` rows, numbered
+/// `$1…` as both databases accept.
+fn insert_sql(rows: usize) -> String {
+    const COLUMNS: usize = 14;
+    let mut sql = String::from(
+        "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason, \
+         node, ring_at, answer_at, end_at, result, sip_status, hangup_side) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..COLUMNS {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * COLUMNS + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Ready once the write-behind writer has stored every call-record write
+/// queued before this was made: what a recording waits for before its
+/// row, which refers to the call's, is inserted.
+#[derive(Debug, Clone)]
+pub struct CallRecordsWritten {
+    /// How many writes the writer has stored (or given up on), in order.
+    written: watch::Receiver<u64>,
+    /// How many it must have stored.
+    upto: u64,
+}
+
+impl CallRecordsWritten {
+    /// Ready once `written` reaches `upto`.
+    pub fn new(written: watch::Receiver<u64>, upto: u64) -> CallRecordsWritten {
+        CallRecordsWritten { written, upto }
+    }
+
+    /// Waits until ready, at most `limit`: `false` if time ran out or the
+    /// writer stopped first.
+    pub async fn wait(mut self, limit: Duration) -> bool {
+        let upto = self.upto;
+        let ready = self.written.wait_for(|n| *n >= upto);
+        matches!(tokio::time::timeout(limit, ready).await, Ok(Ok(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CallResult;
+
+    fn start(id: &str) -> CallWrite {
+        CallWrite::Insert(NewCall {
+            id: id.into(),
+            session_id: None,
+            direction: "unrouted",
+            caller: None,
+            dialled: "+82505000001".parse().unwrap(),
+            invite_at: Timestamp::from_millis(1),
+            reason: Some("out-of-session"),
+        })
+    }
+
+    fn end(id: &str, at: i64) -> CallWrite {
+        CallWrite::End(
+            id.into(),
+            CallEnd {
+                at: Timestamp::from_millis(at),
+                result: CallResult::Answered,
+                sip_status: 200,
+                hangup_side: Some(HangupSide::Caller),
+                reason: None,
+            },
+        )
+    }
+
+    #[test]
+    fn a_call_started_in_the_batch_is_one_row_with_its_first_steps() {
+        let t = Timestamp::from_millis;
+        let writes = [
+            start("a"),
+            CallWrite::Ring("old".into(), t(2)),
+            CallWrite::Ring("a".into(), t(3)),
+            CallWrite::Ring("a".into(), t(4)),
+            CallWrite::Answer("a".into(), t(5)),
+            start("b"),
+            end("a", 6),
+            end("a", 7),
+            end("old", 8),
+        ];
+        let f = fold(&writes);
+        assert_eq!(f.started.len(), 2);
+        let a = &f.started[0];
+        assert_eq!(
+            (a.call.id.as_str(), a.ring_at, a.answer_at),
+            ("a", Some(t(3)), Some(t(5)))
+        );
+        assert_eq!(a.end.map(|e| e.at), Some(t(6)));
+        let b = &f.started[1];
+        assert!(b.ring_at.is_none() && b.answer_at.is_none() && b.end.is_none());
+        let later: Vec<_> = f.later.iter().map(|w| format!("{w:?}")).collect();
+        assert_eq!(later.len(), 2, "{later:?}");
+        assert!(later[0].starts_with("Ring(\"old\"") && later[1].starts_with("End(\"old\""));
+    }
+
+    #[test]
+    fn a_second_insert_of_one_id_is_left_to_fail_on_its_own() {
+        let writes = [start("a"), start("a")];
+        let f = fold(&writes);
+        assert_eq!((f.started.len(), f.later.len()), (1, 1));
+    }
+
+    #[test]
+    fn the_statement_numbers_every_parameter_once() {
+        let sql = insert_sql(2);
+        assert!(
+            sql.ends_with("($15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)")
+        );
+        assert_eq!(sql.matches('$').count(), 28);
+    }
+}
