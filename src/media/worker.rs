@@ -12,6 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
@@ -54,16 +55,23 @@ pub(super) enum Request {
 pub(super) struct WorkerLink {
     tx: std::sync::mpsc::Sender<Request>,
     waker: Arc<Waker>,
+    /// A wake-up is on its way and the worker has not yet begun taking
+    /// the requests: the next ones need none of their own (a call's
+    /// remote address and direction, sent together, cost one wake-up).
+    woken: Arc<AtomicBool>,
 }
 
 impl WorkerLink {
-    /// Queues `request` and wakes the worker; `false` when the worker is gone.
+    /// Queues `request` and wakes the worker unless a wake-up is already
+    /// on its way; `false` when the worker is gone.
     pub(super) fn send(&self, request: Request) -> bool {
         if self.tx.send(request).is_err() {
             return false;
         }
-        // Fails only if the eventfd is broken; the next request retries.
-        let _ = self.waker.wake();
+        if !self.woken.swap(true, Ordering::SeqCst) && self.waker.wake().is_err() {
+            // Only if the eventfd is broken; the next request retries.
+            self.woken.store(false, Ordering::SeqCst);
+        }
         true
     }
 }
@@ -93,6 +101,8 @@ struct Call {
 pub(super) struct Worker {
     poll: Poll,
     requests: Receiver<Request>,
+    /// Cleared before the requests are taken: see [`WorkerLink`].
+    woken: Arc<AtomicBool>,
     sockets: Vec<Option<Socket>>,
     free_slots: Vec<usize>,
     calls: HashMap<CallId, Call>,
@@ -112,9 +122,11 @@ impl Worker {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, requests) = std::sync::mpsc::channel();
+        let woken = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             poll,
             requests,
+            woken: woken.clone(),
             sockets: Vec::new(),
             free_slots: Vec::new(),
             calls: HashMap::new(),
@@ -125,7 +137,7 @@ impl Worker {
             forwards: [None; BATCH],
             stopping: false,
         };
-        Ok((worker, WorkerLink { tx, waker }))
+        Ok((worker, WorkerLink { tx, waker, woken }))
     }
 
     /// Relays until [`Request::Shutdown`] or every link is gone.
@@ -172,6 +184,9 @@ impl Worker {
 
     /// Applies every queued request (cheap when there is none).
     fn take_requests(&mut self, now: Instant) {
+        // Before looking: a request queued after this wakes the worker
+        // again (a spurious wake-up at worst, never a missed request).
+        self.woken.store(false, Ordering::SeqCst);
         while !self.stopping {
             match self.requests.try_recv() {
                 Ok(Request::Open {
