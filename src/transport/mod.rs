@@ -481,3 +481,23 @@ impl TransportCounters {
         self.connections_open.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sip_udp_sockets_get_the_buffer_the_kernel_allows() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let listen = crate::config::ListenAddr {
+            transport: crate::config::Transport::Udp,
+            addr: socket.local_addr().unwrap(),
+        };
+        enlarge_buffers(&socket, &listen);
+        // The kernel grants min(asked, rmem_max) and reports it doubled.
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap();
+        let max: usize = max.trim().parse().unwrap();
+        let got = socket2::SockRef::from(&socket).recv_buffer_size().unwrap();
+        assert!(got >= 2 * UDP_BUFFER.min(max), "got {got}, rmem_max {max}");
+    }
+}
