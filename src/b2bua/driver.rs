@@ -260,6 +260,10 @@ impl Engine {
             trunk_failures,
         } = parts;
         let (cdr, writer) = CdrQueue::start(store, metrics.clone());
+        if let Some(recorder) = &recorder {
+            // Recordings' rows go in the same batches, after their calls'.
+            recorder.send_rows_to(cdr.row_sink());
+        }
         let cfg = switch_config(&transports, &settings);
         let limits = &metrics.limits;
         let relaxed = Ordering::Relaxed;
@@ -473,7 +477,6 @@ impl Engine {
                         call_id: call_record,
                         session_id: session.clone(),
                         retention_class: class.clone(),
-                        call_written: Some(self.shared.cdr.written()),
                     };
                     m.handle.attach_tap(Box::new(recorder.begin(meta)));
                 }

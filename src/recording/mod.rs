@@ -39,5 +39,7 @@ pub mod wav;
 pub mod waveform;
 mod writer;
 
-pub use service::{LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy};
+pub use service::{
+    LiveWriters, Recorder, RecordingCounters, RecordingMeta, RecordingPolicy, RowFuture, RowSink,
+};
 pub use tap::{CHUNK_MEDIA, CHUNK_QUEUE, EARLY_PACKETS, FLUSH_EVERY, RecordingTap, TapMessage};

@@ -11,7 +11,7 @@ use crate::keys::epoch_id;
 use crate::keys::{KeyError, KeyStore};
 use crate::recording::blob::BlobStore;
 use crate::recording::tap::RecordingTap;
-use crate::store::Store;
+use crate::store::{RecordingEnd, RecordingRow, RecordingWrite, Store, StoreError};
 
 /// Retention settings a recording needs when it starts.
 #[derive(Debug, Clone)]
@@ -165,10 +165,22 @@ pub struct RecordingMeta {
     pub session_id: String,
     /// Retention class of the session.
     pub retention_class: String,
-    /// Ready once the call's record is stored (it is written behind the
-    /// call): the recording's row refers to it. `None`: it already is.
-    pub call_written: Option<crate::store::CallRecordsWritten>,
 }
+
+/// Where the recorder's row writes go instead of straight to the store:
+/// the SIP engine's write-behind batches of call records, after the
+/// records queued so far (a recording's row refers to its call's, which
+/// may still be queued).
+pub trait RowSink: Send + Sync {
+    /// Queues `write`; resolves once its batch is stored, with what
+    /// [`Store::write_rows`] said of it. `None` if the sink has stopped
+    /// (before storing it): the write then goes straight to the store.
+    fn queue(&self, write: RecordingWrite) -> RowFuture;
+}
+
+/// What [`RowSink::queue`] returns.
+pub type RowFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Result<bool, StoreError>>> + Send>>;
 
 /// Starts and finishes recordings. Shared by the SIP engine.
 pub struct Recorder {
@@ -188,6 +200,8 @@ pub struct Recorder {
     counters: Arc<RecordingCounters>,
     /// Appends and syncs every writer's chunks, many recordings a round.
     pub(super) commit: super::commit::GroupCommit,
+    /// Where row writes go if not straight to the store ([`RowSink`]).
+    rows: Mutex<Option<Arc<dyn RowSink>>>,
 }
 
 impl Recorder {
@@ -209,7 +223,50 @@ impl Recorder {
             writers: LiveWriters::default(),
             counters: Arc::default(),
             commit,
+            rows: Mutex::new(None),
         }
+    }
+
+    /// Sends the recordings' row writes to `sink` from now on.
+    pub fn send_rows_to(&self, sink: Arc<dyn RowSink>) {
+        *self.rows.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    }
+
+    /// Stores `row` (state `recording`), through the [`RowSink`] if one
+    /// is set and running, else straight.
+    pub(super) async fn insert_row(&self, row: &RecordingRow) -> Result<(), StoreError> {
+        match self
+            .through_sink(RecordingWrite::Started(row.clone()))
+            .await
+        {
+            Some(done) => done.map(drop),
+            None => self.store.insert_recording(row).await,
+        }
+    }
+
+    /// Ends recording `id` as `end` says ([`Store::finish_recording`]),
+    /// through the [`RowSink`] if one is set and running, else straight.
+    pub(super) async fn finish_row(
+        &self,
+        id: &str,
+        end: &RecordingEnd,
+    ) -> Result<bool, StoreError> {
+        let write = RecordingWrite::Ended(id.to_owned(), end.clone());
+        match self.through_sink(write).await {
+            Some(done) => done,
+            None => self.store.finish_recording(id, end).await,
+        }
+    }
+
+    /// `write`'s outcome through the sink; `None` if there is none, or it
+    /// stopped before answering (the write is then made straight).
+    async fn through_sink(&self, write: RecordingWrite) -> Option<Result<bool, StoreError>> {
+        let sink = self
+            .rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        sink.queue(write).await
     }
 
     /// The same recorder counting into `counters` (shared with `/metrics`).

@@ -28,7 +28,6 @@
 //! recording's real expiry (see [`super::rewrap`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -203,26 +202,11 @@ async fn unsupported(rec: &Recorder, meta: &RecordingMeta, recording_id: uuid::U
             return;
         }
     };
-    wait_for_call_record(meta).await;
-    if let Err(e) = rec.store().insert_recording(&row).await {
+    if let Err(e) = rec.insert_row(&row).await {
         tracing::error!(call = %meta.call_id, error = %e, "failed recording could not be stored");
         return;
     }
     end_failed(rec, &row, 0, RecordingFailure::UnsupportedCodec).await;
-}
-
-/// How long a recording waits for its call's record before inserting its
-/// own row anyway (which then fails if the call's is still missing).
-const CALL_RECORD_WAIT: Duration = Duration::from_secs(5);
-
-/// Waits until the call's record, written behind the call, is stored:
-/// the recording's row refers to it.
-async fn wait_for_call_record(meta: &RecordingMeta) {
-    if let Some(written) = meta.call_written.clone()
-        && !written.wait(CALL_RECORD_WAIT).await
-    {
-        tracing::warn!(call = %meta.call_id, "call record still not stored; recording row inserted anyway");
-    }
 }
 
 /// Marks `row` failed for `why`, with what was written (`samples`).
@@ -235,7 +219,7 @@ async fn end_failed(rec: &Recorder, row: &RecordingRow, samples: u64, why: Recor
         duration_ms: Some(i64::try_from(samples / 8).unwrap_or(i64::MAX)),
         expires_at: ended_at.saturating_add(rec.period_of(&row.retention_class)),
     };
-    if let Err(e) = rec.store().finish_recording(&row.id, &end).await {
+    if let Err(e) = rec.finish_row(&row.id, &end).await {
         // Left in `recording`: reconciliation truncates it once this
         // writer is gone.
         tracing::error!(recording = %row.id, error = %e, "recording's failure could not be stored");
@@ -251,12 +235,8 @@ async fn start(
     codec: Codec,
 ) -> Result<Open, (WriteError, Option<RecordingRow>)> {
     let (row, dek) = new_row(rec, meta, recording_id, Some(codec)).map_err(|e| (e, None))?;
-    wait_for_call_record(meta).await;
     // The row first: a blob never exists without the row that explains it.
-    rec.store
-        .insert_recording(&row)
-        .await
-        .map_err(|e| (e.into(), None))?;
+    rec.insert_row(&row).await.map_err(|e| (e.into(), None))?;
     let header = CrecHeader {
         recording_id,
         call_id: meta.call_id.clone(),
@@ -356,7 +336,7 @@ async fn finish(rec: &Recorder, open: &mut Open, last_sealed: bool) -> Result<()
         duration_ms: Some(i64::try_from(open.samples / 8).unwrap_or(i64::MAX)),
         expires_at,
     };
-    rec.store().finish_recording(&open.row.id, &end).await?;
+    rec.finish_row(&open.row.id, &end).await?;
     Ok(())
 }
 

@@ -205,7 +205,7 @@ pub enum CallWrite {
 
 /// Runs one call-record write in `tx`; an end writes its `call.completed`
 /// event in the same transaction.
-async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
+pub(super) async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
     match write {
         CallWrite::Insert(c) => {
             sqlx::query(
@@ -269,18 +269,7 @@ impl Store {
     /// The batch is folded first (`call_batch.rs`): calls it starts are
     /// inserted with their later steps in one multi-row statement.
     pub async fn write_calls(&self, writes: &[CallWrite]) -> Result<(), StoreError> {
-        let folded = super::call_batch::fold(writes);
-        let mut tx = self.begin().await?;
-        super::call_batch::insert_started(&mut tx, &folded.started).await?;
-        for started in &folded.started {
-            if let Some(end) = started.end {
-                report_completed(&mut tx, &started.call.id, end.at).await?;
-            }
-        }
-        for write in folded.later {
-            apply(&mut tx, write).await?;
-        }
-        tx.commit().await
+        self.write_rows(writes, &[]).await.map(drop)
     }
 
     /// Writes the start of a call record.
@@ -336,7 +325,11 @@ impl Store {
 }
 
 /// Writes `call.completed` for call `id` (as it now reads) into `tx`.
-async fn report_completed(tx: &mut Tx, id: &str, now: Timestamp) -> Result<(), StoreError> {
+pub(super) async fn report_completed(
+    tx: &mut Tx,
+    id: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     if !tx.webhooks.wants("call.completed") {
         return Ok(());
     }

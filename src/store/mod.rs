@@ -57,7 +57,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use crate::phone::{E164, PartyNumber};
 
 pub use audit::{AuditEvent, NewAuditEvent};
-pub use call_batch::CallRecordsWritten;
+pub use call_batch::RecordingWrite;
 pub use calls::{CallEnd, CallRecord, CallWrite, NewCall};
 pub use disputes::{Dispute, DisputeSearch, DisputeState, Grant, GrantOnCall, NewDispute};
 pub use nodes::{Lease, NodeLease, SessionEnd, SessionEnds};

@@ -2,7 +2,7 @@
 //! access events that touch them.
 
 use super::records::{RecordingFailure, RecordingState};
-use super::{Store, StoreError, WebhookEvent};
+use super::{Store, StoreError, Tx, WebhookEvent};
 use crate::clock::Timestamp;
 use crate::media::g711::Codec;
 
@@ -138,28 +138,7 @@ impl Store {
     /// and links its call record to it, in one transaction.
     pub async fn insert_recording(&self, r: &RecordingRow) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
-                wrapped_dek, blob, codec, state, started_at, node) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'recording', $9, $10)",
-        )
-        .bind(&r.id)
-        .bind(&r.call_id)
-        .bind(&r.session_id)
-        .bind(&r.retention_class)
-        .bind(&r.epoch_id)
-        .bind(&r.wrapped_dek)
-        .bind(&r.blob)
-        .bind(codec_text(r.codec))
-        .bind(r.started_at.as_millis())
-        .bind(&*self.node)
-        .execute(tx.conn())
-        .await?;
-        sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
-            .bind(&r.call_id)
-            .bind(&r.id)
-            .execute(tx.conn())
-            .await?;
+        insert_recording_in(&mut tx, r).await?;
         tx.commit().await
     }
 
@@ -169,38 +148,9 @@ impl Store {
     /// Its `recording.completed` event goes into the same transaction.
     pub async fn finish_recording(&self, id: &str, end: &RecordingEnd) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE recordings SET state = $2, failure = $3, ended_at = $4, duration_ms = $5, \
-                expires_at = $6 WHERE id = $1 AND state = 'recording'",
-        )
-        .bind(id)
-        .bind(end.state.as_str())
-        .bind(end.failure.map(RecordingFailure::as_str))
-        .bind(end.ended_at.as_millis())
-        .bind(end.duration_ms)
-        .bind(end.expires_at.as_millis())
-        .execute(tx.conn())
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if tx.webhooks.wants("recording.completed") {
-            let (call_id, session_id): (String, String) =
-                sqlx::query_as("SELECT call_id, session_id FROM recordings WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(tx.conn())
-                    .await?;
-            let event = WebhookEvent::RecordingCompleted {
-                id,
-                call_id: &call_id,
-                session_id: &session_id,
-                state: end.state,
-                duration_ms: end.duration_ms,
-            };
-            tx.enqueue_webhook(&event, end.ended_at).await?;
-        }
+        let done = finish_recording_in(&mut tx, id, end).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     /// A recording by its id, or the latest recording of a call by the
@@ -255,4 +205,70 @@ impl Store {
         }
         Ok(truncated)
     }
+}
+
+/// Inserts `r` and links its call record to it, in `tx`.
+pub(super) async fn insert_recording_in(tx: &mut Tx, r: &RecordingRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
+                wrapped_dek, blob, codec, state, started_at, node) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'recording', $9, $10)",
+    )
+    .bind(&r.id)
+    .bind(&r.call_id)
+    .bind(&r.session_id)
+    .bind(&r.retention_class)
+    .bind(&r.epoch_id)
+    .bind(&r.wrapped_dek)
+    .bind(&r.blob)
+    .bind(codec_text(r.codec))
+    .bind(r.started_at.as_millis())
+    .bind(&*tx.node.clone())
+    .execute(tx.conn())
+    .await?;
+    sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
+        .bind(&r.call_id)
+        .bind(&r.id)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+/// [`Store::finish_recording`] in `tx`.
+pub(super) async fn finish_recording_in(
+    tx: &mut Tx,
+    id: &str,
+    end: &RecordingEnd,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE recordings SET state = $2, failure = $3, ended_at = $4, duration_ms = $5, \
+                expires_at = $6 WHERE id = $1 AND state = 'recording'",
+    )
+    .bind(id)
+    .bind(end.state.as_str())
+    .bind(end.failure.map(RecordingFailure::as_str))
+    .bind(end.ended_at.as_millis())
+    .bind(end.duration_ms)
+    .bind(end.expires_at.as_millis())
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if tx.webhooks.wants("recording.completed") {
+        let (call_id, session_id): (String, String) =
+            sqlx::query_as("SELECT call_id, session_id FROM recordings WHERE id = $1")
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await?;
+        let event = WebhookEvent::RecordingCompleted {
+            id,
+            call_id: &call_id,
+            session_id: &session_id,
+            state: end.state,
+            duration_ms: end.duration_ms,
+        };
+        tx.enqueue_webhook(&event, end.ended_at).await?;
+    }
+    Ok(true)
 }

@@ -198,7 +198,6 @@ impl Rig {
             call_id: call_id.clone(),
             session_id: session.into(),
             retention_class: class.into(),
-            call_written: None,
         };
         // The tap as the relay worker would drive it.
         let mut tap = self.recorder.begin(meta);
