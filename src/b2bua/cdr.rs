@@ -163,3 +163,87 @@ async fn write_batch(store: &Store, batch: Vec<Pending>, metrics: &Metrics) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::store::{CallWrite, NewCall, RecordingEnd, RecordingRow, RecordingState};
+
+    fn call(id: &str) -> CdrOp {
+        CallWrite::Insert(NewCall {
+            id: id.into(),
+            session_id: None,
+            direction: "unrouted",
+            caller: None,
+            dialled: "+82505000001".parse().unwrap(),
+            invite_at: Timestamp::from_millis(1),
+            reason: None,
+        })
+    }
+
+    fn recording(call_id: &str) -> RecordingRow {
+        RecordingRow {
+            id: format!("rec-{call_id}"),
+            call_id: call_id.into(),
+            session_id: "ses_x".into(),
+            retention_class: "default".into(),
+            epoch_id: "epoch".into(),
+            wrapped_dek: vec![1, 2, 3],
+            blob: "b.crec".into(),
+            codec: None,
+            state: RecordingState::Recording,
+            failure: None,
+            started_at: Timestamp::from_millis(2),
+            ended_at: None,
+            duration_ms: None,
+            expires_at: None,
+            held_by: None,
+        }
+    }
+
+    /// A recording's row queued right after its call's start (still
+    /// queued, not stored) is stored after it, in order, and its writer
+    /// hears so only once it is; after the engine stops, the sink says so
+    /// and the recorder writes straight to the store.
+    #[tokio::test]
+    async fn a_recording_row_follows_its_call_record_and_is_answered_once_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}/cdr.db", dir.path().display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let (queue, writer) = CdrQueue::start(store.clone(), Arc::default());
+        let sink = queue.row_sink();
+        queue.push(call("cal_1"));
+        let started = sink.queue(RecordingWrite::Started(recording("cal_1")));
+        assert!(started.await.unwrap().unwrap());
+        let row = store.find_recording("rec-cal_1").await.unwrap().unwrap();
+        assert_eq!(row.call_id, "cal_1");
+        let end = RecordingEnd {
+            state: RecordingState::Complete,
+            failure: None,
+            ended_at: Timestamp::from_millis(3),
+            duration_ms: Some(0),
+            expires_at: Timestamp::from_millis(4),
+        };
+        let ended = sink.queue(RecordingWrite::Ended("rec-cal_1".into(), end.clone()));
+        assert!(ended.await.unwrap().unwrap());
+        // Ended twice: the second finds it no longer recording.
+        let again = sink.queue(RecordingWrite::Ended("rec-cal_1".into(), end));
+        assert!(!again.await.unwrap().unwrap());
+        // A row whose call never was: the batch fails, the one-by-one
+        // retry gives this writer its own error and the calls theirs.
+        queue.push(call("cal_2"));
+        let orphan = sink.queue(RecordingWrite::Started(recording("cal_none")));
+        assert!(orphan.await.unwrap().is_err());
+        assert!(store.get_call("cal_2").await.unwrap().is_some());
+        drop(queue);
+        writer.await.unwrap();
+        let after = sink.queue(RecordingWrite::Started(recording("cal_1")));
+        assert!(
+            after.await.is_none(),
+            "the sink must not outlive the writer"
+        );
+    }
+}
