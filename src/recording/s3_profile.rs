@@ -161,7 +161,10 @@ pub enum ProfileError {
         line: usize,
     },
     /// `AWS_PROFILE` names a profile in neither file.
-    #[error("AWS_PROFILE names profile {profile:?}, which is in neither {}", join(files))]
+    #[error(
+        "AWS_PROFILE names profile {profile:?}, which is in neither {}",
+        join(files)
+    )]
     NoSuchProfile {
         /// The profile.
         profile: String,
@@ -169,7 +172,10 @@ pub enum ProfileError {
         files: Vec<PathBuf>,
     },
     /// A profile named by `AWS_PROFILE` has no keys at all.
-    #[error("profile {profile:?} in {} has no aws_access_key_id / aws_secret_access_key", join(files))]
+    #[error(
+        "profile {profile:?} in {} has no aws_access_key_id / aws_secret_access_key",
+        join(files)
+    )]
     NoKeys {
         /// The profile.
         profile: String,
@@ -177,7 +183,10 @@ pub enum ProfileError {
         files: Vec<PathBuf>,
     },
     /// A profile with one key of the pair.
-    #[error("profile {profile:?} in {} has {present} but no {missing}", join(files))]
+    #[error(
+        "profile {profile:?} in {} has {present} but no {missing}",
+        join(files)
+    )]
     Partial {
         /// The profile.
         profile: String,

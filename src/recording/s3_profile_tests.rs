@@ -109,7 +109,10 @@ fn default_profile_from_the_credentials_file() {
     );
     let k = w.keys();
     assert_eq!(k.source, profile("default", &[CREDS]));
-    assert_eq!((k.key_id.as_str(), k.secret.expose()), ("AKDEF", "sec/ret+1"));
+    assert_eq!(
+        (k.key_id.as_str(), k.secret.expose()),
+        ("AKDEF", "sec/ret+1")
+    );
     assert!(k.token.is_none());
 }
 
@@ -165,9 +168,10 @@ fn config_file_needs_the_profile_prefix_except_for_default() {
 
 #[test]
 fn a_named_profile_in_neither_file_is_an_error_naming_both() {
-    let w = World::new()
-        .var("AWS_PROFILE", "ghost")
-        .file(CREDS, "[default]\naws_access_key_id = A\naws_secret_access_key = S\n");
+    let w = World::new().var("AWS_PROFILE", "ghost").file(
+        CREDS,
+        "[default]\naws_access_key_id = A\naws_secret_access_key = S\n",
+    );
     let e = w.resolve(None).unwrap_err();
     assert_eq!(
         e,
@@ -226,7 +230,10 @@ fn half_a_pair_in_a_profile_is_an_error_without_the_value() {
 fn unsupported_sources_are_errors() {
     for (key, line) in [
         ("credential_process", "credential_process = /bin/get-creds"),
-        ("sso_start_url", "sso_start_url = https://x.awsapps.com/start"),
+        (
+            "sso_start_url",
+            "sso_start_url = https://x.awsapps.com/start",
+        ),
         ("sso_session", "sso_session = corp"),
         ("role_arn", "role_arn = arn:aws:iam::1:role/r"),
         ("source_profile", "source_profile = base"),
@@ -324,7 +331,10 @@ fn region_order() {
     let w = World::new()
         .file(CONFIG, "[default]\nregion = from-profile\n")
         .var("AWS_DEFAULT_REGION", "from-default-region");
-    assert_eq!(w.resolve(Some("from-config")).unwrap().region, "from-config");
+    assert_eq!(
+        w.resolve(Some("from-config")).unwrap().region,
+        "from-config"
+    );
     assert_eq!(w.resolve(None).unwrap().region, "from-default-region");
     let w = w.var("AWS_REGION", "from-region");
     assert_eq!(w.resolve(None).unwrap().region, "from-region");

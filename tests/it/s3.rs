@@ -471,6 +471,9 @@ async fn credentials_from_the_aws_profile_files() {
         .err()
         .expect("a missing profile opened a store");
     let text = err.to_string();
-    assert!(text.contains("\"ghost\"") && text.contains("credentials"), "{text}");
+    assert!(
+        text.contains("\"ghost\"") && text.contains("credentials"),
+        "{text}"
+    );
     assert!(!text.contains(&garage.secret));
 }
