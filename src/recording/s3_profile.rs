@@ -162,8 +162,8 @@ pub enum ProfileError {
     },
     /// `AWS_PROFILE` names a profile in neither file.
     #[error(
-        "AWS_PROFILE names profile {profile:?}, which is in neither {}",
-        join(files)
+        "AWS_PROFILE names profile {profile:?}, which is not in {}",
+        either(files)
     )]
     NoSuchProfile {
         /// The profile.
@@ -218,6 +218,15 @@ fn join(files: &[PathBuf]) -> String {
     match names.as_slice() {
         [] => "no file (HOME is not set)".into(),
         _ => names.join(" and "),
+    }
+}
+
+/// `a or b`: the files a profile was looked for in.
+fn either(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [] => "any file (HOME is not set)".into(),
+        _ => names.join(" or "),
     }
 }
 
@@ -437,12 +446,14 @@ type Sections = BTreeMap<String, BTreeMap<String, String>>;
 /// the property before it continues that property (nested `s3 =` blocks),
 /// sections that are no profile (`[sso-session x]`, `[services x]`, or a
 /// bare `[x]` in the config file) are skipped, a section seen twice is
-/// merged.
+/// merged. CRLF line ends and a leading byte-order mark are accepted.
 fn parse(text: &str, kind: Kind, path: &Path) -> Result<Sections, ProfileError> {
     let mut sections = Sections::new();
     let mut current: Option<String> = None;
     // The indentation of the last property line, while in a section.
     let mut last_indent: Option<usize> = None;
+    // A byte-order mark, as Windows editors write one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let indent = raw.len() - raw.trim_start().len();
         let line = raw.trim();

@@ -182,6 +182,10 @@ fn a_named_profile_in_neither_file_is_an_error_naming_both() {
     );
     let text = e.to_string();
     assert!(text.contains("\"ghost\"") && text.contains(CREDS) && text.contains(CONFIG));
+    assert!(
+        text.contains(&format!("not in {CREDS} or {CONFIG}")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -353,4 +357,11 @@ fn debug_never_shows_secrets() {
         assert!(!shown.contains(s), "{shown}");
     }
     assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn byte_order_mark_and_crlf() {
+    let text = "\u{feff}[default]\r\naws_access_key_id = AKW\r\naws_secret_access_key = SW\r\n";
+    let k = World::new().file(CREDS, text).keys();
+    assert_eq!((k.key_id.as_str(), k.secret.expose()), ("AKW", "SW"));
 }
