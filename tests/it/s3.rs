@@ -477,3 +477,72 @@ async fn credentials_from_the_aws_profile_files() {
     );
     assert!(!text.contains(&garage.secret));
 }
+
+/// `ansim serve` itself, its credentials only in `$HOME/.aws` (every
+/// `AWS_*` variable removed from its environment, region empty in its
+/// config): a spool file an earlier run left is uploaded and verified at
+/// start-up, signed with the profile's key for the profile's region, and
+/// the log names the profile but no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_uploads_with_keys_from_the_profile_files() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    garage.write_profile_files(&home);
+    let spool_dir = d.join("spool");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(spool_dir.join("left.crec"), [9u8; 3000]).unwrap();
+    let log_path = d.join("serve.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ansim"));
+    cmd.current_dir(d).arg("serve");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ANSIM_") || k.starts_with("AWS_"))
+    {
+        cmd.env_remove(k);
+    }
+    let spool = spool_dir.display().to_string();
+    cmd.envs([
+        ("HOME", home.display().to_string()),
+        ("AWS_PROFILE", "ansim".into()),
+        ("ANSIM_LOG", "info".into()),
+        ("ANSIM_API__LISTEN", "127.0.0.1:0".into()),
+        ("ANSIM_SIP__LISTEN", "[\"udp:127.0.0.1:0\"]".into()),
+        ("ANSIM_MEDIA__PORTS", "43900-43909".into()),
+        ("ANSIM_STORE__RECORDINGS", "s3://rec/calls".into()),
+        ("ANSIM_STORE__S3__ENDPOINT", garage.endpoint.clone()),
+        ("ANSIM_STORE__S3__PATH_STYLE", "true".into()),
+        ("ANSIM_STORE__S3__SPOOL", spool),
+    ])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !spool_files(&spool_dir).is_empty() {
+        if Instant::now() >= until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "leftover not uploaded:\n{}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("S3 credentials: static keys"), "{log}");
+    assert!(log.contains(r#"source=profile "ansim" in "#), "{log}");
+    assert!(
+        !log.contains(&garage.secret) && !log.contains(&garage.key_id),
+        "{log}"
+    );
+    // Uploaded means written, then verified by HEAD and a ranged GET, all
+    // signed with the profile's key (the object itself is gone by now: the
+    // retention sweep removes a blob no recording row names).
+    assert!(
+        log.contains("recording uploaded and verified; spool file removed blob=left.crec"),
+        "{log}"
+    );
+}
