@@ -26,6 +26,9 @@
 //!
 //! The region: `[store.s3] region` if set, else `AWS_REGION` or
 //! `AWS_DEFAULT_REGION`, else the profile's `region`, else `us-east-1`.
+//! With keys and a region from the configuration or the environment the
+//! files are not read at all; with keys but no region they are read for
+//! the region only (the profile's credential keys are then not checked).
 //!
 //! Sans-IO: [`resolve`] takes the environment as a lookup and the files
 //! through a read function, so tests need neither the process environment

@@ -365,3 +365,26 @@ fn byte_order_mark_and_crlf() {
     let k = World::new().file(CREDS, text).keys();
     assert_eq!((k.key_id.as_str(), k.secret.expose()), ("AKW", "SW"));
 }
+
+#[test]
+fn environment_keys_without_a_region_take_the_profiles_region() {
+    let w = World::new()
+        .var("AWS_ACCESS_KEY_ID", "AKENV")
+        .var("AWS_SECRET_ACCESS_KEY", "s")
+        .var("AWS_PROFILE", "p")
+        // Its keys are unsupported, but only its region is wanted here.
+        .file(
+            CONFIG,
+            "[profile p]\nregion = sa-east-1\ncredential_process = /bin/x\n",
+        );
+    let r = w.resolve(None).unwrap();
+    assert_eq!(r.region, "sa-east-1");
+    assert_eq!(r.credentials.unwrap().source, Source::Environment);
+    // The files are read for the region, so a missing named profile stops
+    // start-up here as everywhere.
+    let w = w.var("AWS_PROFILE", "ghost");
+    assert!(matches!(
+        w.resolve(None),
+        Err(ProfileError::NoSuchProfile { .. })
+    ));
+}
