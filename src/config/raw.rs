@@ -282,13 +282,13 @@ impl Default for RawStore {
 }
 
 /// `[store.s3]`: where the bucket is and where recordings wait for it.
-/// Credentials are never here (the AWS environment variables).
+/// Credentials are never here (the AWS environment or profile files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawS3 {
     /// Endpoint URL of an S3-compatible server; empty: AWS for `region`.
     pub endpoint: String,
-    /// Region the requests are signed for.
+    /// Region the requests are signed for; empty: the AWS chain's.
     pub region: String,
     /// Path-style URLs (`endpoint/bucket/key`) instead of virtual hosts.
     pub path_style: bool,
@@ -300,7 +300,7 @@ impl Default for RawS3 {
     fn default() -> Self {
         Self {
             endpoint: String::new(),
-            region: "us-east-1".into(),
+            region: String::new(),
             path_style: false,
             spool: "data/spool".into(),
         }

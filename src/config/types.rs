@@ -276,15 +276,18 @@ pub struct StoreConfig {
 }
 
 /// `[store.s3]`: the object store's address and the local spool. No
-/// credentials: they come from the AWS environment variables (or the
-/// instance's role), never from the config file.
+/// credentials: they come from the AWS environment variables, the AWS
+/// profile files or the instance's role
+/// ([`crate::recording::s3_profile`]), never from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Config {
     /// Endpoint URL of an S3-compatible server (Garage, MinIO, Ceph);
     /// `None`: AWS S3 in `region`.
     pub endpoint: Option<String>,
-    /// Region requests are signed for (`garage` for Garage).
-    pub region: String,
+    /// Region requests are signed for (`garage` for Garage); `None`: the
+    /// AWS chain's (`AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's
+    /// `region`, else `us-east-1`).
+    pub region: Option<String>,
     /// `endpoint/bucket/key` URLs, which most self-hosted servers need,
     /// instead of `bucket.endpoint/key`.
     pub path_style: bool,
@@ -537,7 +540,7 @@ impl Config {
                 recordings: BlobLocation::File("data/recordings".into()),
                 s3: S3Config {
                     endpoint: None,
-                    region: "us-east-1".into(),
+                    region: None,
                     path_style: false,
                     spool: "data/spool".into(),
                 },

@@ -412,12 +412,10 @@ fn s3(raw: super::raw::RawS3) -> Result<S3Config> {
             ));
         }
     };
-    if raw.region.trim().is_empty() {
-        return Err(ConfigError::invalid("store.s3.region", "must not be empty"));
-    }
+    let region = Some(raw.region.trim().to_string()).filter(|r| !r.is_empty());
     Ok(S3Config {
         endpoint,
-        region: raw.region,
+        region,
         path_style: raw.path_style,
         spool: non_empty_path("store.s3.spool", &raw.spool)?,
     })

@@ -7,7 +7,7 @@
 //! | [`align`] | both directions onto one timeline (loss, reordering, hold) |
 //! | [`crec`], [`crec_reader`] | the CREC v1 file format, pure encode/decode |
 //! | [`crec_index`], [`crec_source`] | where a file's chunks are, every clear field bounded before use; reading at offsets |
-//! | [`blob`], [`s3`], `s3_read` | where encrypted files live: local files, or a bucket through a local spool, read by ranges |
+//! | [`blob`], [`s3`], `s3_read`, [`s3_profile`] | where encrypted files live: local files, or a bucket through a local spool, read by ranges; the bucket's credentials from the environment or the AWS profile files |
 //! | `tap`, `writer`, [`commit`] | from the relay's packets to sealed chunks, synced a round of many recordings at a time |
 //! | [`rewrap`] | moving a DEK to another KEK (the epoch of its real expiry) |
 //! | [`export`] | decrypting a recording back into a WAV |
@@ -32,6 +32,7 @@ pub mod export;
 pub mod playback;
 pub mod rewrap;
 pub mod s3;
+pub mod s3_profile;
 mod s3_read;
 mod service;
 mod tap;

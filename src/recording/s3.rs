@@ -15,6 +15,9 @@
 //! after reconciliation has marked their rows `truncated`.
 //!
 //! Reads ([`BlobStore::open`]) do ranged `GET`s ([`super::s3_read`]).
+//! Credentials and the region come from the AWS chain of
+//! [`super::s3_profile`] (environment, then the profile files, then
+//! `object_store`'s fallbacks).
 //!
 //! The trait is synchronous and called from blocking threads; the store
 //! runs its requests on a small runtime of its own and waits for them, so
@@ -27,13 +30,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::StaticCredentialProvider;
+use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 use tokio::io::AsyncReadExt;
 
 use super::blob::{BlobError, BlobStore, BlobWriter, LocalBlobStore, validate_blob_name};
 use super::crec_source::ReadAt;
+use super::s3_profile::{DEFAULT_REGION, Env, read_file, resolve};
 use super::service::RecordingCounters;
 use crate::config::S3Config;
 
@@ -107,19 +112,61 @@ fn remote_err(e: object_store::Error) -> BlobError {
 }
 
 impl S3BlobStore {
-    /// Opens the spool and a client for the bucket. Credentials come from
-    /// the `AWS_*` environment variables (or the instance's role); the
-    /// config file never holds them. Nothing is contacted yet.
+    /// Opens the spool and a client for the bucket. Credentials and the
+    /// region come from the AWS chain ([`super::s3_profile`]): the `AWS_*`
+    /// environment variables, the profile files, then `object_store`'s
+    /// fallbacks (web identity, ECS, instance metadata); the config file
+    /// never holds them. Nothing is contacted yet.
     pub fn open(
         loc: &S3Location,
         counters: Arc<RecordingCounters>,
     ) -> Result<S3BlobStore, BlobError> {
-        S3BlobStore::open_with(loc, counters, AmazonS3Builder::from_env())
+        let env = |name: &str| std::env::var(name).ok();
+        S3BlobStore::open_chain(loc, counters, AmazonS3Builder::from_env(), &env)
+    }
+
+    /// As [`S3BlobStore::open`], with `env` in place of the process
+    /// environment, which is not read at all (so `object_store`'s fallbacks
+    /// driven by variables are off; instance metadata stays). For tests
+    /// and embedding programs that must not depend on the process's
+    /// variables.
+    pub fn open_with_env(
+        loc: &S3Location,
+        counters: Arc<RecordingCounters>,
+        env: Env,
+    ) -> Result<S3BlobStore, BlobError> {
+        S3BlobStore::open_chain(loc, counters, AmazonS3Builder::new(), env)
+    }
+
+    /// Walks the chain with `env`, then opens with `base` and what it found.
+    fn open_chain(
+        loc: &S3Location,
+        counters: Arc<RecordingCounters>,
+        base: AmazonS3Builder,
+        env: Env,
+    ) -> Result<S3BlobStore, BlobError> {
+        let found = resolve(env, loc.settings.region.as_deref(), &read_file)
+            .map_err(|e| BlobError::Remote(format!("S3 credentials: {e}")))?;
+        let builder = match found.credentials {
+            Some(keys) => {
+                tracing::info!(source = %keys.source, region = %found.region, "S3 credentials: static keys");
+                base.with_credentials(Arc::new(StaticCredentialProvider::new(AwsCredential {
+                    key_id: keys.key_id.clone(),
+                    secret_key: keys.secret.expose().to_string(),
+                    token: keys.token.as_ref().map(|t| t.expose().to_string()),
+                })))
+            }
+            None => {
+                tracing::info!(region = %found.region, "S3 credentials: none in the environment or the profile files; object_store's fallbacks (web identity, ECS, instance metadata)");
+                base
+            }
+        };
+        S3BlobStore::open_with(loc, counters, builder, &found.region)
     }
 
     /// As [`S3BlobStore::open`], with these credentials instead of the
-    /// environment's (an embedding program, or tests that run several
-    /// servers in one process). Neither is ever logged.
+    /// chain's (an embedding program, or tests that run several servers
+    /// in one process). Neither is ever logged.
     pub fn open_with_key(
         loc: &S3Location,
         counters: Arc<RecordingCounters>,
@@ -129,13 +176,15 @@ impl S3BlobStore {
         let b = AmazonS3Builder::new()
             .with_access_key_id(key_id)
             .with_secret_access_key(secret);
-        S3BlobStore::open_with(loc, counters, b)
+        let region = loc.settings.region.as_deref().unwrap_or(DEFAULT_REGION);
+        S3BlobStore::open_with(loc, counters, b, region)
     }
 
     fn open_with(
         loc: &S3Location,
         counters: Arc<RecordingCounters>,
         builder: AmazonS3Builder,
+        region: &str,
     ) -> Result<S3BlobStore, BlobError> {
         // reqwest is built without a provider of its own: ring is the
         // process's one rustls provider (an error means one is installed).
@@ -143,7 +192,7 @@ impl S3BlobStore {
         let spool = LocalBlobStore::new(&loc.settings.spool)?;
         let mut b = builder
             .with_bucket_name(&loc.bucket)
-            .with_region(&loc.settings.region)
+            .with_region(region)
             .with_virtual_hosted_style_request(!loc.settings.path_style)
             .with_retry(RetryConfig {
                 max_retries: 2,

@@ -388,3 +388,63 @@ fn serve_refuses_a_missing_or_weak_master_key_outside_dev() {
         "no key bytes in the message: {err}"
     );
 }
+
+/// `ansim serve` with `s3://` recordings walks the AWS chain over its own
+/// environment: a profile it cannot honour stops start-up with the profile
+/// and the file named (never a key), instead of falling through to the
+/// instance's role. Nothing is contacted: the endpoint is a closed port.
+#[test]
+fn serve_refuses_an_aws_profile_it_cannot_honour() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let aws = d.join("home/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[default]\naws_access_key_id = AKIDINFILE\naws_secret_access_key = SECRETINFILE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile tool]\ncredential_process = /bin/false\n",
+    )
+    .unwrap();
+    let home = d.join("home").display().to_string();
+    let run = |profile: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(d).arg("serve").env("ANSIM_LOG", "info");
+        for (k, _) in
+            std::env::vars().filter(|(k, _)| k.starts_with("ANSIM_") || k.starts_with("AWS_"))
+        {
+            cmd.env_remove(k);
+        }
+        cmd.envs([
+            ("HOME", home.as_str()),
+            ("AWS_PROFILE", profile),
+            ("ANSIM_API__LISTEN", "127.0.0.1:0"),
+            ("ANSIM_SIP__LISTEN", "[\"udp:127.0.0.1:0\"]"),
+            ("ANSIM_STORE__RECORDINGS", "s3://rec/calls"),
+            ("ANSIM_STORE__S3__ENDPOINT", "http://127.0.0.1:1"),
+            ("ANSIM_STORE__S3__PATH_STYLE", "true"),
+        ]);
+        cmd.output().expect("run ansim")
+    };
+    let out = run("ghost");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"ghost\"") && err.contains(&format!("{home}/.aws/credentials")),
+        "{err}"
+    );
+    let out = run("tool");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("credential_process") && err.contains(&format!("{home}/.aws/config")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("SECRETINFILE") && !err.contains("AKIDINFILE"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Recordings in a real S3-compatible server: Garage, started here on
 //! loopback ports in a temporary directory (no mock object store).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -166,12 +167,57 @@ impl Garage {
             prefix: "calls".into(),
             settings: S3Config {
                 endpoint: Some(self.endpoint.clone()),
-                region: "garage".into(),
+                region: Some("garage".into()),
                 path_style: true,
                 spool: spool.to_path_buf(),
             },
         };
         S3BlobStore::open_with_key(&loc, counters, &self.key_id, &self.secret).unwrap()
+    }
+
+    /// Writes AWS profile files into `home/.aws`: a `default` profile with
+    /// a key Garage does not know, and the profile `ansim` with the test
+    /// key (its region in the config file, as `aws configure` writes it).
+    pub fn write_profile_files(&self, home: &Path) {
+        let aws = home.join(".aws");
+        std::fs::create_dir_all(&aws).unwrap();
+        let creds = format!(
+            "# written by the test\n[default]\naws_access_key_id = GKnotakey\n\
+             aws_secret_access_key = {wrong}\n\n[ansim]\n  aws_access_key_id = {id}\n  \
+             aws_secret_access_key = {secret}   ; the test key\n",
+            wrong = "0".repeat(64),
+            id = self.key_id,
+            secret = self.secret,
+        );
+        std::fs::write(aws.join("credentials"), creds).unwrap();
+        std::fs::write(
+            aws.join("config"),
+            "[default]\nregion = us-east-1\n[profile ansim]\nregion = garage\n",
+        )
+        .unwrap();
+    }
+
+    /// A store on bucket `rec` whose credentials and region come only from
+    /// the AWS chain over `env` (not the process environment), with no
+    /// `[store.s3] region`.
+    pub fn store_with_env(
+        &self,
+        spool: &Path,
+        counters: Arc<RecordingCounters>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<S3BlobStore, ansim::recording::blob::BlobError> {
+        let loc = S3Location {
+            bucket: "rec".into(),
+            prefix: "calls".into(),
+            settings: S3Config {
+                endpoint: Some(self.endpoint.clone()),
+                region: None,
+                path_style: true,
+                spool: spool.to_path_buf(),
+            },
+        };
+        let lookup = |k: &str| env.get(k).cloned();
+        S3BlobStore::open_with_env(&loc, counters, &lookup)
     }
 }
 
@@ -361,4 +407,142 @@ async fn leftover_spool_files_are_uploaded_at_start_up() {
         .unwrap()
         .unwrap();
     assert_eq!(back, vec![7u8; 5000]);
+}
+
+/// Credentials only from the AWS profile files: with `AWS_PROFILE=ansim`
+/// (and no `AWS_ACCESS_KEY_ID` in the environment the chain sees) a call
+/// is recorded, uploaded and decrypted back from the bucket; the region
+/// comes from the profile too (Garage refuses any other). The `default`
+/// profile's unknown key is refused by the server, and a profile in
+/// neither file stops the store from opening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_the_aws_profile_files() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    garage.write_profile_files(home.path());
+    let mut env = BTreeMap::from([
+        ("HOME".to_string(), home.path().display().to_string()),
+        ("AWS_PROFILE".to_string(), "ansim".to_string()),
+    ]);
+    let db = TestDb::new(Db::Sqlite).await;
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().join("spool");
+    let counters = Arc::new(RecordingCounters::default());
+    let s3 = Arc::new(
+        garage
+            .store_with_env(&spool_dir, Arc::clone(&counters), &env)
+            .unwrap(),
+    );
+    let rig = Rig::with_blobs(db.store.clone(), s3.clone());
+    let row = rig
+        .record_media("ses_test", "ad-6m", 100, |_| (0x11, 0x22))
+        .await;
+    assert_eq!(counters.uploaded.load(Ordering::Relaxed), 1);
+    assert!(spool_files(&spool_dir).is_empty(), "spool not emptied");
+    assert_eq!(listed(&s3).await, vec![row.blob.clone()]);
+    let rec = Arc::clone(&rig.recorder);
+    let id = row.id.clone();
+    let audio = tokio::task::spawn_blocking(move || {
+        tokio::runtime::Handle::current()
+            .block_on(rec.decrypt(&id))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(audio.duration_ms() >= 1900, "{} ms", audio.duration_ms());
+    assert!(audio.caller.iter().all(|b| *b == 0x11));
+    assert!(audio.callee.iter().all(|b| *b == 0x22));
+
+    // The default profile's key: the store opens, the server refuses it.
+    env.remove("AWS_PROFILE");
+    let other_spool = spool.path().join("other");
+    let wrong = garage
+        .store_with_env(&other_spool, Arc::new(RecordingCounters::default()), &env)
+        .unwrap();
+    let listing = tokio::task::spawn_blocking(move || wrong.list())
+        .await
+        .unwrap();
+    assert!(listing.is_err(), "an unknown key listed the bucket");
+
+    // A profile in neither file: no store, and no fall-through.
+    env.insert("AWS_PROFILE".into(), "ghost".into());
+    let err = garage
+        .store_with_env(&other_spool, Arc::new(RecordingCounters::default()), &env)
+        .err()
+        .expect("a missing profile opened a store");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"ghost\"") && text.contains("credentials"),
+        "{text}"
+    );
+    assert!(!text.contains(&garage.secret));
+}
+
+/// `ansim serve` itself, its credentials only in `$HOME/.aws` (every
+/// `AWS_*` variable removed from its environment, region empty in its
+/// config): a spool file an earlier run left is uploaded and verified at
+/// start-up, signed with the profile's key for the profile's region, and
+/// the log names the profile but no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_uploads_with_keys_from_the_profile_files() {
+    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    garage.write_profile_files(&home);
+    let spool_dir = d.join("spool");
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(spool_dir.join("left.crec"), [9u8; 3000]).unwrap();
+    let log_path = d.join("serve.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ansim"));
+    cmd.current_dir(d).arg("serve");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ANSIM_") || k.starts_with("AWS_"))
+    {
+        cmd.env_remove(k);
+    }
+    let spool = spool_dir.display().to_string();
+    cmd.envs([
+        ("HOME", home.display().to_string()),
+        ("AWS_PROFILE", "ansim".into()),
+        ("ANSIM_LOG", "info".into()),
+        ("ANSIM_API__LISTEN", "127.0.0.1:0".into()),
+        ("ANSIM_SIP__LISTEN", "[\"udp:127.0.0.1:0\"]".into()),
+        ("ANSIM_MEDIA__PORTS", "43900-43909".into()),
+        ("ANSIM_STORE__RECORDINGS", "s3://rec/calls".into()),
+        ("ANSIM_STORE__S3__ENDPOINT", garage.endpoint.clone()),
+        ("ANSIM_STORE__S3__PATH_STYLE", "true".into()),
+        ("ANSIM_STORE__S3__SPOOL", spool),
+    ])
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !spool_files(&spool_dir).is_empty() {
+        if Instant::now() >= until || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "leftover not uploaded:\n{}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("S3 credentials: static keys"), "{log}");
+    assert!(log.contains(r#"source=profile "ansim" in "#), "{log}");
+    assert!(
+        !log.contains(&garage.secret) && !log.contains(&garage.key_id),
+        "{log}"
+    );
+    // Uploaded means written, then verified by HEAD and a ranged GET, all
+    // signed with the profile's key (the object itself is gone by now: the
+    // retention sweep removes a blob no recording row names).
+    assert!(
+        log.contains("recording uploaded and verified; spool file removed blob=left.crec"),
+        "{log}"
+    );
 }
