@@ -111,6 +111,7 @@
 pub mod announcement;
 mod announcer;
 mod bridge;
+mod bufring;
 pub mod g711;
 mod latch;
 mod mmsg;
@@ -122,6 +123,7 @@ pub mod rtp;
 pub mod sdp;
 mod stats;
 mod tap;
+mod uring;
 pub mod wav;
 mod worker;
 
@@ -131,7 +133,7 @@ mod relay_tests;
 pub use announcement::{Announcement, AnnouncementError, AnnouncementProblem};
 pub use latch::SourcePolicy;
 pub use ports::{PortPair, PortPool};
-pub use relay::{MAX_DATAGRAM, MediaHandle, Relay, RelayConfig};
+pub use relay::{MAX_DATAGRAM, MediaHandle, MediaIo, Relay, RelayConfig};
 pub use rtp::{Packet, RtpHeader, RtpPacket, classify, is_rtcp};
 pub use sdp::MediaDirection;
 pub use stats::{Counters, LegStats, MediaStats, RelayTotals};
