@@ -24,7 +24,7 @@ fn worker_ns() -> u64 {
                 return None;
             }
             let stat = std::fs::read_to_string(dir.join("schedstat")).ok()?;
-            stat.split_whitespace().next()?.parse().ok()
+            stat.split_whitespace().next()?.parse::<u64>().ok()
         })
         .sum()
 }
@@ -42,7 +42,11 @@ fn main() {
         ..RelayConfig::default()
     };
     let relay = Relay::new(LOCALHOST, 40000, 40000 + 4 * calls as u16 + 3, config).expect("relay");
-    println!("backend {:?}, {} workers, {calls} calls", relay.io(), relay.workers());
+    println!(
+        "backend {:?}, {} workers, {calls} calls",
+        relay.io(),
+        relay.workers()
+    );
     let mut handles = Vec::new();
     let mut phones = Vec::new();
     for _ in 0..calls {

@@ -435,10 +435,7 @@ fn media_source_policy() {
 
 #[test]
 fn media_io_is_epoll_unless_io_uring_is_asked_for() {
-    assert_eq!(
-        Config::default_dev().media.io,
-        crate::media::MediaIo::Epoll
-    );
+    assert_eq!(Config::default_dev().media.io, crate::media::MediaIo::Epoll);
     let c = Config::from_toml_str("[media]\nio = \"io_uring\"", no_env()).unwrap();
     assert_eq!(c.media.io, crate::media::MediaIo::IoUring);
     assert_rejected("[media]\nio = \"uring\"", "media.io", "epoll or io_uring");
