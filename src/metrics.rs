@@ -336,7 +336,7 @@ impl Metrics {
         let loadi = |c: &AtomicI64| c.load(Ordering::Relaxed);
         let t = &self.transport;
         let r = &self.recording;
-        let counters: [(&str, &str, u64); 21] = [
+        let counters: [(&str, &str, u64); 22] = [
             (
                 "ansim_media_rtcp_unscrubbable_total",
                 "RTCP datagrams dropped because they could not be scrubbed of identity.",
@@ -441,6 +441,11 @@ impl Metrics {
                 "ansim_media_foreign_packets_total",
                 "Media datagrams dropped because they came from a source the leg does not admit.",
                 load(&self.media.foreign_packets),
+            ),
+            (
+                "ansim_media_ring_starved_total",
+                "Times an io_uring media worker ran out of receive buffers (datagrams waited in the socket).",
+                load(&self.media.ring_starved),
             ),
         ];
         for (name, help, v) in counters {

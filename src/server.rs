@@ -346,10 +346,12 @@ async fn start_sip(
         source: config.media.source,
         totals: metrics.media.clone(),
         workers: config.media.workers,
+        io: config.media.io,
+        ring_buffers: 0,
     };
     let relay = crate::media::Relay::new(config.media.bind, ports.first, ports.last, relay_config)
         .map_err(|e| ServeError::Media(e.to_string()))?;
-    tracing::info!(workers = relay.workers(), "media relay running");
+    tracing::info!(workers = relay.workers(), io = ?relay.io(), "media relay running");
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let limits = &metrics.limits;
     limits

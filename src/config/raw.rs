@@ -200,6 +200,8 @@ pub struct RawMedia {
     pub learn_window: String,
     /// Relay worker threads; 0 = one per available core.
     pub workers: i64,
+    /// `"epoll"` or `"io_uring"`: the relay workers' I/O.
+    pub io: String,
 }
 
 impl Default for RawMedia {
@@ -212,6 +214,7 @@ impl Default for RawMedia {
             source: "sdp".into(),
             learn_window: "10s".into(),
             workers: 0,
+            io: "epoll".into(),
         }
     }
 }

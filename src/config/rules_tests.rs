@@ -434,6 +434,14 @@ fn media_source_policy() {
 }
 
 #[test]
+fn media_io_is_epoll_unless_io_uring_is_asked_for() {
+    assert_eq!(Config::default_dev().media.io, crate::media::MediaIo::Epoll);
+    let c = Config::from_toml_str("[media]\nio = \"io_uring\"", no_env()).unwrap();
+    assert_eq!(c.media.io, crate::media::MediaIo::IoUring);
+    assert_rejected("[media]\nio = \"uring\"", "media.io", "epoll or io_uring");
+}
+
+#[test]
 fn max_calls_defaults_to_what_the_ports_carry_and_no_more() {
     let c = Config::from_toml_str("[media]\nports = \"30000-30399\"", no_env()).unwrap();
     assert_eq!(c.limits.max_calls, 100, "400 ports, 4 a call");

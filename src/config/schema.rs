@@ -81,6 +81,7 @@ pub(crate) const ROOT: &[Field] = &[
             f("source", Str),
             f("learn_window", Str),
             f("workers", Int),
+            f("io", Str),
         ]),
     ),
     f(

@@ -154,6 +154,9 @@ pub struct MediaConfig {
     pub source: crate::media::SourcePolicy,
     /// Relay worker threads (`workers`); 0 = one per available core.
     pub workers: usize,
+    /// The relay workers' I/O (`io`): epoll, or io_uring (which falls back
+    /// to epoll where the kernel refuses it).
+    pub io: crate::media::MediaIo,
 }
 
 /// `[limits]`
@@ -523,6 +526,7 @@ impl Config {
                 announcement: None,
                 source: crate::media::SourcePolicy::Sdp,
                 workers: 0,
+                io: crate::media::MediaIo::Epoll,
             },
             routing: RoutingConfig {
                 unknown_caller_status: 404,

@@ -15,7 +15,7 @@ use super::{
     TlsFiles, Transport, parse,
 };
 use crate::duration::parse_duration;
-use crate::media::SourcePolicy;
+use crate::media::{MediaIo, SourcePolicy};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -259,8 +259,17 @@ fn media(raw: RawMedia) -> Result<MediaConfig> {
             return Err(ConfigError::invalid("media.workers", reason));
         }
     };
+    let io = match raw.io.as_str() {
+        "epoll" => MediaIo::Epoll,
+        "io_uring" => MediaIo::IoUring,
+        other => {
+            let reason = format!("'{other}' is not a media I/O (epoll or io_uring)");
+            return Err(ConfigError::invalid("media.io", reason));
+        }
+    };
     Ok(MediaConfig {
         workers,
+        io,
         bind: at("media.bind", parse::ip_addr(&raw.bind))?,
         advertise,
         ports: at("media.ports", parse::port_range(&raw.ports))?,

@@ -230,7 +230,10 @@ fn zeroed<T: Copy>() -> T {
     unsafe { MaybeUninit::zeroed().assume_init() }
 }
 
-fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(super) fn to_storage(
+    addr: SocketAddr,
+    storage: &mut libc::sockaddr_storage,
+) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -263,7 +266,7 @@ fn to_storage(addr: SocketAddr, storage: &mut libc::sockaddr_storage) -> libc::s
     }
 }
 
-fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+pub(super) fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match i32::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.

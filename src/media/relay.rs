@@ -17,6 +17,7 @@ use super::ports::PortPool;
 use super::sdp::MediaDirection;
 use super::stats::{MediaStats, RelayTotals, SharedStats};
 use super::tap::{Leg, MediaTap, PacketKind};
+use super::uring;
 use super::worker::{CallId, Request, Worker, WorkerLink};
 
 /// Largest datagram relayed; a bigger one is dropped (and counted).
@@ -31,6 +32,23 @@ pub struct RelayConfig {
     pub totals: Arc<RelayTotals>,
     /// Worker threads (`[media] workers`); 0: one per available core.
     pub workers: usize,
+    /// The workers' I/O (`[media] io`).
+    pub io: MediaIo,
+    /// Receive buffers per io_uring worker, a power of two (0: 2048). Not
+    /// a configuration key: tests make it tiny to exhaust it.
+    pub ring_buffers: u16,
+}
+
+/// How the relay workers do their I/O (`[media] io`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MediaIo {
+    /// epoll (`mio`) with `recvmmsg`/`sendmmsg` ([`super::worker`]).
+    #[default]
+    Epoll,
+    /// io_uring with registered files, multishot receive and a buffer ring
+    /// ([`super::uring`]); falls back to epoll where the ring cannot be set
+    /// up (old kernel, seccomp, limits), logged once.
+    IoUring,
 }
 
 /// The relay: its port pool and its workers. Dropping it stops the workers
@@ -45,6 +63,9 @@ pub struct Relay {
     next: AtomicUsize,
     /// The next call's id.
     ids: AtomicU64,
+    /// The I/O the workers use: `config.io`, unless io_uring could not be
+    /// set up (then epoll from the worker that failed on).
+    io: MediaIo,
 }
 
 impl Relay {
@@ -70,12 +91,9 @@ impl Relay {
         };
         let mut links = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
+        let mut io = config.io;
         for i in 0..count {
-            let (worker, link) = Worker::new().map_err(MediaError::Worker)?;
-            let thread = std::thread::Builder::new()
-                .name(format!("ansim-media-{i}"))
-                .spawn(move || worker.run())
-                .map_err(MediaError::Worker)?;
+            let (link, thread) = spawn_worker(i, &mut io, &pool, &config)?;
             links.push(link);
             threads.push(thread);
         }
@@ -86,6 +104,7 @@ impl Relay {
             threads,
             next: AtomicUsize::new(0),
             ids: AtomicU64::new(1),
+            io,
         })
     }
 
@@ -144,6 +163,51 @@ impl Relay {
     pub fn workers(&self) -> usize {
         self.links.len()
     }
+
+    /// The I/O the workers use (epoll when io_uring was asked for but the
+    /// kernel refused it).
+    #[must_use]
+    pub fn io(&self) -> MediaIo {
+        self.io
+    }
+}
+
+/// Starts worker `i` with `io`; an io_uring worker that cannot be set up
+/// is logged, and `io` becomes epoll for it and the workers after it.
+fn spawn_worker(
+    i: usize,
+    io: &mut MediaIo,
+    pool: &PortPool,
+    config: &RelayConfig,
+) -> Result<(WorkerLink, JoinHandle<()>), MediaError> {
+    let name = format!("ansim-media-{i}");
+    if *io == MediaIo::IoUring {
+        let buffers = match config.ring_buffers {
+            0 => super::bufring::DEFAULT_BUFFERS,
+            n => n,
+        };
+        // Each call takes two pairs; any worker may get them all.
+        let calls = pool.capacity() / 2 + 1;
+        match uring::Worker::new(calls, buffers, Arc::clone(&config.totals)) {
+            Ok((worker, link)) => {
+                let thread = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || worker.run())
+                    .map_err(MediaError::Worker)?;
+                return Ok((link, thread));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring unavailable for the media relay: using epoll");
+                *io = MediaIo::Epoll;
+            }
+        }
+    }
+    let (worker, link) = Worker::new().map_err(MediaError::Worker)?;
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || worker.run())
+        .map_err(MediaError::Worker)?;
+    Ok((link, thread))
 }
 
 impl Drop for Relay {

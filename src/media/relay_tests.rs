@@ -14,6 +14,42 @@ use tokio::time::timeout;
 use super::*;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Runs a test `fn name(io: MediaIo)` on both relay backends, as
+/// `name::epoll` and `name::io_uring` (the second on ports shifted by
+/// [`at`], so the two run in parallel).
+macro_rules! on_both_backends {
+    ($(#[$attr:meta])* $name:ident) => {
+        mod $name {
+            use crate::media::MediaIo;
+            $(#[$attr])*
+            async fn epoll() {
+                super::$name(MediaIo::Epoll).await;
+            }
+            $(#[$attr])*
+            async fn io_uring() {
+                super::$name(MediaIo::IoUring).await;
+            }
+        }
+    };
+}
+
+/// Where a test's port `port` is for backend `io`: as written for epoll,
+/// 6000 below for io_uring (a range no other test uses).
+fn at(io: MediaIo, port: u16) -> u16 {
+    match io {
+        MediaIo::Epoll => port,
+        MediaIo::IoUring => port - 6000,
+    }
+}
+
+/// The default relay settings on backend `io`.
+fn relay_config(io: MediaIo) -> RelayConfig {
+    RelayConfig {
+        io,
+        ..RelayConfig::default()
+    }
+}
 const GUARD: Duration = Duration::from_secs(5);
 
 /// A call: its media handle, the relay (declared after the handle, so it
@@ -48,7 +84,10 @@ fn phone(port: u16) -> Phone {
 /// A relay with one call on `base..base+10`, phone ports in
 /// `base+10..base+20`.
 fn call(base: u16, config: RelayConfig, tap: Option<Box<dyn MediaTap>>) -> Call {
+    let (base, io) = (at(config.io, base), config.io);
     let pool = Relay::new(LOCALHOST, base, base + 9, config).unwrap();
+    // Not a silent fallback: each backend is the one tested.
+    assert_eq!(pool.io(), io, "the relay fell back from io_uring");
     let relay = pool.open().unwrap();
     if let Some(tap) = tap {
         relay.attach_tap(tap);
@@ -119,9 +158,12 @@ fn rtcp(ssrc: u32) -> Vec<u8> {
     p
 }
 
-#[tokio::test]
-async fn relays_rtp_both_ways_unchanged() {
-    let c = call(31200, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    relays_rtp_both_ways_unchanged
+);
+async fn relays_rtp_both_ways_unchanged(io: MediaIo) {
+    let c = call(31200, relay_config(io), None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
     let to_b = c.relay_addr(Leg::B, PacketKind::Rtp);
     for (from, to, dest, ssrc) in [
@@ -187,9 +229,12 @@ async fn stranger(host: u8) -> UdpSocket {
         .unwrap()
 }
 
-#[tokio::test]
-async fn sdp_policy_admits_the_sdp_ip_and_latches_its_port() {
-    let config = RelayConfig::default();
+on_both_backends!(
+    #[tokio::test]
+    sdp_policy_admits_the_sdp_ip_and_latches_its_port
+);
+async fn sdp_policy_admits_the_sdp_ip_and_latches_its_port(io: MediaIo) {
+    let config = relay_config(io);
     let totals = config.totals.clone();
     let c = call(31220, config, None);
     let decoy = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
@@ -246,13 +291,16 @@ async fn sdp_policy_admits_the_sdp_ip_and_latches_its_port() {
     assert_eq!(c.relay.stats().b.rtp.foreign, 3);
 }
 
-#[tokio::test]
-async fn learn_policy_latches_the_first_source_after_an_offer_answer() {
+on_both_backends!(
+    #[tokio::test]
+    learn_policy_latches_the_first_source_after_an_offer_answer
+);
+async fn learn_policy_latches_the_first_source_after_an_offer_answer(io: MediaIo) {
     let config = RelayConfig {
         source: SourcePolicy::Learn {
             window: Duration::from_secs(30),
         },
-        ..RelayConfig::default()
+        ..relay_config(io)
     };
     let c = call(31240, config, None);
     let (to_a, to_b) = (
@@ -282,9 +330,12 @@ async fn learn_policy_latches_the_first_source_after_an_offer_answer() {
     assert_eq!(c.relay.stats().b.rtp.foreign, 2);
 }
 
-#[tokio::test]
-async fn relays_rtcp_on_its_own_ports() {
-    let c = call(31260, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    relays_rtcp_on_its_own_ports
+);
+async fn relays_rtcp_on_its_own_ports(io: MediaIo) {
+    let c = call(31260, relay_config(io), None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtcp);
     let to_b = c.relay_addr(Leg::B, PacketKind::Rtcp);
     send(&c.phone_a.rtcp, &rtcp(0xa), to_a).await;
@@ -313,7 +364,7 @@ async fn relays_rtcp_on_its_own_ports() {
 
     // An explicit a=rtcp address is honoured until latching.
     let other = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
-    let c2 = call(31280, RelayConfig::default(), None);
+    let c2 = call(31280, relay_config(io), None);
     c2.relay.set_remote_rtcp(Leg::B, addr(&other));
     send(
         &c2.phone_a.rtcp,
@@ -324,9 +375,12 @@ async fn relays_rtcp_on_its_own_ports() {
     assert_eq!(recv(&other).await.0, rtcp(0xa));
 }
 
-#[tokio::test]
-async fn drops_and_counts_garbage_and_keeps_working() {
-    let c = call(31300, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    drops_and_counts_garbage_and_keeps_working
+);
+async fn drops_and_counts_garbage_and_keeps_working(io: MediaIo) {
+    let c = call(31300, relay_config(io), None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
     let mut version0 = rtp(1, 0xa);
     version0[0] = 0x00;
@@ -363,9 +417,12 @@ async fn drops_and_counts_garbage_and_keeps_working() {
     assert_eq!((stats.b.rtp.packets_out, stats.b.rtcp.packets_out), (1, 1));
 }
 
-#[tokio::test]
-async fn admits_nothing_before_sdp_and_drops_when_no_target_is_known() {
-    let pool = Relay::new(LOCALHOST, 31320, 31329, RelayConfig::default()).unwrap();
+on_both_backends!(
+    #[tokio::test]
+    admits_nothing_before_sdp_and_drops_when_no_target_is_known
+);
+async fn admits_nothing_before_sdp_and_drops_when_no_target_is_known(io: MediaIo) {
+    let pool = Relay::new(LOCALHOST, at(io, 31320), at(io, 31329), relay_config(io)).unwrap();
     let relay = pool.open().unwrap();
     let phone = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     let phone_b = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
@@ -432,10 +489,13 @@ impl RecordingTap {
     }
 }
 
-#[tokio::test]
-async fn tap_sees_every_relayed_packet() {
+on_both_backends!(
+    #[tokio::test]
+    tap_sees_every_relayed_packet
+);
+async fn tap_sees_every_relayed_packet(io: MediaIo) {
     let tap = Arc::new(RecordingTap::default());
-    let c = call(31340, RelayConfig::default(), SharedTap::boxed(&tap));
+    let c = call(31340, relay_config(io), SharedTap::boxed(&tap));
     use PacketKind::{Rtcp, Rtp};
     let mut expected: Seen = Vec::new();
     let steps = [
@@ -483,9 +543,12 @@ async fn tap_sees_every_relayed_packet() {
     assert_eq!(c.relay.stats().a.direction, MediaDirection::SendRecv);
 }
 
-#[tokio::test]
-async fn stop_frees_ports_and_ends_the_task() {
-    let c = call(31360, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    stop_frees_ports_and_ends_the_task
+);
+async fn stop_frees_ports_and_ends_the_task(io: MediaIo) {
+    let c = call(31360, relay_config(io), None);
     let relay_port = c.relay.local_port(Leg::A);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
     send(&c.phone_a.rtp, &rtp(1, 0xa), to_a).await;
@@ -517,9 +580,12 @@ async fn stop_frees_ports_and_ends_the_task() {
     assert_nothing_pending(&c.phone_b.rtp);
 }
 
-#[tokio::test]
-async fn dropping_the_handle_frees_ports() {
-    let c = call(31380, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    dropping_the_handle_frees_ports
+);
+async fn dropping_the_handle_frees_ports(io: MediaIo) {
+    let c = call(31380, relay_config(io), None);
     let Call { relay, pool, .. } = c;
     drop(relay);
     // The worker closes the call and frees its ports once it sees the drop.
@@ -533,9 +599,13 @@ async fn dropping_the_handle_frees_ports() {
     assert!(pool.open().is_ok());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_calls_share_a_pool() {
-    let pool = Arc::new(Relay::new(LOCALHOST, 31400, 31439, RelayConfig::default()).unwrap());
+on_both_backends!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    concurrent_calls_share_a_pool
+);
+async fn concurrent_calls_share_a_pool(io: MediaIo) {
+    let pool =
+        Arc::new(Relay::new(LOCALHOST, at(io, 31400), at(io, 31439), relay_config(io)).unwrap());
     let mut calls = Vec::new();
     for i in 0..10u32 {
         let pool = Arc::clone(&pool);
@@ -578,9 +648,12 @@ fn worker_ticks() -> u64 {
         .sum()
 }
 
-#[tokio::test]
-async fn an_idle_relay_sleeps() {
-    let c = call(31520, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    an_idle_relay_sleeps
+);
+async fn an_idle_relay_sleeps(io: MediaIo) {
+    let c = call(31520, relay_config(io), None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtp);
     for seq in 0..20 {
         send(&c.phone_a.rtp, &rtp(seq, 0xa), to_a).await;
@@ -595,6 +668,7 @@ async fn an_idle_relay_sleeps() {
 }
 
 mod announcement;
+mod io;
 
 /// An SR without report blocks followed by an SDES chunk of `items`
 /// (type, text), as a softphone sends them.
@@ -619,9 +693,12 @@ fn sr_with_sdes(ssrc: u32, items: &[(u8, &[u8])]) -> Vec<u8> {
     [sr, sdes].concat()
 }
 
-#[tokio::test]
-async fn rtcp_reaches_the_other_leg_without_the_senders_identity() {
-    let config = RelayConfig::default();
+on_both_backends!(
+    #[tokio::test]
+    rtcp_reaches_the_other_leg_without_the_senders_identity
+);
+async fn rtcp_reaches_the_other_leg_without_the_senders_identity(io: MediaIo) {
+    let config = relay_config(io);
     let totals = config.totals.clone();
     let c = call(31540, config, None);
     let to_a = c.relay_addr(Leg::A, PacketKind::Rtcp);
@@ -661,11 +738,14 @@ async fn rtcp_reaches_the_other_leg_without_the_senders_identity() {
     assert_eq!(totals.rtcp_unscrubbable.load(Ordering::Relaxed), 1);
 }
 
-#[tokio::test]
-async fn a_call_on_reused_ports_gets_nothing_meant_for_the_previous_one() {
+on_both_backends!(
+    #[tokio::test]
+    a_call_on_reused_ports_gets_nothing_meant_for_the_previous_one
+);
+async fn a_call_on_reused_ports_gets_nothing_meant_for_the_previous_one(io: MediaIo) {
     // Two pairs: the second call gets exactly the first one's ports.
-    let pool = Relay::new(LOCALHOST, 31840, 31843, RelayConfig::default()).unwrap();
-    let (a, b) = (phone(31850), phone(31852));
+    let pool = Relay::new(LOCALHOST, at(io, 31840), at(io, 31843), relay_config(io)).unwrap();
+    let (a, b) = (phone(at(io, 31850)), phone(at(io, 31852)));
     let first = pool.open().unwrap();
     let ports = [first.local_port(Leg::A), first.local_port(Leg::B)];
     first.set_remote(Leg::A, addr(&a.rtp));

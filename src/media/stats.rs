@@ -148,6 +148,10 @@ pub struct RelayTotals {
     /// RTCP datagrams dropped because they could not be scrubbed of
     /// identity (malformed compound packets).
     pub rtcp_unscrubbable: AtomicU64,
+    /// Times an io_uring worker's receive buffers ran out and a socket's
+    /// receive waited for them to come back (`ansim_media_ring_starved_total`;
+    /// the datagrams wait in the socket meanwhile).
+    pub ring_starved: AtomicU64,
 }
 
 /// Rarely changing per-leg facts.

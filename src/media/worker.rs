@@ -10,7 +10,7 @@
 //! [`ROUNDS`] batches per turn, so it cannot starve the others.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -50,11 +50,38 @@ pub(super) enum Request {
     Shutdown,
 }
 
+/// How a link wakes its worker.
+#[derive(Debug, Clone)]
+pub(super) enum Wake {
+    /// The epoll worker's waker (an eventfd in its epoll set).
+    Mio(Arc<Waker>),
+    /// An eventfd the io_uring worker's ring reads ([`super::uring`]).
+    EventFd(Arc<OwnedFd>),
+}
+
+impl Wake {
+    fn wake(&self) -> std::io::Result<()> {
+        match self {
+            Wake::Mio(waker) => waker.wake(),
+            Wake::EventFd(fd) => {
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes from a live buffer to our eventfd.
+                let n = unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+                if n == 8 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+        }
+    }
+}
+
 /// The sending side of a worker's request queue.
 #[derive(Debug, Clone)]
 pub(super) struct WorkerLink {
     tx: std::sync::mpsc::Sender<Request>,
-    waker: Arc<Waker>,
+    waker: Wake,
     /// A wake-up is on its way and the worker has not yet begun taking
     /// the requests: the next ones need none of their own (a call's
     /// remote address and direction, sent together, cost one wake-up).
@@ -62,6 +89,16 @@ pub(super) struct WorkerLink {
 }
 
 impl WorkerLink {
+    /// A link over `tx` that wakes its worker with `waker`; `woken` is
+    /// shared with the worker, which clears it before taking requests.
+    pub(super) fn new(
+        tx: std::sync::mpsc::Sender<Request>,
+        waker: Wake,
+        woken: Arc<AtomicBool>,
+    ) -> WorkerLink {
+        WorkerLink { tx, waker, woken }
+    }
+
     /// Queues `request` and wakes the worker unless a wake-up is already
     /// on its way; `false` when the worker is gone.
     pub(super) fn send(&self, request: Request) -> bool {
@@ -120,7 +157,7 @@ impl Worker {
     /// A worker and the link to reach it; run it with [`Worker::run`].
     pub(super) fn new() -> std::io::Result<(Worker, WorkerLink)> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let waker = Wake::Mio(Arc::new(Waker::new(poll.registry(), WAKER)?));
         let (tx, requests) = std::sync::mpsc::channel();
         let woken = Arc::new(AtomicBool::new(false));
         let worker = Worker {
@@ -363,7 +400,7 @@ impl Worker {
             self.timers.pop_first();
             if let Some(call) = self.calls.get_mut(&id) {
                 call.timer = None;
-                play_due(call, now);
+                play_due(&mut call.bridge, call.fds, now);
                 call.bridge.handle_timeout(now);
             }
             self.reschedule(id);
@@ -372,22 +409,23 @@ impl Worker {
 }
 
 /// Sends every announcement packet due by `now` (a late worker catches
-/// up in a burst).
-fn play_due(call: &mut Call, now: Instant) {
+/// up in a burst) out of the legs' RTP sockets (`fds[leg][kind]`); both
+/// workers use it.
+pub(super) fn play_due(bridge: &mut Bridge, fds: [[RawFd; 2]; 2], now: Instant) {
     loop {
         let mut any = false;
         for leg in [Leg::A, Leg::B] {
-            let fd = call.fds[leg.index()][PacketKind::Rtp.index()];
-            let Some((target, packet)) = call.bridge.poll_announcement(now, leg) else {
+            let fd = fds[leg.index()][PacketKind::Rtp.index()];
+            let Some((target, packet)) = bridge.poll_announcement(now, leg) else {
                 continue;
             };
             any = true;
             let result = target.and_then(|to| mmsg::send_one(fd, packet, to));
-            call.bridge.announcement_sent(leg, result);
+            bridge.announcement_sent(leg, result);
         }
         if !any {
             return;
         }
-        call.bridge.announcement_advance();
+        bridge.announcement_advance();
     }
 }

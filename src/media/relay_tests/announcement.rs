@@ -41,10 +41,13 @@ async fn expect_announcement(phone: &UdpSocket, from: SocketAddr, pt: u8, expect
     first.map(|h| h.ssrc).unwrap_or_default()
 }
 
-#[tokio::test]
-async fn plays_to_both_legs_then_bridges() {
+on_both_backends!(
+    #[tokio::test]
+    plays_to_both_legs_then_bridges
+);
+async fn plays_to_both_legs_then_bridges(io: MediaIo) {
     let tap = Arc::new(RecordingTap::default());
-    let c = call(31460, RelayConfig::default(), SharedTap::boxed(&tap));
+    let c = call(31460, relay_config(io), SharedTap::boxed(&tap));
     let audio = samples(1600);
     let expected: Vec<u8> = audio.iter().map(|&s| linear_to_ulaw(s)).collect();
     let announcement = Arc::new(Announcement::from_samples(audio).unwrap());
@@ -114,9 +117,12 @@ async fn plays_to_both_legs_then_bridges() {
     assert!(seen.iter().all(|(_, _, p)| said.contains(p)));
 }
 
-#[tokio::test]
-async fn uses_the_codec_seen_and_drops_without_target() {
-    let pool = Relay::new(LOCALHOST, 31480, 31489, RelayConfig::default()).unwrap();
+on_both_backends!(
+    #[tokio::test]
+    uses_the_codec_seen_and_drops_without_target
+);
+async fn uses_the_codec_seen_and_drops_without_target(io: MediaIo) {
+    let pool = Relay::new(LOCALHOST, at(io, 31480), at(io, 31489), relay_config(io)).unwrap();
     let relay = pool.open().unwrap();
     // Only A is known, by its SDP and a latched PCMA packet (B's SDP is
     // not known yet).
@@ -153,9 +159,12 @@ async fn uses_the_codec_seen_and_drops_without_target() {
     );
 }
 
-#[tokio::test]
-async fn defaults_to_pcmu_before_any_packet() {
-    let c = call(31500, RelayConfig::default(), None);
+on_both_backends!(
+    #[tokio::test]
+    defaults_to_pcmu_before_any_packet
+);
+async fn defaults_to_pcmu_before_any_packet(io: MediaIo) {
+    let c = call(31500, relay_config(io), None);
     let audio = samples(160);
     let expected: Vec<u8> = audio.iter().map(|&s| linear_to_ulaw(s)).collect();
     c.relay
