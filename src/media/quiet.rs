@@ -252,6 +252,18 @@ mod tests {
         (idle, peer, to)
     }
 
+    /// The next datagram `socket` receives (it is on its way).
+    fn recv_one(socket: &UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 16];
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) => return buf[..n].to_vec(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     fn pending(socket: &UdpSocket) -> bool {
         let mut buf = [0u8; 16];
         !matches!(socket.recv(&mut buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
@@ -270,15 +282,7 @@ mod tests {
         assert!(!pending(&idle));
         // Awake again: the next call's datagrams are received.
         peer.send_to(b"new call", to).unwrap();
-        let mut buf = [0u8; 16];
-        let n = loop {
-            match idle.recv(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        assert_eq!(&buf[..n], b"new call");
+        assert_eq!(recv_one(&idle), b"new call");
     }
 
     #[test]
@@ -291,15 +295,7 @@ mod tests {
         assert!(!pending(&idle));
         wake(&idle).unwrap();
         peer.send_to(b"new call", to).unwrap();
-        let mut buf = [0u8; 16];
-        let n = loop {
-            match idle.recv(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
-                Err(e) => panic!("{e}"),
-            }
-        };
-        assert_eq!(&buf[..n], b"new call");
+        assert_eq!(recv_one(&idle), b"new call");
     }
 
     #[test]

@@ -208,21 +208,14 @@ pub enum CallWrite {
 pub(super) async fn apply(tx: &mut Tx, write: &CallWrite) -> Result<(), StoreError> {
     match write {
         CallWrite::Insert(c) => {
-            sqlx::query(
-                "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason, \
-                        node) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&c.id)
-            .bind(c.session_id.as_deref())
-            .bind(c.direction)
-            .bind(c.caller.as_ref().map_or("", |n| n.as_str()))
-            .bind(c.dialled.as_str())
-            .bind(c.invite_at.as_millis())
-            .bind(c.reason)
-            .bind(&*tx.node)
-            .execute(tx.conn())
-            .await?;
+            // A second insert of one id in a batch: alone, as it fails.
+            let started = super::call_batch::StartedCall {
+                call: c,
+                ring_at: None,
+                answer_at: None,
+                end: None,
+            };
+            super::call_batch::insert_started(tx, std::slice::from_ref(&started)).await?;
         }
         CallWrite::Ring(id, at) => {
             sqlx::query("UPDATE calls SET ring_at = $2 WHERE id = $1 AND ring_at IS NULL")
