@@ -37,7 +37,7 @@ use crate::recording::{Recorder, RecordingMeta};
 use crate::routing::{Route, Routing};
 use crate::sip::Timers;
 use crate::store::Store;
-use crate::transport::{FlowLease, Inbound, InboundReceiver, Transports};
+use crate::transport::{FlowLease, Inbound, InboundReceiver, Transports, UdpOutbox};
 
 /// How long shutdown waits for the call-record writer to catch up.
 const WRITER_DRAIN: Duration = Duration::from_secs(5);
@@ -232,6 +232,9 @@ pub struct Engine {
     /// The trunk states as last published (shard 0 publishes them: every
     /// shard probes the trunks, one speaks for them).
     published_trunks: Vec<(String, bool)>,
+    /// A flush's UDP messages, sent together at its end (kept to reuse
+    /// its capacity).
+    outbox: UdpOutbox,
 }
 
 /// How many switches `configured` shards means (0 = one per core).
@@ -335,6 +338,7 @@ impl Engine {
             leases: HashMap::new(),
             published: SwitchStats::default(),
             published_trunks: Vec::new(),
+            outbox: UdpOutbox::new(),
         }
     }
 
@@ -423,8 +427,11 @@ impl Engine {
             self.on_event(ev);
         }
         while let Some(t) = self.switch.poll_transmit() {
-            self.shared.transports.send(&t.flow, t.bytes);
+            self.shared
+                .transports
+                .queue(&mut self.outbox, &t.flow, t.bytes);
         }
+        self.shared.transports.send_queued(&mut self.outbox);
         self.publish();
     }
 

@@ -23,6 +23,7 @@ pub mod tls;
 #[cfg(test)]
 mod tls_tests;
 mod trunk_link;
+mod udp_out;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ pub use gate::{SourceGate, Verdict};
 pub use queue::{InboundReceiver, InboundSender, inbound_queues};
 pub use tcp::FlowLease;
 pub use trunk_link::TrunkLink;
+pub use udp_out::UdpOutbox;
 
 use crate::config::{ListenAddr, TlsFiles, Transport};
 
@@ -343,6 +345,23 @@ impl Transports {
     /// As [`Transports::lease`], for TCP/TLS connection `conn`.
     pub fn lease_conn(&self, conn: u64) -> Option<FlowLease> {
         self.tcp.lease(conn)
+    }
+
+    /// As [`Transports::send`], except that a UDP message waits in `out`
+    /// for [`Transports::send_queued`], which sends all of a flush's UDP
+    /// messages with one system call per socket.
+    pub fn queue(&self, out: &mut UdpOutbox, flow: &Flow, bytes: Vec<u8>) {
+        match flow {
+            Flow::Udp { socket, remote } => out.push(*socket, *remote, bytes),
+            _ => self.send(flow, bytes),
+        }
+    }
+
+    /// Sends what [`Transports::queue`] put in `out`, and empties it.
+    pub fn send_queued(&self, out: &mut UdpOutbox) {
+        if !out.is_empty() {
+            out.flush(&self.udp);
+        }
     }
 
     /// Sends one message on `flow`. Never waits: a full socket buffer or a
