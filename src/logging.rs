@@ -51,12 +51,29 @@ impl<'a> MakeWriter<'a> for MaskingStderr {
     }
 }
 
-/// Installs the global subscriber. The filter comes from `ANSIM_LOG`
-/// (`RUST_LOG` syntax), `info` by default. Safe to call twice (the second
-/// call does nothing), which tests rely on.
+/// The filter when neither variable is set.
+const DEFAULT_FILTER: &str = "info,sqlx=warn";
+
+/// The log filter: `ANSIM_LOG`, else `RUST_LOG` (the variable every
+/// `tracing`/`env_logger` program reads, and what tooling such as the peer
+/// benchmarks sets), else [`DEFAULT_FILTER`]. A variable that is set but
+/// does not parse falls through to the next.
+fn filter(ansim_log: Option<&str>, rust_log: Option<&str>) -> EnvFilter {
+    [ansim_log, rust_log]
+        .into_iter()
+        .flatten()
+        .find_map(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER))
+}
+
+/// Installs the global subscriber, filtered as [`filter`] says. Safe to
+/// call twice (the second call does nothing), which tests rely on.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_env("ANSIM_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let (ansim, rust) = (
+        std::env::var("ANSIM_LOG").ok(),
+        std::env::var("RUST_LOG").ok(),
+    );
+    let filter = filter(ansim.as_deref(), rust.as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(MaskingStderr)
@@ -71,6 +88,19 @@ pub fn init(format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ansim_log_wins_then_rust_log_then_the_default() {
+        let shown = |a, r| filter(a, r).to_string();
+        assert_eq!(shown(Some("debug"), Some("warn")), "debug");
+        assert_eq!(shown(None, Some("warn")), "warn");
+        assert_eq!(
+            shown(None, None),
+            EnvFilter::new(DEFAULT_FILTER).to_string()
+        );
+        // A filter that does not parse is passed over.
+        assert_eq!(shown(Some("=[bad"), Some("error")), "error");
+    }
 
     #[test]
     fn masking_writer_masks_whatever_it_is_given() {

@@ -118,7 +118,7 @@ impl Switch {
         }
         match result {
             RouteResult::Routed { route, ports } => {
-                tracing::info!(session = %route.session_id, callee = %route.callee, "call routed");
+                tracing::debug!(session = %route.session_id, callee = %route.callee, "call routed");
                 let routing = CallRouting {
                     callee: route.callee.clone(),
                     caller_id: route.caller_id.clone(),
