@@ -63,7 +63,10 @@ pub trait BlobWriter: Send {
 
 /// Where recording blobs live. Object-safe and synchronous.
 pub trait BlobStore: Send + Sync {
-    /// Creates a new, empty blob; fails with [`BlobError::AlreadyExists`] if `name` exists.
+    /// Creates a new, empty blob; fails with [`BlobError::AlreadyExists`]
+    /// if `name` exists. The blob's existence is made durable with its
+    /// content: by its writer's first [`BlobWriter::sync`], or by
+    /// [`BlobStore::sync_written`], never later than its first chunk.
     fn create(&self, name: &str) -> Result<Box<dyn BlobWriter>, BlobError>;
     /// Reads a whole blob.
     fn read(&self, name: &str) -> Result<Vec<u8>, BlobError>;
@@ -176,17 +179,26 @@ impl LocalBlobStore {
     }
 
     fn sync_dir(&self) -> Result<(), BlobError> {
-        #[cfg(unix)]
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
-        Ok(())
+        sync_dir(&self.handle, &self.dir)
     }
+}
+
+/// Makes the entries of the directory open as `handle` durable.
+fn sync_dir(handle: &fs::File, dir: &Path) -> Result<(), BlobError> {
+    #[cfg(unix)]
+    handle.sync_all().map_err(io(dir))?;
+    Ok(())
 }
 
 struct LocalWriter {
     file: fs::File,
     path: PathBuf,
+    /// The blob directory, open: its entry for this file is synced by the
+    /// first [`BlobWriter::sync`], not at creation, so that a round's one
+    /// `syncfs` covers the entries of all the blobs it starts.
+    dir: std::sync::Arc<fs::File>,
+    /// The directory has not been synced by this writer yet.
+    entry_pending: bool,
 }
 
 impl BlobWriter for LocalWriter {
@@ -195,7 +207,13 @@ impl BlobWriter for LocalWriter {
     }
 
     fn sync(&mut self) -> Result<(), BlobError> {
-        self.file.sync_data().map_err(io(&self.path))
+        self.file.sync_data().map_err(io(&self.path))?;
+        if self.entry_pending {
+            let parent = self.path.parent().unwrap_or(Path::new("."));
+            sync_dir(&self.dir, parent)?;
+            self.entry_pending = false;
+        }
+        Ok(())
     }
 }
 
@@ -235,9 +253,12 @@ impl BlobStore for LocalBlobStore {
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        // Make the new directory entry durable, so a later sync() suffices.
-        self.sync_dir()?;
-        Ok(Box::new(LocalWriter { file, path }))
+        Ok(Box::new(LocalWriter {
+            file,
+            path,
+            dir: std::sync::Arc::clone(&self.handle),
+            entry_pending: true,
+        }))
     }
 
     fn read(&self, name: &str) -> Result<Vec<u8>, BlobError> {

@@ -35,12 +35,22 @@ pub const ROUND_MAX: usize = 4096;
 
 /// One chunk to make durable, and where to say it is.
 struct Job {
-    /// The recording's blob, lent to the committer for the round.
-    blob: Box<dyn BlobWriter>,
-    /// The sealed chunk.
+    /// The blob it goes to.
+    target: Target,
+    /// The sealed chunk (or a new blob's header).
     bytes: Vec<u8>,
-    /// Gets the blob back with the outcome.
-    done: tokio::sync::oneshot::Sender<(Box<dyn BlobWriter>, Result<(), BlobError>)>,
+    /// Gets the blob back once the chunk is durable, or the error.
+    done: tokio::sync::oneshot::Sender<Result<Box<dyn BlobWriter>, BlobError>>,
+}
+
+/// The blob a job appends to.
+enum Target {
+    /// A recording's open blob, lent to the committer for the round.
+    Open(Box<dyn BlobWriter>),
+    /// A blob to create first, under this name: created in the round, so
+    /// that its directory entry is made durable by the round's one sync
+    /// with everything else, not by a directory fsync of its own.
+    New(String),
 }
 
 /// What the committer has done, for benchmarks and tests.
@@ -90,15 +100,35 @@ impl GroupCommit {
         blob: Box<dyn BlobWriter>,
         bytes: Vec<u8>,
     ) -> Result<Box<dyn BlobWriter>, BlobError> {
+        self.submit(Target::Open(blob), bytes).await
+    }
+
+    /// Creates the blob `name` with `header` as its first bytes, durable
+    /// (entry and content) in the next round: no blocking task and no sync
+    /// of its own. Fails as [`BlobStore::create`] does.
+    pub async fn create(
+        &self,
+        name: String,
+        header: Vec<u8>,
+    ) -> Result<Box<dyn BlobWriter>, BlobError> {
+        self.submit(Target::New(name), header).await
+    }
+
+    async fn submit(
+        &self,
+        target: Target,
+        bytes: Vec<u8>,
+    ) -> Result<Box<dyn BlobWriter>, BlobError> {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(Job { blob, bytes, done }).is_err() {
+        let job = Job {
+            target,
+            bytes,
+            done,
+        };
+        if self.tx.send(job).is_err() {
             return Err(gone());
         }
-        match wait.await {
-            Ok((blob, Ok(()))) => Ok(blob),
-            Ok((_, Err(e))) => Err(e),
-            Err(_) => Err(gone()),
-        }
+        wait.await.unwrap_or_else(|_| Err(gone()))
     }
 
     /// Rounds and chunks so far.
@@ -137,14 +167,43 @@ fn run(store: &dyn BlobStore, rx: &mpsc::Receiver<Job>, stats: &CommitStats) {
         stats
             .chunks
             .fetch_add(round.len() as u64, Ordering::Relaxed);
-        let jobs = round.iter_mut().map(|j| (&mut *j.blob, &j.bytes[..]));
+        let mut open = open_blobs(store, round);
+        let jobs = open
+            .iter_mut()
+            .map(|(blob, bytes, _)| (&mut **blob, &bytes[..]));
         let (outcomes, syncs) = commit(store, jobs);
         stats.syncs.fetch_add(syncs, Ordering::Relaxed);
-        for (job, outcome) in round.into_iter().zip(outcomes) {
+        for ((blob, _, done), outcome) in open.into_iter().zip(outcomes) {
             // A writer that went away (its call's task ended) drops the blob.
-            let _ = job.done.send((job.blob, outcome));
+            let _ = done.send(outcome.map(|()| blob));
         }
     }
+}
+
+/// A round's jobs with their blobs open: the new ones created here. A
+/// blob that cannot be created is answered at once and leaves the round.
+type Ready = (
+    Box<dyn BlobWriter>,
+    Vec<u8>,
+    tokio::sync::oneshot::Sender<Result<Box<dyn BlobWriter>, BlobError>>,
+);
+
+fn open_blobs(store: &dyn BlobStore, round: Vec<Job>) -> Vec<Ready> {
+    let mut open = Vec::with_capacity(round.len());
+    for job in round {
+        let blob = match job.target {
+            Target::Open(blob) => blob,
+            Target::New(name) => match store.create(&name) {
+                Ok(blob) => blob,
+                Err(e) => {
+                    let _ = job.done.send(Err(e));
+                    continue;
+                }
+            },
+        };
+        open.push((blob, job.bytes, job.done));
+    }
+    open
 }
 
 /// One round: appends every chunk to its blob, then syncs the store at
@@ -223,6 +282,44 @@ mod tests {
         assert!(matches!(outcomes[1], Err(BlobError::Io { .. })));
         assert_eq!(store.read("a").unwrap(), b"chunk a");
         assert_eq!(store.read("b").unwrap(), b"chunk b");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blobs_are_created_in_rounds_and_a_clash_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalBlobStore::new(&dir.path().join("blobs")).unwrap());
+        drop(store.create("taken").unwrap());
+        let commit = GroupCommit::start(store.clone());
+        let mut starts = Vec::new();
+        for i in 0..40 {
+            let commit = commit.clone();
+            starts.push(tokio::spawn(async move {
+                let blob = commit.create(format!("n{i}"), vec![i; 8]).await?;
+                commit.append_sync(blob, vec![0xEE; 4]).await.map(drop)
+            }));
+        }
+        let clash = commit.create("taken".into(), b"header".to_vec()).await;
+        assert!(matches!(clash, Err(BlobError::AlreadyExists(_))));
+        for s in starts {
+            s.await.unwrap().unwrap();
+        }
+        for i in 0..40u8 {
+            let mut want = vec![i; 8];
+            want.extend([0xEE; 4]);
+            assert_eq!(store.read(&format!("n{i}")).unwrap(), want);
+        }
+        assert!(
+            store.read("taken").unwrap().is_empty(),
+            "the clash wrote nothing"
+        );
+        let stats = commit.stats();
+        // At most one syncfs a round (none for a round holding only the
+        // clash), and no sync of its own per created blob.
+        let (syncs, rounds) = (
+            stats.syncs.load(Ordering::Relaxed),
+            stats.rounds.load(Ordering::Relaxed),
+        );
+        assert!(syncs <= rounds, "{syncs} syncs in {rounds} rounds");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,16 +251,8 @@ async fn start(
         Err(e) => return Err((e.into(), Some(row))),
     };
     drop(dek);
-    let blobs = rec.blobs.clone();
-    let name = row.blob.clone();
-    let blob = blocking(move || {
-        let mut w = blobs.create(&name)?;
-        w.append(&header_bytes)?;
-        w.sync()?;
-        Ok(w)
-    })
-    .await;
-    let blob = match blob {
+    let blob = rec.commit.create(row.blob.clone(), header_bytes).await;
+    let blob = match blob.map_err(WriteError::from) {
         Ok(b) => b,
         Err(e) => return Err((e, Some(row))),
     };
