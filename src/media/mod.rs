@@ -121,6 +121,7 @@ mod bufring;
 pub mod g711;
 mod latch;
 mod mmsg;
+mod patrol;
 mod ports;
 mod quiet;
 mod relay;

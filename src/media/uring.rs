@@ -45,6 +45,7 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 
 use super::bridge::Bridge;
 use super::bufring::{self, BufRing, SendSlots};
+use super::patrol::Patrol;
 use super::ports::PortPair;
 use super::relay::MAX_DATAGRAM;
 use super::stats::RelayTotals;
@@ -194,15 +195,16 @@ impl Worker {
     pub(super) fn run(mut self) {
         self.arm_wake();
         let mut ending = false;
+        let mut patrol = Patrol::new(Arc::clone(&self.woken));
         loop {
-            if let Err(e) = self.wait() {
+            if let Err(e) = self.wait(&patrol) {
                 tracing::error!(error = %e, "media worker cannot wait on its ring: stopping");
                 break;
             }
             let now = Instant::now();
             // Requests first: a remote set before a packet arrived applies
             // to that packet.
-            self.take_requests(now);
+            patrol.take(|| self.take_requests(now));
             self.complete_all(now);
             self.rearm_starved();
             self.bufs.publish();
@@ -226,11 +228,12 @@ impl Worker {
 
     /// Submits what is queued and waits for a completion or the earliest
     /// timer.
-    fn wait(&mut self) -> io::Result<()> {
-        let timeout = self
-            .timers
-            .first()
-            .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+    fn wait(&mut self, patrol: &Patrol) -> io::Result<()> {
+        let timeout = patrol.timeout(
+            self.timers
+                .first()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now())),
+        );
         let submitter = self.ring.submitter();
         let result = match timeout {
             None => submitter.submit_and_wait(1),
@@ -295,13 +298,14 @@ impl Worker {
         }
     }
 
-    /// Applies every queued request (cheap when there is none).
-    fn take_requests(&mut self, now: Instant) {
-        // Before looking: a request queued after this wakes the worker
-        // again (a spurious wake-up at worst, never a missed request).
-        self.woken.store(false, Ordering::SeqCst);
+    /// Applies every queued request (cheap when there is none); how many.
+    /// When to look is [`Patrol`]'s business.
+    fn take_requests(&mut self, now: Instant) -> usize {
+        let mut taken = 0;
         while !self.stopping {
-            match self.requests.try_recv() {
+            let request = self.requests.try_recv();
+            taken += usize::from(request.is_ok());
+            match request {
                 Ok(Request::Open {
                     call,
                     pairs,
@@ -317,9 +321,10 @@ impl Worker {
                 }
                 Ok(Request::Close(id, done)) => self.close(now, id, done),
                 Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => self.stopping = true,
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => break,
             }
         }
+        taken
     }
 
     fn open(&mut self, id: CallId, pairs: [PortPair; 2], bridge: Box<Bridge>) {

@@ -21,6 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::bridge::{Bridge, Command, Forward};
 use super::mmsg::{self, BATCH, Batch, SendQueue};
+use super::patrol::Patrol;
 use super::ports::PortPair;
 use super::tap::{Leg, PacketKind};
 
@@ -82,9 +83,10 @@ impl Wake {
 pub(super) struct WorkerLink {
     tx: std::sync::mpsc::Sender<Request>,
     waker: Wake,
-    /// A wake-up is on its way and the worker has not yet begun taking
-    /// the requests: the next ones need none of their own (a call's
-    /// remote address and direction, sent together, cost one wake-up).
+    /// A wake-up is on its way, or the worker looks for requests by
+    /// itself ([`super::patrol`]): the next ones need no wake-up of their
+    /// own (a call's remote address and direction, sent together, cost
+    /// one; a busy worker's requests cost none).
     woken: Arc<AtomicBool>,
 }
 
@@ -180,11 +182,14 @@ impl Worker {
     /// Relays until [`Request::Shutdown`] or every link is gone.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        let mut patrol = Patrol::new(self.woken.clone());
         loop {
             let timeout = if self.backlog.is_empty() {
-                self.timers
-                    .first()
-                    .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+                patrol.timeout(
+                    self.timers
+                        .first()
+                        .map(|(at, _)| at.saturating_duration_since(Instant::now())),
+                )
             } else {
                 Some(std::time::Duration::ZERO)
             };
@@ -197,7 +202,7 @@ impl Worker {
             let now = Instant::now();
             // Requests first: a remote set before a packet arrived applies
             // to that packet (`serve` checks again after each receive).
-            self.take_requests(now);
+            patrol.take(|| self.take_requests(now));
             for event in &events {
                 if let Token(slot) = event.token()
                     && event.token() != WAKER
@@ -220,12 +225,14 @@ impl Worker {
     }
 
     /// Applies every queued request (cheap when there is none).
-    fn take_requests(&mut self, now: Instant) {
-        // Before looking: a request queued after this wakes the worker
-        // again (a spurious wake-up at worst, never a missed request).
-        self.woken.store(false, Ordering::SeqCst);
+    /// Applies every queued request (cheap when there is none); how many.
+    /// When to look is [`Patrol`]'s business.
+    fn take_requests(&mut self, now: Instant) -> usize {
+        let mut taken = 0;
         while !self.stopping {
-            match self.requests.try_recv() {
+            let request = self.requests.try_recv();
+            taken += usize::from(request.is_ok());
+            match request {
                 Ok(Request::Open {
                     call,
                     pairs,
@@ -244,9 +251,10 @@ impl Worker {
                     }
                 }
                 Ok(Request::Shutdown) | Err(TryRecvError::Disconnected) => self.stopping = true,
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => break,
             }
         }
+        taken
     }
 
     fn open(&mut self, id: CallId, pairs: [PortPair; 2], bridge: Box<Bridge>) {
