@@ -133,7 +133,7 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sip = start_sip(
+    let sip = start_sip_thread(
         &config,
         routing.clone(),
         store.clone(),
@@ -211,6 +211,66 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     api_result.map_err(|e| ServeError::Io("api", std::io::Error::other(e.to_string())))
+}
+
+/// Runs [`start_sip`] and the engine on a thread of their own ("ansim-sip")
+/// with a one-thread runtime: the SIP sockets' receive loops and the
+/// engine they feed then hand messages over without waking another
+/// thread (on the shared runtime each datagram could cost a cross-thread
+/// wake-up). The HTTP API, the database's and the recorders' tasks stay
+/// on the shared runtime. The handle ends when the engine has.
+#[allow(clippy::too_many_arguments)]
+async fn start_sip_thread(
+    config: &Config,
+    routing: Arc<Routing>,
+    store: Store,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    recorder: Arc<Recorder>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
+    let config = config.clone();
+    let body = move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(ServeError::Io("sip runtime", e)));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let started = start_sip(&config, routing, store, clock, metrics, recorder, stop).await;
+            match started {
+                Ok(engine) => {
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = engine.await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        drop(done_tx);
+    };
+    std::thread::Builder::new()
+        .name("ansim-sip".into())
+        .spawn(body)
+        .map_err(|e| ServeError::Io("sip thread", e))?;
+    match ready.await {
+        Ok(Ok(())) => Ok(tokio::spawn(async move {
+            let _ = done.await;
+        })),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ServeError::Io(
+            "sip thread",
+            std::io::Error::other("the SIP thread ended while starting"),
+        )),
+    }
 }
 
 /// The out-of-session announcement at `path`, loaded.

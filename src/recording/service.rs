@@ -202,6 +202,10 @@ pub struct Recorder {
     pub(super) commit: super::commit::GroupCommit,
     /// Where row writes go if not straight to the store ([`RowSink`]).
     rows: Mutex<Option<Arc<dyn RowSink>>>,
+    /// The runtime the recorder was made on, where writers run: the SIP
+    /// engine calls [`Recorder::begin`] from its own one-thread runtime,
+    /// and the writers' sealing must not take that thread's time.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Recorder {
@@ -224,6 +228,7 @@ impl Recorder {
             counters: Arc::default(),
             commit,
             rows: Mutex::new(None),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -328,11 +333,16 @@ impl Recorder {
     /// to attach to the call's media
     /// ([`crate::media::MediaHandle::attach_tap`]); closing the tap ends
     /// the recording. Failures are logged by the writer and never disturb
-    /// the call. Must run inside a Tokio runtime (the writer is a task).
+    /// the call. The writer is a task on the runtime the recorder was
+    /// made on (else on the caller's, which must then be inside one).
     pub fn begin(self: &Arc<Self>, meta: RecordingMeta) -> RecordingTap {
         let (tap, rx) = RecordingTap::channel(Arc::clone(&self.counters.tap_dropped));
         let this = self.clone();
-        tokio::spawn(async move { super::writer::run(this, meta, rx).await });
+        let writer = async move { super::writer::run(this, meta, rx).await };
+        match &self.runtime {
+            Some(runtime) => drop(runtime.spawn(writer)),
+            None => drop(tokio::spawn(writer)),
+        }
         tap
     }
 
