@@ -356,6 +356,11 @@ impl Engine {
         self.flush();
         // Set once `stop` turned true with a drain period: until then.
         let mut drain_until: Option<tokio::time::Instant> = None;
+        // One timer for the switch's next deadline, moved only when the
+        // deadline moves (not made anew on every turn of the loop).
+        let sleep = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             if drain_until.is_some_and(|t| t <= tokio::time::Instant::now())
                 || (drain_until.is_some() && self.switch.is_idle())
@@ -371,12 +376,12 @@ impl Engine {
                 }
             };
             let next = self.switch.poll_timeout();
-            let sleep = async {
-                match next {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    None => std::future::pending().await,
+            if next != armed {
+                if let Some(t) = next {
+                    sleep.as_mut().reset(t.into());
                 }
-            };
+                armed = next;
+            }
             tokio::select! {
                 msg = inbox.recv() => match msg {
                     Some(m) => self.on_inbound(m, &mut inbox),
@@ -387,7 +392,8 @@ impl Engine {
                     let wall = self.shared.clock.now();
                     self.switch.handle_trunk_failure(Instant::now(), wall, trunk);
                 }
-                _ = sleep => {
+                _ = &mut sleep, if armed.is_some() => {
+                    armed = None;
                     let wall = self.shared.clock.now();
                     self.switch.handle_timeout(Instant::now(), wall);
                 }
