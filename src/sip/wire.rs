@@ -9,30 +9,39 @@ use rsip::{Header, SipMessage, StatusCode};
 /// correct one (RFC 3261 §18.3/§20.14: always present, so it is valid on
 /// streams too). The body is written byte for byte.
 pub fn to_bytes(msg: &SipMessage) -> Vec<u8> {
-    let mut head = start_line(msg);
+    use std::fmt::Write;
+    let body = msg.body();
+    // One buffer, written in place: a String per header (and per line)
+    // was a tenth of the engine's time at a few thousand calls a second.
+    let mut head = String::with_capacity(HEAD_CAPACITY + body.len());
+    write_start_line(&mut head, msg);
     for header in rsip::message::HasHeaders::headers(msg).iter() {
         if !is_content_length(header) {
-            head.push_str(&header.to_string());
-            head.push_str("\r\n");
+            let _ = write!(head, "{header}\r\n");
         }
     }
-    let body = msg.body();
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
     let mut out = head.into_bytes();
     out.extend_from_slice(body);
     out
 }
 
-fn start_line(msg: &SipMessage) -> String {
-    match msg {
-        SipMessage::Request(r) => format!("{} {} {}\r\n", r.method, r.uri, r.version),
-        SipMessage::Response(r) => format!(
+/// Room for a typical head (start line and headers), so that rendering
+/// seldom grows its buffer.
+const HEAD_CAPACITY: usize = 1024;
+
+fn write_start_line(out: &mut String, msg: &SipMessage) {
+    use std::fmt::Write;
+    let _ = match msg {
+        SipMessage::Request(r) => write!(out, "{} {} {}\r\n", r.method, r.uri, r.version),
+        SipMessage::Response(r) => write!(
+            out,
             "{} {} {}\r\n",
             r.version,
             r.status_code.code(),
             reason_phrase(&r.status_code)
         ),
-    }
+    };
 }
 
 fn is_content_length(header: &Header) -> bool {
