@@ -232,6 +232,7 @@ async fn start_sip_thread(
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let (done_tx, done) = tokio::sync::oneshot::channel::<()>();
     let config = config.clone();
+    let background = tokio::runtime::Handle::current();
     let body = move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -244,7 +245,8 @@ async fn start_sip_thread(
             }
         };
         runtime.block_on(async move {
-            let started = start_sip(&config, routing, store, clock, metrics, recorder, stop).await;
+            let shared = (routing, store, clock, metrics, recorder);
+            let started = start_sip(&config, shared, background, stop).await;
             match started {
                 Ok(engine) => {
                     let _ = ready_tx.send(Ok(()));
@@ -333,14 +335,22 @@ fn fallback_settings(
     }))
 }
 
-/// Binds the SIP transports and the media port pool, and starts the engine.
+/// What the SIP side shares with the rest of `ansim serve`.
+type SipShared = (
+    Arc<Routing>,
+    Store,
+    SharedClock,
+    Arc<Metrics>,
+    Arc<Recorder>,
+);
+
+/// Binds the SIP transports and the media port pool, and starts the
+/// engine (on the current runtime); `background` is where the
+/// call-record writer runs.
 async fn start_sip(
     config: &Config,
-    routing: Arc<Routing>,
-    store: Store,
-    clock: SharedClock,
-    metrics: Arc<Metrics>,
-    recorder: Arc<Recorder>,
+    (routing, store, clock, metrics, recorder): SipShared,
+    background: tokio::runtime::Handle,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let announcement = match &config.media.announcement {
@@ -478,6 +488,7 @@ async fn start_sip(
         metrics,
         recorder: Some(recorder),
         trunk_failures,
+        background: Some(background),
     };
     let engine = crate::b2bua::Engine::run(parts, stop);
     // The sockets stay open while the engine drains, for the calls that

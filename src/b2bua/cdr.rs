@@ -65,13 +65,15 @@ impl std::fmt::Debug for Pending {
 }
 
 impl CdrQueue {
-    /// A queue and the writer that empties it into `store`.
+    /// A queue and the writer that empties it into `store`, a task on
+    /// `runtime`.
     pub(super) fn start(
         store: Store,
         metrics: Arc<Metrics>,
+        runtime: &tokio::runtime::Handle,
     ) -> (CdrQueue, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(CDR_QUEUE);
-        let writer = tokio::spawn(run_writer(store, rx, metrics.clone()));
+        let writer = runtime.spawn(run_writer(store, rx, metrics.clone()));
         (CdrQueue { tx, metrics }, writer)
     }
 
@@ -213,7 +215,11 @@ mod tests {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        let (queue, writer) = CdrQueue::start(store.clone(), Arc::default());
+        let (queue, writer) = CdrQueue::start(
+            store.clone(),
+            Arc::default(),
+            &tokio::runtime::Handle::current(),
+        );
         let sink = queue.row_sink();
         queue.push(call("cal_1"));
         let started = sink.queue(RecordingWrite::Started(recording("cal_1")));

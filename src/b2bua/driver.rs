@@ -135,6 +135,11 @@ pub struct EngineParts {
     /// Trunks the transports could not connect to (by index), from
     /// [`Transports::connect_trunks`].
     pub trunk_failures: mpsc::Receiver<usize>,
+    /// Where the call-record writer runs (`None`: the engine's runtime).
+    /// `ansim serve` runs the engine on a one-thread runtime of its own
+    /// and the writer on the shared one: on the engine's thread it fell
+    /// behind at 3,000 calls/s and its queue dropped records.
+    pub background: Option<tokio::runtime::Handle>,
 }
 
 /// What a spawned route lookup found.
@@ -261,8 +266,10 @@ impl Engine {
             metrics,
             recorder,
             trunk_failures,
+            background,
         } = parts;
-        let (cdr, writer) = CdrQueue::start(store, metrics.clone());
+        let background = background.unwrap_or_else(tokio::runtime::Handle::current);
+        let (cdr, writer) = CdrQueue::start(store, metrics.clone(), &background);
         if let Some(recorder) = &recorder {
             // Recordings' rows go in the same batches, after their calls'.
             recorder.send_rows_to(cdr.row_sink());
