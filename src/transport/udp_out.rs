@@ -1,7 +1,8 @@
 //! The UDP messages of one engine flush, sent with one `sendmmsg(2)` per
-//! socket (up to [`CHUNK`] at a time) instead of a `sendto` each: at a few
-//! thousand calls per second a flush carries tens of messages, and one
-//! system call per message was a tenth of the engine's time.
+//! socket (up to [`CHUNK`] at a time) instead of a `sendto` each. While
+//! the engine keeps up a flush carries one or two messages and this saves
+//! little; when it falls behind, a flush carries the answers to a whole
+//! batch of received messages (up to 64), and they leave in one call.
 //!
 //! Nothing waits: a full send buffer drops the message it stopped at (SIP
 //! retransmission covers UDP loss), exactly as a lone `try_send_to` does.
@@ -33,11 +34,6 @@ impl UdpOutbox {
 
     pub(super) fn push(&mut self, socket: usize, remote: SocketAddr, bytes: Vec<u8>) {
         self.pending.push((socket, remote, bytes));
-    }
-
-    /// Messages queued and not yet sent.
-    pub fn len(&self) -> usize {
-        self.pending.len()
     }
 
     /// True when nothing is queued.
