@@ -224,7 +224,6 @@ impl Worker {
         }
     }
 
-    /// Applies every queued request (cheap when there is none).
     /// Applies every queued request (cheap when there is none); how many.
     /// When to look is [`Patrol`]'s business.
     fn take_requests(&mut self, now: Instant) -> usize {
