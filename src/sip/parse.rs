@@ -8,6 +8,8 @@
 //! Via headers, the body truncated to Content-Length (§18.3; a body shorter
 //! than Content-Length is an error).
 
+use std::borrow::Cow;
+
 use rsip::SipMessage;
 
 use super::headers::{ViaInfo, expand_compact, is_token, parse_cseq, split_commas};
@@ -180,7 +182,10 @@ enum StartLine {
 /// One message split into start line, normalised headers and body.
 struct RawMessage<'a> {
     start: &'a [u8],
-    headers: Vec<(String, String)>,
+    /// Names and values borrowed from the datagram (owned only where a
+    /// folded line had to be joined): a `String` for each was a third of
+    /// the parse's allocations.
+    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     body: &'a [u8],
     problems: Vec<String>,
 }
@@ -198,17 +203,29 @@ impl<'a> RawMessage<'a> {
             problems: Vec::new(),
         };
         for line in unfold(lines, &mut raw.problems) {
-            raw.add_header_line(&line);
+            raw.add_header_line(line);
         }
         raw.apply_content_length();
         raw
     }
 
-    fn add_header_line(&mut self, line: &[u8]) {
-        let Ok(line) = std::str::from_utf8(line) else {
-            self.problems.push("non-UTF-8 byte in a header".into());
-            return;
+    fn add_header_line(&mut self, line: Cow<'a, [u8]>) {
+        let text = match line {
+            Cow::Borrowed(line) => {
+                std::str::from_utf8(line).map(|t| self.add_header(t, Cow::Borrowed))
+            }
+            Cow::Owned(line) => String::from_utf8(line)
+                .map(|t| self.add_header(&t, |s: &str| Cow::Owned(s.to_owned())))
+                .map_err(|e| e.utf8_error()),
         };
+        if text.is_err() {
+            self.problems.push("non-UTF-8 byte in a header".into());
+        }
+    }
+
+    /// Adds the header `line`, its parts kept with `keep` (borrowed from
+    /// the datagram when they can be).
+    fn add_header<'s>(&mut self, line: &'s str, keep: impl Fn(&'s str) -> Cow<'a, str>) {
         let Some((name, value)) = line.split_once(':') else {
             self.problems.push("header line without colon".into());
             return;
@@ -226,10 +243,10 @@ impl<'a> RawMessage<'a> {
         }
         if name.eq_ignore_ascii_case("Via") {
             for part in split_commas(value) {
-                self.headers.push(("Via".into(), part.into()));
+                self.headers.push((Cow::Borrowed("Via"), keep(part)));
             }
         } else {
-            self.headers.push((name.into(), value.into()));
+            self.headers.push((keep(name), keep(value)));
         }
     }
 
@@ -238,7 +255,7 @@ impl<'a> RawMessage<'a> {
             .headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .collect();
         let Some(first) = values.first() else {
             return;
@@ -346,20 +363,25 @@ pub(crate) fn split_head_body(bytes: &[u8]) -> (&[u8], &[u8]) {
     (bytes, &[])
 }
 
-/// Joins continuation lines (starting with SP/HT) onto the previous line.
-fn unfold<'a>(lines: impl Iterator<Item = &'a [u8]>, problems: &mut Vec<String>) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = Vec::new();
+/// Joins continuation lines (starting with SP/HT) onto the previous line;
+/// a line is copied only when something is joined onto it.
+fn unfold<'a>(
+    lines: impl Iterator<Item = &'a [u8]>,
+    problems: &mut Vec<String>,
+) -> Vec<Cow<'a, [u8]>> {
+    let mut out: Vec<Cow<'a, [u8]>> = Vec::new();
     for line in lines.filter(|l| !l.is_empty()) {
         let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
         match (folded, out.last_mut()) {
             (true, Some(previous)) => {
+                let previous = previous.to_mut();
                 let trimmed_len = previous.trim_ascii_end().len();
                 previous.truncate(trimmed_len);
                 previous.push(b' ');
                 previous.extend_from_slice(line.trim_ascii_start());
             }
             (true, None) => problems.push("continuation line before the first header".into()),
-            (false, _) => out.push(line.to_vec()),
+            (false, _) => out.push(Cow::Borrowed(line)),
         }
     }
     out
