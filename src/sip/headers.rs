@@ -13,17 +13,19 @@ use rsip::{Header, Headers};
 pub fn split_commas(value: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut start, mut in_quotes, mut in_angle, mut escaped) = (0, false, false, false);
-    for (i, c) in value.char_indices() {
+    // Bytes, not chars: every delimiter is ASCII, and no byte of a
+    // multi-byte UTF-8 character is, so each cut is at a char boundary.
+    for (i, c) in value.bytes().enumerate() {
         if escaped {
             escaped = false;
             continue;
         }
         match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => in_angle = true,
-            '>' if !in_quotes => in_angle = false,
-            ',' if !in_quotes && !in_angle => {
+            b'\\' if in_quotes => escaped = true,
+            b'"' => in_quotes = !in_quotes,
+            b'<' if !in_quotes => in_angle = true,
+            b'>' if !in_quotes => in_angle = false,
+            b',' if !in_quotes && !in_angle => {
                 parts.push(value.get(start..i).unwrap_or("").trim());
                 start = i + 1;
             }
@@ -232,6 +234,12 @@ mod tests {
             vec![r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z>"]
         );
         assert!(split_commas(" , ").is_empty());
+        // Multi-byte characters next to the delimiters.
+        let v = "\"한, 글\\\"\" <sip:é@x>,é ,<sip:z>";
+        assert_eq!(
+            split_commas(v),
+            vec!["\"한, 글\\\"\" <sip:é@x>", "é", "<sip:z>"]
+        );
     }
 
     #[test]
