@@ -183,8 +183,8 @@ enum StartLine {
 struct RawMessage<'a> {
     start: &'a [u8],
     /// Names and values borrowed from the datagram (owned only where a
-    /// folded line had to be joined): a `String` for each was a third of
-    /// the parse's allocations.
+    /// folded line had to be joined), instead of a copied line and two
+    /// `String`s per header.
     headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     body: &'a [u8],
     problems: Vec<String>,

