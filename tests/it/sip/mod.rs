@@ -398,8 +398,7 @@ impl Sipp {
                 .unwrap();
             let log = std::fs::read_to_string(&self.messages).unwrap_or_default();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let unbound = stderr.contains("Unable to bind");
-            if out.status.success() || !(unbound && self.movable && attempt < 4) {
+            if out.status.success() || !self.may_move(&stderr, attempt) {
                 let log = if out.status.success() {
                     log
                 } else {
@@ -407,21 +406,75 @@ impl Sipp {
                 };
                 return (out.status.success(), log);
             }
-            eprintln!("sipp could not bind its ports; again on fresh ones");
-            for (i, arg) in self.extra.clone().iter().enumerate() {
-                if arg == "-mp" && i + 1 < self.extra.len() {
-                    self.extra[i + 1] = free_udp_port().to_string();
-                }
-            }
-            self.child = spawn_sipp(
-                &self.dir,
-                &self.scenario,
-                free_udp_port(),
-                &self.extra,
-                &self.messages,
-            );
+            self.respawn_elsewhere();
         }
         unreachable!("the loop returns")
+    }
+
+    /// Waits until SIPp's message log has a received message starting with
+    /// `start` and returns the SDP media port of it. A movable SIPp that
+    /// exits because another process took its ports is started again on
+    /// fresh ones; any other exit fails the test with SIPp's errors.
+    pub async fn port_in(&mut self, start: &str) -> u16 {
+        let mut attempt = 0;
+        for _ in 0..500 {
+            let text = std::fs::read_to_string(&self.messages).unwrap_or_default();
+            if let Some(m) = messages(&text, "received")
+                .into_iter()
+                .find(|m| m.starts_with(start) && m.contains("m=audio"))
+            {
+                return sdp_media(&m).1;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let stderr = self.stderr().await;
+                assert!(
+                    self.may_move(&stderr, attempt),
+                    "sipp exited ({status}) before a {start} with SDP:\n{text}\n--- sipp stderr ---\n{stderr}"
+                );
+                attempt += 1;
+                self.respawn_elsewhere();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let text = std::fs::read_to_string(&self.messages).unwrap_or_default();
+        panic!(
+            "no {start} with SDP in 10 s in {}:\n{text}",
+            self.messages.display()
+        );
+    }
+
+    /// What an exited SIPp wrote to stderr.
+    async fn stderr(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut err = Vec::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_end(&mut err).await;
+        }
+        String::from_utf8_lossy(&err).into_owned()
+    }
+
+    /// Whether a run that failed with `stderr` may be repeated elsewhere:
+    /// its ports were taken, they were picked freely, and tries are left.
+    fn may_move(&self, stderr: &str, attempt: usize) -> bool {
+        stderr.contains("Unable to bind") && self.movable && attempt < 4
+    }
+
+    /// Starts SIPp again on fresh signalling and media ports.
+    fn respawn_elsewhere(&mut self) {
+        eprintln!("sipp could not bind its ports; again on fresh ones");
+        for (i, arg) in self.extra.clone().iter().enumerate() {
+            if arg == "-mp" && i + 1 < self.extra.len() {
+                self.extra[i + 1] = free_udp_port().to_string();
+            }
+        }
+        let _ = std::fs::remove_file(&self.messages);
+        self.child = spawn_sipp(
+            &self.dir,
+            &self.scenario,
+            free_udp_port(),
+            &self.extra,
+            &self.messages,
+        );
     }
 }
 
@@ -582,22 +635,6 @@ fn with_test_rtp_port(dir: &Path, name: &str, pause_ms: u32) -> PathBuf {
     path
 }
 
-/// Waits until SIPp's message log has a received message starting with
-/// `start`, and returns the SDP media port of it.
-async fn port_in_log(log: &Path, start: &str) -> u16 {
-    for _ in 0..250 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(m) = messages(&text, "received")
-            .into_iter()
-            .find(|m| m.starts_with(start) && m.contains("m=audio"))
-        {
-            return sdp_media(&m).1;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("no {start} with SDP in {}", log.display());
-}
-
 fn rtp_packet(seq: u16, ssrc: u32, fill: u8) -> Vec<u8> {
     let mut p = vec![0x80, 0x00];
     p.extend_from_slice(&seq.to_be_bytes());
@@ -676,7 +713,7 @@ pub(crate) async fn call_edited(
     let uas_file = edited("uas_answer.xml", 300);
     let uac_file = edited("uac_call.xml", call_ms);
     let timeout = format!("{}s", call_ms / 1000 + 15);
-    let callee = Sipp::spawn(
+    let mut callee = Sipp::spawn(
         t.dir.path(),
         &uas_file,
         t.uas_port,
@@ -689,9 +726,9 @@ pub(crate) async fn call_edited(
         "-s", &proxy, "-key", "caller", CUSTOMER, "-key", "rtp_port", &port_a, "-timeout",
         &timeout, &target,
     ];
-    let caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac").movable();
-    let relay_a = port_in_log(&caller.messages, "SIP/2.0 200").await;
-    let relay_b = port_in_log(&callee.messages, "INVITE").await;
+    let mut caller = Sipp::spawn(t.dir.path(), &uac_file, free_udp_port(), &args, "uac").movable();
+    let relay_a = caller.port_in("SIP/2.0 200").await;
+    let relay_b = callee.port_in("INVITE").await;
     PhoneCall {
         phone_a,
         phone_b,

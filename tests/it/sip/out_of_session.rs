@@ -183,8 +183,8 @@ async fn announced_call(style: &str, scenario_file: &str, answer: &str) -> Annou
         "-s", &proxy, "-key", "caller", STRANGER, "-key", "rtp_port", &rtp_port, &target,
     ];
     let file = scenario(scenario_file);
-    let caller = Sipp::spawn(t.dir.path(), &file, free_udp_port(), &args, "uac").movable();
-    let relay = port_in_log(&caller.messages, answer).await;
+    let mut caller = Sipp::spawn(t.dir.path(), &file, free_udp_port(), &args, "uac").movable();
+    let relay = caller.port_in(answer).await;
     let heard = receive_all(&phone, 20).await;
     assert_announcement(&heard, relay, &ulaw, "caller");
     let (ok, log) = caller.finish().await;
