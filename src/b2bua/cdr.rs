@@ -117,8 +117,24 @@ impl RowSink for Rows {
 /// being committed then.
 async fn run_writer(store: Store, mut queue: mpsc::Receiver<Pending>, metrics: Arc<Metrics>) {
     let mut batch = Vec::with_capacity(CDR_MAX_BATCH);
-    while queue.recv_many(&mut batch, CDR_MAX_BATCH).await > 0 {
-        // One timer for the batch, not one wake-up per write.
+    while gather(&mut queue, &mut batch).await > 0 {
+        write_batch(&store, std::mem::take(&mut batch), &metrics).await;
+        metrics.cdr_batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes the next batch into `batch`: what has queued up, and, unless that
+/// is already a full batch, what queues during [`CDR_LINGER`] after it (one
+/// timer for the batch, not one wake-up per write). A full batch goes at
+/// once: lingering then would only cap the writer at one batch per
+/// `CDR_LINGER` while the queue fills behind it (at 4,000 recorded calls a
+/// second it filled and dropped records). Returns the batch's length, 0
+/// once every sender is gone and the queue is empty.
+async fn gather<T>(queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) -> usize {
+    if queue.recv_many(batch, CDR_MAX_BATCH).await == 0 {
+        return 0;
+    }
+    if batch.len() < CDR_MAX_BATCH {
         tokio::time::sleep(CDR_LINGER).await;
         while batch.len() < CDR_MAX_BATCH {
             match queue.try_recv() {
@@ -126,9 +142,8 @@ async fn run_writer(store: Store, mut queue: mpsc::Receiver<Pending>, metrics: A
                 Err(_) => break,
             }
         }
-        write_batch(&store, std::mem::take(&mut batch), &metrics).await;
-        metrics.cdr_batches.fetch_add(1, Ordering::Relaxed);
     }
+    batch.len()
 }
 
 /// Writes one batch and answers the recordings in it; if the batch
@@ -202,6 +217,37 @@ mod tests {
             expires_at: None,
             held_by: None,
         }
+    }
+
+    /// A batch that is not full gathers for `CDR_LINGER`; a full one, or
+    /// a backlog, goes at once, batch after batch.
+    #[tokio::test(start_paused = true)]
+    async fn only_a_batch_with_room_lingers() {
+        let (tx, mut rx) = mpsc::channel(CDR_QUEUE);
+        let mut batch = Vec::new();
+        tx.send(1).await.unwrap();
+        let start = tokio::time::Instant::now();
+        assert_eq!(gather(&mut rx, &mut batch).await, 1);
+        assert_eq!(start.elapsed(), CDR_LINGER);
+
+        batch.clear();
+        for i in 0..CDR_MAX_BATCH * 2 + 1 {
+            tx.send(i).await.unwrap();
+        }
+        let start = tokio::time::Instant::now();
+        for _ in 0..2 {
+            assert_eq!(gather(&mut rx, &mut batch).await, CDR_MAX_BATCH);
+            batch.clear();
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "full batches do not wait");
+        drop(tx);
+        assert_eq!(gather(&mut rx, &mut batch).await, 1);
+        batch.clear();
+        assert_eq!(
+            gather(&mut rx, &mut batch).await,
+            0,
+            "ends once the senders are gone"
+        );
     }
 
     /// A recording's row queued right after its call's start (still
