@@ -99,7 +99,18 @@ pub fn parse_datagram(bytes: &[u8]) -> Result<SipMessage, ParseError> {
     {
         return Err(unknown_method(method, raw.reply_headers()));
     }
-    let message = match SipMessage::try_from(raw.normalised().as_slice()) {
+    // The start line says which of rsip's two parsers to run: its own
+    // `SipMessage` tries a response first and, for every request, builds
+    // and throws away an error quoting the whole datagram (3 % of the SIP
+    // thread at 5,000 calls/s).
+    let text = raw.normalised();
+    let parsed = match &start {
+        StartLine::Request { .. } => {
+            rsip::Request::try_from(text.as_slice()).map(SipMessage::Request)
+        }
+        StartLine::Response => rsip::Response::try_from(text.as_slice()).map(SipMessage::Response),
+    };
+    let message = match parsed {
         Ok(message) => message,
         Err(e) => return fail(bounded(format!("rsip: {e}"))),
     };
