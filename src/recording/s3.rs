@@ -467,8 +467,10 @@ async fn upload(inner: &Inner, name: &str) -> Result<(), BlobError> {
         w.finish().await.map_err(remote_err)?;
     }
     verify(inner, &key, &path, size).await?;
-    inner.spool.remove(name)?;
+    // Counted once verified, before the spool file goes: whoever sees the
+    // spool empty sees the upload counted.
     inner.counters.uploaded.fetch_add(1, Ordering::Relaxed);
+    inner.spool.remove(name)?;
     tracing::info!(blob = %name, bytes = size, "recording uploaded and verified; spool file removed");
     Ok(())
 }

@@ -361,14 +361,15 @@ async fn upload_is_retried_until_the_server_is_back() {
     .await
     .unwrap();
     let until = Instant::now() + Duration::from_secs(30);
-    while !spool_files(&spool_dir).is_empty() {
+    let uploaded = || counters.uploaded.load(Ordering::Relaxed);
+    while !spool_files(&spool_dir).is_empty() || uploaded() == 0 {
         assert!(
             Instant::now() < until,
             "not uploaded 30 s after the server came back"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(counters.uploaded.load(Ordering::Relaxed), 1);
+    assert_eq!(uploaded(), 1);
     let names = listed(&s3).await;
     assert_eq!(names, vec![row.blob]);
     garage.stop();
