@@ -5,7 +5,7 @@ use rand::distr::Alphanumeric;
 use rsip::headers::{CSeq, ContentLength, MaxForwards, Route, UntypedHeader, Via};
 use rsip::{Header, Headers, Method, Request, Response, Uri};
 
-use super::headers::{ViaInfo, core_values, parse_cseq, split_commas, top_via};
+use super::headers::{ViaInfo, comma_parts, core_values, parse_cseq, split_commas, top_via};
 
 /// The RFC 3261 §8.1.1.7 magic cookie that starts every compliant branch.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -124,7 +124,7 @@ fn record_routes(response: &Response) -> Vec<String> {
 
 fn contact_uri(response: &Response) -> Option<Uri> {
     let contact = response.headers.iter().find_map(|h| match h {
-        Header::Contact(c) => split_commas(c.value()).into_iter().next(),
+        Header::Contact(c) => comma_parts(c.value()).next(),
         _ => None,
     })?;
     let uri = match contact.split_once('<') {

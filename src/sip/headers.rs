@@ -11,30 +11,49 @@ use rsip::{Header, Headers};
 /// Splits a header value on top-level commas, ignoring commas inside
 /// quoted strings and `<...>` URIs. Empty elements are dropped.
 pub fn split_commas(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut in_quotes, mut in_angle, mut escaped) = (0, false, false, false);
-    // Bytes, not chars: every delimiter is ASCII, and no byte of a
-    // multi-byte UTF-8 character is, so each cut is at a char boundary.
-    for (i, c) in value.bytes().enumerate() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            b'\\' if in_quotes => escaped = true,
-            b'"' => in_quotes = !in_quotes,
-            b'<' if !in_quotes => in_angle = true,
-            b'>' if !in_quotes => in_angle = false,
-            b',' if !in_quotes && !in_angle => {
-                parts.push(value.get(start..i).unwrap_or("").trim());
-                start = i + 1;
+    comma_parts(value).collect()
+}
+
+/// The elements [`split_commas`] returns, one at a time, without a `Vec`
+/// (the top Via of every message is read this way).
+pub fn comma_parts(value: &str) -> impl Iterator<Item = &str> {
+    CommaParts { rest: Some(value) }.filter(|p| !p.is_empty())
+}
+
+/// What is left of a value being split by [`comma_parts`].
+struct CommaParts<'a> {
+    /// The text after the last comma cut, `None` once the end was reached.
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for CommaParts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let value = self.rest?;
+        let (mut in_quotes, mut in_angle, mut escaped) = (false, false, false);
+        // Bytes, not chars: every delimiter is ASCII, and no byte of a
+        // multi-byte UTF-8 character is, so each cut is at a char boundary.
+        for (i, c) in value.bytes().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match c {
+                b'\\' if in_quotes => escaped = true,
+                b'"' => in_quotes = !in_quotes,
+                b'<' if !in_quotes => in_angle = true,
+                b'>' if !in_quotes => in_angle = false,
+                b',' if !in_quotes && !in_angle => {
+                    self.rest = value.get(i + 1..);
+                    return Some(value.get(..i).unwrap_or("").trim());
+                }
+                _ => {}
+            }
         }
+        self.rest = None;
+        Some(value.trim())
     }
-    parts.push(value.get(start..).unwrap_or("").trim());
-    parts.retain(|p| !p.is_empty());
-    parts
 }
 
 /// Looks up `name` in a `;`-separated parameter list (`a=1;b;c=x`).
@@ -168,7 +187,7 @@ pub fn expand_compact(name: &str) -> &str {
 /// header carries several comma-joined values).
 pub fn top_via(headers: &Headers) -> Option<&str> {
     headers.iter().find_map(|h| match h {
-        Header::Via(via) => split_commas(via_value(via)).into_iter().next(),
+        Header::Via(via) => comma_parts(via_value(via)).next(),
         _ => None,
     })
 }

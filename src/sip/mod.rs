@@ -41,6 +41,7 @@
 //! message that cannot key a transaction — a bug to log loudly. [`Error`]
 //! wraps both with [`Error::is_peer_fault`].
 
+pub mod assemble;
 pub mod build;
 pub mod framing;
 pub mod headers;

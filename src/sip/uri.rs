@@ -3,7 +3,7 @@
 //!
 //! rsip fails on every `tel:` URI (`docs/CRATES.md`), so a `tel:`
 //! Request-URI is rewritten before rsip sees the message
-//! ([`normalise_request_line`]) into the SIP form RFC 3261 §19.1.6 gives
+//! ([`normalise_request_uri`]) into the SIP form RFC 3261 §19.1.6 gives
 //! for it, `sip:+number@tel.invalid;user=phone`; in header values
 //! (`From`, `P-Asserted-Identity`, …) rsip keeps the text as it came and
 //! [`header_uri`] reads it.
@@ -86,32 +86,21 @@ pub fn tel_digits(number: &str) -> Option<String> {
     (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then_some(compact)
 }
 
-/// The request line with a `tel:` Request-URI rewritten as the SIP URI
-/// rsip can read (`INVITE tel:+82-10-5555-6666 SIP/2.0` →
-/// `INVITE sip:+821055556666@tel.invalid;user=phone SIP/2.0`). Any other
-/// line, or a `tel:` number that is not digits, is returned unchanged.
-pub fn normalise_request_line(line: &[u8]) -> Cow<'_, [u8]> {
-    let Ok(text) = std::str::from_utf8(line) else {
-        return Cow::Borrowed(line);
-    };
-    let mut parts = text.split(' ');
-    let (Some(method), Some(uri), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Cow::Borrowed(line);
-    };
+/// A `tel:` Request-URI rewritten as the SIP URI rsip can read
+/// (`tel:+82-10-5555-6666` → `sip:+821055556666@tel.invalid;user=phone`).
+/// Any other URI, or a `tel:` number that is not digits, is returned
+/// unchanged.
+pub fn normalise_request_uri(uri: &str) -> Cow<'_, str> {
     let Some((scheme, rest)) = uri.split_once(':') else {
-        return Cow::Borrowed(line);
+        return Cow::Borrowed(uri);
     };
     if !scheme.eq_ignore_ascii_case("tel") {
-        return Cow::Borrowed(line);
+        return Cow::Borrowed(uri);
     }
     let number = rest.split(';').next().unwrap_or_default();
     match tel_digits(number) {
-        Some(digits) => Cow::Owned(
-            format!("{method} sip:{digits}@{TEL_HOST};user=phone {version}").into_bytes(),
-        ),
-        None => Cow::Borrowed(line),
+        Some(digits) => Cow::Owned(format!("sip:{digits}@{TEL_HOST};user=phone")),
+        None => Cow::Borrowed(uri),
     }
 }
 
@@ -155,18 +144,12 @@ mod tests {
 
     #[test]
     fn a_tel_request_uri_is_rewritten_for_rsip() {
-        let line = normalise_request_line(b"INVITE tel:+82-50-4123-9001;x=y SIP/2.0");
         assert_eq!(
-            &*line,
-            b"INVITE sip:+825041239001@tel.invalid;user=phone SIP/2.0".as_slice()
+            normalise_request_uri("tel:+82-50-4123-9001;x=y"),
+            "sip:+825041239001@tel.invalid;user=phone"
         );
-        let sip = b"INVITE sip:+825041239001@h SIP/2.0";
-        assert!(matches!(normalise_request_line(sip), Cow::Borrowed(_)));
-        let odd = b"INVITE tel:call-me SIP/2.0";
-        assert_eq!(&*normalise_request_line(odd), odd.as_slice());
-        assert_eq!(
-            &*normalise_request_line(b"\xff\xfe"),
-            b"\xff\xfe".as_slice()
-        );
+        let sip = "sip:+825041239001@h";
+        assert!(matches!(normalise_request_uri(sip), Cow::Borrowed(_)));
+        assert_eq!(normalise_request_uri("tel:call-me"), "tel:call-me");
     }
 }
