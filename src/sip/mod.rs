@@ -27,9 +27,10 @@
 //!
 //! # rsip 0.4.0
 //!
-//! rsip is used for the message model, but its parser is fronted by
-//! [`parse_datagram`], which normalises what rsip rejects (compact names,
-//! folding, LF line ends, comma-joined Vias, Content-Length), and the
+//! rsip is used for the message model only: [`parse_datagram`] cuts and
+//! normalises the message itself (compact names, folding, LF line ends,
+//! comma-joined Vias, Content-Length) and fills in rsip's types directly
+//! ([`assemble`]; only the Request-URI goes through rsip's tokenizer), and the
 //! transaction layer reads Via/CSeq/tags from raw header text
 //! ([`headers`]) rather than rsip's typed headers (which fail on IPv6).
 //!
