@@ -79,7 +79,7 @@ impl Served {
         // process may take it in between, so a failed start is retried.
         for _attempt in 0..5 {
             let port = crate::harness::free_tcp_port();
-            let block = 42_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 10;
+            let block = 12_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) % 700 * 10;
             let toml = format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\
                  [media]\nports = \"{block}-{}\"\n\

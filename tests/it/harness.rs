@@ -220,14 +220,43 @@ pub async fn start_serve(
     panic!("serve did not start:\n{log}");
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (for a process that
-/// binds it itself; another may take it in between).
+/// The ports tests hand out, below Linux's ephemeral range (32768–60999):
+/// no socket bound to port 0 (ours, SIPp's, a browser's, a client's) can
+/// take one between the pick and the bind of the process it is for.
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// Ports reserved per pick: SIPp binds its media port and the next ones.
+const PORTS_PER_PICK: u32 = 4;
+
+/// The next pick, offset by the process id so that two test runs on one
+/// machine start far apart.
+static NEXT_PORT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+
+/// A port on 127.0.0.1, free for both UDP and TCP (with the next three),
+/// for a process that binds it itself. Picks come from a range the kernel
+/// never hands out on its own, so only another explicit bind can race it.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let next = NEXT_PORT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(397)));
+    for _ in 0..span / PORTS_PER_PICK {
+        let n = next.fetch_add(PORTS_PER_PICK, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + n - n % PORTS_PER_PICK;
+        if (port..port + PORTS_PER_PICK).all(|p| is_free(p as u16)) {
+            return port as u16;
+        }
+    }
+    panic!("no free test port in {TEST_PORTS:?}");
+}
+
+fn is_free(port: u16) -> bool {
+    std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A TCP port on 127.0.0.1 that is free (see [`free_port`]).
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// Runs a `SELECT COUNT(*) …` (or any query answering one integer) on the

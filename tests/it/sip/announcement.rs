@@ -134,7 +134,7 @@ async fn unusable_announcement_stops_start_up_naming_it() {
     std::fs::write(&path, wav).unwrap();
     let toml = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\n\
-         [media]\nports = \"39900-39909\"\nannouncement = \"{}\"\n\
+         [media]\nports = \"3900-3909\"\nannouncement = \"{}\"\n\
          [store]\ndatabase_url = \"sqlite://{d}/ansim.db\"\nrecordings = \"file://{d}/rec\"\n\
          [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
          [api]\nlisten = \"127.0.0.1:0\"\n",

@@ -24,7 +24,7 @@ mod trunks;
 mod two_nodes;
 mod webhooks;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -40,15 +40,13 @@ use crate::harness::{n, policy, pool_numbers};
 const CUSTOMER: &str = "+821012345678";
 const MASTER: &str = "+821098765432";
 
-/// Media port ranges: each test gets its own block.
+/// Media port ranges: each test gets its own block, below the ephemeral
+/// port range (as [`crate::harness::free_port`]'s picks) so that no socket
+/// bound to port 0 takes one of them first.
 static NEXT_MEDIA_BLOCK: AtomicU16 = AtomicU16::new(0);
 
 fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    crate::harness::free_port()
 }
 
 pub(crate) struct SipTest {
@@ -151,7 +149,7 @@ impl SipTest {
             let sip_port = free_udp_port();
             let uas_port = free_udp_port();
             let api_port = crate::harness::free_tcp_port();
-            let block = 40_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) * 40;
+            let block = 4_000 + NEXT_MEDIA_BLOCK.fetch_add(1, Ordering::Relaxed) % 200 * 40;
             let toml = format!(
                 "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\", \"tcp:127.0.0.1:{sip_port}\"]\n{sip_extra}\n\
                  {}\

@@ -294,7 +294,7 @@ async fn an_unusable_out_of_session_announcement_stops_start_up_naming_its_key()
     std::fs::write(&path, b"not a wav").unwrap();
     let toml = format!(
         "[sip]\nlisten = [\"udp:127.0.0.1:{}\"]\n\
-         [media]\nports = \"39910-39919\"\n\
+         [media]\nports = \"3910-3919\"\n\
          [routing]\nout_of_session = \"announce\"\nout_of_session_announcement = \"{}\"\n\
          [store]\ndatabase_url = \"sqlite://{d}/ansim.db\"\nrecordings = \"file://{d}/rec\"\n\
          [keys]\nmaster_key_file = \"{d}/master.key\"\nstore = \"dir:{d}/keys\"\n\
