@@ -158,7 +158,7 @@ impl<'a> RawMessage<'a> {
     fn read(bytes: &'a [u8]) -> Self {
         let bytes = skip_leading_crlf(bytes);
         let (head, body) = split_head_body(bytes);
-        let mut lines = head.split(|&b| b == b'\n').map(strip_cr);
+        let mut lines = lines(head);
         let start = lines.next().unwrap_or_default();
         let mut raw = Self {
             start,
@@ -166,25 +166,21 @@ impl<'a> RawMessage<'a> {
             body,
             problems: Vec::new(),
         };
-        for line in unfold(lines, &mut raw.problems) {
-            raw.add_header_line(line);
+        // One UTF-8 check for the whole head; line by line only when that
+        // fails, to keep the lines that are text for an error reply.
+        let text = std::str::from_utf8(head).ok();
+        let as_text = |line: &'a [u8]| match text {
+            Some(text) => Ok(sub_str(text, head, line)),
+            None => std::str::from_utf8(line).map_err(|_| ()),
+        };
+        for line in unfold(lines.map(as_text), &mut raw.problems) {
+            match line {
+                Cow::Borrowed(line) => raw.add_header(line, Cow::Borrowed),
+                Cow::Owned(line) => raw.add_header(&line, |s: &str| Cow::Owned(s.to_owned())),
+            }
         }
         raw.apply_content_length();
         raw
-    }
-
-    fn add_header_line(&mut self, line: Cow<'a, [u8]>) {
-        let text = match line {
-            Cow::Borrowed(line) => {
-                std::str::from_utf8(line).map(|t| self.add_header(t, Cow::Borrowed))
-            }
-            Cow::Owned(line) => String::from_utf8(line)
-                .map(|t| self.add_header(&t, |s: &str| Cow::Owned(s.to_owned())))
-                .map_err(|e| e.utf8_error()),
-        };
-        if text.is_err() {
-            self.problems.push("non-UTF-8 byte in a header".into());
-        }
     }
 
     /// Adds the header `line`, its parts kept with `keep` (borrowed from
@@ -380,37 +376,66 @@ fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// The lines of `head`, LF-separated, a CR before the LF dropped.
+fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(head);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let (line, after) = match memchr::memchr(b'\n', text) {
+            Some(i) => (text.get(..i), text.get(i + 1..)),
+            None => (Some(text), None),
+        };
+        rest = after;
+        line.map(strip_cr)
+    })
+}
+
+/// `part` (a slice of `bytes`, which `text` is) as a slice of `text`: no
+/// second UTF-8 check, since `part` starts and ends at line breaks.
+fn sub_str<'a>(text: &'a str, bytes: &[u8], part: &[u8]) -> &'a str {
+    let from = (part.as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+    text.get(from..from + part.len()).unwrap_or_default()
+}
+
 /// Splits at the first empty line (CRLF or bare LF). Without an empty line
 /// the whole input is the head and the body is empty.
 pub(crate) fn split_head_body(bytes: &[u8]) -> (&[u8], &[u8]) {
-    let mut line_start = 0;
-    for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-        let line = strip_cr(bytes.get(line_start..i).unwrap_or_default());
-        if line.is_empty() && line_start > 0 {
-            let head = bytes.get(..line_start).unwrap_or_default();
-            return (head, bytes.get(i + 1..).unwrap_or_default());
-        }
-        line_start = i + 1;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        let body_at = match bytes.get(i + 1..) {
+            Some([b'\n', ..]) => i + 2,
+            Some([b'\r', b'\n', ..]) => i + 3,
+            _ => continue,
+        };
+        let head = bytes.get(..i + 1).unwrap_or_default();
+        return (head, bytes.get(body_at..).unwrap_or_default());
     }
     (bytes, &[])
 }
 
 /// Joins continuation lines (starting with SP/HT) onto the previous line;
-/// a line is copied only when something is joined onto it.
+/// a line is copied only when something is joined onto it. A line that is
+/// not text (`Err`) is dropped with a problem.
 fn unfold<'a>(
-    lines: impl Iterator<Item = &'a [u8]>,
+    lines: impl Iterator<Item = Result<&'a str, ()>>,
     problems: &mut Vec<String>,
-) -> Vec<Cow<'a, [u8]>> {
-    let mut out: Vec<Cow<'a, [u8]>> = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        let folded = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+) -> Vec<Cow<'a, str>> {
+    let mut out: Vec<Cow<'a, str>> = Vec::new();
+    for line in lines {
+        let Ok(line) = line else {
+            problems.push("non-UTF-8 byte in a header".into());
+            continue;
+        };
+        if line.is_empty() {
+            continue;
+        }
+        let folded = line.starts_with([' ', '\t']);
         match (folded, out.last_mut()) {
             (true, Some(previous)) => {
                 let previous = previous.to_mut();
                 let trimmed_len = previous.trim_ascii_end().len();
                 previous.truncate(trimmed_len);
-                previous.push(b' ');
-                previous.extend_from_slice(line.trim_ascii_start());
+                previous.push(' ');
+                previous.push_str(line.trim_ascii_start());
             }
             (true, None) => problems.push("continuation line before the first header".into()),
             (false, _) => out.push(Cow::Borrowed(line)),

@@ -272,6 +272,37 @@ fn responses() {
 }
 
 #[test]
+fn status_lines_are_read_strictly() {
+    let rest = "\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\n\r\n";
+    for line in [
+        "SIP/2.0 20 OK",
+        "SIP/2.0 2000 OK",
+        "SIP/3.0 200 OK",
+        "SIP/2.0",
+        "SIP/2.0 2x0 OK",
+    ] {
+        let text = format!("{line}{rest}");
+        assert!(
+            matches!(
+                parse_datagram(text.as_bytes()),
+                Err(ParseError::BadResponse { .. })
+            ),
+            "{line:?} was accepted"
+        );
+    }
+    let odd = format!("SIP/2.0 299 Odd One{rest}");
+    let Ok(SipMessage::Response(r)) = parse_datagram(odd.as_bytes()) else {
+        panic!("an unnamed code in range did not parse");
+    };
+    assert_eq!(r.status_code, StatusCode::Other(299, "Odd One".into()));
+    let bare = format!("SIP/2.0 200{rest}");
+    let Ok(SipMessage::Response(r)) = parse_datagram(bare.as_bytes()) else {
+        panic!("a status line without a reason did not parse");
+    };
+    assert_eq!(r.status_code.code(), 200);
+}
+
+#[test]
 fn garbage_is_unaddressable() {
     for input in [
         &b""[..],
