@@ -255,6 +255,7 @@ impl Store {
             hook: self.commit_hook.clone(),
             webhooks: self.webhooks.clone(),
             node: self.node.clone(),
+            backend: self.backend,
         })
     }
 
@@ -304,6 +305,9 @@ pub struct Tx {
     webhooks: Arc<webhooks::WebhookPolicy>,
     /// The store's node, written into the call rows the transaction adds.
     node: Arc<str>,
+    /// Which database: multi-row statements number their parameters the
+    /// way it binds them fastest.
+    backend: Backend,
 }
 
 impl Tx {
