@@ -137,6 +137,135 @@ pub(super) async fn insert_started(
     Ok(())
 }
 
+/// Inserts recordings' rows (started, in `rows`' order) with as few
+/// statements as fit, and points each one's call record at it, as
+/// [`super::recordings::insert_recording_in`] does for one.
+async fn insert_recordings(tx: &mut Tx, rows: &[&RecordingRow]) -> Result<(), StoreError> {
+    let node = tx.node.clone();
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = insert_recordings_sql(chunk.len(), tx.backend);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(&r.id)
+                .bind(&r.call_id)
+                .bind(&r.session_id)
+                .bind(&r.retention_class)
+                .bind(&r.epoch_id)
+                .bind(&r.wrapped_dek)
+                .bind(&r.blob)
+                .bind(super::recordings::codec_text(r.codec))
+                .bind(r.started_at.as_millis())
+                .bind(&*node);
+        }
+        q.execute(tx.conn()).await?;
+        let links = last_recording_per_call(chunk);
+        let sql = link_calls_sql(links.len(), tx.backend);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (call, recording) in &links {
+            q = q.bind(*call).bind(*recording);
+        }
+        for (call, _) in &links {
+            q = q.bind(*call);
+        }
+        q.execute(tx.conn()).await?;
+    }
+    Ok(())
+}
+
+/// `(call id, recording id)` for each call in `rows`, with the recording
+/// that came last: one by one, each insert would have overwritten the one
+/// before it.
+fn last_recording_per_call<'a>(rows: &[&'a RecordingRow]) -> Vec<(&'a str, &'a str)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut links: Vec<_> = rows
+        .iter()
+        .rev()
+        .filter(|r| seen.insert(r.call_id.as_str()))
+        .map(|r| (r.call_id.as_str(), r.id.as_str()))
+        .collect();
+    links.reverse();
+    links
+}
+
+/// Hands out a statement's parameters in order, numbered for PostgreSQL
+/// and plain `?`s for SQLite (see [`ROWS_PER_INSERT`] for why).
+struct Params {
+    /// Which database's form.
+    backend: Backend,
+    /// Parameters handed out so far.
+    count: usize,
+}
+
+impl Params {
+    fn new(backend: Backend) -> Self {
+        Params { backend, count: 0 }
+    }
+
+    /// Appends the next parameter to `sql`.
+    fn push(&mut self, sql: &mut String) {
+        self.count += 1;
+        match self.backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&self.count.to_string());
+            }
+        }
+    }
+
+    /// Appends `(p, p, …)` of `n` parameters, with `fixed` put in after
+    /// the first `at` of them.
+    fn push_row(&mut self, sql: &mut String, n: usize, fixed: Option<(usize, &str)>) {
+        sql.push('(');
+        for col in 0..n {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            if let Some((_, text)) = fixed.filter(|(at, _)| *at == col) {
+                sql.push_str(text);
+                sql.push_str(", ");
+            }
+            self.push(sql);
+        }
+        sql.push(')');
+    }
+}
+
+/// `INSERT INTO recordings (…) VALUES (…), (…)` for `rows` rows, each
+/// starting in state `recording`.
+fn insert_recordings_sql(rows: usize, backend: Backend) -> String {
+    let mut sql = String::from(
+        "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
+         wrapped_dek, blob, codec, state, started_at, node) VALUES ",
+    );
+    let mut params = Params::new(backend);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        params.push_row(&mut sql, 10, Some((8, "'recording'")));
+    }
+    sql
+}
+
+/// `UPDATE calls SET recording_id = CASE id WHEN … THEN … END WHERE id IN
+/// (…)` for `links` calls: pairs (call, recording) bound first, then the
+/// calls again.
+fn link_calls_sql(links: usize, backend: Backend) -> String {
+    let mut sql = String::from("UPDATE calls SET recording_id = CASE id");
+    let mut params = Params::new(backend);
+    for _ in 0..links {
+        sql.push_str(" WHEN ");
+        params.push(&mut sql);
+        sql.push_str(" THEN ");
+        params.push(&mut sql);
+    }
+    sql.push_str(" END WHERE id IN ");
+    params.push_row(&mut sql, links, None);
+    sql
+}
+
 /// `INSERT INTO calls (…) VALUES (…), (…)` for `rows` rows: parameters
 /// `$1…` for PostgreSQL, plain `?`s (bound in order, with no name to look
 /// up) for SQLite.
@@ -146,24 +275,12 @@ fn insert_sql(rows: usize, backend: Backend) -> String {
         "INSERT INTO calls (id, session_id, direction, caller, dialled, invite_at, reason, \
          node, ring_at, answer_at, end_at, result, sip_status, hangup_side) VALUES ",
     );
+    let mut params = Params::new(backend);
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
         }
-        sql.push('(');
-        for col in 0..COLUMNS {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&(row * COLUMNS + col + 1).to_string());
-                }
-            }
-        }
-        sql.push(')');
+        params.push_row(&mut sql, COLUMNS, None);
     }
     sql
 }
@@ -199,17 +316,23 @@ impl Store {
             super::calls::apply(&mut tx, write).await?;
         }
         let mut done = Vec::with_capacity(recordings.len());
+        // Starts in a row go in together; an end waits for the starts
+        // before it, so a start and end of one recording keep their order.
+        let mut starts: Vec<&RecordingRow> = Vec::new();
         for write in recordings {
-            done.push(match write {
+            match write {
                 RecordingWrite::Started(row) => {
-                    super::recordings::insert_recording_in(&mut tx, row).await?;
-                    true
+                    starts.push(row);
+                    done.push(true);
                 }
                 RecordingWrite::Ended(id, end) => {
-                    super::recordings::finish_recording_in(&mut tx, id, end).await?
+                    insert_recordings(&mut tx, &starts).await?;
+                    starts.clear();
+                    done.push(super::recordings::finish_recording_in(&mut tx, id, end).await?);
                 }
-            });
+            }
         }
+        insert_recordings(&mut tx, &starts).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -295,6 +418,22 @@ mod tests {
         assert_eq!(
             sqlite.split(" VALUES ").next(),
             sql.split(" VALUES ").next()
+        );
+    }
+
+    #[test]
+    fn recordings_rows_keep_their_fixed_state_and_link_their_calls() {
+        let sql = insert_recordings_sql(2, Backend::Postgres);
+        assert!(
+            sql.ends_with("($11, $12, $13, $14, $15, $16, $17, $18, 'recording', $19, $20)"),
+            "{sql}"
+        );
+        let sqlite = insert_recordings_sql(2, Backend::Sqlite);
+        assert_eq!(sqlite.matches('?').count(), 20);
+        assert_eq!(
+            link_calls_sql(2, Backend::Postgres),
+            "UPDATE calls SET recording_id = CASE id WHEN $1 THEN $2 WHEN $3 THEN $4 END \
+             WHERE id IN ($5, $6)"
         );
     }
 }

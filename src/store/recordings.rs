@@ -78,7 +78,7 @@ pub(super) const COLUMNS: &str = "id, call_id, session_id, retention_class, epoc
      codec, state, started_at, ended_at, duration_ms, expires_at, held_by, failure";
 
 /// The text stored for a recording's codec.
-fn codec_text(codec: Option<Codec>) -> &'static str {
+pub(super) fn codec_text(codec: Option<Codec>) -> &'static str {
     codec.map_or(UNSUPPORTED, Codec::as_str)
 }
 

@@ -562,3 +562,95 @@ async fn a_folded_batch_stores_what_single_writes_store(db: Db) {
     assert_eq!((last.answer_at, last.end_at), (Some(at(20)), Some(at(30))));
 }
 on_both_databases!(a_folded_batch_stores_what_single_writes_store);
+
+/// Recordings' rows in a batch go in as multi-row statements; what is
+/// stored must be what one-at-a-time writes store: each row in state
+/// `recording` until its end, the call pointing at its last recording,
+/// an end after its start in the same batch taking effect, and more
+/// rows than one statement takes.
+async fn recordings_in_a_batch_store_what_single_writes_store(db: Db) {
+    use ansim::store::{
+        CallWrite, NewCall, RecordingEnd, RecordingRow, RecordingState, RecordingWrite,
+    };
+    let db = TestDb::new(db).await;
+    let call = |id: String| {
+        CallWrite::Insert(NewCall {
+            id,
+            session_id: None,
+            direction: "unrouted",
+            caller: Some(n(CUSTOMER)),
+            dialled: n(MASTER),
+            invite_at: T0,
+            reason: None,
+        })
+    };
+    let row = |id: String, call_id: String| RecordingRow {
+        id,
+        call_id,
+        session_id: "ses_batch".into(),
+        retention_class: "dispute-3y".into(),
+        epoch_id: "epoch".into(),
+        wrapped_dek: vec![7; 40],
+        blob: "b.crec".into(),
+        codec: None,
+        state: RecordingState::Recording,
+        failure: None,
+        started_at: T0,
+        ended_at: None,
+        duration_ms: None,
+        expires_at: None,
+        held_by: None,
+    };
+    let end = RecordingEnd {
+        state: RecordingState::Complete,
+        failure: None,
+        ended_at: T0,
+        duration_ms: Some(1_000),
+        expires_at: T0,
+    };
+    // 60 calls, one recording each, the first call a second one too.
+    let calls: Vec<_> = (0..60).map(|i| call(format!("cal_rb_{i}"))).collect();
+    let mut writes: Vec<_> = (0..60)
+        .map(|i| RecordingWrite::Started(row(format!("rec_rb_{i}"), format!("cal_rb_{i}"))))
+        .collect();
+    writes.insert(30, RecordingWrite::Ended("rec_rb_3".into(), end.clone()));
+    writes.push(RecordingWrite::Started(row(
+        "rec_rb_0b".into(),
+        "cal_rb_0".into(),
+    )));
+    let refs: Vec<_> = writes.iter().collect();
+    let done = db.store.write_rows(&calls, &refs).await.unwrap();
+    assert!(done.iter().all(|d| *d), "{done:?}");
+    for i in 1..60 {
+        let c = db
+            .store
+            .get_call(&format!("cal_rb_{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.recording_id, Some(format!("rec_rb_{i}")), "call {i}");
+        let r = db
+            .store
+            .find_recording(&format!("rec_rb_{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let want = if i == 3 {
+            RecordingState::Complete
+        } else {
+            RecordingState::Recording
+        };
+        assert_eq!(
+            (r.call_id.as_str(), r.state),
+            (c.id.as_str(), want),
+            "recording {i}"
+        );
+    }
+    let first = db.store.get_call("cal_rb_0").await.unwrap().unwrap();
+    assert_eq!(first.recording_id.as_deref(), Some("rec_rb_0b"));
+    // A row whose call is not there fails the batch, as it does alone.
+    let orphan = RecordingWrite::Started(row("rec_rb_x".into(), "cal_none".into()));
+    assert!(db.store.write_rows(&[], &[&orphan]).await.is_err());
+    assert!(db.store.find_recording("rec_rb_x").await.unwrap().is_none());
+}
+on_both_databases!(recordings_in_a_batch_store_what_single_writes_store);
