@@ -138,9 +138,12 @@ pub(super) async fn insert_started(
 }
 
 /// Inserts recordings' rows (started, in `rows`' order) with as few
-/// statements as fit, and points each one's call record at it, as
-/// [`super::recordings::insert_recording_in`] does for one.
-async fn insert_recordings(tx: &mut Tx, rows: &[&RecordingRow]) -> Result<(), StoreError> {
+/// statements as fit, and points each one's call record at it (for one
+/// row, [`super::recordings::insert_recording_in`]).
+pub(super) async fn insert_recordings(
+    tx: &mut Tx,
+    rows: &[&RecordingRow],
+) -> Result<(), StoreError> {
     let node = tx.node.clone();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let sql = insert_recordings_sql(chunk.len(), tx.backend);

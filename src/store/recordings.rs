@@ -209,29 +209,7 @@ impl Store {
 
 /// Inserts `r` and links its call record to it, in `tx`.
 pub(super) async fn insert_recording_in(tx: &mut Tx, r: &RecordingRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO recordings (id, call_id, session_id, retention_class, epoch_id, \
-                wrapped_dek, blob, codec, state, started_at, node) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'recording', $9, $10)",
-    )
-    .bind(&r.id)
-    .bind(&r.call_id)
-    .bind(&r.session_id)
-    .bind(&r.retention_class)
-    .bind(&r.epoch_id)
-    .bind(&r.wrapped_dek)
-    .bind(&r.blob)
-    .bind(codec_text(r.codec))
-    .bind(r.started_at.as_millis())
-    .bind(&*tx.node.clone())
-    .execute(tx.conn())
-    .await?;
-    sqlx::query("UPDATE calls SET recording_id = $2 WHERE id = $1")
-        .bind(&r.call_id)
-        .bind(&r.id)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    super::call_batch::insert_recordings(tx, &[r]).await
 }
 
 /// [`Store::finish_recording`] in `tx`.
