@@ -24,6 +24,10 @@
 //!   send completes, and the bridge hears the result ([`Bridge::sent`]).
 //! - **Timers and wake-ups.** The earliest bridge timer is the wait's
 //!   timeout; requests wake the worker through an eventfd the ring reads.
+//!   Requests are taken only between batches of completions, through the
+//!   [`super::patrol`] protocol: never while completions are handled, so a
+//!   call's file slots are not handed to a new call while completions of
+//!   the old one are still being read.
 //! - **Close.** A closing call's receives are cancelled; once every
 //!   operation on its sockets has completed, its slots are cleared and its
 //!   [`PortPair`]s go back to the pool (silenced and drained, as always),
@@ -130,6 +134,8 @@ pub(super) struct Worker {
     totals: Arc<RelayTotals>,
     /// A shutdown was asked for (or every link is gone).
     stopping: bool,
+    /// The wake-up read completed this turn: look at the requests again.
+    woke: bool,
 }
 
 // SAFETY: `recv_header` is a plain msghdr with null pointers (only its
@@ -186,6 +192,7 @@ impl Worker {
             cqes: Vec::with_capacity(CQE_BATCH),
             totals,
             stopping: false,
+            woke: false,
         };
         Ok((worker, link))
     }
@@ -206,6 +213,9 @@ impl Worker {
             // to that packet.
             patrol.take(|| self.take_requests(now));
             self.complete_all(now);
+            if std::mem::take(&mut self.woke) {
+                patrol.take(|| self.take_requests(now));
+            }
             self.rearm_starved();
             self.bufs.publish();
             if self.stopping {
@@ -495,9 +505,12 @@ impl Worker {
                         if !self.stopping {
                             self.arm_wake();
                             // This read may have taken the wake-up of a
-                            // request queued after this turn's look: look
-                            // again, or it would wait for the next one.
-                            self.take_requests(now);
+                            // request queued after this turn's look: the
+                            // loop looks again through the patrol, which
+                            // clears `woken` first. (Taking the requests
+                            // here left `woken` set with no wake-up on its
+                            // way, so the next request never woke us.)
+                            self.woke = true;
                         }
                     }
                     CANCEL if index == INDEX => {} // the wake-up read's
