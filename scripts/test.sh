@@ -61,4 +61,13 @@ if [ -z "${ANSIM_TEST_DATABASE_URL:-}" ]; then
   echo "scripts/test.sh: private PostgreSQL on 127.0.0.1:$pg_port"
 fi
 
-cargo test --locked --all-targets "$@"
+# A hung test fails the run instead of holding it (and CI) for hours: the
+# whole suite takes about 10 minutes here; cargo names a test that runs
+# past 60 s ("has been running for over 60 seconds").
+limit="${ANSIM_TEST_TIMEOUT:-45m}"
+status=0
+timeout -k 30s "$limit" cargo test --locked --all-targets "$@" || status=$?
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  echo "scripts/test.sh: the tests did not finish within $limit (ANSIM_TEST_TIMEOUT): a test hangs" >&2
+fi
+exit "$status"
