@@ -26,8 +26,9 @@ pub struct Metrics {
     pub calls_relayed: AtomicU64,
     /// INVITEs refused (no session, source not allowed, no media ports).
     pub calls_refused: AtomicU64,
-    /// RTP/RTCP port pairs handed out by the media pool now.
-    pub media_pairs_in_use: AtomicI64,
+    /// The media relay's port pool, read when scraped for the pairs in
+    /// use (set once the relay runs; 0 before).
+    pub media_pool: std::sync::OnceLock<crate::media::PortPool>,
     /// Recording chunks decrypted to serve playback: a Range request
     /// should add only the chunks it covers, which this makes visible.
     pub playback_chunks_decrypted: AtomicU64,
@@ -245,7 +246,7 @@ impl Metrics {
         );
         let active = self.calls_active.load(Ordering::Relaxed);
         gauge(&mut out, "ansim_calls_active", "Calls in progress.", active);
-        let pairs = self.media_pairs_in_use.load(Ordering::Relaxed);
+        let pairs = self.media_pool.get().map_or(0, |p| p.in_use() as i64);
         gauge(
             &mut out,
             "ansim_media_port_pairs_in_use",

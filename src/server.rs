@@ -433,6 +433,8 @@ async fn start_sip(
     limits
         .media_port_pairs
         .store(relay.capacity() as i64, relaxed);
+    // One relay per run and per `Metrics`: this is its only setting.
+    let _ = metrics.media_pool.set(relay.pool());
     if config.sip.min_session_expires < std::time::Duration::from_secs(90) {
         tracing::warn!(
             "sip.min_session_expires is below the RFC 4028 minimum of 90s (for tests only)"

@@ -597,7 +597,6 @@ impl Engine {
                     a_side: handle.local_port(Leg::A),
                     b_side: handle.local_port(Leg::B),
                 };
-                self.publish_pairs_in_use();
                 let m = CallMedia {
                     handle,
                     recording,
@@ -612,24 +611,12 @@ impl Engine {
         }
     }
 
-    /// Ends a call's media (its recording with it), freeing its ports once
-    /// the worker has seen it.
+    /// Ends a call's media (its recording with it): dropping the handle
+    /// asks its worker to close the call, which frees its ports once the
+    /// kernel is done with them. Nothing here waits for that (the
+    /// pairs-in-use gauge reads the pool when scraped).
     fn stop_media(&self, m: CallMedia) {
-        let (relay, metrics) = (self.shared.relay.clone(), self.shared.metrics.clone());
-        tokio::spawn(async move {
-            m.handle.stop().await;
-            let in_use = relay.in_use() as i64;
-            metrics.media_pairs_in_use.store(in_use, Ordering::Relaxed);
-        });
-    }
-
-    fn publish_pairs_in_use(&self) {
-        let in_use = self.shared.relay.in_use() as i64;
-        let relaxed = Ordering::Relaxed;
-        self.shared
-            .metrics
-            .media_pairs_in_use
-            .store(in_use, relaxed);
+        drop(m);
     }
 
     /// Adds what changed in the switch's stats to the metrics (adding, so

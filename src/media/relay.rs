@@ -158,6 +158,12 @@ impl Relay {
         self.pool.in_use()
     }
 
+    /// The port pool, for whoever reports its use (the metrics).
+    #[must_use]
+    pub fn pool(&self) -> PortPool {
+        self.pool.clone()
+    }
+
     /// Worker threads.
     #[must_use]
     pub fn workers(&self) -> usize {
