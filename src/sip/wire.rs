@@ -7,6 +7,8 @@ use std::fmt::Write;
 
 use rsip::{Header, SipMessage, StatusCode};
 
+use super::headers::wire_name_value;
+
 /// Serialises `msg`, dropping any Content-Length it carries and writing a
 /// correct one (RFC 3261 §18.3/§20.14: always present, so it is valid on
 /// streams too). The body is written byte for byte.
@@ -19,7 +21,11 @@ pub fn to_bytes(msg: &SipMessage) -> Vec<u8> {
     write_start_line(&mut head, msg);
     for header in rsip::message::HasHeaders::headers(msg).iter() {
         if !is_content_length(header) {
-            let _ = write!(head, "{header}\r\n");
+            // What rsip's `Display` writes, without going through it.
+            let (name, value) = wire_name_value(header);
+            for part in [name, ": ", value, "\r\n"] {
+                head.push_str(part);
+            }
         }
     }
     let _ = write!(head, "Content-Length: {}\r\n\r\n", body.len());
