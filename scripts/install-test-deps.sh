@@ -4,6 +4,8 @@
 #   postgresql      the PostgreSQL half of the store tests
 #   sip-tester      SIPp, the SIP peer of the call tests
 #   baresip-core    a second real user agent placing a call (tests/it/sip/trunks.rs)
+#   kamailio        the dispatcher in front of the nodes (tests/it/sip/kamailio.rs,
+#                   two_nodes.rs: deploy/kamailio/kamailio.cfg needs only its base modules)
 #   docker-compose  to validate docker-compose.yml (no engine needed)
 #   softhsm2        the PKCS#11 token of the HSM key store tests
 #   chromium, chromium-driver, fonts-liberation, fonts-nanum  the support
@@ -39,7 +41,7 @@ validator_venv() {
   fi
 }
 
-packages=(postgresql sip-tester baresip-core docker-compose softhsm2 chromium chromium-driver
+packages=(postgresql sip-tester baresip-core kamailio docker-compose softhsm2 chromium chromium-driver
           fonts-liberation fonts-nanum python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
