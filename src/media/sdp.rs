@@ -37,7 +37,7 @@
 //! session id per leg and bumps the version whenever the SDP sent on that
 //! leg changes (RFC 3264 §8).
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 
 /// Why an SDP body could not be used. Always the peer's fault.
@@ -219,24 +219,22 @@ impl Origin {
     /// Serialises `sdp` with our origin line, incrementing the version if
     /// the body differs from the last one rendered.
     pub fn render(&mut self, sdp: &Rewritten, address: IpAddr) -> Vec<u8> {
-        match &self.last {
-            Some(last) if *last != sdp.lines => self.version = self.version.wrapping_add(1),
-            _ => {}
+        // Only a body that changed is kept (cloned) again.
+        if self.last.as_ref() != Some(&sdp.lines) {
+            if self.last.is_some() {
+                self.version = self.version.wrapping_add(1);
+            }
+            self.last = Some(sdp.lines.clone());
         }
-        self.last = Some(sdp.lines.clone());
-        let origin = format!(
-            "o=ansim {} {} IN {} {address}",
-            self.session_id,
-            self.version,
-            addr_type(address)
-        );
-        let mut out = String::new();
+        let size: usize = sdp.lines.iter().map(|l| l.len() + 2).sum();
+        let mut out = String::with_capacity(size + 64);
         for (i, line) in sdp.lines.iter().enumerate() {
             out.push_str(line);
             out.push_str("\r\n");
             if i == 0 {
-                out.push_str(&origin);
-                out.push_str("\r\n");
+                let (id, version) = (self.session_id, self.version);
+                let kind = addr_type(address);
+                let _ = write!(out, "o=ansim {id} {version} IN {kind} {address}\r\n");
             }
         }
         out.into_bytes()
