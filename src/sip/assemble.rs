@@ -130,6 +130,60 @@ fn value_of(header: &Header) -> String {
         .unwrap_or_default()
 }
 
+/// Header names for tests: every one rsip has a variant for, in mixed
+/// cases, and two it has none for.
+#[cfg(test)]
+pub(crate) const HEADER_NAMES: &[&str] = &[
+    "via",
+    "FROM",
+    "To",
+    "Call-Id",
+    "cseq",
+    "Contact",
+    "Max-Forwards",
+    "content-type",
+    "Content-Length",
+    "Route",
+    "Record-Route",
+    "Allow",
+    "Supported",
+    "User-Agent",
+    "Server",
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Alert-Info",
+    "Authentication-Info",
+    "Authorization",
+    "Call-Info",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Date",
+    "Error-Info",
+    "Event",
+    "Expires",
+    "In-Reply-To",
+    "MIME-Version",
+    "Min-Expires",
+    "Organization",
+    "Priority",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Require",
+    "Reply-To",
+    "Require",
+    "Retry-After",
+    "Subject",
+    "Subscription-State",
+    "Timestamp",
+    "Unsupported",
+    "Warning",
+    "www-authenticate",
+    "P-Asserted-Identity",
+    "X-Odd",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,56 +191,7 @@ mod tests {
     /// The same names give the same variants as rsip's own parser.
     #[test]
     fn headers_match_rsip_parser() {
-        let names = [
-            "via",
-            "FROM",
-            "To",
-            "Call-Id",
-            "cseq",
-            "Contact",
-            "Max-Forwards",
-            "content-type",
-            "Content-Length",
-            "Route",
-            "Record-Route",
-            "Allow",
-            "Supported",
-            "User-Agent",
-            "Server",
-            "Accept",
-            "Accept-Encoding",
-            "Accept-Language",
-            "Alert-Info",
-            "Authentication-Info",
-            "Authorization",
-            "Call-Info",
-            "Content-Disposition",
-            "Content-Encoding",
-            "Content-Language",
-            "Date",
-            "Error-Info",
-            "Event",
-            "Expires",
-            "In-Reply-To",
-            "MIME-Version",
-            "Min-Expires",
-            "Organization",
-            "Priority",
-            "Proxy-Authenticate",
-            "Proxy-Authorization",
-            "Proxy-Require",
-            "Reply-To",
-            "Require",
-            "Retry-After",
-            "Subject",
-            "Timestamp",
-            "Unsupported",
-            "Warning",
-            "www-authenticate",
-            "P-Asserted-Identity",
-            "X-Odd",
-        ];
-        for name in names {
+        for name in HEADER_NAMES {
             let text = format!("OPTIONS sip:a@b SIP/2.0\r\n{name}: v 1\r\n\r\n");
             let theirs = rsip::Request::try_from(text.as_str()).unwrap();
             let theirs = theirs.headers.iter().next().unwrap();
