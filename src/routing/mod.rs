@@ -233,7 +233,7 @@ impl Routing {
         match &result {
             Ok(s) => {
                 bump(&self.counters.sessions_created);
-                self.invalidate(&s.route_keys());
+                self.remember(s, now);
                 tracing::info!(session = %s.id, a = %s.a.number, b = %s.b.number,
                     a_proxy = %s.a.proxy_number, b_proxy = %s.b.proxy_number, "session opened");
             }
@@ -392,6 +392,28 @@ impl Routing {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
         None
+    }
+
+    /// Caches the routes of `session`, just opened through this process,
+    /// in place of whatever its keys held (a negative entry, say): its
+    /// first calls are answered from memory, not by the database. The
+    /// entries are what the lookup would have fetched at `now`.
+    fn remember(&self, session: &SessionRecord, now: Timestamp) {
+        let ttl = self.policy.route_cache_ttl;
+        if ttl.is_zero() {
+            return self.invalidate(&session.route_keys());
+        }
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for (key, route) in session.routes() {
+            let stale_at = now.saturating_add(ttl);
+            cache.insert(
+                key,
+                CacheEntry {
+                    route: Some(route),
+                    stale_at,
+                },
+            );
+        }
     }
 
     fn invalidate(&self, keys: &[(E164, E164)]) {

@@ -124,6 +124,28 @@ impl SessionRecord {
             .filter_map(|p| Some((p.number.real()?.clone(), p.proxy_number.clone())))
             .collect()
     }
+
+    /// The routes this session serves while open, each under its key
+    /// `(caller, dialled)`: what [`Store::lookup_route`] answers for that
+    /// key (none for a pseudonymised participant).
+    pub fn routes(&self) -> Vec<((E164, E164), RouteRow)> {
+        let sides = [(Side::A, &self.a, &self.b), (Side::B, &self.b, &self.a)];
+        sides
+            .into_iter()
+            .filter_map(|(side, me, other)| {
+                let route = RouteRow {
+                    session_id: self.id.clone(),
+                    caller_side: side,
+                    callee: other.number.real()?.clone(),
+                    caller_id: other.proxy_number.clone(),
+                    expires_at: self.expires_at,
+                    record: self.record,
+                    retention_class: self.retention_class.clone(),
+                };
+                Some(((me.number.real()?.clone(), me.proxy_number.clone()), route))
+            })
+            .collect()
+    }
 }
 
 /// Why a session could not be created.

@@ -103,15 +103,24 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
         misses,
         "the second miss is answered from memory"
     );
-    // ...and dropped when a session opens here, so it is found at once.
+    // ...and replaced when a session opens here: both of its routes are
+    // cached as it opens, so even its first call is found from memory.
     let s = routing.create_session(request(C, M)).await.unwrap();
+    assert_eq!((routing.cached_routes(), routing.cached_misses()), (2, 0));
     let r = routing
         .route(&c, &proxy, clock_now(&clock))
         .await
         .unwrap()
         .unwrap();
     assert_eq!((r.session_id.as_str(), &r.callee), (s.id.as_str(), &m));
-    assert_eq!((routing.cached_routes(), routing.cached_misses()), (1, 0));
+    assert_eq!(
+        routing
+            .counters
+            .cache_misses
+            .load(std::sync::atomic::Ordering::Relaxed),
+        misses,
+        "the first call of a session opened here is a hit"
+    );
     let hits = routing
         .counters
         .cache_hits
@@ -191,6 +200,39 @@ async fn route_cache_is_invalidated_and_bounded(db: Db) {
 }
 on_both_databases!(route_cache_is_invalidated_and_bounded);
 
+/// What a session opening here puts in the cache is what the database
+/// answers for the same keys: the write-through path and the lookup agree.
+async fn routes_cached_on_open_are_what_the_database_answers(db: Db) {
+    let db = TestDb::new(db).await;
+    let (routing, clock) = routing(&db);
+    db.store
+        .add_numbers(&pool_numbers(3), clock_now(&clock))
+        .await
+        .unwrap();
+    let mut r = request(C, M);
+    r.record = Some(false);
+    r.ttl = Some(Duration::from_secs(600));
+    let s = routing.create_session(r).await.unwrap();
+    let routes = s.routes();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routing.cached_routes(), 2);
+    for ((caller, dialled), cached) in routes {
+        let now = clock_now(&clock);
+        let stored = db.store.lookup_route(&caller, &dialled, now).await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&cached), "{caller:?} → {dialled:?}");
+        let served = routing.route_cached(&caller, &dialled, now);
+        assert_eq!(served, Some(Some(cached)));
+    }
+    assert_eq!(
+        routing
+            .counters
+            .cache_misses
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+on_both_databases!(routes_cached_on_open_are_what_the_database_answers);
+
 async fn cached_routes_never_outlive_the_session(db: Db) {
     let db = TestDb::new(db).await;
     let (routing, clock) = routing(&db);
@@ -210,13 +252,18 @@ async fn cached_routes_never_outlive_the_session(db: Db) {
             .is_some()
     );
     clock.advance(Duration::from_secs(10));
-    assert!(
-        routing
-            .route(&key.0, &key.1, clock_now(&clock))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    // Both of its routes were cached as it opened; neither is served now.
+    for (caller, dialled) in s.route_keys() {
+        let now = clock_now(&clock);
+        assert_eq!(routing.route_cached(&caller, &dialled, now), None);
+        assert!(
+            routing
+                .route(&caller, &dialled, now)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
     assert_eq!(routing.cached_routes(), 0);
 
     // The expiry job ends it and starts the quarantine.
