@@ -61,6 +61,16 @@ type Fingerprint = [u64; 2];
 /// shares the queue of the nearest one (inserted in order there).
 const MAX_QUEUES: usize = 8;
 
+/// Most entries a table makes room for when it is made (its bound, up to
+/// this). Growing as it fills would rehash the whole table, and double a
+/// deadline queue, into fresh memory each time it doubles: at 6,000 calls
+/// a second that is a stall of milliseconds on the switch's thread every
+/// few seconds for the first half-minute (5 of every 9 page faults of the
+/// SIP thread under a cold start), while the socket's queue fills. Room
+/// made up front is address space: pages are touched only as entries
+/// land in them.
+const ROOM_MAX: usize = 1 << 20;
+
 /// One lingering entry.
 #[derive(Debug)]
 struct Slot<V> {
@@ -93,18 +103,25 @@ pub struct LingerTable<V> {
     queues: Vec<SpanQueue>,
     /// Most entries; inserting beyond evicts.
     cap: usize,
+    /// Entries a deadline queue has room for when it is made (see
+    /// [`ROOM_MAX`]).
+    room: usize,
     /// Entries evicted to make room, ever.
     evicted: u64,
 }
 
 impl<V> LingerTable<V> {
-    /// An empty table of at most `cap` entries (at least one).
+    /// An empty table of at most `cap` entries (at least one), with room
+    /// made for them up front (up to [`ROOM_MAX`]).
     pub fn new(cap: usize) -> Self {
+        let cap = cap.max(1);
+        let room = cap.min(ROOM_MAX);
         Self {
             hashers: (RandomState::new(), RandomState::new()),
-            slots: HashMap::new(),
+            slots: HashMap::with_capacity(room),
             queues: Vec::new(),
-            cap: cap.max(1),
+            cap,
+            room,
             evicted: 0,
         }
     }
@@ -172,7 +189,6 @@ impl<V> LingerTable<V> {
                 }
             }
         }
-        self.queues.retain(|q| !q.order.is_empty());
         gone
     }
 
@@ -199,14 +215,15 @@ impl<V> LingerTable<V> {
         self.evicted
     }
 
-    /// Bytes the table holds per entry, with the allocators' slack
+    /// Bytes per entry of the table when full, with the allocators' slack
     /// estimated (hash-table buckets at the load factor, queue capacity)
-    /// and the resent bytes counted: what `[limits]
+    /// and the resent bytes averaged over the entries now: what `[limits]
     /// max_lingering_transactions` multiplies.
     pub fn bytes_per_entry(&self) -> usize {
         let n = self.slots.len().max(1);
+        let full = self.slots.capacity().max(n);
         let slot = std::mem::size_of::<(Fingerprint, Slot<V>)>() + 1;
-        let buckets = self.slots.capacity().max(n) * 8 / 7;
+        let buckets = full * 8 / 7;
         let queued: usize = self.queues.iter().map(|q| q.order.capacity()).sum();
         let queue_entry = std::mem::size_of::<(Instant, Fingerprint)>();
         let resent: usize = self
@@ -217,7 +234,7 @@ impl<V> LingerTable<V> {
                 LingerAnswer::Absorb | LingerAnswer::PassAck => 0,
             })
             .sum();
-        (buckets * slot + queued * queue_entry + resent) / n
+        (buckets * slot + queued * queue_entry) / full + resent / n
     }
 
     /// Evicts the entry nearest its deadline; its value.
@@ -250,12 +267,17 @@ impl<V> LingerTable<V> {
     /// The queue for entries lingering `span`.
     fn queue_for(&mut self, span: Duration) -> &mut SpanQueue {
         let found = self.queues.iter().position(|q| q.span == span);
-        let i = match found {
-            Some(i) => i,
+        // An emptied queue keeps its room and takes the next new span.
+        let idle = || self.queues.iter().position(|q| q.order.is_empty());
+        let i = match found.or_else(idle) {
+            Some(i) => {
+                self.queues[i].span = span;
+                i
+            }
             None if self.queues.len() < MAX_QUEUES => {
                 self.queues.push(SpanQueue {
                     span,
-                    order: VecDeque::new(),
+                    order: VecDeque::with_capacity(self.room),
                 });
                 self.queues.len() - 1
             }

@@ -156,3 +156,29 @@ fn spans_out_of_order_still_expire_in_deadline_order() {
     }
     assert_eq!(order, vec![1, 2, 3, 5, 7, 11, 12, 13, 17, 19, 20]);
 }
+
+/// Filling the table to its bound never grows (rehashes) it, and a queue
+/// emptied by expiry keeps its room for the next span rather than being
+/// dropped and grown again.
+#[test]
+fn a_table_makes_room_for_its_bound_up_front_and_keeps_it() {
+    let t0 = Instant::now();
+    let mut table = LingerTable::new(5_000);
+    let room = table.slots.capacity();
+    assert!(room >= 5_000, "room for {room}");
+    let long = t0 + Duration::from_secs(32);
+    for i in 0..5_000u64 {
+        table.insert(t0, &key(&format!("z9hG4bK{i}")), absorb(long), i);
+    }
+    assert_eq!((table.len(), table.evicted()), (5_000, 0));
+    assert_eq!(table.slots.capacity(), room, "no rehash while filling");
+    let queued = table.queues[0].order.capacity();
+    assert!(queued >= 5_000);
+
+    assert_eq!(table.expire(long).len(), 5_000);
+    let short = long + Duration::from_secs(5);
+    table.insert(long, &key("z9hG4bK-next"), absorb(short), 0);
+    assert_eq!(table.queues.len(), 1, "the emptied queue took the new span");
+    assert_eq!(table.queues[0].order.capacity(), queued);
+    assert_eq!(table.next_deadline(), Some(short));
+}
