@@ -560,6 +560,29 @@ async fn a_folded_batch_stores_what_single_writes_store(db: Db) {
     db.store.write_calls(&many).await.unwrap();
     let last = db.store.get_call("cal_many_449").await.unwrap().unwrap();
     assert_eq!((last.answer_at, last.end_at), (Some(at(20)), Some(at(30))));
+    // The steps of many calls started in an earlier batch, interleaved
+    // (every call's first ringing, then every call's second, …): grouped
+    // updates, more calls than one statement takes, first step wins.
+    let calls: Vec<Vec<CallWrite>> = (0..250)
+        .map(|i| steps(&format!("cal_later_{i}"), None))
+        .collect();
+    let starts: Vec<CallWrite> = calls.iter().map(|c| c[0].clone()).collect();
+    db.store.write_calls(&starts).await.unwrap();
+    let rest: Vec<CallWrite> = (1..6)
+        .flat_map(|k| calls.iter().map(move |c| c[k].clone()))
+        .collect();
+    db.store.write_calls(&rest).await.unwrap();
+    let single = db.store.get_call("cal_single_b").await.unwrap().unwrap();
+    for i in [0, 99, 100, 249] {
+        let mut later = db
+            .store
+            .get_call(&format!("cal_later_{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        later.id = single.id.clone();
+        assert_eq!(later, single, "call {i} ended in a later batch");
+    }
 }
 on_both_databases!(a_folded_batch_stores_what_single_writes_store);
 
