@@ -14,15 +14,61 @@
 //! up as they would at that rate. Without `--bench` (as when `cargo test
 //! --all-targets` runs it) it runs a few hundred calls only, to check that
 //! it still works. Prints calls per second of one core and µs of on-CPU
-//! time per call (`CLOCK_THREAD_CPUTIME_ID`); results are in
-//! `docs/benchmarks.md` ("The switch alone").
+//! time per call (`CLOCK_THREAD_CPUTIME_ID`), and the heap allocations
+//! (and bytes asked for) per call, counted around mimalloc, the
+//! allocator the service runs on; results are in `docs/benchmarks.md`
+//! ("The switch alone").
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ansim::b2bua::bench::SwitchBench;
 
 /// Runs repeated this many times.
 const REPS: usize = 5;
+
+/// mimalloc, counting what is asked of it (allocations, reallocations,
+/// bytes): allocations per call are the switch's largest single cost.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn count(size: usize) {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    BYTES.fetch_add(size as u64, Ordering::Relaxed);
+}
+
+// SAFETY: every call is passed on unchanged to mimalloc's allocator,
+// which upholds `GlobalAlloc`'s contract; counting touches only atomics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -44,6 +90,10 @@ fn main() {
     let mut per_call_wall = Vec::with_capacity(REPS);
     for rep in 0..REPS {
         let mut sw = SwitchBench::new(0, 1, rate);
+        let (allocs0, bytes0) = (
+            ALLOCS.load(Ordering::Relaxed),
+            BYTES.load(Ordering::Relaxed),
+        );
         let (wall0, cpu0) = (Instant::now(), thread_cpu_ns());
         for n in 0..calls {
             if let Err(e) = sw.call(rep as u64 * calls + n) {
@@ -53,9 +103,11 @@ fn main() {
         }
         let wall = wall0.elapsed().as_nanos() as f64 / calls as f64;
         let cpu = (thread_cpu_ns() - cpu0) as f64 / calls as f64;
+        let allocs = (ALLOCS.load(Ordering::Relaxed) - allocs0) as f64 / calls as f64;
+        let bytes = (BYTES.load(Ordering::Relaxed) - bytes0) as f64 / calls as f64;
         let stats = sw.stats();
         println!(
-            "  run {rep}: {:>8.0} calls/s/core  {:>6.2} µs CPU/call  {:>6.2} µs wall/call  ({} live, {} lingering at {} B each, {} events)",
+            "  run {rep}: {:>8.0} calls/s/core  {:>6.2} µs CPU/call  {:>6.2} µs wall/call  {allocs:.0} allocations ({bytes:.0} B)/call  ({} live, {} lingering at {} B each, {} events)",
             1e9 / cpu,
             cpu / 1e3,
             wall / 1e3,
