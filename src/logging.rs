@@ -85,9 +85,63 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// A warning that repeats under overload, where every refused call
+/// would log one and the logging would add to the load: the first goes
+/// out at once, then at most one per period, saying how many were held
+/// back since. Counting each one is the metrics' job; the log only says
+/// that it is happening. Sans-IO: the caller passes `now`.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// At most one warning per this.
+    every: std::time::Duration,
+    /// When the last one went out.
+    last: Option<std::time::Instant>,
+    /// Warnings held back since then.
+    held: u64,
+}
+
+impl Throttle {
+    /// At most one warning per `every`.
+    pub const fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// One more occurrence at `now`: `Some(held)` when it is to be logged
+    /// (`held`: how many were held back since the last one), `None` when
+    /// it is held back.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if let Some(last) = self.last
+            && now.saturating_duration_since(last) < self.every
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_warning_a_period_through_and_counts_the_rest() {
+        let t0 = std::time::Instant::now();
+        let second = std::time::Duration::from_secs(1);
+        let mut t = Throttle::new(second);
+        assert_eq!(t.allow(t0), Some(0));
+        for ms in 1..1000 {
+            assert_eq!(t.allow(t0 + std::time::Duration::from_millis(ms)), None);
+        }
+        assert_eq!(t.allow(t0 + second), Some(999));
+        assert_eq!(t.allow(t0 + second), None);
+        assert_eq!(t.allow(t0 + 5 * second), Some(1));
+    }
 
     #[test]
     fn ansim_log_wins_then_rust_log_then_the_default() {

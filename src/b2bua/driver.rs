@@ -605,7 +605,8 @@ impl Engine {
                 Some((ports, m))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "no media for a call");
+                // The switch warns (throttled) as it answers 503.
+                tracing::debug!(error = %e, "no media for a call");
                 None
             }
         }

@@ -43,7 +43,9 @@ impl Switch {
             return;
         };
         if self.transactions_full() && !self.is_about_existing(&key, &req) {
-            tracing::warn!(method = %req.method, "transaction table full: 503");
+            if let Some(held) = self.warnings.transactions.allow(now) {
+                tracing::warn!(method = %req.method, more_since_last = held, "transaction table full: 503");
+            }
             self.send(&flow, &SipMessage::Response(unavailable(&req)));
             return;
         }

@@ -78,6 +78,7 @@ use super::shard::LoadShare;
 use super::trunks::TrunkSet;
 use super::{DialogId, Leg, MediaDirection, MediaPorts, Shard, SharedLoad, TrunkPeer, TxnId};
 use crate::clock::Timestamp;
+use crate::logging::Throttle;
 use crate::phone::E164;
 use crate::routing::Route;
 use crate::sip::{LingerTable, Timers, TransactionKey, parse_datagram, response_for_error};
@@ -317,6 +318,32 @@ pub struct Switch {
     /// `503` (a dispatcher in front moves new calls to another node), the
     /// calls in progress go on.
     draining: bool,
+    /// The overload warnings, each at most once a second.
+    warnings: OverloadWarnings,
+}
+
+/// The warnings a switch logs when it refuses for want of room, each
+/// throttled (under overload there is one per refused request; the
+/// stats and metrics count every one).
+#[derive(Debug)]
+struct OverloadWarnings {
+    /// `max_calls` reached.
+    calls: Throttle,
+    /// The media port pool is exhausted.
+    ports: Throttle,
+    /// `max_transactions` reached.
+    transactions: Throttle,
+}
+
+impl Default for OverloadWarnings {
+    fn default() -> Self {
+        let second = Duration::from_secs(1);
+        Self {
+            calls: Throttle::new(second),
+            ports: Throttle::new(second),
+            transactions: Throttle::new(second),
+        }
+    }
 }
 
 impl Switch {
@@ -347,6 +374,7 @@ impl Switch {
             record_ids: records::RecordIds::default(),
             load: LoadShare::default(),
             draining: false,
+            warnings: OverloadWarnings::default(),
         }
     }
 

@@ -59,7 +59,10 @@ impl Switch {
             return;
         }
         if self.calls_full() {
-            tracing::warn!(max_calls = self.cfg.max_calls, "call limit reached: 503");
+            if let Some(held) = self.warnings.calls.allow(now) {
+                let max_calls = self.cfg.max_calls;
+                tracing::warn!(max_calls, more_since_last = held, "call limit reached: 503");
+            }
             self.stats.calls_refused += 1;
             self.stats.calls_over_limit += 1;
             let resp = unavailable(&req);
@@ -137,7 +140,9 @@ impl Switch {
                 self.start_call(now, lookup, routing, ports, kind)
             }
             RouteResult::NoMedia => {
-                tracing::warn!("media port pool exhausted: 503");
+                if let Some(held) = self.warnings.ports.allow(now) {
+                    tracing::warn!(more_since_last = held, "media port pool exhausted: 503");
+                }
                 self.refuse(now, lookup.server, 503);
                 None
             }
