@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 
 use super::calls::{CallEnd, CallWrite, NewCall};
-use super::{Backend, RecordingEnd, RecordingRow, Store, StoreError, Tx};
+use super::{Backend, RecordingEnd, RecordingFailure, RecordingRow, Store, StoreError, Tx};
 use crate::clock::Timestamp;
 use crate::store::HangupSide;
 
@@ -194,6 +194,65 @@ async fn apply_later(tx: &mut Tx, later: &[&CallWrite]) -> Result<(), StoreError
         }
     }
     Ok(())
+}
+
+/// Ends recordings (`ends`, in their order) with one grouped `UPDATE`
+/// per [`ROWS_PER_UPDATE`], each only while the recording is still
+/// `recording`; for each end, whether it took effect (a second end of one
+/// recording never does, as alone). Those that did write their
+/// `recording.completed` event.
+async fn finish_recordings(
+    tx: &mut Tx,
+    ends: &[(&str, &RecordingEnd)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut first = FirstPerCall::default();
+    for (i, (id, end)) in ends.iter().enumerate() {
+        first.add(id, (i, *end));
+    }
+    let mut done = vec![false; ends.len()];
+    for chunk in first.0.chunks(ROWS_PER_UPDATE) {
+        let sql = end_recordings_sql(chunk.len(), tx.backend);
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for (id, (_, end)) in chunk {
+            q = q
+                .bind(*id)
+                .bind(end.state.as_str())
+                .bind(end.failure.map(RecordingFailure::as_str))
+                .bind(end.ended_at.as_millis())
+                .bind(end.duration_ms)
+                .bind(end.expires_at.as_millis());
+        }
+        let ended: std::collections::HashSet<String> =
+            q.fetch_all(tx.conn()).await?.into_iter().collect();
+        for (id, (i, end)) in chunk {
+            if ended.contains(*id) {
+                done[*i] = true;
+                super::recordings::report_recording_completed(tx, id, end).await?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The ends of `rows` recordings as one `UPDATE … FROM (VALUES (id,
+/// state, failure, ended, duration, expires), …)`, each only while still
+/// `recording`, returning the ids it ended.
+fn end_recordings_sql(rows: usize, backend: Backend) -> String {
+    let mut sql = String::from(
+        "UPDATE recordings SET state = v.column2, failure = v.column3, ended_at = v.column4, \
+         duration_ms = v.column5, expires_at = v.column6 FROM (VALUES ",
+    );
+    let mut params = Params::new(backend);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        params.push_row(&mut sql, 6, None);
+    }
+    sql.push_str(
+        ") AS v WHERE recordings.id = v.column1 AND recordings.state = 'recording' RETURNING id",
+    );
+    sql
 }
 
 /// Steps of one kind, the first per call, in order.
@@ -428,24 +487,25 @@ impl Store {
             }
         }
         apply_later(&mut tx, &folded.later).await?;
-        let mut done = Vec::with_capacity(recordings.len());
-        // Starts in a row go in together; an end waits for the starts
-        // before it, so a start and end of one recording keep their order.
+        // Every start goes in before any end: a recording's end never
+        // comes before its own start, so each keeps its order.
         let mut starts: Vec<&RecordingRow> = Vec::new();
+        let mut ends: Vec<(&str, &RecordingEnd)> = Vec::new();
         for write in recordings {
             match write {
-                RecordingWrite::Started(row) => {
-                    starts.push(row);
-                    done.push(true);
-                }
-                RecordingWrite::Ended(id, end) => {
-                    insert_recordings(&mut tx, &starts).await?;
-                    starts.clear();
-                    done.push(super::recordings::finish_recording_in(&mut tx, id, end).await?);
-                }
+                RecordingWrite::Started(row) => starts.push(row),
+                RecordingWrite::Ended(id, end) => ends.push((id, end)),
             }
         }
         insert_recordings(&mut tx, &starts).await?;
+        let mut ended = finish_recordings(&mut tx, &ends).await?.into_iter();
+        let done = recordings
+            .iter()
+            .map(|w| match w {
+                RecordingWrite::Started(_) => true,
+                RecordingWrite::Ended(..) => ended.next().unwrap_or(false),
+            })
+            .collect();
         tx.commit().await?;
         Ok(done)
     }

@@ -233,6 +233,17 @@ pub(super) async fn finish_recording_in(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
+    report_recording_completed(tx, id, end).await?;
+    Ok(true)
+}
+
+/// Writes recording `id`'s `recording.completed` event in `tx`, if the
+/// webhooks want it: its end (`end`) has just taken effect.
+pub(super) async fn report_recording_completed(
+    tx: &mut Tx,
+    id: &str,
+    end: &RecordingEnd,
+) -> Result<(), StoreError> {
     if tx.webhooks.wants("recording.completed") {
         let (call_id, session_id): (String, String) =
             sqlx::query_as("SELECT call_id, session_id FROM recordings WHERE id = $1")
@@ -248,5 +259,5 @@ pub(super) async fn finish_recording_in(
         };
         tx.enqueue_webhook(&event, end.ended_at).await?;
     }
-    Ok(true)
+    Ok(())
 }
